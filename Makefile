@@ -1,0 +1,19 @@
+# The two commands the README starts with: `make demo` (the main job) and `make test` (the whole suite).
+# Both do all the set-up first (scripts/setup.sh), so they work on a fresh machine.
+.PHONY: setup demo test lint bench
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/python examples/demo.py --output out/demo
+
+test: setup
+	.venv/bin/ruff check src tests benchmarks examples
+	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check src tests benchmarks examples
+
+bench: setup
+	for f in benchmarks/bench_*.py; do .venv/bin/python $$f || exit 1; done

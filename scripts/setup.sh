@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything deepij needs on a fresh Debian 12 machine: system packages (a JDK with AWT, ImageJ 1.x
+# from libij-java, Xvfb) and a virtual environment at .venv with deepij and its frameworks.
+# Re-running is cheap: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- system packages -------------------------------------------------------------------------------------
+missing=()
+java_home=""
+if command -v javac >/dev/null 2>&1; then
+    java_home=$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")
+fi
+# javac builds the ImageJ shim (jars/); libawt_xawt is what a non-headless JVM under Xvfb needs.
+if [ -z "$java_home" ] || [ -z "$(find "$java_home" -name libawt_xawt.so -print -quit 2>/dev/null)" ]; then
+    missing+=(openjdk-17-jdk)
+fi
+[ -f /usr/share/java/ij.jar ] || missing+=(libij-java)
+command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+            log "need root to install: ${missing[*]} (run: apt-get install ${missing[*]})"; exit 1
+        fi
+    fi
+    log "installing system packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python environment ----------------------------------------------------------------------------------
+py=${PYTHON:-python3}
+stamp=.venv/.deepij-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    exit 0
+fi
+[ -x .venv/bin/python ] || { log "creating .venv"; "$py" -m venv .venv; }
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# torch==2.13.0 is a CPU wheel already on the project's machines; any other spec pulls GBs of CUDA packages.
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    log "installing torch==2.13.0"
+    "${pip[@]}" torch==2.13.0
+fi
+log "installing deepij and its dependencies into .venv"
+"${pip[@]}" -e ".[torch,tensorflow,onnx,test]"
+echo "$want" > "$stamp"
+log "done"

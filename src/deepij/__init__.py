@@ -1,0 +1,47 @@
+"""deepij: run deepImageJ bundles and BioImage Model Zoo models from Python, with their ImageJ processing
+inside a real ImageJ.
+
+The public entry points are imported lazily, so ``import deepij`` is fast and works without a JVM or any
+deep-learning framework installed:
+
+- ``deepij.imagej()`` the process's one ImageJ session; ``deepij.attach(ij)`` adopts a pyimagej gateway;
+- ``deepij.run_macro(macro, image)`` runs an ImageJ macro on numpy/xarray data;
+- ``deepij.load(bundle)`` reads a bundle into a :class:`~deepij.pipeline.Model` (``.description``, ``.predict``);
+- ``deepij.find_model(name)`` / ``deepij.install(zip_or_url)`` look up and install bundles.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> (module, attribute); attribute None means the module itself (deepij.imagej is a callable module).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "imagej": ("deepij.imagej", None),
+    "attach": ("deepij.imagej", "attach"),
+    "run_macro": ("deepij.imagej", "run_macro"),
+    "load": ("deepij.pipeline", "load"),
+    "Model": ("deepij.pipeline", "Model"),
+    "find_model": ("deepij.bundle", "find_model"),
+    "install": ("deepij.bundle", "install"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'deepij' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    if attribute is not None:
+        globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,1 @@
+"""The ImageJ inside the Python process: runtime (start/attach, Xvfb), images, tables, macros, Java steps."""

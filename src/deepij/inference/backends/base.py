@@ -1,0 +1,66 @@
+"""The one interface every framework adapter implements.
+
+A backend wraps one loaded network. It knows nothing of tiling, processing or ImageJ: it takes one array per
+model input, laid out exactly in that input's declared axes (``TensorSpec.axes_str``, batch included when the
+descriptor has a ``b`` axis), and returns one array per model output, laid out in that output's declared axes.
+Framework quirks (a graph that wants a batch axis the descriptor omits, TF signature names, dtype casts,
+device transfers) stay inside the adapter.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from deepij.bundle.description import ModelDescription, WeightsEntry
+
+
+class Backend(ABC):
+    """A loaded network, ready to run many times.
+
+    Parameters
+    ----------
+    description : ModelDescription
+        The model the weights belong to.
+    weights : WeightsEntry
+        The weights entry to load (its files already checked and, for TF, unpacked).
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; None picks a GPU when the framework sees one.
+    """
+
+    format: ClassVar[str]
+    """The canonical weights format this adapter loads (``"torchscript"``, ...)."""
+
+    def __init__(
+        self, description: ModelDescription, weights: WeightsEntry, device: str | None = None
+    ) -> None:
+        self.description = description
+        self.weights = weights
+        self.device = device or "cpu"
+
+    @abstractmethod
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the network once.
+
+        Parameters
+        ----------
+        inputs : sequence of ndarray
+            One per ``description.inputs``, in that order and in that tensor's axes.
+
+        Returns
+        -------
+        list of ndarray
+            One per ``description.outputs``, in that order and in that tensor's axes.
+        """
+
+    def close(self) -> None:
+        """Release the framework's resources (sessions, GPU memory). The backend is unusable after."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
