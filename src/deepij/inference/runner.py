@@ -1,0 +1,312 @@
+"""Run a :class:`~deepij.inference.plan.TilePlan` with any backend, writing into preallocated outputs.
+
+The image stays as it is (no padded copy): each tile is cut from it, mirrored only where it reaches past a
+border, so peak memory is the input, the outputs and a few tiles, however many tiles there are.
+Axes the model does not take (time, Z for a 2-D model, a batch of several images) are looped over, each
+position being one sample planned alike. Several tiles (of one or several samples) can share one forward
+pass when the model has a batch axis.
+
+The work is split so that another scheduler (Dask, threads) can drive it: :meth:`TiledRun.batches` lists the
+work, :meth:`TiledRun.run_batch` computes one batch without touching the outputs, and :meth:`TiledRun.write`
+puts its results in place.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from deepij.bundle.description import FixedSize, ModelDescription, ParameterizedSize, TensorSpec
+from deepij.errors import BackendError, TilingError
+from deepij.inference.backends.base import Backend
+from deepij.inference.grid import mirror_indices
+from deepij.inference.plan import Tile, TilePlan
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One tile of one sample: ``key`` gives the sample's position along the looped dims."""
+
+    key: tuple[int, ...]
+    tile: Tile
+
+
+def cut_tile(sample: np.ndarray, axes: str, plan: TilePlan, tile: Tile) -> np.ndarray:
+    """The tile's window of one sample (axes ``axes``, no batch), mirrored past the borders.
+
+    Examples
+    --------
+    >>> window = cut_tile(image, "yx", plan, next(plan.tiles()))  # doctest: +SKIP
+    """
+    index: list[slice] = [slice(None)] * sample.ndim
+    fancy: dict[int, np.ndarray] = {}
+    for k, grid in enumerate(plan.grids):
+        position = axes.index(grid.axis)
+        start = tile.starts[k]
+        if start >= 0 and start + grid.tile <= grid.size:
+            index[position] = slice(start, start + grid.tile)
+            continue
+        rows = mirror_indices(start, grid.tile, grid.size)
+        low = int(rows.min())
+        index[position] = slice(low, int(rows.max()) + 1)
+        fancy[position] = rows - low
+    window = sample[tuple(index)]
+    for position, rows in fancy.items():
+        window = np.take(window, rows, axis=position)
+    return window
+
+
+class TiledRun:
+    """One run of a plan over every sample of the inputs.
+
+    Parameters
+    ----------
+    backend : Backend
+        The loaded network.
+    plan : TilePlan
+        Tiles of one sample.
+    inputs : mapping of str to xarray.DataArray
+        Per model input, the (pre-processed) image with named dims: the input's axes (batch optional) and
+        any dims the model does not take, which are looped over. Other inputs than the plan's must carry
+        the same looped dims or none (then they are shared by every sample).
+    batch_size : int
+        Tiles per forward pass; only models with a batch axis take more than 1.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        plan: TilePlan,
+        inputs: Mapping[str, xr.DataArray],
+        batch_size: int = 1,
+    ) -> None:
+        self.backend = backend
+        self.plan = plan
+        self.description: ModelDescription = backend.description
+        primary = self.description.input(plan.input) if plan.input else self.description.inputs[0]
+        model_axes = [a for a in primary.axes_str if a != "b"]
+        self.loop_dims = tuple(d for d in inputs[primary.name].dims if d not in model_axes)
+        self.loop_sizes = tuple(inputs[primary.name].sizes[d] for d in self.loop_dims)
+        self._samples = {
+            spec.name: self._arrange(spec, inputs[spec.name]) for spec in self.description.inputs
+        }
+        self.batch_size = _effective_batch(primary, batch_size)
+        self.outputs: dict[str, np.ndarray] = {}
+        self._out_dims: dict[str, tuple[str, ...]] = {}
+
+    # --- preparing ---------------------------------------------------------------------------------------
+
+    def _arrange(self, spec: TensorSpec, data: xr.DataArray) -> tuple[np.ndarray, bool]:
+        """The input as numpy, looped dims first (in the plan input's order), then the model's axes."""
+        axes = [a for a in spec.axes_str if a != "b"]
+        missing = [a for a in axes if a not in data.dims]
+        if missing:
+            raise TilingError(f"input {spec.name!r}: no dims {missing} in the image (dims {list(data.dims)})")
+        extra = [d for d in data.dims if d not in axes]
+        unknown = [d for d in extra if d not in self.loop_dims]
+        if unknown:
+            raise TilingError(f"input {spec.name!r}: dims {unknown} are not axes of the model input")
+        if extra and len(extra) != len(self.loop_dims):
+            raise TilingError(
+                f"input {spec.name!r}: dims {extra} must be all of {list(self.loop_dims)} or none of them"
+            )
+        for d in extra:
+            expected = self.loop_sizes[self.loop_dims.index(d)]
+            if data.sizes[d] != expected:
+                raise TilingError(
+                    f"input {spec.name!r}: dim {d} has {data.sizes[d]} entries, the other inputs "
+                    f"{expected}; expected equal sizes"
+                )
+        looped = self.loop_dims if extra else ()
+        return np.asarray(data.transpose(*looped, *axes).data), bool(extra)
+
+    # --- the work ----------------------------------------------------------------------------------------
+
+    def items(self) -> list[WorkItem]:
+        """Every (sample, tile) pair, sample by sample."""
+        tiles = list(self.plan.tiles())
+        keys = itertools.product(*(range(n) for n in self.loop_sizes))
+        return [WorkItem(key, tile) for key in keys for tile in tiles]
+
+    def batches(self) -> list[list[WorkItem]]:
+        """The items grouped by forward pass."""
+        work = self.items()
+        return [work[i : i + self.batch_size] for i in range(0, len(work), self.batch_size)]
+
+    def run_batch(self, items: Sequence[WorkItem]) -> list[dict[str, np.ndarray]]:
+        """One forward pass over ``items``; returns, per item, each output's tile result (no batch axis).
+
+        Touches nothing but the backend: safe to call from another scheduler.
+        """
+        arrays = [self._batch_input(spec, items) for spec in self.description.inputs]
+        try:
+            results = self.backend.predict(arrays)
+        except (BackendError, TilingError):
+            raise
+        except Exception as error:
+            raise BackendError(f"model {self.description.name!r}: forward pass failed: {error}") from error
+        if len(results) != len(self.description.outputs):
+            raise BackendError(
+                f"model {self.description.name!r}: the network gave {len(results)} outputs, the description "
+                f"lists {len(self.description.outputs)}"
+            )
+        per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
+        for spec, result in zip(self.description.outputs, results, strict=True):
+            result = np.asarray(result)
+            if result.ndim != len(spec.axes):
+                raise BackendError(
+                    f"output {spec.name!r}: the network gave {result.ndim} dims {result.shape}, the "
+                    f"description says axes {spec.axes_str!r}"
+                )
+            for i in range(len(items)):
+                per_item[i][spec.name] = _take_sample(result, spec.axes_str, i)
+        return per_item
+
+    def _batch_input(self, spec: TensorSpec, items: Sequence[WorkItem]) -> np.ndarray:
+        array, looped = self._samples[spec.name]
+        axes = "".join(a for a in spec.axes_str if a != "b")
+        windowed = spec.name in self.plan.windowed
+        pieces = []
+        for item in items:
+            sample = array[item.key] if looped else array
+            pieces.append(cut_tile(sample, axes, self.plan, item.tile) if windowed else sample)
+        while len(pieces) < self.batch_size and "b" in spec.axes_str:
+            pieces.append(pieces[-1])  # a batch axis of fixed size: fill up, the extra results are dropped
+        if "b" not in spec.axes_str:
+            return np.ascontiguousarray(pieces[0])
+        return np.stack(pieces, axis=spec.axes_str.index("b"))
+
+    def write(self, item: WorkItem, results: Mapping[str, np.ndarray]) -> None:
+        """Put one item's tile results in place in the outputs (allocated on the first call)."""
+        for spec in self.description.outputs:
+            result = results[spec.name]
+            if spec.name not in self.outputs:
+                self._allocate(spec, result)
+            dest, source = self.plan.output_regions(item.tile, spec.name)
+            self._check_source(spec, result, source)
+            target = self._target(spec, item.key, dest)
+            piece = result[source]
+            weights = self.plan.blend_weights(item.tile, spec.name)
+            array = self.outputs[spec.name]
+            if weights is None:
+                array[target] = piece
+            else:
+                array[target] += piece * weights.astype(array.dtype)
+
+    def _target(self, spec: TensorSpec, key: tuple[int, ...], dest: tuple[slice, ...]) -> tuple:
+        """Index in the full output: looped dims in front, a looped batch dim in the output's own b axis."""
+        lead: list[int] = []
+        batch = 0
+        for dim, k in zip(self.loop_dims, key, strict=True):
+            if dim == "b" and "b" in spec.axes_str:
+                batch = k
+            else:
+                lead.append(k)
+        # The tile result keeps its batch axis (size 1): address it by a one-element slice.
+        inner = [slice(batch, batch + 1) if a == "b" else d for a, d in zip(spec.axes_str, dest, strict=True)]
+        return (*lead, *inner)
+
+    def _allocate(self, spec: TensorSpec, first: np.ndarray) -> None:
+        out_plan = self.plan.outputs[spec.name]
+        lead_dims = [d for d in self.loop_dims if not (d == "b" and "b" in spec.axes_str)]
+        lead_sizes = [self.loop_sizes[self.loop_dims.index(d)] for d in lead_dims]
+        shape = []
+        for letter, size in zip(spec.axes_str, first.shape, strict=True):
+            if letter == "b":
+                shape.append(self.loop_sizes[self.loop_dims.index("b")] if "b" in self.loop_dims else 1)
+            else:
+                shape.append(out_plan.sizes.get(letter, size))
+        dtype = first.dtype
+        if self.plan.mode == "blend":
+            dtype = np.result_type(dtype, np.float32)
+        self.outputs[spec.name] = np.zeros((*lead_sizes, *shape), dtype=dtype)
+        self._out_dims[spec.name] = (*lead_dims, *spec.axes_str)
+
+    def _check_source(self, spec: TensorSpec, result: np.ndarray, source: tuple[slice, ...]) -> None:
+        out_plan = self.plan.outputs[spec.name]
+        for letter, s, size in zip(spec.axes_str, source, result.shape, strict=True):
+            if s.stop is not None and s.stop > size:
+                m = out_plan.maps[letter]
+                grid = self.plan.grids[self.plan.axes.index(m.input_axis)]
+                raise TilingError(
+                    f"output {spec.name!r} axis {letter}: the network gave {size} pixels for a {grid.tile} "
+                    f"tile but the description promises {m.tile_size(grid.tile)} (scale {m.scale}, offset "
+                    f"{2 * m.offset}); the tile's result would be read up to {s.stop}"
+                )
+
+    def run(self, progress: Progress | None = None) -> dict[str, xr.DataArray]:
+        """Run every batch in order and return the outputs as xarray (dims: looped dims, then output axes)."""
+        batches = self.batches()
+        for done, items in enumerate(batches, start=1):
+            for item, results in zip(items, self.run_batch(items), strict=False):
+                self.write(item, results)
+            if progress is not None:
+                progress(done, len(batches))
+        return {name: xr.DataArray(array, dims=self._out_dims[name]) for name, array in self.outputs.items()}
+
+
+def _take_sample(result: np.ndarray, axes: str, i: int) -> np.ndarray:
+    if "b" not in axes:
+        return result
+    b = axes.index("b")
+    return np.take(result, [i], axis=b)
+
+
+def _effective_batch(primary: TensorSpec, requested: int) -> int:
+    """The tiles per pass the model's batch axis accepts, at least 1 and at most ``requested`` if it can."""
+    if isinstance(requested, bool) or not isinstance(requested, (int, np.integer)) or requested < 1:
+        raise TilingError(f"batch_size: expected a positive integer, not {requested!r}")
+    if "b" not in primary.axes_str:
+        return 1
+    rule = primary.axis("b").size
+    if rule is None or rule.is_valid(requested):
+        return int(requested)
+    if isinstance(rule, FixedSize):
+        return rule.value
+    if isinstance(rule, ParameterizedSize):
+        return rule.smallest_at_least(requested) or rule.min
+    return 1
+
+
+def run_tiled(
+    backend: Backend,
+    plan: TilePlan,
+    inputs: Mapping[str, xr.DataArray],
+    *,
+    batch_size: int = 1,
+    progress: Progress | None = None,
+) -> dict[str, xr.DataArray]:
+    """Run a model over every tile of every sample and return the stitched outputs.
+
+    Parameters
+    ----------
+    backend : Backend
+        The loaded network (see :func:`deepij.inference.backends.load_backend`).
+    plan : TilePlan
+        From :meth:`deepij.inference.tiling.ModelTiling.plan`, for one sample of ``inputs``.
+    inputs : mapping of str to xarray.DataArray
+        Per model input, the image with named dims (module notes).
+    batch_size : int
+        Tiles per forward pass (models with a batch axis).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each forward pass.
+
+    Returns
+    -------
+    dict of str to xarray.DataArray
+        Per output, dims = looped dims (except a batch dim the output has) followed by the output's axes.
+
+    Examples
+    --------
+    >>> plan = analyse_tiling(backend.description).plan({"raw": {"c": 1, "y": 512, "x": 512}}, tile=128)
+    ... # doctest: +SKIP
+    >>> outputs = run_tiled(backend, plan, {"raw": xr.DataArray(image, dims=("b", "c", "y", "x"))})
+    ... # doctest: +SKIP
+    """
+    return TiledRun(backend, plan, inputs, batch_size).run(progress)
