@@ -29,7 +29,7 @@ Where deepij differs, on purpose:
 - deepImageJ refuses tiles larger than ``3I + 1`` (one reflection per side at most); deepij reflects as often
   as needed. Tiles deepImageJ accepts give identical windows.
 - The suggested tile can be invalid in deepImageJ (it is a multiple of ``step``, not ``min + k*step``);
-  deepij rounds it up to the next valid size.
+  deepij then takes the seed paper's equation 3, the smallest valid size ``>= I + 2h``.
 - Models that cannot be tiled (``allow_tiling: false``, pyramidal, outputs that are not images of the input):
   deepImageJ rounds ``I`` up to ``min + k*step`` (below ``min`` when ``I < min``) and hands back the output
   of the padded tile uncropped. deepij runs the smallest valid size ``>= I + 2P`` (``>= I`` where none is),
@@ -140,7 +140,10 @@ class ModelTiling:
                 q -= step
             if q > 3 * size:
                 q = math.ceil(size / step) * step
-            q = self.smallest_valid(a, max(q, 2 * self.pads[a] + 1))
+            if not rule.is_valid(q) or q <= 2 * self.pads[a]:
+                # deepImageJ's multiple of step is not always min + k*step: take the seed paper's
+                # equation 3 (smallest valid size >= I + 2h) then, or the next valid size above q.
+                q = self.smallest_valid(a, max(min(q, size + 2 * halo), 2 * self.pads[a] + 1))
             tile[a] = q
         return tile
 
