@@ -14,7 +14,8 @@ Conventions
 - Paths inside a description are relative to :attr:`ModelDescription.root` (or are URLs); use
   :meth:`ModelDescription.path` to resolve them.
 - Weights formats have canonical names: ``torchscript`` (also for ``pytorch_script``),
-  ``tensorflow_saved_model_bundle``, ``onnx``, ``pytorch_state_dict``, ``keras_hdf5``, ``tensorflow_js``.
+  ``tensorflow_saved_model_bundle``, ``onnx``, ``pytorch_state_dict``, ``keras_hdf5``, ``keras_v3``,
+  ``tensorflow_js``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ WEIGHTS_FORMATS = (
     "onnx",
     "pytorch_state_dict",
     "keras_hdf5",
+    "keras_v3",
     "tensorflow_js",
 )
 
@@ -94,7 +96,7 @@ class ReferenceSize:
     offset: float = 0.0
 
     def size_for(self, reference_size: int) -> int:
-        return int(round(reference_size * self.scale + self.offset))
+        return round(reference_size * self.scale + self.offset)
 
 
 SizeRule = FixedSize | ParameterizedSize | ReferenceSize | None
@@ -156,6 +158,8 @@ class TensorSpec:
     description: str = ""
     test_tensor: str | None = None
     sample_tensor: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Tensor fields the readers do not interpret (0.5 ``data`` units, ``optional``, ...), kept as found."""
 
     @property
     def axes_str(self) -> str:
@@ -233,6 +237,8 @@ class DeepImageJConfig:
     preprocess: tuple[ImageJStep, ...] = ()
     postprocess: tuple[ImageJStep, ...] = ()
     test_information: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Other keys of the section, kept as found."""
 
 
 @dataclass(frozen=True)

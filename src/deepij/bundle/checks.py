@@ -1,0 +1,169 @@
+"""Checks of a whole description that no single field shows: names, references, halos, weights.
+
+Readers call :func:`check_description` last; :func:`minimum_size` is also useful to tiling code.
+"""
+
+from __future__ import annotations
+
+from deepij.bundle.description import (
+    FixedSize,
+    ModelDescription,
+    ParameterizedSize,
+    ReferenceSize,
+    SizeRule,
+    TensorSpec,
+)
+from deepij.errors import BundleError
+
+_MAX_REFERENCE_DEPTH = 8
+
+
+def check_description(description: ModelDescription) -> None:
+    """Raise a :class:`BundleError` for the first inconsistency found.
+
+    Examples
+    --------
+    >>> check_description(description)  # doctest: +SKIP
+    """
+    _check_weights(description)
+    _check_names(description)
+    for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
+        for index, tensor in enumerate(tensors):
+            _check_references(description, kind, index, tensor)
+            _check_processing_references(description, kind, index, tensor)
+    for index, tensor in enumerate(description.outputs):
+        _check_halo(description, index, tensor)
+
+
+def minimum_size(description: ModelDescription, rule: SizeRule, _depth: int = 0) -> int | None:
+    """The smallest size an axis with this rule can have; None when any size goes (no lower bound).
+
+    Examples
+    --------
+    >>> minimum_size(description, ParameterizedSize(64, 16))  # doctest: +SKIP
+    64
+    """
+    if isinstance(rule, FixedSize):
+        return rule.value
+    if isinstance(rule, ParameterizedSize):
+        return rule.min
+    if isinstance(rule, ReferenceSize) and _depth < _MAX_REFERENCE_DEPTH:
+        target = _find_tensor(description, rule.tensor)
+        axis = next((a for a in target.axes if a.id == rule.axis), None) if target else None
+        if axis is None:
+            return None
+        reference = minimum_size(description, axis.size, _depth + 1)
+        return None if reference is None else rule.size_for(reference)
+    return None
+
+
+def _find_tensor(description: ModelDescription, name: str) -> TensorSpec | None:
+    return next((t for t in (*description.inputs, *description.outputs) if t.name == name), None)
+
+
+def _legacy(description: ModelDescription) -> bool:
+    return not description.format_version.startswith("0.5")
+
+
+def _axis_field(description: ModelDescription, kind: str, index: int, axis_index: int, key: str) -> str:
+    if _legacy(description):
+        return f"{kind}[{index}].{'halo' if key == 'halo' else 'shape'}"
+    return f"{kind}[{index}].axes[{axis_index}].{key}"
+
+
+def _check_weights(description: ModelDescription) -> None:
+    if not description.weights:
+        raise BundleError(
+            "no weights formats given",
+            file=description.descriptor,
+            field="weights",
+            expected="at least one of torchscript, tensorflow_saved_model_bundle, onnx, ...",
+        )
+
+
+def _check_names(description: ModelDescription) -> None:
+    seen: set[str] = set()
+    for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
+        for index, tensor in enumerate(tensors):
+            if tensor.name in seen:
+                raise BundleError(
+                    "tensor name used twice",
+                    file=description.descriptor,
+                    field=f"{kind}[{index}].{'name' if _legacy(description) else 'id'}",
+                    found=tensor.name,
+                    expected="names unique across inputs and outputs",
+                )
+            seen.add(tensor.name)
+
+
+def _check_references(description: ModelDescription, kind: str, index: int, tensor: TensorSpec) -> None:
+    for axis_index, axis in enumerate(tensor.axes):
+        rule = axis.size
+        if not isinstance(rule, ReferenceSize):
+            continue
+        field = _axis_field(description, kind, index, axis_index, "size")
+        target = _find_tensor(description, rule.tensor)
+        target_axis = next((a for a in target.axes if a.id == rule.axis), None) if target else None
+        if target_axis is None:
+            raise BundleError(
+                "size refers to a missing tensor axis",
+                file=description.descriptor,
+                field=field,
+                found=f"{rule.tensor}.{rule.axis}",
+                expected="an axis of an existing tensor",
+            )
+        if isinstance(target_axis.size, ReferenceSize):
+            raise BundleError(
+                "contradictory shape rules: a size refers to an axis whose size is itself a reference",
+                file=description.descriptor,
+                field=field,
+                found=f"{rule.tensor}.{rule.axis}",
+                expected="a reference to an axis with a fixed or min/step size",
+            )
+
+
+def _check_processing_references(
+    description: ModelDescription, kind: str, index: int, tensor: TensorSpec
+) -> None:
+    for op_index, op in enumerate(tensor.processing):
+        reference = op.kwargs.get("reference_tensor")
+        if reference is not None and _find_tensor(description, str(reference)) is None:
+            step = "postprocessing" if kind == "outputs" else "preprocessing"
+            raise BundleError(
+                "processing refers to an unknown tensor",
+                file=description.descriptor,
+                field=f"{kind}[{index}].{step}[{op_index}].kwargs.reference_tensor",
+                found=reference,
+                expected="the name of an input or output",
+            )
+
+
+def can_grow(description: ModelDescription, rule: SizeRule, _depth: int = 0) -> bool:
+    """True when the axis has valid sizes beyond its minimum (min/step with step > 0, or any size)."""
+    if rule is None:
+        return True
+    if isinstance(rule, ParameterizedSize):
+        return rule.step > 0
+    if isinstance(rule, ReferenceSize) and _depth < _MAX_REFERENCE_DEPTH and rule.scale > 0:
+        target = _find_tensor(description, rule.tensor)
+        axis = next((a for a in target.axes if a.id == rule.axis), None) if target else None
+        return axis is not None and can_grow(description, axis.size, _depth + 1)
+    return False
+
+
+def _check_halo(description: ModelDescription, index: int, tensor: TensorSpec) -> None:
+    """A halo must leave something valid of the output. Growable axes are fine: deepImageJ picks tiles
+    larger than twice the halo (real bundles declare min 1 with a halo of 10)."""
+    for axis_index, axis in enumerate(tensor.axes):
+        if axis.halo <= 0 or can_grow(description, axis.size):
+            continue
+        smallest = minimum_size(description, axis.size)
+        if smallest is not None and smallest - 2 * axis.halo < 1:
+            raise BundleError(
+                f"halo too large for the shape of axis {axis.id!r}: nothing valid would remain "
+                f"of its {smallest}-pixel output after cropping {axis.halo} on each side",
+                file=description.descriptor,
+                field=_axis_field(description, "outputs", index, axis_index, "halo"),
+                found=axis.halo,
+                expected=f"a halo below {smallest / 2:g} (half the smallest output size {smallest})",
+            )

@@ -1,0 +1,159 @@
+"""What ``deepij info`` shows: a summary of a bundle, as data (``--json``) or as text."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from deepij.bundle.description import (
+    FixedSize,
+    ImageJStep,
+    ModelDescription,
+    ParameterizedSize,
+    ReferenceSize,
+    SizeRule,
+    TensorSpec,
+)
+from deepij.bundle.quantities import parse_quantity
+from deepij.bundle.weights import TF_FORMAT, cached_sha256, holding_saved_model, local_path
+from deepij.errors import BundleError
+
+
+def size_rule_text(rule: SizeRule) -> str:
+    """A size rule in words: ``"64"``, ``"64+16k"``, ``"raw.y*2+0"``, ``"any"``.
+
+    Examples
+    --------
+    >>> size_rule_text(ParameterizedSize(64, 16)), size_rule_text(ReferenceSize("raw", "y", 0.5, -4))
+    ('64+16k', 'raw.y*0.5-4')
+    """
+    if rule is None:
+        return "any"
+    if isinstance(rule, FixedSize):
+        return str(rule.value)
+    if isinstance(rule, ParameterizedSize):
+        return f"{rule.min}+{rule.step}k"
+    assert isinstance(rule, ReferenceSize)
+    offset = f"{rule.offset:+g}" if rule.offset else ""
+    return f"{rule.tensor}.{rule.axis}*{rule.scale:g}{offset}"
+
+
+def weights_status(description: ModelDescription, fmt: str, *, verify: bool = True) -> str:
+    """``verified``, ``present`` (no sha256 to check, or not checked), ``unpacked`` (TF SavedModel folder
+    only), ``sha256 mismatch``, ``missing`` or ``remote``."""
+    entry = description.weights[fmt]
+    if entry.is_url:
+        return "remote"
+    try:
+        path = local_path(description, entry.source)
+    except BundleError:
+        return "missing"
+    if not path.is_file():
+        if fmt == TF_FORMAT:
+            unpacked = holding_saved_model(description.root / Path(entry.source).stem)
+            if unpacked is not None or holding_saved_model(description.root) is not None:
+                return "unpacked"
+        return "missing"
+    if not verify or entry.sha256 is None:
+        return "present"
+    return "verified" if cached_sha256(path) == entry.sha256 else "sha256 mismatch"
+
+
+def summarize(description: ModelDescription, *, verify: bool = True) -> dict[str, Any]:
+    """The bundle in plain data (JSON-ready).
+
+    Examples
+    --------
+    >>> summarize(open_bundle("my_bundle/", verify=False))["inputs"][0]["axes"]  # doctest: +SKIP
+    'bcyx'
+    """
+    dij = description.deepimagej
+    return {
+        "name": description.name,
+        "format_version": description.format_version,
+        "descriptor": str(description.descriptor),
+        "description": description.description,
+        "authors": [p.name for p in description.authors],
+        "license": description.license,
+        "documentation": description.documentation,
+        "inputs": [_tensor(t) for t in description.inputs],
+        "outputs": [_tensor(t) for t in description.outputs],
+        "deepimagej": {
+            "pyramidal_model": dij.pyramidal_model,
+            "allow_tiling": dij.allow_tiling,
+            "tensorflow_tag": dij.tensorflow_tag,
+            "tensorflow_signature": dij.tensorflow_signature,
+            "preprocess": [_step(s) for s in dij.preprocess],
+            "postprocess": [_step(s) for s in dij.postprocess],
+            "test_runtime_s": _runtime(dij.test_information),
+        },
+        "weights": {
+            fmt: {
+                "source": entry.source,
+                "sha256": entry.sha256,
+                "status": weights_status(description, fmt, verify=verify),
+            }
+            for fmt, entry in description.weights.items()
+        },
+    }
+
+
+def _tensor(t: TensorSpec) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "axes": t.axes_str,
+        "data_type": t.data_type,
+        "data_range": None if t.data_range is None else [_json_number(v) for v in t.data_range],
+        "sizes": {a.id: size_rule_text(a.size) for a in t.axes},
+        "halo": {a.id: a.halo for a in t.axes if a.halo},
+        "processing": [op.name for op in t.processing],
+        "test_tensor": t.test_tensor,
+    }
+
+
+def _json_number(value: float) -> float | str:
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def _step(step: ImageJStep) -> str:
+    if step.kind == "macro":
+        return f"macro {step.file}"
+    call = f" {step.java_class}::{step.method}" if step.java_class else ""
+    return f"java {step.file}{call}"
+
+
+def _runtime(test_information: Any) -> float | None:
+    value = test_information.get("runtime") if isinstance(test_information, dict) else None
+    parsed = parse_quantity(value)
+    return None if parsed is None else parsed[0]
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a few readable lines."""
+    lines = [
+        f"{summary['name']}  (format {summary['format_version']})",
+        f"  descriptor: {summary['descriptor']}",
+    ]
+    for kind in ("inputs", "outputs"):
+        for t in summary[kind]:
+            sizes = " ".join(f"{axis}={rule}" for axis, rule in t["sizes"].items())
+            halo = f"  halo {t['halo']}" if t["halo"] else ""
+            lines.append(f"  {kind[:-1]} {t['name']!r}: axes {t['axes']} ({sizes}) {t['data_type']}{halo}")
+            if t["processing"]:
+                stage = "pre" if kind == "inputs" else "post"
+                lines.append(f"    spec {stage}processing: {', '.join(t['processing'])}")
+    dij = summary["deepimagej"]
+    for key in ("preprocess", "postprocess"):
+        if dij[key]:
+            lines.append(f"  deepImageJ {key}: {'; '.join(dij[key])}")
+    flags = [f"tiling {'allowed' if dij['allow_tiling'] else 'off'}"]
+    if dij["pyramidal_model"]:
+        flags.append("pyramidal")
+    if dij["tensorflow_tag"] or dij["tensorflow_signature"]:
+        flags.append(f"TF tag {dij['tensorflow_tag']!r}, signature {dij['tensorflow_signature']!r}")
+    lines.append("  " + ", ".join(flags))
+    lines.append("  weights:")
+    for fmt, entry in summary["weights"].items():
+        lines.append(f"    {fmt:<30} {entry['status']:<16} {entry['source']}")
+    return "\n".join(lines)

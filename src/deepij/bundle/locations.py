@@ -1,0 +1,101 @@
+"""Where bundles live: the models folder, the cache, and the descriptor inside a bundle folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deepij.errors import BundleError
+
+DESCRIPTOR_NAMES = ("rdf.yaml", "model.yaml", "bioimageio.yaml")
+"""Descriptor file names, in the order they are looked for (deepImageJ reads rdf.yaml before model.yaml)."""
+DESCRIPTOR_PATTERNS = ("*.bioimageio.yaml", "*.model.yaml")
+
+
+def default_models_dir() -> Path:
+    """The models folder: ``$DEEPIJ_MODELS_DIR``, else ``~/.deepij/models``.
+
+    Examples
+    --------
+    >>> import os; os.environ["DEEPIJ_MODELS_DIR"] = "/tmp/models"
+    >>> str(default_models_dir())
+    '/tmp/models'
+    >>> del os.environ["DEEPIJ_MODELS_DIR"]
+    """
+    configured = os.environ.get("DEEPIJ_MODELS_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".deepij" / "models"
+
+
+def models_dir_from(models_dir: str | Path | None) -> Path:
+    """The folder holding bundle folders. An ImageJ/Fiji installation folder means its ``models/``."""
+    folder = default_models_dir() if models_dir is None else Path(models_dir).expanduser()
+    looks_like_imagej = (folder / "plugins").is_dir() or (folder / "jars").is_dir()
+    if looks_like_imagej and folder.name != "models":
+        return folder / "models"
+    return folder
+
+
+def cache_dir() -> Path:
+    """deepij's cache (downloads, unpacked zips): ``$DEEPIJ_CACHE_DIR``, else ``$XDG_CACHE_HOME/deepij``,
+    else ``~/.cache/deepij``."""
+    configured = os.environ.get("DEEPIJ_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "deepij"
+
+
+def is_url(source: str | Path) -> bool:
+    return isinstance(source, str) and source.strip().lower().startswith(("http://", "https://"))
+
+
+def find_descriptor(folder: Path) -> Path:
+    """The descriptor of a bundle folder.
+
+    Looks for ``rdf.yaml``, ``model.yaml``, ``bioimageio.yaml``, then one ``*.bioimageio.yaml`` or
+    ``*.model.yaml``.
+
+    Raises
+    ------
+    BundleError
+        No descriptor, or several candidates of the same kind.
+
+    Examples
+    --------
+    >>> find_descriptor(Path("my_bundle"))  # doctest: +SKIP
+    PosixPath('my_bundle/rdf.yaml')
+    """
+    for name in DESCRIPTOR_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    for pattern in DESCRIPTOR_PATTERNS:
+        candidates = sorted(p for p in folder.glob(pattern) if p.is_file())
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            raise BundleError(
+                "several descriptors, cannot tell which one describes the bundle",
+                file=folder,
+                found=[p.name for p in candidates],
+                expected="one descriptor (or an rdf.yaml)",
+            )
+    raise BundleError(
+        "no model descriptor in the bundle folder",
+        file=folder,
+        expected="rdf.yaml, model.yaml, bioimageio.yaml or *.bioimageio.yaml",
+    )
+
+
+def bundle_root_in(folder: Path) -> Path:
+    """The bundle folder inside an unpacked archive: the folder itself, or its single subfolder
+    (archives made by zipping a folder wrap everything in it)."""
+    if any((folder / n).is_file() for n in DESCRIPTOR_NAMES) or any(
+        any(folder.glob(p)) for p in DESCRIPTOR_PATTERNS
+    ):
+        return folder
+    children = [c for c in folder.iterdir() if c.name not in ("__MACOSX",) and not c.name.startswith(".")]
+    if len(children) == 1 and children[0].is_dir():
+        return children[0]
+    return folder

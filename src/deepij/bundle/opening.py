@@ -1,0 +1,106 @@
+"""``open_bundle``: a folder, a descriptor file, a zip or a URL -> :class:`ModelDescription`."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from deepij.bundle._yaml import load_yaml_file
+from deepij.bundle.archive import extract_zip
+from deepij.bundle.description import ModelDescription
+from deepij.bundle.download import download, file_sha256
+from deepij.bundle.locations import bundle_root_in, cache_dir, find_descriptor, is_url
+from deepij.bundle.readers import read_description
+from deepij.bundle.weights import TF_FORMAT, check_sha256, local_path
+from deepij.errors import BundleError
+
+
+def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
+    """Read a bundle into its normalized description.
+
+    Parameters
+    ----------
+    source : str or Path
+        A bundle folder, a descriptor file (``rdf.yaml``, ``model.yaml``, ``bioimageio.yaml``,
+        ``*.bioimageio.yaml``), a bundle zip, or an ``http(s)://`` URL of a bundle zip. A zip is unpacked
+        (safely) into deepij's cache once and read from there.
+    verify : bool
+        Check every weights file present in the bundle against its sha256 now (default), as deepImageJ
+        does; ``False`` skips the checks (then also pass ``verify=False`` to :func:`resolve_weights`).
+
+    Returns
+    -------
+    ModelDescription
+
+    Raises
+    ------
+    BundleError
+        Missing or unreadable descriptor, invalid fields (the message names file, field, what was found
+        and what was expected); :class:`~deepij.errors.ChecksumError` for a weights file that does not match;
+        :class:`~deepij.errors.ArchiveError` for an unsafe or broken zip.
+
+    Examples
+    --------
+    >>> description = open_bundle("models/unet2d_nuclei_broad/")  # doctest: +SKIP
+    >>> description.inputs[0].axes_str, list(description.weights)  # doctest: +SKIP
+    ('bcyx', ['onnx', 'pytorch_state_dict', 'torchscript'])
+    """
+    descriptor = _descriptor_of(source)
+    description = read_description(load_yaml_file(descriptor), descriptor)
+    if verify:
+        verify_present_weights(description)
+    return description
+
+
+def verify_present_weights(description: ModelDescription) -> None:
+    """Check each local weights file that is present against its sha256 (missing ones are left to
+    :func:`resolve_weights`, which says so when that format is asked for)."""
+    for fmt, entry in description.weights.items():
+        if entry.sha256 is None or entry.is_url:
+            continue
+        path = local_path(description, entry.source, f"weights.{fmt}.source")
+        if path.is_file():
+            check_sha256(path, entry.sha256, field=f"weights.{fmt}.sha256")
+        elif fmt != TF_FORMAT and path.exists():
+            raise BundleError("weights path is not a file", file=path, field=f"weights.{fmt}.source")
+
+
+def _descriptor_of(source: str | Path) -> Path:
+    if is_url(source):
+        return _descriptor_of(_downloaded(str(source)))
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return find_descriptor(path)
+    if path.is_file():
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return path
+        if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+            return find_descriptor(bundle_root_in(_unpacked(path)))
+        raise BundleError(
+            "not a bundle",
+            file=path,
+            expected="a bundle folder, a descriptor (.yaml) or a bundle zip",
+        )
+    raise BundleError("no such file or folder", file=path, expected="a bundle folder, descriptor or zip")
+
+
+def _unpacked(archive: Path) -> Path:
+    """The cache folder holding this zip's content (unpacked on first use; keyed by content)."""
+    digest = file_sha256(archive)
+    target = cache_dir() / "bundles" / f"{_safe_stem(archive.name)}-{digest[:16]}"
+    return extract_zip(archive, target, exist_ok=True)
+
+
+def _downloaded(url: str) -> Path:
+    name = PurePosixPath(url.split("?", 1)[0]).name or "bundle.zip"
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    target = cache_dir() / "downloads" / key / name
+    if not target.is_file():
+        download(url, target)
+    return target
+
+
+def _safe_stem(name: str) -> str:
+    stem = PurePosixPath(name).stem
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:64] or "bundle"

@@ -1,0 +1,319 @@
+"""Write a :class:`ModelDescription` back as a descriptor (0.5 ``rdf.yaml``, or 0.4 for deepImageJ 2.x).
+
+Reading what :func:`write_descriptor` wrote gives the same description back (only ``root``, ``descriptor``
+and ``format_version`` differ). What a version cannot express is refused with a :class:`BundleError`
+(0.4: inputs sized by reference, outputs referring to several tensors).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deepij.bundle._yaml import dump_yaml
+from deepij.bundle.description import (
+    ArchitectureSpec,
+    AxisSpec,
+    DeepImageJConfig,
+    FixedSize,
+    ImageJStep,
+    ModelDescription,
+    ParameterizedSize,
+    ProcessingOp,
+    ReferenceSize,
+    TensorSpec,
+    WeightsEntry,
+)
+from deepij.bundle.readers.legacy import LEGACY_FILE_LISTS
+from deepij.bundle.writer_v0_4 import legacy_tensors, legacy_weights_extra
+from deepij.errors import BundleError
+
+WRITTEN_VERSIONS = {"0.5": "0.5.4", "0.4": "0.4.10"}
+_LONG_IDS = {"b": "batch", "c": "channel", "i": "index", "t": "time"}
+_AXIS_TYPES = {
+    "b": "batch",
+    "c": "channel",
+    "i": "index",
+    "t": "time",
+    "x": "space",
+    "y": "space",
+    "z": "space",
+}
+_VERSION_KEYS = {
+    "torchscript": "pytorch_version",
+    "pytorch_state_dict": "pytorch_version",
+    "tensorflow_saved_model_bundle": "tensorflow_version",
+    "keras_hdf5": "tensorflow_version",
+    "keras_v3": "tensorflow_version",
+    "tensorflow_js": "tensorflow_version",
+}
+
+
+def write_descriptor(description: ModelDescription, path: str | Path, format_version: str = "0.5") -> Path:
+    """Write ``description`` as a descriptor file.
+
+    Parameters
+    ----------
+    description : ModelDescription
+        What to write. File references stay as they are (relative to the bundle folder).
+    path : str or Path
+        The file to write, or a folder (then ``rdf.yaml`` in it). Written atomically.
+    format_version : str
+        ``"0.5"`` (default) or ``"0.4"`` (what deepImageJ 2.x reads, with ``config.deepimagej``).
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    BundleError
+        The description cannot be expressed in that version.
+
+    Examples
+    --------
+    >>> path = write_descriptor(description, "my_bundle/")  # doctest: +SKIP
+    >>> open_bundle(path).name == description.name  # doctest: +SKIP
+    True
+    """
+    text = dump_yaml(descriptor_data(description, format_version))
+    path = Path(path)
+    if path.is_dir():
+        path = path / "rdf.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def descriptor_data(description: ModelDescription, format_version: str = "0.5") -> dict[str, Any]:
+    """The descriptor as plain data (what :func:`write_descriptor` dumps as YAML)."""
+    version = ".".join(str(format_version).split(".")[:2])
+    if version not in WRITTEN_VERSIONS:
+        raise BundleError(
+            "cannot write this descriptor version",
+            field="format_version",
+            found=format_version,
+            expected="'0.5' or '0.4'",
+        )
+    data: dict[str, Any] = {
+        "format_version": WRITTEN_VERSIONS[version],
+        "type": "model",
+        "name": description.name,
+    }
+    data.update(_metadata(description, version))
+    if version == "0.5":
+        data["inputs"] = [_tensor(t, description, is_output=False) for t in description.inputs]
+        data["outputs"] = [_tensor(t, description, is_output=True) for t in description.outputs]
+    else:
+        data.update(legacy_tensors(description))
+    data["weights"] = {fmt: _weights(entry, version) for fmt, entry in description.weights.items()}
+    config = dict(description.config)
+    if description.deepimagej != DeepImageJConfig():
+        config["deepimagej"] = deepimagej_data(description.deepimagej)
+    if config:
+        data["config"] = config
+    for key, value in description.extra.items():
+        if key in LEGACY_FILE_LISTS:
+            if version == "0.4":
+                data[key] = value  # the full list (it may name a results table too)
+        elif key not in data:
+            data[key] = value
+    return plain(data)
+
+
+def _metadata(d: ModelDescription, version: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": d.description}
+    for key in ("id", "version", "license"):
+        if getattr(d, key) is not None:
+            out[key] = getattr(d, key)
+    for key in ("authors", "maintainers"):
+        people = getattr(d, key)
+        if people:
+            out[key] = [{k: v for k, v in vars(p).items() if v is not None} for p in people]
+    if d.cite:
+        out["cite"] = [{k: v for k, v in vars(c).items() if v is not None} for c in d.cite]
+    if d.documentation is not None:
+        out["documentation"] = d.documentation
+    if d.tags:
+        out["tags"] = list(d.tags)
+    if d.covers:
+        out["covers"] = list(d.covers)
+    if d.attachments:
+        files = list(d.attachments)
+        out["attachments"] = [{"source": f} for f in files] if version == "0.5" else {"files": files}
+    return out
+
+
+# --- 0.5 tensors -----------------------------------------------------------------------------------------
+
+
+def axis_id_05(letter: str) -> str:
+    """The 0.5 axis id of a letter (``b`` -> ``batch``, ``y`` -> ``y``)."""
+    return _LONG_IDS.get(letter, letter)
+
+
+def _tensor(t: TensorSpec, d: ModelDescription, is_output: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": t.name}
+    if t.description:
+        out["description"] = t.description
+    out["axes"] = [_axis(a, d) for a in t.axes]
+    if t.test_tensor is not None:
+        out["test_tensor"] = {"source": t.test_tensor}
+    if t.sample_tensor is not None:
+        out["sample_tensor"] = {"source": t.sample_tensor}
+    extra = dict(t.extra)
+    data = {"type": t.data_type}
+    extra_data = extra.pop("data", None)
+    if t.data_range is not None and not (isinstance(extra_data, Mapping) and "values" in extra_data):
+        data["range"] = [None if math.isinf(v) else v for v in t.data_range]
+    if isinstance(extra_data, Mapping):
+        data.update({k: v for k, v in extra_data.items() if k not in data})
+    out["data"] = data
+    if t.processing:
+        out["postprocessing" if is_output else "preprocessing"] = [_op_05(op) for op in t.processing]
+    out.update({k: v for k, v in extra.items() if k not in out})
+    return out
+
+
+def _axis(a: AxisSpec, d: ModelDescription) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": _AXIS_TYPES[a.id]}
+    if a.id in "xyz":
+        out["id"] = a.id
+    if a.description:
+        out["description"] = a.description
+    if a.id == "c" and a.channel_names:
+        out["channel_names"] = list(a.channel_names)
+    elif a.size is not None:
+        out["size"] = _size_05(a, d)
+    scale = _written_scale(a, d)
+    if scale != 1.0:
+        out["scale"] = scale
+    if a.unit is not None:
+        out["unit"] = a.unit
+    if a.halo:
+        out["halo"] = a.halo
+    return out
+
+
+def _size_05(a: AxisSpec, d: ModelDescription) -> Any:
+    rule = a.size
+    if isinstance(rule, FixedSize):
+        return rule.value
+    if isinstance(rule, ParameterizedSize):
+        return {"min": rule.min, "step": rule.step}
+    assert isinstance(rule, ReferenceSize)
+    if rule.scale == 0:
+        return round(rule.offset)
+    offset = int(rule.offset) if float(rule.offset).is_integer() else rule.offset
+    return {"tensor_id": rule.tensor, "axis_id": axis_id_05(rule.axis), "offset": offset}
+
+
+def _written_scale(a: AxisSpec, d: ModelDescription) -> float:
+    """0.5 folds a reference's scale into the axes' scales: axis.scale = ref_axis.scale / rule.scale."""
+    rule = a.size
+    if isinstance(rule, ReferenceSize) and rule.scale > 0:
+        target = next((t for t in (*d.inputs, *d.outputs) if t.name == rule.tensor), None)
+        ref = next((x for x in target.axes if x.id == rule.axis), None) if target else None
+        if ref is not None:
+            return ref.scale / rule.scale
+    return a.scale
+
+
+def _op_05(op: ProcessingOp) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": op.name}
+    kwargs = dict(op.kwargs)
+    if isinstance(kwargs.get("axes"), str):
+        kwargs["axes"] = [axis_id_05(a) for a in kwargs["axes"]]
+    if isinstance(kwargs.get("axis"), str) and len(kwargs["axis"]) == 1:
+        kwargs["axis"] = axis_id_05(kwargs["axis"])
+    if kwargs:
+        out["kwargs"] = kwargs
+    return out
+
+
+# --- weights and config ----------------------------------------------------------------------------------
+
+
+def _weights(entry: WeightsEntry, version: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": entry.source}
+    if entry.sha256 is not None:
+        out["sha256"] = entry.sha256
+    if entry.architecture is not None:
+        if version == "0.5":
+            out["architecture"] = _architecture_05(entry.architecture)
+        else:
+            out.update(legacy_weights_extra(entry.architecture))
+    if entry.framework_version is not None and entry.format in _VERSION_KEYS:
+        out[_VERSION_KEYS[entry.format]] = entry.framework_version
+    if entry.parent is not None:
+        out["parent"] = entry.parent
+    if entry.attachments:
+        files = list(entry.attachments)
+        out["attachments"] = [{"source": f} for f in files] if version == "0.5" else {"files": files}
+    out.update({k: v for k, v in entry.extra.items() if k not in out})
+    return out
+
+
+def _architecture_05(arch: ArchitectureSpec) -> dict[str, Any]:
+    is_file = arch.source.endswith(".py") or "://" in arch.source or "/" in arch.source
+    out: dict[str, Any] = {("source" if is_file else "import_from"): arch.source, "callable": arch.callable}
+    if arch.sha256 is not None:
+        out["sha256"] = arch.sha256
+    out["kwargs"] = dict(arch.kwargs)
+    return out
+
+
+def deepimagej_data(config: DeepImageJConfig) -> dict[str, Any]:
+    """The ``config.deepimagej`` section as deepImageJ 2.x writes it."""
+    out: dict[str, Any] = {"pyramidal_model": config.pyramidal_model, "allow_tiling": config.allow_tiling}
+    keys = {}
+    if config.tensorflow_tag is not None:
+        keys["tensorflow_model_tag"] = config.tensorflow_tag
+    if config.tensorflow_signature is not None:
+        keys["tensorflow_siganture_def"] = config.tensorflow_signature  # sic: the key deepImageJ reads
+    if keys:
+        out["model_keys"] = keys
+    if config.test_information:
+        out["test_information"] = dict(config.test_information)
+    out["prediction"] = {
+        "preprocess": [_step(s) for s in config.preprocess] or [{"spec": None}],
+        "postprocess": [_step(s) for s in config.postprocess] or [{"spec": None}],
+    }
+    out.update({k: v for k, v in config.extra.items() if k not in out})
+    return out
+
+
+def _step(step: ImageJStep) -> dict[str, Any]:
+    if step.kind == "macro":
+        return {"spec": "ij.IJ::runMacroFile", "kwargs": step.file}
+    if step.java_class:
+        return {"spec": f"{step.file} {step.java_class}::{step.method or ''}"}
+    return {"spec": step.file}
+
+
+def plain(value: Any) -> Any:
+    """Plain YAML-safe data: mappings -> dict, tuples -> list, numpy scalars -> Python, paths -> text."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return value.as_posix()
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+__all__ = ["descriptor_data", "write_descriptor"]
