@@ -34,12 +34,19 @@ class Backend(ABC):
     format: ClassVar[str]
     """The canonical weights format this adapter loads (``"torchscript"``, ...)."""
 
+    runtime: str = "unknown"
+    """The engine that runs the forward pass: ``torch``, ``onnxruntime``, ``tensorflow`` or ``keras``. It can
+    differ from the weights' own framework: torch weights converted to ONNX run with ``onnxruntime``."""
+
     def __init__(
         self, description: ModelDescription, weights: WeightsEntry, device: str | None = None
     ) -> None:
         self.description = description
         self.weights = weights
         self.device = device or "cpu"
+        self.notes: list[str] = []
+        """What loading did that a user may want to know: entries skipped and why, an engine switch."""
+        self.closed = False
 
     @abstractmethod
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -58,6 +65,7 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release the framework's resources (sessions, GPU memory). The backend is unusable after."""
+        self.closed = True
 
     def __enter__(self) -> Backend:
         return self

@@ -1,0 +1,53 @@
+"""TorchScript weights (``torchscript``, also written ``pytorch_script``): ``torch.jit.load`` and run."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from deepij.bundle.description import ModelDescription, WeightsEntry
+from deepij.errors import BackendError
+from deepij.inference.backends.torch_runner import TorchModuleBackend, set_threads, torch_device
+
+
+class TorchScriptBackend(TorchModuleBackend):
+    """A TorchScript file loaded once onto its device.
+
+    Examples
+    --------
+    >>> backend = TorchScriptBackend(description, description.weights["torchscript"], path)  # doctest: +SKIP
+    >>> [out] = backend.predict([image])  # doctest: +SKIP
+    """
+
+    format = "torchscript"
+
+    def __init__(
+        self, description: ModelDescription, weights: WeightsEntry, path: Path, device: str | None = None
+    ) -> None:
+        import torch
+
+        resolved = torch_device(device)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit warns that TorchScript is deprecated
+                module = torch.jit.load(str(path), map_location=resolved)
+        except Exception as error:
+            raise BackendError(
+                f"{path}: not a TorchScript file torch {torch.__version__} can load: {error}"
+            ) from error
+        super().__init__(description, weights, module, resolved)
+
+
+def open_backend(
+    description: ModelDescription,
+    weights: WeightsEntry,
+    path: Path,
+    *,
+    device: str | None = None,
+    allow_code: bool = False,
+    threads: int | None = None,
+    verify: bool = True,
+) -> TorchScriptBackend:
+    """Load ``path`` as TorchScript (``allow_code`` is not needed: TorchScript is data, not Python)."""
+    set_threads(threads)
+    return TorchScriptBackend(description, weights, path, device)
