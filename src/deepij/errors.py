@@ -71,6 +71,13 @@ class ArchiveError(BundleError):
     """A zip archive that is unsafe or broken (path escape, links, size or file-count limits)."""
 
 
+class ProcessingError(BundleError):
+    """A spec processing step that cannot run: unknown op, missing or bad kwargs.
+
+    ``field`` names the tensor, the step and the kwarg (``inputs['raw'].preprocessing[0].kwargs.gain``).
+    """
+
+
 class ModelNotFoundError(DeepijError, LookupError):
     """No installed model matches a name, or several do."""
 
