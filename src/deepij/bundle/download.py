@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -121,7 +122,7 @@ def _fetch_into(url: str, partial: Path, progress: Progress | None, timeout: flo
             partial.unlink(missing_ok=True)
             raise _Interrupted("server refused the resume range; restarting") from None
         raise BundleError(f"download failed: HTTP {exc.code} {exc.reason}", file=url) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise BundleError(f"cannot download: {reason}", file=url) from None
     with response:
@@ -153,7 +154,7 @@ def _copy(source: BinaryIO, sink: BinaryIO, done: int, total: int | None, progre
     while True:
         try:
             chunk = source.read(_CHUNK)
-        except (OSError, ValueError) as exc:  # includes http.client.IncompleteRead, timeouts
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # IncompleteRead, timeouts, resets
             sink.flush()
             raise _Interrupted(str(exc) or type(exc).__name__) from None
         if not chunk:
