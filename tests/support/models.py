@@ -408,6 +408,7 @@ def write_tf1_saved_model(
     output_key: str = "output",
     output_op: str = "conv2d_2/Sigmoid",
     input_shape: tuple[int | None, ...] = (None, None, None, 1),
+    extra_signatures: Sequence[str] = (),
     seed: int = 0,
 ) -> WrittenModel:
     """A TF1-era SavedModel written with ``tf.compat.v1.saved_model.Builder`` (graph, session, variables),
@@ -415,6 +416,7 @@ def write_tf1_saved_model(
 
     The output tensor is named ``output_op`` (``conv2d_2/Sigmoid:0``, as Keras-1-era graphs name them) while
     its signature key is ``output_key``: 0.3 descriptors name outputs either way.
+    ``extra_signatures`` adds the same signature under more keys (a model with several signatures).
     ``forward`` runs a real TF1 session on the saved model (``tf.compat.v1.saved_model.loader``).
     """
     import tensorflow as tf
@@ -434,7 +436,8 @@ def write_tf1_saved_model(
         sess.run(v1.global_variables_initializer())
         builder = v1.saved_model.Builder(str(folder))
         sig = v1.saved_model.predict_signature_def(inputs={input_key: x}, outputs={output_key: y})
-        builder.add_meta_graph_and_variables(sess, [tag], signature_def_map={signature: sig})
+        signatures = {key: sig for key in (signature, *extra_signatures)}
+        builder.add_meta_graph_and_variables(sess, [tag], signature_def_map=signatures)
         builder.save()
 
     def forward(image: np.ndarray) -> list[np.ndarray]:
@@ -537,7 +540,7 @@ def describe(
     deepimagej : DeepImageJConfig, optional
         Default: TF tag/signature of the first model, when it has them.
     **overrides
-        Other :class:`ModelDescription` fields.
+        Other :class:`ModelDescription` fields; ``weights=`` replaces the entries built from ``models``.
     """
     first = models[0]
     root = Path(root) if root is not None else first.path.parent
@@ -569,10 +572,12 @@ def describe(
             first.output_names, first.output_axes, first.output_channels, first.output_scales, strict=True
         )
     )
-    weights = {}
-    for m in models:
-        source = m.path.relative_to(root).as_posix()
-        weights[m.format] = WeightsEntry(format=m.format, source=source, architecture=m.architecture)
+    weights = overrides.pop("weights", None)
+    if weights is None:
+        weights = {
+            m.format: WeightsEntry(m.format, m.path.relative_to(root).as_posix(), architecture=m.architecture)
+            for m in models
+        }
     if deepimagej is None:
         deepimagej = DeepImageJConfig(tensorflow_tag=first.tf_tag, tensorflow_signature=first.tf_signature)
     fields: dict[str, Any] = {

@@ -1,0 +1,61 @@
+"""Device requests: parsing and the choice against how many GPUs a framework sees."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepij.errors import BackendError
+from deepij.inference.backends import onnx_runtime, torch_runner
+from deepij.inference.backends.devices import DeviceRequest, choose_device, is_gpu, parse_device
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        (None, None),
+        ("auto", None),
+        ("cpu", DeviceRequest("cpu")),
+        ("CUDA", DeviceRequest("cuda")),
+        ("gpu:2", DeviceRequest("cuda", 2)),
+        (" cuda:1 ", DeviceRequest("cuda", 1)),
+    ],
+)
+def test_parse(text, parsed):
+    assert parse_device(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["tpu", "cuda:", "cuda:x", "cpu:1", "mps"])
+def test_parse_refuses(text):
+    with pytest.raises(BackendError, match=r"device="):
+        parse_device(text)
+
+
+def test_automatic_choice():
+    assert choose_device(None, 0, "torch") == "cpu"
+    assert choose_device(None, 3, "torch") == "cuda:0"
+    assert choose_device("cpu", 3, "torch") == "cpu"
+    assert choose_device("cuda", 1, "torch") == "cuda:0"
+    assert choose_device("gpu:1", 2, "torch") == "cuda:1"
+    assert is_gpu("cuda:0") and not is_gpu("cpu") and not is_gpu(None)
+
+
+def test_unavailable_gpu_errors():
+    with pytest.raises(BackendError, match=r"device='cuda' asks for a GPU but onnxruntime sees none"):
+        choose_device("cuda", 0, "onnxruntime")
+    with pytest.raises(BackendError, match=r"sees 2 GPU\(s\) \(expected one of 'cuda:0', 'cuda:1'\)"):
+        choose_device("cuda:2", 2, "torch")
+
+
+def test_frameworks_see_no_gpu_here():
+    """The real queries on this machine (no GPU): the automatic choice is the CPU."""
+    assert torch_runner.gpu_count() == 0
+    assert onnx_runtime.gpu_count() == 0
+    assert torch_runner.torch_device(None) == "cpu"
+
+
+def test_torch_would_pick_the_gpu(monkeypatch):
+    # No GPU here: only the "how many GPUs" query is replaced; nothing is moved to a device.
+    monkeypatch.setattr(torch_runner, "gpu_count", lambda: 2)
+    assert torch_runner.torch_device(None) == "cuda:0"
+    assert torch_runner.torch_device("cuda:1") == "cuda:1"
+    assert torch_runner.torch_device("cpu") == "cpu"
