@@ -1,0 +1,126 @@
+"""Apply a tensor's spec pre- or post-processing chain (``TensorSpec.processing``) in numpy.
+
+Steps run in the order given, each on the result of the previous one, and each computes its statistics on
+the whole tensor it receives (bioimageio.core computes every statistic of a chain once, on the tensor before
+the chain: the two agree whenever statistics ops come first, as in real bundles). ``reference_tensor``
+statistics come from the raw inputs (before pre-processing) or, in post-processing, from the network's
+outputs before post-processing. Integer images are turned into float32 before the first step; the result
+is cast to the tensor's declared ``data_type`` (0.5's implied ``ensure_dtype`` at both ends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from deepij.bundle.description import ModelDescription, ProcessingOp, TensorSpec
+from deepij.errors import ProcessingError
+from deepij.processing.context import OpContext
+from deepij.processing.ops import OPS
+
+
+def apply_ops(
+    data: xr.DataArray,
+    ops: Sequence[ProcessingOp],
+    tensor: TensorSpec,
+    *,
+    where: str,
+    descriptor: Path | None = None,
+    references: Mapping[str, xr.DataArray] | None = None,
+) -> xr.DataArray:
+    """Run ``ops`` on one tensor.
+
+    Parameters
+    ----------
+    data : xarray.DataArray
+        The tensor, dims named by axis letters (plus any looped dims).
+    ops : sequence of ProcessingOp
+        The steps, in order.
+    tensor : TensorSpec
+        The tensor's description (name and axes).
+    where : str
+        Descriptor field of the chain, for messages (``"inputs['raw'].preprocessing"``).
+    references : mapping, optional
+        Tensors ``reference_tensor`` may name.
+
+    Examples
+    --------
+    >>> out = apply_ops(xr.DataArray(image, dims=("b", "c", "y", "x")),
+    ...                 [ProcessingOp("scale_linear", {"gain": 2.0})], spec, where="inputs['raw']")
+    ... # doctest: +SKIP
+    """
+    if data.dtype.kind in "biu":
+        data = data.astype(np.float32)
+    for index, op in enumerate(ops):
+        step = f"{where}[{index}]"
+        implementation = OPS.get(op.name)
+        if implementation is None:
+            raise ProcessingError(
+                f"unknown processing op {op.name!r} on tensor {tensor.name!r}",
+                file=descriptor,
+                field=f"{step}.name",
+                found=op.name,
+                expected=f"one of {sorted(OPS)}",
+            )
+        context = OpContext(
+            op.name, dict(op.kwargs or {}), tensor.name, tensor.axes_str, step, descriptor, references or {}
+        )
+        data = implementation(data, context)
+    return data
+
+
+def _cast(data: xr.DataArray, tensor: TensorSpec) -> xr.DataArray:
+    try:
+        dtype = np.dtype(tensor.data_type)
+    except TypeError:
+        return data
+    return data if data.dtype == dtype else data.astype(dtype)
+
+
+def preprocess(description: ModelDescription, inputs: Mapping[str, xr.DataArray]) -> dict[str, xr.DataArray]:
+    """Every input's spec pre-processing, statistics on the whole image (never per tile).
+
+    Examples
+    --------
+    >>> ready = preprocess(model.description, {"raw": xr.DataArray(image, dims=("b", "c", "y", "x"))})
+    ... # doctest: +SKIP
+    """
+    raw = dict(inputs)
+    result = {}
+    for spec in description.inputs:
+        where = f"inputs[{spec.name!r}].preprocessing"
+        data = apply_ops(
+            raw[spec.name],
+            spec.processing,
+            spec,
+            where=where,
+            descriptor=description.descriptor,
+            references=raw,
+        )
+        result[spec.name] = _cast(data, spec)
+    return result
+
+
+def postprocess(
+    description: ModelDescription,
+    outputs: Mapping[str, xr.DataArray],
+    raw_inputs: Mapping[str, xr.DataArray] | None = None,
+) -> dict[str, xr.DataArray]:
+    """Every output's spec post-processing; ``reference_tensor`` may name raw inputs or outputs."""
+    references = {**(raw_inputs or {}), **outputs}
+    result = {}
+    for spec in description.outputs:
+        where = f"outputs[{spec.name!r}].postprocessing"
+        data = apply_ops(
+            outputs[spec.name],
+            spec.processing,
+            spec,
+            where=where,
+            descriptor=description.descriptor,
+            references=references,
+        )
+        result[spec.name] = _cast(data, spec)
+    return result
