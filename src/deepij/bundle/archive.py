@@ -75,8 +75,9 @@ def check_members(archive: zipfile.ZipFile, file: Path, limits: ArchiveLimits = 
     total = 0
     for info in members:
         _check_name(info.filename, file)
-        mode = info.external_attr >> 16
-        if mode and (stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+        # Unix file type bits (0 when the archiver recorded none, e.g. Python's writestr or Windows tools)
+        file_type = stat.S_IFMT(info.external_attr >> 16)
+        if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ArchiveError(
                 "the archive holds a link or special file",
                 file=file,

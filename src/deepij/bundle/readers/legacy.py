@@ -114,14 +114,17 @@ def _read_axes(node: Node, shape: Node, is_output: bool) -> str:
 
 
 def _per_axis(node: Node, axes: str, what: str) -> list[Node]:
-    """The elements of a per-axis list; a list one shorter than ``axes`` lacks the batch entry
-    (seen in real deepImageJ 0.3 files) and gets a None there."""
+    """The elements of a per-axis list. Real deepImageJ 0.3 files disagree with their axes about the batch:
+    a list one shorter than ``axes`` lacks the batch entry (it gets None there); a list one longer than
+    axes without ``b`` starts with a batch entry (dropped)."""
     elements = node.elements()
     if len(elements) == len(axes):
         return elements
     if "b" in axes and len(elements) == len(axes) - 1:
         elements.insert(axes.index("b"), Node(None, node.path, node.file))
         return elements
+    if "b" not in axes and len(elements) == len(axes) + 1:
+        return elements[1:]
     raise node.error(
         f"{what} has {len(elements)} entries for {len(axes)} axes {axes!r}",
         found=node.value,

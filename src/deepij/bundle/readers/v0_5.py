@@ -65,7 +65,13 @@ def read_v0_5_tensors(doc: Node) -> tuple[tuple[TensorSpec, ...], tuple[TensorSp
     """``inputs`` and ``outputs`` of a 0.5 descriptor."""
     raw_inputs = _first_pass(doc, "inputs", "input")
     raw_outputs = _first_pass(doc, "outputs", "output")
-    tensors = {t.name: t for t in (*raw_inputs, *raw_outputs)}
+    tensors: dict[str, _RawTensor] = {}
+    for raw in (*raw_inputs, *raw_outputs):
+        if raw.name in tensors:
+            raise raw.node.get("id").error(
+                "tensor name used twice", found=raw.name, expected="ids unique across inputs and outputs"
+            )
+        tensors[raw.name] = raw
     inputs = tuple(_tensor(t, tensors, is_output=False) for t in raw_inputs)
     outputs = tuple(_tensor(t, tensors, is_output=True) for t in raw_outputs)
     return inputs, outputs
@@ -84,7 +90,14 @@ def _first_pass(doc: Node, key: str, default_name: str) -> list[_RawTensor]:
                 "missing required field", expected=f"the tensor's id (field 'id' of {node.path})"
             )
         tensor = _RawTensor(name=name, node=node)
-        for axis_node in node.required("axes", "a list of axis objects").elements():
+        axes_node = node.required("axes", "a list of axis objects")
+        if isinstance(axes_node.value, str):
+            raise axes_node.error(
+                "0.5 axes are objects, not letters (is format_version right?)",
+                found=axes_node.value,
+                expected="a list of {type: batch|channel|index|time|space, ...}",
+            )
+        for axis_node in axes_node.elements():
             axis = _first_pass_axis(axis_node, key == "outputs")
             if axis.letter in tensor.ids.values():
                 raise axis_node.error(
