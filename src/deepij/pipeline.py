@@ -1,14 +1,107 @@
 """The one place that wires bundles, processing, inference and ImageJ together.
 
 ``deepij.load(bundle)`` gives a :class:`Model`; ``Model.predict`` runs pre-processing, tiled inference and
-post-processing on an image.
+post-processing on an image and returns a :class:`Prediction`.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from deepij.bundle.description import ModelDescription
+from deepij.bundle.description import ModelDescription, ParameterizedSize
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from deepij.inference.backends.base import Backend
+    from deepij.inference.memory import MemoryEstimate
+    from deepij.inference.plan import TilePlan
+    from deepij.inference.tiling import ModelTiling
+
+Tensors = dict[str, "xr.DataArray"]
+Processor = Callable[[ModelDescription, Tensors, Tensors], Tensors]
+
+
+def _spec_pre(description: ModelDescription, inputs: Tensors, raw: Tensors) -> Tensors:
+    from deepij.processing import preprocess
+
+    return preprocess(description, inputs)
+
+
+def _spec_post(description: ModelDescription, outputs: Tensors, raw: Tensors) -> Tensors:
+    from deepij.processing import postprocess
+
+    return postprocess(description, outputs, raw)
+
+
+def _cast_inputs(description: ModelDescription, inputs: Tensors, raw: Tensors) -> Tensors:
+    return {s.name: inputs[s.name].astype(s.data_type or "float32") for s in description.inputs}
+
+
+def _unchanged(description: ModelDescription, outputs: Tensors, raw: Tensors) -> Tensors:
+    return dict(outputs)
+
+
+PROCESSING: dict[str, tuple[Processor, Processor]] = {
+    "spec": (_spec_pre, _spec_post),
+    "none": (_cast_inputs, _unchanged),
+}
+"""``processing=`` value -> (pre, post). The ImageJ side (``"imagej"``: the bundle's macros and Java steps)
+registers itself here."""
+
+
+@dataclass
+class Prediction:
+    """What :meth:`Model.predict` returns.
+
+    Attributes
+    ----------
+    images : dict of str to xarray.DataArray
+        Image outputs by name; dims are the output's axis letters, after any looped dims (``t``, ``z``...).
+    tables : dict of str to pandas.DataFrame
+        Table outputs (axis ``i``) by name.
+    plan : TilePlan
+        The tiles that ran.
+    batch_size : int
+        Tiles per forward pass.
+    weights_format, device : str
+        The weights and device the network ran with.
+    engine : str
+        The format of the engine that ran them (``"onnx"`` when torch weights ran with onnxruntime).
+    notes : list of str
+        What deepij decided on the way (skipped weights, tile choice).
+    """
+
+    images: dict[str, xr.DataArray]
+    tables: dict[str, pd.DataFrame]
+    plan: TilePlan
+    batch_size: int
+    weights_format: str
+    device: str
+    notes: list[str] = field(default_factory=list)
+    engine: str = ""
+
+    def __getitem__(self, name: str) -> xr.DataArray | pd.DataFrame:
+        if name in self.images:
+            return self.images[name]
+        if name in self.tables:
+            return self.tables[name]
+        raise KeyError(
+            f"no output named {name!r} (images: {sorted(self.images)}, tables: {sorted(self.tables)})"
+        )
+
+    def __repr__(self) -> str:
+        shapes = {k: dict(v.sizes) for k, v in self.images.items()}
+        return (
+            f"Prediction(images={shapes}, tables={sorted(self.tables)}, tile={self.plan.tile}, "
+            f"tiles={self.plan.n_tiles}, weights={self.weights_format!r}, device={self.device!r})"
+        )
 
 
 class Model:
@@ -18,24 +111,291 @@ class Model:
     ----------
     description : ModelDescription
         The normalized description of the bundle.
+    allow_code : bool
+        Allow the bundle's Python code to run (``pytorch_state_dict`` architectures).
+
+    Examples
+    --------
+    >>> model = deepij.load("bundles/unet2d/")  # doctest: +SKIP
+    >>> result = model.predict(np.load("bundles/unet2d/test_input.npy"))  # doctest: +SKIP
+    >>> result.images["output"].dims  # doctest: +SKIP
+    ('b', 'c', 'y', 'x')
     """
 
-    def __init__(self, description: ModelDescription) -> None:
+    def __init__(self, description: ModelDescription, *, allow_code: bool = False) -> None:
         self.description = description
+        self.allow_code = allow_code
+        self._backends: dict[tuple[str | None, str | None, str], Backend] = {}
+        self._estimates: dict[tuple[int, tuple], MemoryEstimate] = {}
+        self._tiling: ModelTiling | None = None
 
     @property
     def name(self) -> str:
         return self.description.name
 
+    @property
+    def tiling(self) -> ModelTiling:
+        """How the model can be tiled (:func:`deepij.inference.tiling.analyse_tiling`)."""
+        if self._tiling is None:
+            from deepij.inference.tiling import analyse_tiling
+
+            self._tiling = analyse_tiling(self.description)
+        return self._tiling
+
+    def backend(
+        self, weights_format: str | None = None, device: str | None = None, runtime: str = "auto"
+    ) -> Backend:
+        """The loaded network for these weights and device, loaded on first use and kept."""
+        key = (weights_format, device, runtime)
+        if key not in self._backends:
+            from deepij.inference.backends import load_backend
+
+            self._backends[key] = load_backend(
+                self.description, weights_format, device, self.allow_code, runtime=runtime
+            )
+        return self._backends[key]
+
+    def close(self) -> None:
+        """Release every loaded network."""
+        for backend in self._backends.values():
+            backend.close()
+        self._backends.clear()
+        self._estimates.clear()
+
     def __repr__(self) -> str:
         return f"Model({self.description.name!r}, format_version={self.description.format_version!r})"
 
+    def predict(
+        self,
+        image: np.ndarray | xr.DataArray | Mapping[str, np.ndarray | xr.DataArray],
+        tile: int | tuple[int, ...] | Mapping[str, int] | str | None = None,
+        device: str | None = None,
+        weights_format: str | None = None,
+        processing: str = "spec",
+        max_memory: int | str | None = None,
+        *,
+        axes: str | Mapping[str, str] | None = None,
+        tiling: str = "deepimagej",
+        overlap: int | None = None,
+        batch_size: int | str = "auto",
+        runtime: str = "auto",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Prediction:
+        """Run the model on an image: pre-processing, tiled inference, post-processing.
 
-def load(source: str | Path, **options: object) -> Model:
+        Parameters
+        ----------
+        image : ndarray, xarray.DataArray or mapping
+            In the model input's own axis order (batch optional), e.g. the bundle's test input ``.npy``; or
+            with ``axes`` naming its dims; or an xarray with letter dims. Dims the model does not take
+            (time, Z for a 2-D model, several images along ``b``) are looped over. Models with several
+            inputs take a mapping from input name to image.
+        tile : int, sequence, mapping or str, optional
+            Tile size per tiled axis (``{"y": 256, "x": 256}``, ``(256, 256)`` in the input's order, or
+            ``256``); each must be ``min + k*step``. None: one pass on the image as it is when its size is
+            valid and it fits in memory (as the zoo's tools run test inputs), else the largest tile that
+            fits (mirror-padded one pass when the whole image fits); ``"suggested"``: deepImageJ's default
+            tile; ``"whole"``: one mirror-padded pass; ``"image"``: the image as it is.
+        device : str, optional
+            ``"cpu"``, ``"cuda"``, ``"cuda:1"``; None uses a GPU when there is one.
+        weights_format : str, optional
+            Which of the bundle's weights to run (None: by priority, see :mod:`deepij.inference.backends`).
+        processing : {"spec", "none"}
+            ``"spec"`` applies the bundle's bioimage.io pre/post-processing ops; ``"none"`` applies nothing.
+        max_memory : int or str, optional
+            Cap on the memory the run plans to use (outputs and forward passes), e.g. ``"2GB"``.
+        axes : str or mapping, optional
+            Letters naming the dims of a numpy ``image`` (per input name for several inputs).
+        tiling : {"deepimagej", "centered", "blend"}
+            Tile layout: deepImageJ 2.x's exactly (default), the same with correct centring of a single
+            tile, or overlapping tiles blended (``overlap`` pixels).
+        batch_size : int or "auto"
+            Tiles per forward pass for models with a batch axis; "auto" fills the memory budget (up to 8).
+        runtime : {"auto", "native", "onnxruntime"}
+            Engine for torch weights on the CPU (see :func:`deepij.inference.backends.load_backend`).
+        progress : callable, optional
+            ``progress(done, total)`` after each forward pass.
+
+        Returns
+        -------
+        Prediction
+            ``.images`` (xarray per image output) and ``.tables`` (DataFrame per table output).
+
+        Examples
+        --------
+        >>> result = model.predict(image, tile=256, max_memory="2GB")  # doctest: +SKIP
+        >>> result.images["output"].sel(b=0, c=0).shape  # doctest: +SKIP
+        (2048, 2048)
+        """
+        from deepij.inference.runner import run_tiled
+
+        pre, post = self._processors(processing)
+        raw = self._inputs(image, axes)
+        ready = pre(self.description, raw, raw)
+        backend = self.backend(weights_format, device, runtime)
+        notes = list(getattr(backend, "notes", []))
+        plan, batch = self._plan(backend, ready, tile, tiling, overlap, batch_size, max_memory, notes)
+        outputs = run_tiled(backend, plan, ready, batch_size=batch, progress=progress)
+        finished = post(self.description, outputs, raw)
+        return self._result(finished, plan, batch, backend, notes)
+
+    # --- steps ---------------------------------------------------------------------------------------------
+
+    def _processors(self, processing: str) -> tuple[Processor, Processor]:
+        from deepij.errors import DeepijError
+
+        if processing not in PROCESSING:
+            raise DeepijError(
+                f"processing: unknown value {processing!r}; expected one of {sorted(PROCESSING)}"
+                + (
+                    "; ImageJ-side processing needs deepij's ImageJ pipeline"
+                    if processing == "imagej"
+                    else ""
+                )
+            )
+        return PROCESSING[processing]
+
+    def _inputs(self, image: Any, axes: str | Mapping[str, str] | None) -> Tensors:
+        from deepij.errors import TilingError
+        from deepij.inference.arrays import as_tensor
+
+        specs = self.description.inputs
+        if isinstance(image, Mapping):
+            missing = [s.name for s in specs if s.name not in image]
+            extra = sorted(set(image) - {s.name for s in specs})
+            if missing or extra:
+                raise TilingError(
+                    f"image: the mapping must hold exactly the model inputs {[s.name for s in specs]} "
+                    f"(missing {missing}, unknown {extra})"
+                )
+            images = dict(image)
+        elif len(specs) == 1:
+            images = {specs[0].name: image}
+        else:
+            raise TilingError(
+                f"image: model {self.name!r} has {len(specs)} inputs {[s.name for s in specs]}; expected a "
+                "mapping from input name to image"
+            )
+        per_input = axes if isinstance(axes, Mapping) else {s.name: axes for s in specs}
+        return {
+            s.name: as_tensor(images[s.name], s, axes=per_input.get(s.name), argument=f"image[{s.name!r}]")
+            for s in specs
+        }
+
+    def _plan(
+        self,
+        backend: Backend,
+        inputs: Tensors,
+        tile: Any,
+        mode: str,
+        overlap: int | None,
+        batch_size: int | str,
+        max_memory: int | str | None,
+        notes: list[str],
+    ) -> tuple[TilePlan, int]:
+        from deepij.inference.memory import auto_tile, choose_batch, estimate_memory, needs_no_measuring
+
+        tiling = self.tiling
+        shapes = {
+            s.name: {a: inputs[s.name].sizes[a] for a in s.axes_str if a != "b"}
+            for s in self.description.inputs
+        }
+        primary = self.description.input(tiling.input) if tiling.input else self.description.inputs[0]
+        samples = math.prod(
+            n for d, n in inputs[primary.name].sizes.items() if d not in primary.axes_str or d == "b"
+        )
+        accepted = _batch_sizes(primary)
+        wants_auto_batch = batch_size == "auto"
+        small = tiling.tileable and needs_no_measuring(tiling, shapes[tiling.input])
+        batching = wants_auto_batch and bool(accepted) and (samples > 1 or not small)
+        if tiling.tileable and ((tile is None and not small) or batching or max_memory is not None):
+            estimate = self._estimate(backend, tiling, shapes, estimate_memory)
+            choice = auto_tile(
+                backend,
+                tiling,
+                shapes,
+                samples=samples,
+                max_memory=max_memory,
+                estimate=estimate,
+                batch_sizes=accepted if wants_auto_batch else (),
+            )
+            if choice.note:
+                notes.append(f"tile: {choice.note}")
+            if tile is None and choice.single_pass and tiling.image_is_valid(shapes[tiling.input]):
+                tile = "image"  # the whole image as it is, as the zoo's tools run it
+                notes.append("the whole image fits in memory: one pass, unpadded")
+            elif tile is None:
+                tile = choice.tile
+                notes.append(f"tile {choice.tile} chosen for a budget of {choice.budget / 1e6:.0f} MB")
+            plan = tiling.plan(shapes, tile, mode, overlap)
+            batch = (
+                choose_batch(estimate, plan, choice.budget, samples, accepted)
+                if wants_auto_batch
+                else batch_size
+            )
+            return plan, int(batch)
+        if tile is None and tiling.input and tiling.image_is_valid(shapes[tiling.input]):
+            tile = "image"
+            notes.append("small image: one pass, unpadded")
+        elif tile is None and tiling.input:
+            tile = "whole"
+            notes.append("small image: one mirror-padded pass")
+        plan = tiling.plan(shapes, tile, mode, overlap)
+        return plan, 1 if wants_auto_batch else int(batch_size)
+
+    def _estimate(
+        self, backend: Backend, tiling: ModelTiling, shapes: Mapping, measure: Callable
+    ) -> MemoryEstimate:
+        fixed_sizes = tuple(
+            sorted(
+                (name, a, n)
+                for name, sample in shapes.items()
+                for a, n in sample.items()
+                if a not in tiling.axes
+            )
+        )
+        key = (id(backend), fixed_sizes)
+        if key not in self._estimates:
+            self._estimates[key] = measure(backend, tiling, shapes)
+        return self._estimates[key]
+
+    def _result(
+        self, outputs: Tensors, plan: TilePlan, batch: int, backend: Backend, notes: list[str]
+    ) -> Prediction:
+        from deepij.inference.arrays import table_frame
+
+        images, tables = {}, {}
+        for spec in self.description.outputs:
+            if spec.is_table:
+                tables[spec.name] = table_frame(outputs[spec.name], spec)
+            else:
+                images[spec.name] = outputs[spec.name]
+        engine = getattr(backend, "format", "") or backend.weights.format
+        return Prediction(images, tables, plan, batch, backend.weights.format, backend.device, notes, engine)
+
+
+def _batch_sizes(spec: Any) -> tuple[int, ...]:
+    """Batch sizes above 1 (up to 8) the input's batch axis accepts."""
+    if "b" not in spec.axes_str:
+        return ()
+    rule = spec.axis("b").size
+    if rule is None:
+        return tuple(range(2, 9))
+    if isinstance(rule, ParameterizedSize):
+        return tuple(k for k in range(2, 9) if rule.is_valid(k))
+    return ()
+
+
+def load(source: str | Path, *, allow_code: bool = False, **options: object) -> Model:
     """Read a bundle (folder, descriptor file or zip) into a :class:`Model`.
 
-    ``options`` are passed to :func:`deepij.bundle.open_bundle`.
+    ``options`` are passed to :func:`deepij.bundle.open_bundle`; ``allow_code`` lets the bundle's Python
+    architecture code run (``pytorch_state_dict`` weights).
+
+    Examples
+    --------
+    >>> model = deepij.load("my_bundle.zip")  # doctest: +SKIP
     """
     from deepij.bundle import open_bundle
 
-    return Model(open_bundle(source, **options))
+    return Model(open_bundle(source, **options), allow_code=allow_code)

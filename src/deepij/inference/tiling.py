@@ -124,6 +124,13 @@ class ModelTiling:
             tile[a] = size
         return tile
 
+    def image_is_valid(self, shape: Mapping[str, int]) -> bool:
+        """True when the image can go through the network as it is, unpadded (``tile="image"``): its sizes
+        are valid and no output is smaller than its input (valid convolutions need the padding)."""
+        if not all(self.is_valid_tile(a, shape[a]) for a in self.axes):
+            return False
+        return all(m.offset >= 0 for maps in self.output_maps.values() for m in maps.values())
+
     def suggested_tile(self, shape: Mapping[str, int]) -> dict[str, int]:
         """deepImageJ 2.x's default tile (``optimalPatch``), rounded up to a valid size if it is not."""
         if not self.tileable:
@@ -189,9 +196,18 @@ class ModelTiling:
             return self.suggested_tile(shape)
         if isinstance(tile, str) and tile == "whole":
             return self.single_pass_tile(shape)
+        if isinstance(tile, str) and tile == "image":
+            for a in self.axes:
+                if not self.is_valid_tile(a, shape[a]):
+                    raise TilingError(
+                        f"tile='image': the image's {a} size {shape[a]} is not a valid input size for "
+                        f"{self.input!r}; expected {self.describe_rule(a)}"
+                    )
+            return {a: shape[a] for a in self.axes}
         if isinstance(tile, str):
             raise TilingError(
-                f"tile: unknown value {tile!r}; expected sizes per axis, 'suggested', 'whole' or None"
+                f"tile: unknown value {tile!r}; expected sizes per axis, 'suggested', 'whole', 'image' "
+                "or None"
             )
         if isinstance(tile, Mapping):
             unknown = sorted(set(tile) - set(self.axes))
@@ -233,7 +249,8 @@ class ModelTiling:
             Per input name, axis letter -> size of one sample (no batch axis).
         tile : int, sequence, mapping, str or None
             Tile sizes per tiled axis; None or ``"suggested"``: deepImageJ's default tile;
-            ``"whole"``: one tile holding the whole image.
+            ``"whole"``: one tile holding the whole image and its padding; ``"image"``: the image as it is,
+            unpadded (its sizes must be valid), as the zoo's tools run test inputs.
         mode : {"deepimagej", "centered", "blend"}
             Grid layout (module notes). ``"blend"`` overlaps valid regions by ``overlap`` pixels.
 
@@ -250,9 +267,12 @@ class ModelTiling:
         tile_size = self.resolve_tile(tile, shapes[self.input]) if self.input else {}
         primary = shapes[self.input] if self.input else {}
         grids = []
+        as_is = isinstance(tile, str) and tile == "image"
         for a in self.axes:
             size, q, pad = primary[a], tile_size[a], self.pads[a]
-            if not self.tileable:
+            if as_is:
+                grids.append(single_pass_grid(size, q, 0, axis=a))
+            elif not self.tileable:
                 grids.append(single_pass_grid(size, q, pad, axis=a))
             elif mode == "blend":
                 width = overlap if overlap is not None else min(max(pad, 8), (q - 2 * pad) // 2)

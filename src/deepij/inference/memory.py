@@ -1,0 +1,309 @@
+"""Memory-aware tile size: measure what a model needs per pixel, read what is free, pick the largest tile.
+
+deepImageJ leaves the tile size to the user (its seed paper names automatic sizing as missing). deepij
+measures the model instead: a warm-up forward pass, then two probe passes at small valid tile sizes, each
+watched for its peak memory (on the CPU the process's resident memory, sampled in a thread and checked
+against the kernel's high-water mark; on a GPU the framework's own peak counters). A straight line through
+the two peaks gives a fixed cost and a cost per input pixel. The largest valid tile whose predicted need,
+plus the outputs the run will allocate, fits in the budget is chosen: the memory really available (RAM, or
+the GPU's free memory) with a safety margin, or less if the user caps it (``max_memory="2GB"``). An image
+whose single-pass tile fits runs in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepij.errors import TilingError
+from deepij.inference.backends.base import Backend
+from deepij.inference.meters import available_memory, forward_meter
+from deepij.inference.plan import TilePlan
+from deepij.inference.tiling import ModelTiling
+
+SAFETY = 0.8
+"""Fraction of the free memory a run may plan to use (the rest absorbs allocator slack and noise)."""
+
+PROBE_SIDES = {1: (4096, 16384), 2: (128, 256), 3: (32, 64)}
+"""Target probe tile sides per number of tiled axes (rounded to valid sizes)."""
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "m": 1e6,
+    "g": 1e9,
+    "t": 1e12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+
+
+def parse_memory_size(value: int | float | str, *, argument: str = "max_memory") -> int:
+    """Bytes from ``2GB``, ``512 MiB``, ``1.5g``, ``1e9`` or a number of bytes.
+
+    Decimal units (kB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB) of 1024.
+
+    Examples
+    --------
+    >>> parse_memory_size("2GB"), parse_memory_size("512 MiB"), parse_memory_size(1024)
+    (2000000000, 536870912, 1024)
+    """
+    if isinstance(value, bool):
+        raise TilingError(f"{argument}: expected a size such as '2GB' or a number of bytes, not {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+    elif isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise TilingError(
+                f"{argument}: cannot read {value!r} as a memory size; expected a number and a unit "
+                "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '2GB' or '512 MiB'"
+            )
+        number = float(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    else:
+        raise TilingError(f"{argument}: expected a size such as '2GB' or a number of bytes, not {value!r}")
+    if not math.isfinite(number) or number <= 0:
+        raise TilingError(f"{argument}: expected a positive size, not {value!r}")
+    return int(number)
+
+
+def format_bytes(size: float) -> str:
+    """``1.5 GB``-style text for messages."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted peak of one forward pass: ``fixed + per_pixel * tile_pixels * batch``.
+
+    ``output_per_pixel`` is the bytes of all outputs per input pixel (for the run's output arrays).
+    """
+
+    fixed: float
+    per_pixel: float
+    output_per_pixel: float
+    probes: tuple[tuple[int, int], ...] = ()
+    device: str = "cpu"
+
+    def tile_bytes(self, pixels: int, batch: int = 1) -> float:
+        return self.fixed + self.per_pixel * pixels * batch
+
+
+def _zeros_for(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]], tile: Mapping[str, int]) -> list:
+    arrays = []
+    for spec in tiling.description.inputs:
+        sample = dict(shapes[spec.name])
+        if spec.name in tiling.windowed:
+            sample.update(tile)
+        dims = [1 if a == "b" else sample[a] for a in spec.axes_str]
+        arrays.append(np.zeros(dims, dtype=np.dtype(spec.data_type) if spec.data_type else np.float32))
+    return arrays
+
+
+def needs_no_measuring(tiling: ModelTiling, shape: Mapping[str, int]) -> bool:
+    """True for images whose single pass is no larger than the largest probe: they run in one pass."""
+    sides = PROBE_SIDES.get(len(tiling.axes), PROBE_SIDES[3])
+    whole = tiling.single_pass_tile(shape)
+    return math.prod(whole.values()) <= sides[-1] ** len(tiling.axes)
+
+
+def probe_tiles(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]]) -> list[dict[str, int]]:
+    """Two small valid tiles (or fewer when the image is smaller) to measure the model with."""
+    primary = shapes[tiling.input]
+    cap = tiling.single_pass_tile(primary)
+    sides = PROBE_SIDES.get(len(tiling.axes), PROBE_SIDES[3])
+    tiles = []
+    for side in sides:
+        tile = {}
+        for a in tiling.axes:
+            q = tiling.smallest_valid(a, max(side, 2 * tiling.pads[a] + 1)) or cap[a]
+            tile[a] = min(q, cap[a])
+        if tile not in tiles:
+            tiles.append(tile)
+    return tiles
+
+
+def estimate_memory(
+    backend: Backend, tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]]
+) -> MemoryEstimate:
+    """Measure the backend at the probe tiles and fit ``fixed + per_pixel * pixels``.
+
+    The per-pixel cost is never taken below twice the input and output bytes of a pixel (a floor for
+    networks too cheap to measure above the noise).
+    """
+    probes = probe_tiles(tiling, shapes)
+    measure = forward_meter(backend)
+    backend.predict(_zeros_for(tiling, shapes, probes[0]))  # warm-up: graph building, lazy weights
+    measured = []
+    output_per_pixel = 0.0
+    for tile in probes:
+        arrays = _zeros_for(tiling, shapes, tile)
+        outputs: list = []
+        used = measure(lambda arrays=arrays, outputs=outputs: outputs.extend(backend.predict(arrays)))
+        pixels = math.prod(tile.values())
+        measured.append((pixels, used))
+        output_per_pixel = sum(np.asarray(o).nbytes for o in outputs) / pixels
+    input_per_pixel = sum(a.nbytes for a in _zeros_for(tiling, shapes, probes[-1])) / measured[-1][0]
+    floor = 2 * (input_per_pixel + output_per_pixel)
+    if len(measured) == 1:
+        per_pixel = max(floor, measured[0][1] / measured[0][0])
+        fixed = 0.0
+    else:
+        (p1, m1), (p2, m2) = measured[0], measured[-1]
+        per_pixel = max(floor, (m2 - m1) / (p2 - p1))
+        fixed = max(0.0, m2 - per_pixel * p2)
+    return MemoryEstimate(fixed, per_pixel, output_per_pixel, tuple(measured), backend.device)
+
+
+# --- choosing ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileChoice:
+    """The tile picked for a run, and why."""
+
+    tile: dict[str, int]
+    batch_size: int
+    budget: float
+    predicted: float
+    single_pass: bool
+    note: str = ""
+
+
+def _balanced(tiling: ModelTiling, axis: str, size: int, q: int) -> int:
+    """The smallest valid tile giving the same number of tiles as ``q`` (less computation wasted)."""
+    pad = tiling.pads[axis]
+    count = math.ceil(size / (q - 2 * pad))
+    smallest = tiling.smallest_valid(axis, math.ceil(size / count) + 2 * pad)
+    return min(q, smallest) if smallest is not None else q
+
+
+def choose_tile(
+    tiling: ModelTiling,
+    shape: Mapping[str, int],
+    estimate: MemoryEstimate,
+    budget: float,
+) -> tuple[dict[str, int], float]:
+    """The largest valid tile (close to square) whose predicted need fits ``budget``, and that need.
+
+    Returns the smallest valid tile when nothing fits (the caller decides whether that is an error).
+    """
+    whole = tiling.single_pass_tile(shape)
+    if estimate.tile_bytes(math.prod(whole.values())) <= budget:
+        return whole, estimate.tile_bytes(math.prod(whole.values()))
+    options = {a: tiling.candidates(a, whole[a]) for a in tiling.axes}
+    position = {a: 0 for a in tiling.axes}
+    current = {a: options[a][0] for a in tiling.axes}
+    while True:
+        growable = [a for a in tiling.axes if position[a] + 1 < len(options[a])]
+        grown = False
+        for a in sorted(growable, key=lambda a: current[a]):
+            trial = dict(current, **{a: options[a][position[a] + 1]})
+            if estimate.tile_bytes(math.prod(trial.values())) <= budget:
+                current, position[a], grown = trial, position[a] + 1, True
+                break
+        if not grown:
+            break
+    balanced = {a: _balanced(tiling, a, shape[a], current[a]) for a in tiling.axes}
+    return balanced, estimate.tile_bytes(math.prod(balanced.values()))
+
+
+def plan_budget(device: str | None, max_memory: int | str | None) -> float:
+    """Bytes a run may plan with: the free memory times :data:`SAFETY`, capped by ``max_memory``."""
+    free = available_memory(device) * SAFETY
+    if max_memory is None:
+        return free
+    return min(free, parse_memory_size(max_memory))
+
+
+def auto_tile(
+    backend: Backend,
+    tiling: ModelTiling,
+    shapes: Mapping[str, Mapping[str, int]],
+    *,
+    samples: int = 1,
+    max_memory: int | str | None = None,
+    estimate: MemoryEstimate | None = None,
+    max_batch: int = 8,
+    batch_sizes: Sequence[int] = (),
+) -> TileChoice:
+    """Pick tile and batch size for a run of ``samples`` samples of ``shapes`` on ``backend``.
+
+    Parameters
+    ----------
+    max_memory : int or str, optional
+        Cap on what the run may use (outputs and forward passes), e.g. ``"2GB"``.
+    estimate : MemoryEstimate, optional
+        A previous :func:`estimate_memory` of this backend (measured when None).
+    batch_sizes : sequence of int
+        Batch sizes the model accepts above 1 (empty: no batching).
+
+    Raises
+    ------
+    TilingError
+        When ``max_memory`` cannot hold even the outputs and the smallest tile.
+    """
+    primary = shapes[tiling.input]
+    if not tiling.tileable:
+        return TileChoice(tiling.single_pass_tile(primary), 1, math.inf, 0.0, True, "model cannot be tiled")
+    estimate = estimate or estimate_memory(backend, tiling, shapes)
+    image_pixels = math.prod(primary[a] for a in tiling.axes)
+    outputs = estimate.output_per_pixel * image_pixels * samples
+    budget = plan_budget(backend.device, max_memory) - outputs
+    smallest = {a: tiling.candidates(a, 0)[0] for a in tiling.axes}
+    if budget < estimate.tile_bytes(math.prod(smallest.values())):
+        need = outputs + estimate.tile_bytes(math.prod(smallest.values()))
+        if max_memory is not None:
+            raise TilingError(
+                f"max_memory={max_memory!r} cannot hold this run: the outputs take {format_bytes(outputs)} "
+                f"and the smallest tile {smallest} about {format_bytes(need - outputs)}; expected at least "
+                f"{format_bytes(need)}"
+            )
+        return TileChoice(smallest, 1, budget, need, False, "less memory free than the smallest tile needs")
+    tile, _ = choose_tile(tiling, primary, estimate, budget)
+    single = tile == tiling.single_pass_tile(primary)
+    count = samples * math.prod(math.ceil(primary[a] / (tile[a] - 2 * tiling.pads[a])) for a in tiling.axes)
+    batch = _largest_batch(estimate, math.prod(tile.values()), budget, count, batch_sizes, max_batch)
+    return TileChoice(tile, batch, budget, estimate.tile_bytes(math.prod(tile.values()), batch), single)
+
+
+def _largest_batch(
+    estimate: MemoryEstimate, pixels: int, budget: float, count: int, sizes: Sequence[int], max_batch: int
+) -> int:
+    batch = 1
+    for size in sorted(sizes):
+        if size <= min(max_batch, count) and estimate.tile_bytes(pixels, size) <= budget:
+            batch = size
+    return batch
+
+
+def choose_batch(
+    estimate: MemoryEstimate,
+    plan: TilePlan,
+    budget: float,
+    samples: int,
+    sizes: Sequence[int],
+    max_batch: int = 8,
+) -> int:
+    """The most tiles per forward pass (among ``sizes``, at most ``max_batch``) that fit ``budget``.
+
+    Examples
+    --------
+    >>> choose_batch(estimate, plan, budget=2e9, samples=1, sizes=range(2, 9))  # doctest: +SKIP
+    4
+    """
+    return _largest_batch(
+        estimate, math.prod(plan.tile.values()), budget, samples * plan.n_tiles, sizes, max_batch
+    )

@@ -1,0 +1,184 @@
+"""Measuring memory: what a device has free, and the peak one forward pass uses.
+
+On the CPU the peak is the process's resident memory sampled in a thread (the network's framework releases
+the GIL while it computes), checked against the kernel's high-water mark (``ru_maxrss``), which catches
+peaks shorter than the sampling interval. On a GPU it is the framework's own peak counters (torch, TF), or,
+for engines without them, the drop of the GPU's free memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import threading
+import time
+from collections.abc import Callable
+
+from deepij.errors import TilingError
+from deepij.inference.backends.base import Backend
+
+
+def is_gpu_device(device: str | None) -> bool:
+    return bool(device) and str(device).lower().startswith(("cuda", "gpu"))
+
+
+def _device_index(device: str) -> int:
+    _, _, index = str(device).partition(":")
+    return int(index) if index.isdigit() else 0
+
+
+def available_memory(device: str | None = "cpu") -> int:
+    """Bytes free for a run on ``device``: available RAM (psutil), or the GPU's free memory.
+
+    Examples
+    --------
+    >>> available_memory("cpu") > 0
+    True
+    """
+    if not is_gpu_device(device):
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    free = _gpu_free_memory(_device_index(str(device)))
+    if free is None:
+        raise TilingError(
+            f"device: cannot read the free memory of {device!r} (no torch with CUDA, no nvidia-smi)"
+        )
+    return free
+
+
+def _gpu_free_memory(index: int) -> int | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            free, _ = torch.cuda.mem_get_info(index)
+            return int(free)
+    except ImportError:
+        pass
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    answer = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", str(index)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    try:
+        return int(float(answer.stdout.strip().splitlines()[0]) * 2**20)
+    except (ValueError, IndexError):
+        return None
+
+
+def _return_free_memory() -> None:
+    """Hand memory freed earlier back to the OS (glibc ``malloc_trim``), so that a pass reusing it shows up
+    in the resident size instead of hiding in the allocator."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class _ResidentPeak:
+    """Peak resident memory of this process while the block runs, above what it was before."""
+
+    def __init__(self, interval: float = 0.0005) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            time.sleep(self._interval)
+
+    def __enter__(self) -> _ResidentPeak:
+        gc.collect()
+        _return_free_memory()
+        self.baseline = self._process.memory_info().rss
+        self._high_water = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self.peak = self.baseline
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+        # A new lifetime high-water mark during the pass is a peak the sampler may have missed.
+        high_water = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if high_water > self._high_water:
+            self.peak = max(self.peak, high_water)
+
+    @property
+    def used(self) -> int:
+        return max(0, self.peak - self.baseline)
+
+
+def _torch_gpu_meter(index: int) -> Callable[[Callable[[], object]], int]:
+    import torch
+
+    def measure(run: Callable[[], object]) -> int:
+        torch.cuda.synchronize(index)
+        before = torch.cuda.memory_allocated(index)
+        torch.cuda.reset_peak_memory_stats(index)
+        run()
+        torch.cuda.synchronize(index)
+        return max(0, torch.cuda.max_memory_allocated(index) - before)
+
+    return measure
+
+
+def _tensorflow_gpu_meter(index: int) -> Callable[[Callable[[], object]], int]:
+    import tensorflow as tf
+
+    name = f"GPU:{index}"
+
+    def measure(run: Callable[[], object]) -> int:
+        before = tf.config.experimental.get_memory_info(name)["current"]
+        tf.config.experimental.reset_memory_stats(name)
+        run()
+        return max(0, tf.config.experimental.get_memory_info(name)["peak"] - before)
+
+    return measure
+
+
+def _free_memory_meter(index: int) -> Callable[[Callable[[], object]], int]:
+    """For engines without peak counters (onnxruntime on a GPU): the drop of free GPU memory afterwards."""
+
+    def measure(run: Callable[[], object]) -> int:
+        before = _gpu_free_memory(index) or 0
+        run()
+        after = _gpu_free_memory(index) or before
+        return max(0, before - after)
+
+    return measure
+
+
+def forward_meter(backend: Backend) -> Callable[[Callable[[], object]], int]:
+    """A function that runs a callable and returns the peak memory it used on the backend's device."""
+    if not is_gpu_device(backend.device):
+
+        def measure(run: Callable[[], object]) -> int:
+            with _ResidentPeak() as meter:
+                run()
+            return meter.used
+
+        return measure
+    index = _device_index(backend.device)
+    fmt = getattr(backend, "format", "")
+    if fmt in ("torchscript", "pytorch_state_dict"):
+        return _torch_gpu_meter(index)
+    if fmt in ("tensorflow_saved_model_bundle", "keras_hdf5"):
+        return _tensorflow_gpu_meter(index)
+    return _free_memory_meter(index)
