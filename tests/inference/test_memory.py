@@ -1,0 +1,133 @@
+"""Memory sizes, measuring a real model's memory, and choosing the largest tile that fits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import psutil
+import pytest
+
+from deepij.errors import TilingError
+from deepij.inference import meters
+from deepij.inference.memory import (
+    MemoryEstimate,
+    auto_tile,
+    choose_tile,
+    estimate_memory,
+    parse_memory_size,
+    probe_tiles,
+)
+from deepij.inference.meters import available_memory, forward_meter
+from deepij.inference.tiling import analyse_tiling
+from deepij.pipeline import Model
+from support.models import describe, write_torchscript_convnet
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2GB", 2_000_000_000),
+        ("512 MiB", 512 * 2**20),
+        ("1.5g", 1_500_000_000),
+        ("100kB", 100_000),
+        (4096, 4096),
+        ("3 GiB", 3 * 2**30),
+        ("1e3", 1000),
+    ],
+)
+def test_memory_sizes(text, expected):
+    assert parse_memory_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "2 GX", "-1GB", 0, True, "GB", [1]])
+def test_bad_memory_sizes_are_named(bad):
+    with pytest.raises(TilingError, match=r"^max_memory: "):
+        parse_memory_size(bad)
+
+
+def test_available_memory_is_the_free_ram():
+    free = psutil.virtual_memory().available
+    assert 0.5 * free < available_memory("cpu") < 1.5 * free
+
+
+def test_gpu_memory_without_a_gpu_is_a_clear_error():
+    if meters._gpu_free_memory(0) is not None:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(TilingError, match=r"device: cannot read the free memory of 'cuda:0'"):
+        available_memory("cuda:0")
+
+
+def test_free_memory_meter_measures_the_drop(monkeypatch):
+    # No GPU exists on these machines: the GPU's free-memory query is replaced by a fake whose value the
+    # measured pass lowers by 300 MB, to check the meter's arithmetic only.
+    state = {"free": 8_000_000_000}
+    monkeypatch.setattr(meters, "_gpu_free_memory", lambda index: state["free"])
+    measure = meters._free_memory_meter(0)
+    assert measure(lambda: state.update(free=state["free"] - 300_000_000)) == 300_000_000
+
+
+@pytest.fixture(scope="module")
+def convnet_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("memnet")
+    net = write_torchscript_convnet(folder / "net.pt", kernel_sizes=(3, 3, 3), hidden=16)
+    return Model(describe(net))
+
+
+def test_estimate_predicts_the_peak_of_a_larger_tile(convnet_model):
+    backend = convnet_model.backend(runtime="native")
+    tiling = convnet_model.tiling
+    shapes = {"input": {"c": 1, "y": 2000, "x": 2000}}
+    assert probe_tiles(tiling, shapes) == [{"y": 128, "x": 128}, {"y": 256, "x": 256}]
+    estimate = estimate_memory(backend, tiling, shapes)
+    # 16 hidden channels of float32 at least: well above the floor of 2 * (4 + 4) bytes per pixel.
+    assert estimate.per_pixel > 64
+    assert estimate.output_per_pixel == pytest.approx(4.0)
+    tile = np.zeros((1, 1, 700, 700), dtype=np.float32)
+    measured = forward_meter(backend)(lambda: backend.predict([tile]))
+    predicted = estimate.tile_bytes(700 * 700)
+    assert 0.5 < predicted / measured < 2.0, (predicted, measured)
+
+
+def test_choose_tile_takes_the_largest_that_fits():
+    tiling = analyse_tiling(describe(_FakeNet()))  # min 9, step 1, halo 4
+    estimate = MemoryEstimate(fixed=1e6, per_pixel=100.0, output_per_pixel=4.0)
+    shape = {"y": 5000, "x": 3000}
+    tile, need = choose_tile(tiling, shape, estimate, budget=1e6 + 100 * 400 * 400)
+    assert need <= 1e6 + 100 * 400 * 400
+    # Close to square, and no larger than the same number of tiles needs (balanced).
+    assert abs(tile["y"] - tile["x"]) <= 60 and max(tile.values()) <= 401
+    counts = {a: math.ceil(shape[a] / (tile[a] - 8)) for a in tile}
+    assert all(math.ceil(shape[a] / (tile[a] - 1 - 8)) > counts[a] for a in tile)
+    whole, _ = choose_tile(tiling, {"y": 100, "x": 80}, estimate, budget=1e12)
+    assert whole == {"y": 108, "x": 88}  # one pass: the image and its padding
+
+
+def test_auto_tile_refuses_a_cap_below_the_outputs(convnet_model):
+    backend = convnet_model.backend(runtime="native")
+    estimate = MemoryEstimate(fixed=0.0, per_pixel=100.0, output_per_pixel=4.0)
+    shapes = {"input": {"c": 1, "y": 4000, "x": 4000}}
+    with pytest.raises(
+        TilingError, match=r"max_memory='50MB' cannot hold this run: the outputs take 64.0 MB"
+    ):
+        auto_tile(backend, convnet_model.tiling, shapes, max_memory="50MB", estimate=estimate)
+    choice = auto_tile(
+        backend, convnet_model.tiling, shapes, max_memory="100MB", estimate=estimate, batch_sizes=range(2, 9)
+    )
+    assert not choice.single_pass and choice.predicted <= choice.budget
+    assert choice.budget == pytest.approx(100e6 - 64e6)
+
+
+class _FakeNet:
+    """Only the fields :func:`support.models.describe` reads (no weights are loaded in these tests)."""
+
+    def __init__(self) -> None:
+        from pathlib import Path
+
+        self.path = Path("/nonexistent/net.pt")
+        self.format = "torchscript"
+        self.input_names, self.input_axes, self.input_channels = ("input",), ("bcyx",), (1,)
+        self.output_names, self.output_axes, self.output_channels = ("output",), ("bcyx",), (1,)
+        self.output_scales = (1.0,)
+        self.halo, self.offset, self.min_size, self.step = 4, 0, 9, 1
+        self.architecture, self.tf_tag, self.tf_signature = None, None, None
