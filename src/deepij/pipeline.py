@@ -175,7 +175,7 @@ class Model:
         max_memory: int | str | None = None,
         *,
         axes: str | Mapping[str, str] | None = None,
-        tiling: str = "deepimagej",
+        tiling: str | None = None,
         overlap: int | None = None,
         batch_size: int | str = "auto",
         runtime: str = "auto",
@@ -206,9 +206,11 @@ class Model:
             Cap on the memory the run plans to use (outputs and forward passes), e.g. ``"2GB"``.
         axes : str or mapping, optional
             Letters naming the dims of a numpy ``image`` (per input name for several inputs).
-        tiling : {"deepimagej", "centered", "blend"}
-            Tile layout: deepImageJ 2.x's exactly (default), the same with correct centring of a single
-            tile, or overlapping tiles blended (``overlap`` pixels).
+        tiling : {"deepimagej", "centered", "blend"}, optional
+            Tile layout: deepImageJ 2.x's exactly, the same grid with a single tile correctly centred
+            (deepImageJ reads it back one pixel off when its margin is odd), or overlapping tiles blended
+            (``overlap`` pixels). Default: ``"deepimagej"`` for a tile you give, ``"centered"`` for one
+            deepij chooses (deepImageJ never chose it, so there is nothing to reproduce).
         batch_size : int or "auto"
             Tiles per forward pass for models with a batch axis; "auto" fills the memory budget (up to 8).
         runtime : {"auto", "native", "onnxruntime"}
@@ -234,7 +236,8 @@ class Model:
         ready = pre(self.description, raw, raw)
         backend = self.backend(weights_format, device, runtime)
         notes = list(getattr(backend, "notes", []))
-        plan, batch = self._plan(backend, ready, tile, tiling, overlap, batch_size, max_memory, notes)
+        mode = tiling or ("centered" if tile is None else "deepimagej")
+        plan, batch = self._plan(backend, ready, tile, mode, overlap, batch_size, max_memory, notes)
         outputs = run_tiled(backend, plan, ready, batch_size=batch, progress=progress)
         finished = post(self.description, outputs, raw)
         return self._result(finished, plan, batch, backend, notes)
@@ -293,6 +296,7 @@ class Model:
         max_memory: int | str | None,
         notes: list[str],
     ) -> tuple[TilePlan, int]:
+        """The tiles and the batch size of this run (measuring the model's memory when a choice needs it)."""
         from deepij.inference.memory import auto_tile, choose_batch, estimate_memory, needs_no_measuring
 
         tiling = self.tiling
@@ -304,44 +308,37 @@ class Model:
         samples = math.prod(
             n for d, n in inputs[primary.name].sizes.items() if d not in primary.axes_str or d == "b"
         )
-        accepted = _batch_sizes(primary)
-        wants_auto_batch = batch_size == "auto"
+        accepted = _batch_sizes(primary) if batch_size == "auto" else ()
         small = tiling.tileable and needs_no_measuring(tiling, shapes[tiling.input])
-        batching = wants_auto_batch and bool(accepted) and (samples > 1 or not small)
-        if tiling.tileable and ((tile is None and not small) or batching or max_memory is not None):
-            estimate = self._estimate(backend, tiling, shapes, estimate_memory)
-            choice = auto_tile(
-                backend,
-                tiling,
-                shapes,
-                samples=samples,
-                max_memory=max_memory,
-                estimate=estimate,
-                batch_sizes=accepted if wants_auto_batch else (),
-            )
-            if choice.note:
-                notes.append(f"tile: {choice.note}")
-            if tile is None and choice.single_pass and tiling.image_is_valid(shapes[tiling.input]):
-                tile = "image"  # the whole image as it is, as the zoo's tools run it
-                notes.append("the whole image fits in memory: one pass, unpadded")
-            elif tile is None:
-                tile = choice.tile
-                notes.append(f"tile {choice.tile} chosen for a budget of {choice.budget / 1e6:.0f} MB")
+        batching = bool(accepted) and (samples > 1 or not small)
+        if not tiling.tileable or not ((tile is None and not small) or batching or max_memory is not None):
+            if tile is None and tiling.input:
+                tile = "image" if tiling.image_is_valid(shapes[tiling.input]) else "whole"
+                notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
             plan = tiling.plan(shapes, tile, mode, overlap)
-            batch = (
-                choose_batch(estimate, plan, choice.budget, samples, accepted)
-                if wants_auto_batch
-                else batch_size
-            )
-            return plan, int(batch)
-        if tile is None and tiling.input and tiling.image_is_valid(shapes[tiling.input]):
-            tile = "image"
-            notes.append("small image: one pass, unpadded")
-        elif tile is None and tiling.input:
-            tile = "whole"
-            notes.append("small image: one mirror-padded pass")
+            return plan, 1 if batch_size == "auto" else int(batch_size)
+        estimate = self._estimate(backend, tiling, shapes, estimate_memory)
+        choice = auto_tile(
+            backend,
+            tiling,
+            shapes,
+            samples=samples,
+            max_memory=max_memory,
+            estimate=estimate,
+            batch_sizes=accepted,
+        )
+        if choice.note:
+            notes.append(f"tile: {choice.note}")
+        if tile is None and choice.single_pass and tiling.image_is_valid(shapes[tiling.input]):
+            tile = "image"  # the whole image as it is, as the zoo's tools run it
+            notes.append("the whole image fits in memory: one pass, unpadded")
+        elif tile is None:
+            tile = choice.tile
+            notes.append(f"tile {choice.tile} chosen for a budget of {choice.budget / 1e6:.0f} MB")
         plan = tiling.plan(shapes, tile, mode, overlap)
-        return plan, 1 if wants_auto_batch else int(batch_size)
+        if batch_size != "auto":
+            return plan, int(batch_size)
+        return plan, choose_batch(estimate, plan, choice.budget, samples, accepted)
 
     def _estimate(
         self, backend: Backend, tiling: ModelTiling, shapes: Mapping, measure: Callable

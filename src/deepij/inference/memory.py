@@ -7,7 +7,8 @@ against the kernel's high-water mark; on a GPU the framework's own peak counters
 the two peaks gives a fixed cost and a cost per input pixel. The largest valid tile whose predicted need,
 plus the outputs the run will allocate, fits in the budget is chosen: the memory really available (RAM, or
 the GPU's free memory) with a safety margin, or less if the user caps it (``max_memory="2GB"``). An image
-whose single-pass tile fits runs in one pass.
+whose single-pass tile fits runs in one pass. On a CPU the tile's working memory is also kept under
+:data:`CPU_TILE_BYTES`, because there huge passes are slower than moderate tiles (measured below).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from deepij.errors import TilingError
 from deepij.inference.backends.base import Backend
-from deepij.inference.meters import available_memory, forward_meter
+from deepij.inference.meters import available_memory, forward_meter, is_gpu_device
 from deepij.inference.plan import TilePlan
 from deepij.inference.tiling import ModelTiling
 
@@ -30,6 +31,14 @@ SAFETY = 0.8
 
 PROBE_SIDES = {1: (4096, 16384), 2: (128, 256), 3: (32, 64)}
 """Target probe tile sides per number of tiled axes (rounded to valid sizes)."""
+
+CPU_TILE_BYTES = 256e6
+"""On a CPU, automatic tiles keep their working memory (per-pixel part) under this: larger passes are slower
+there (benchmarks/bench_tiling_memory.py, 8192^2 image, 2 cores: 512^2 tiles 10.7 s, 2048^2 13.4 s, one
+8192^2 pass 40 s and 5.6 GB). On a GPU the largest tile that fits is taken."""
+
+CPU_BATCH_PIXELS = 512 * 512
+"""On a CPU, tiles are batched only while a batch holds at most this many pixels."""
 
 _UNITS = {
     "": 1,
@@ -272,7 +281,8 @@ def auto_tile(
                 f"{format_bytes(need)}"
             )
         return TileChoice(smallest, 1, budget, need, False, "less memory free than the smallest tile needs")
-    tile, _ = choose_tile(tiling, primary, estimate, budget)
+    working = budget if is_gpu_device(backend.device) else min(budget, estimate.fixed + CPU_TILE_BYTES)
+    tile, _ = choose_tile(tiling, primary, estimate, working)
     single = tile == tiling.single_pass_tile(primary)
     count = samples * math.prod(math.ceil(primary[a] / (tile[a] - 2 * tiling.pads[a])) for a in tiling.axes)
     batch = _largest_batch(estimate, math.prod(tile.values()), budget, count, batch_sizes, max_batch)
@@ -282,9 +292,12 @@ def auto_tile(
 def _largest_batch(
     estimate: MemoryEstimate, pixels: int, budget: float, count: int, sizes: Sequence[int], max_batch: int
 ) -> int:
+    # On a CPU a batch saves only the per-call overhead, which matters for small tiles alone, while its
+    # memory grows with every tile: batch there only up to CPU_BATCH_PIXELS pixels per pass.
+    limit = max_batch if is_gpu_device(estimate.device) else max(1, CPU_BATCH_PIXELS // max(pixels, 1))
     batch = 1
     for size in sorted(sizes):
-        if size <= min(max_batch, count) and estimate.tile_bytes(pixels, size) <= budget:
+        if size <= min(limit, count) and estimate.tile_bytes(pixels, size) <= budget:
             batch = size
     return batch
 
@@ -297,7 +310,8 @@ def choose_batch(
     sizes: Sequence[int],
     max_batch: int = 8,
 ) -> int:
-    """The most tiles per forward pass (among ``sizes``, at most ``max_batch``) that fit ``budget``.
+    """The most tiles per forward pass (among ``sizes``) that fit ``budget``: at most ``max_batch`` on a GPU,
+    at most :data:`CPU_BATCH_PIXELS` pixels per pass on a CPU.
 
     Examples
     --------
