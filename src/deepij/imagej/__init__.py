@@ -1,1 +1,98 @@
-"""The ImageJ inside the Python process: runtime (start/attach, Xvfb), images, tables, macros, Java steps."""
+"""The ImageJ inside the Python process: runtime (start/attach, Xvfb), images, tables, macros, commands.
+
+``deepij.imagej`` is this package and is also callable: ``deepij.imagej()`` returns the process's one
+:class:`~deepij.imagej.session.Session`, starting ImageJ on first use.
+
+Examples
+--------
+>>> import deepij, numpy as np
+>>> session = deepij.imagej()                                               # doctest: +SKIP
+>>> result = deepij.run_macro('run("Invert");', np.zeros((8, 8), "uint8"))  # doctest: +SKIP
+>>> int(result.image.max())                                                 # doctest: +SKIP
+255
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from deepij.imagej.results import MacroResult
+from deepij.imagej.runtime import attach, current_session, get_session, shutdown
+from deepij.imagej.session import Session
+
+__all__ = ["MacroResult", "Session", "attach", "current_session", "imagej", "run_macro", "shutdown"]
+
+
+def imagej(
+    ij_jar: str | os.PathLike[str] | None = None,
+    *,
+    fiji: str | os.PathLike[str] | None = None,
+    headless: bool | None = None,
+    virtual_display: bool | None = None,
+    max_memory: str | int | None = None,
+    jvm_options: Sequence[str] = (),
+) -> Session:
+    """The process's ImageJ session, started on first use (later calls return the same session).
+
+    Parameters
+    ----------
+    ij_jar : path, optional
+        The ImageJ 1.x jar. Default: ``DEEPIJ_IJ_JAR``, else an ``ij*.jar`` in the repository's ``jars/``,
+        else ``/usr/share/java/ij.jar`` (Debian's libij-java).
+    fiji : path, optional
+        A Fiji.app folder to start instead, through pyimagej (default: ``DEEPIJ_FIJI``).
+    headless : bool, optional
+        True: a headless JVM; commands that cannot run faithfully there are refused with HeadlessError.
+        Default: a display is used (a private Xvfb when ``DISPLAY`` is not set).
+    virtual_display : bool, optional
+        True: always use a private Xvfb, even when ``DISPLAY`` is set (nothing appears on your screen).
+    max_memory : str or int, optional
+        Maximum Java heap, e.g. ``"8g"`` (default: the JVM's own, a quarter of the RAM).
+    jvm_options : sequence of str
+        More JVM options.
+
+    Raises
+    ------
+    ImageJError
+        No jar / Java / Xvfb found, a folder that is not a Fiji.app, or settings that differ from the
+        session already running (a JVM cannot restart within one process).
+
+    Examples
+    --------
+    >>> session = deepij.imagej()                                 # doctest: +SKIP
+    >>> session.version                                           # doctest: +SKIP
+    '1.53t'
+    """
+    return get_session(ij_jar, fiji=fiji, headless=headless, virtual_display=virtual_display,
+                       max_memory=max_memory, jvm_options=jvm_options)
+
+
+def run_macro(macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
+              timeout: float | None = None) -> MacroResult:
+    """Run an ImageJ macro in the process's session (started if needed). See :meth:`Session.run_macro`.
+
+    Examples
+    --------
+    >>> result = deepij.run_macro("normalize.ijm", image)      # doctest: +SKIP
+    """
+    return get_session().run_macro(macro, image=image, args=args, timeout=timeout)
+
+
+class _CallableModule(types.ModuleType):
+    """``deepij.imagej`` must be a package (it has submodules) and a function (``deepij.imagej()``).
+
+    Importing ``deepij.imagej.x`` sets the attribute ``imagej`` of the ``deepij`` package to this module
+    object, so a plain function of that name would be overwritten. Making the module itself callable keeps
+    both meanings, whatever gets imported first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Session:
+        return imagej(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,214 @@
+"""Python handlers for ImageJ commands, called when a macro (or any code) runs ``run("Name", "options")``.
+
+One ``ij.CommandListener`` is installed per session. It sees every command before ImageJ runs it; a command
+with a registered Python handler is handed to it (and ImageJ does not run it), other commands go on to ImageJ
+unless a policy refuses them (the headless mode refuses the commands it cannot run faithfully).
+
+This is the seam for serving ``run("DeepImageJ Run", "model=... ...")`` from users' macros with a model kept
+loaded: register a handler for ``"DeepImageJ Run"``; it gets the options and the current image, and can show
+result images and tables where the macro expects them.
+
+Examples
+--------
+>>> session = deepij.imagej()                                                   # doctest: +SKIP
+>>> def double(call):
+...     call.show(call.image_xarray() * 2, title="doubled")
+>>> session.commands.register("Double It", double)                              # doctest: +SKIP
+>>> result = session.run_macro('run("Double It");', image=np.ones((4, 4), "float32"))  # doctest: +SKIP
+>>> result.images["doubled"]                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from deepij.imagej._java import jc, jstr
+
+if TYPE_CHECKING:
+    from deepij.imagej.session import Session
+
+_log = logging.getLogger("deepij.imagej")
+
+Handler = Callable[["CommandCall"], None]
+#: A policy gets a command name and returns an exception to refuse it with, or None to let ImageJ run it.
+Policy = Callable[[str], BaseException | None]
+
+
+class CommandCall:
+    """One interception of ``run(command, options)``: what a handler gets.
+
+    Attributes
+    ----------
+    command : str
+        The command name, e.g. ``"DeepImageJ Run"``.
+    options : str
+        The option string the macro passed (``""`` when none), e.g. ``"model=[My Model] tile=256,256,1"``.
+    session : Session
+        The ImageJ session (conversions, tables...).
+    """
+
+    def __init__(self, command: str, options: str, session: Session) -> None:
+        self.command = command
+        self.options = options
+        self.session = session
+
+    @property
+    def image(self) -> Any:
+        """The macro's current ImagePlus (None when no image is open)."""
+        return jc.WindowManager.getCurrentImage()
+
+    def image_xarray(self) -> Any:
+        """The current image as an xarray (raises MacroError-style ImageJError when there is none)."""
+        from deepij.errors import ImageJError
+
+        imp = self.image
+        if imp is None:
+            raise ImageJError(f"{self.command}: there is no image open (the command needs a current image)")
+        return self.session.to_xarray(imp)
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        """The value of ``key=value`` (or ``key=[value with spaces]``) in the options, as ImageJ reads it."""
+        value = jc.Macro.getValue(self.options + " ", key, None)
+        return default if value is None else str(value)
+
+    def show(self, image: Any, title: str | None = None) -> Any:
+        """Open an image (ImagePlus, numpy or xarray) in the running macro's ImageJ and make it current."""
+        imp = image if _is_imageplus(image) else self.session.to_imageplus(image, title=title)
+        if title is not None and _is_imageplus(image):
+            imp.setTitle(title)
+        self.session.publish_image(imp)
+        return imp
+
+    def show_table(self, table: Any, title: str = "Results") -> Any:
+        """Show a table (DataFrame or ResultsTable) under ``title``, as ImageJ's tables appear."""
+        rt = table if _is_resultstable(table) else self.session.to_resultstable(table)
+        self.session.publish_table(rt, title)
+        return rt
+
+    def __repr__(self) -> str:
+        return f"CommandCall({self.command!r}, options={self.options!r})"
+
+
+class CommandRouter:
+    """The session's command listener: Python handlers by command name, plus an optional refusal policy."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self._policy: Policy | None = None
+        self._listener: Any = None
+        self.failures: list[BaseException] = []  # failures outside any macro run, newest last
+
+    def install(self) -> None:
+        """Register the Java listener (once per session)."""
+        if self._listener is None:
+            self._listener = _make_listener(self)
+            jc.Executer.addCommandListener(self._listener)
+
+    def uninstall(self) -> None:
+        if self._listener is not None:
+            jc.Executer.removeCommandListener(self._listener)
+            self._listener = None
+
+    def register(self, command: str, handler: Handler) -> None:
+        """Handle ``run(command, ...)`` in Python from now on (replaces an earlier handler of that name)."""
+        if not isinstance(command, str) or not command:
+            raise ValueError(f"command: expected a non-empty command name, found {command!r}")
+        if not callable(handler):
+            raise TypeError(f"handler: expected a callable taking a CommandCall, found {handler!r}")
+        with self._lock:
+            self._handlers[command] = handler
+
+    def unregister(self, command: str) -> None:
+        """Give ``command`` back to ImageJ (no error when it had no handler)."""
+        with self._lock:
+            self._handlers.pop(command, None)
+
+    def handlers(self) -> Mapping[str, Handler]:
+        with self._lock:
+            return dict(self._handlers)
+
+    def set_policy(self, policy: Policy | None) -> None:
+        self._policy = policy
+
+    def command_executing(self, command: str) -> str | None:
+        """What the listener does: hand to a handler, refuse, or let ImageJ run the command."""
+        with self._lock:
+            handler = self._handlers.get(command)
+        if handler is None:
+            refusal = self._policy(command) if self._policy is not None else None
+            if refusal is None:
+                return command
+            self._fail(refusal)
+            return None
+        call = CommandCall(command, _current_options(), self._session)
+        try:
+            handler(call)
+        except BaseException as error:  # a Python error must not cross into ImageJ unreported
+            self._fail(error)
+        return None
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._session.runner.fail_current(error):
+            _log.error("ImageJ command failed outside a macro run: %s", error)
+            self.failures.append(error)
+
+
+def _current_options() -> str:
+    options = jc.Macro.getOptions()
+    return "" if options is None else str(options).strip()
+
+
+def _make_listener(router: CommandRouter) -> Any:
+    from jpype import JImplements, JOverride
+
+    @JImplements("ij.CommandListener")
+    class _Listener:
+        @JOverride
+        def commandExecuting(self, command: Any) -> Any:
+            name = jstr(command)
+            # the String itself lets ImageJ go on; null tells it the command was taken care of
+            return command if name is None or router.command_executing(name) is not None else None
+
+    return _Listener()
+
+
+def _is_imageplus(value: Any) -> bool:
+    return hasattr(value, "getProcessor") and hasattr(value, "getStack")
+
+
+def _is_resultstable(value: Any) -> bool:
+    return hasattr(value, "getColumnHeadings") and hasattr(value, "incrementCounter")
+
+
+def format_options(options: str | Mapping[str, Any] | None) -> str:
+    """An ImageJ option string from a dict: ``{"sigma": 2, "stack": True}`` -> ``"sigma=2 stack"``.
+
+    ``True`` adds the bare key (ImageJ's checkbox style), ``False`` and ``None`` leave it out, values with
+    spaces are wrapped in ``[...]``. A string is returned unchanged.
+
+    Examples
+    --------
+    >>> format_options({"sigma": 2, "title": "my image", "stack": True, "scaled": False})
+    'sigma=2 title=[my image] stack'
+    """
+    if options is None:
+        return ""
+    if isinstance(options, str):
+        return options
+    if not isinstance(options, Mapping):
+        raise TypeError(f"options: expected a str or a dict, found {type(options).__name__}")
+    parts = []
+    for key, value in options.items():
+        if value is True:
+            parts.append(str(key))
+        elif value is False or value is None:
+            continue
+        else:
+            text = str(value)
+            parts.append(f"{key}=[{text}]" if (" " in text or not text) else f"{key}={text}")
+    return " ".join(parts)

@@ -1,0 +1,305 @@
+"""The ImageJ session: one per process, the object every ImageJ operation in deepij goes through."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from deepij.errors import ImageJError, MacroError
+from deepij.imagej import headless as headless_mode
+from deepij.imagej import images, state, tables
+from deepij.imagej._java import jc, jstr
+from deepij.imagej.commands import CommandRouter
+from deepij.imagej.macros import MacroRunner
+from deepij.imagej.results import MacroResult
+
+_log = logging.getLogger("deepij.imagej")
+
+
+class Session:
+    """A running ImageJ 1.x inside this Python process.
+
+    Get it with ``deepij.imagej()`` (never construct it yourself). All methods are safe to call from several
+    threads: macro runs are serialized.
+
+    Attributes
+    ----------
+    mode : str
+        ``"embedded"`` (ij.jar started by deepij), ``"fiji"`` (a Fiji.app through pyimagej) or ``"attached"``
+        (a pyimagej gateway adopted with ``deepij.attach``).
+    headless : bool
+        True when the JVM has no display: only :data:`~deepij.imagej.headless.HEADLESS_COMMANDS` may run.
+    display : str or None
+        The X display ImageJ draws on (``":3"``), a private Xvfb when deepij started one.
+    ij_jar : Path or None
+        The ImageJ jar of the embedded mode.
+    fiji_dir : Path or None
+        The Fiji.app of the fiji mode.
+    gateway : object or None
+        The pyimagej gateway (fiji and attached modes).
+    commands : CommandRouter
+        Python handlers for ImageJ commands (:meth:`CommandRouter.register`).
+    startup_seconds : float
+        Time to start the JVM (0 when deepij did not start it).
+
+    Examples
+    --------
+    >>> session = deepij.imagej()                                                  # doctest: +SKIP
+    >>> result = session.run_macro('run("Gaussian Blur...", "sigma=2");', image)  # doctest: +SKIP
+    >>> result.image                                                               # doctest: +SKIP
+    """
+
+    def __init__(self, *, mode: str, headless: bool, display: str | None = None, ij_jar: Path | None = None,
+                 fiji_dir: Path | None = None, gateway: Any = None, virtual_display: Any = None,
+                 startup_seconds: float = 0.0) -> None:
+        self.mode = mode
+        self.headless = headless
+        self.display = display
+        self.ij_jar = ij_jar
+        self.fiji_dir = fiji_dir
+        self.gateway = gateway
+        self.virtual_display = virtual_display
+        self.startup_seconds = startup_seconds
+        self.commands = CommandRouter(self)
+        self.runner = MacroRunner(self)
+        self.closed = False
+
+    def initialize(self) -> None:
+        """Make ImageJ ready: its main instance (hidden) or the headless command table; the listener."""
+        if self.headless:
+            if jc.Menus.getCommands() is None:
+                headless_mode.install_command_table()
+            self.commands.set_policy(headless_mode.HeadlessPolicy())
+        elif jc.IJ.getInstance() is None:
+            # The hidden main window: with it ImageJ keeps a Log, shows Results/tables as windows and runs
+            # every command as in the desktop application; NO_SHOW keeps it off screen.
+            jc.ImageJ(jc.ImageJ.NO_SHOW)
+        self.commands.install()
+        self.commands.register("Quit", _refuse_quit)
+        self.runner.settings = state.Settings.capture()
+
+    # ------------------------------------------------------------------------------------------ info
+    @property
+    def version(self) -> str:
+        """ImageJ's version, e.g. ``"1.53t"``."""
+        return jstr(jc.IJ.getFullVersion()) or ""
+
+    def __repr__(self) -> str:
+        where = self.ij_jar or self.fiji_dir or "adopted gateway"
+        screen = "headless" if self.headless else f"display {self.display}"
+        return f"<deepij ImageJ {self.version} session: {self.mode}, {where}, {screen}>"
+
+    # ------------------------------------------------------------------------------------------ pixels
+    def to_imageplus(self, data: xr.DataArray | np.ndarray, title: str | None = None, *,
+                     dims: Any = None, rgb: bool | None = None) -> Any:
+        """Copy a numpy array or xarray into a new ImagePlus. See :func:`deepij.imagej.images.to_imageplus`.
+
+        Examples
+        --------
+        >>> imp = session.to_imageplus(np.zeros((64, 64), "uint16"), title="blank")  # doctest: +SKIP
+        """
+        self._check_open()
+        return images.to_imageplus(data, title, dims=dims, rgb=rgb)
+
+    def to_xarray(self, imp: Any, *, squeeze: bool = True) -> xr.DataArray:
+        """Copy an ImagePlus into a new xarray. See :func:`deepij.imagej.images.to_xarray`.
+
+        Examples
+        --------
+        >>> session.to_xarray(imp).dims                                             # doctest: +SKIP
+        ('row', 'col')
+        """
+        self._check_open()
+        return images.to_xarray(imp, squeeze=squeeze)
+
+    # ------------------------------------------------------------------------------------------ tables
+    def to_dataframe(self, table: Any) -> pd.DataFrame:
+        """Copy a ResultsTable into a DataFrame. See :mod:`deepij.imagej.tables`.
+
+        Examples
+        --------
+        >>> session.to_dataframe(session.to_resultstable(pd.DataFrame({"a": [1.0]})))  # doctest: +SKIP
+        """
+        self._check_open()
+        return tables.to_dataframe(table)
+
+    def to_resultstable(self, frame: pd.DataFrame) -> Any:
+        """Copy a DataFrame into a new ResultsTable. See :mod:`deepij.imagej.tables`."""
+        self._check_open()
+        return tables.to_resultstable(frame)
+
+    # ------------------------------------------------------------------------------------------ macros
+    def run_macro(self, macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
+                  timeout: float | None = None) -> MacroResult:
+        """Run an ImageJ macro on an image and collect what it produced.
+
+        Parameters
+        ----------
+        macro : str or Path
+            Macro code, or the path of a ``.ijm``/``.txt`` macro file.
+        image : array, xarray, ImagePlus, or dict of them by title, optional
+            The macro's image(s). Several are opened in order (dict order), the last one current; each gets
+            its key as title. A single array gets its DataArray name, or ``"image"``, as title.
+        args : str or dict, optional
+            What the macro's ``getArgument()`` returns; a dict becomes ``"key=value key2=[two words]"``.
+        timeout : float, optional
+            Seconds after which the macro is stopped with :class:`~deepij.errors.MacroTimeoutError`.
+            Dialogs waiting for a user stop it at once, whatever the timeout.
+
+        Returns
+        -------
+        MacroResult
+            ``.images`` (title -> xarray), ``.imageplus``, ``.tables`` (title -> DataFrame), ``.log``,
+            ``.value`` (the macro's ``return``), ``.messages``, ``.image`` (the current image at the end).
+
+        Raises
+        ------
+        MacroError
+            ImageJ reported an error: ``.macro_message`` is its text, ``.line`` the macro line.
+        MacroTimeoutError
+            The macro ran past ``timeout`` or waited for user input.
+        HeadlessError
+            In headless mode, the macro used a command that cannot run faithfully there.
+
+        Examples
+        --------
+        >>> result = session.run_macro('run("Gaussian Blur...", "sigma=7");', image)   # doctest: +SKIP
+        >>> blurred = result.image
+        """
+        self._check_open()
+        return self.runner.run(macro, image=image, args=args, timeout=timeout)
+
+    # --------------------------------------------------------------------------- used by runs and handlers
+    def prepare_inputs(self, image: Any) -> list[Any]:
+        """ImagePlus objects (in opening order) for a run's ``image`` argument."""
+        if image is None:
+            return []
+        if isinstance(image, Mapping):
+            prepared = []
+            for title, item in image.items():
+                if not isinstance(title, str) or not title:
+                    raise ValueError(f"image: dict keys are image titles (non-empty str), found {title!r}")
+                imp = self._as_imageplus(item, title, where=f"image[{title!r}]")
+                imp.setTitle(title)
+                prepared.append(imp)
+            return prepared
+        return [self._as_imageplus(image, None, where="image")]
+
+    def _as_imageplus(self, item: Any, title: str | None, *, where: str) -> Any:
+        if _is_imageplus(item):
+            return item
+        if isinstance(item, xr.DataArray | np.ndarray):
+            try:
+                return images.to_imageplus(item, title)
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from error
+        raise TypeError(f"{where}: expected a numpy array, xarray.DataArray or ij.ImagePlus, "
+                        f"found {type(item).__name__}")
+
+    def open_inputs(self, imps: list[Any], *, reset_batch: bool = True) -> None:
+        """Open images in batch mode on the calling (macro) thread; the last one becomes current."""
+        if reset_batch:
+            state.end_batch_mode()
+        jc.Interpreter.batchMode = True
+        for imp in imps:
+            self.publish_image(imp)
+
+    def publish_image(self, imp: Any) -> None:
+        """Open an ImagePlus where the running macro sees it and make it current (batch mode or window)."""
+        if jc.Interpreter.isBatchMode():
+            jc.Interpreter.addBatchModeImage(imp)
+            jc.WindowManager.setTempCurrentImage(imp)
+        elif self.headless:
+            jc.WindowManager.setTempCurrentImage(imp)
+        else:
+            imp.show()
+
+    def publish_table(self, table: Any, title: str) -> None:
+        """Make a ResultsTable ImageJ's ``Results`` (title ``"Results"``) or a named table."""
+        if title == "Results":
+            jc.Analyzer.setResultsTable(table)
+        if not self.headless:
+            table.show(title)
+
+    @contextlib.contextmanager
+    def log_capture(self) -> Iterator[_LogText]:
+        """What ImageJ logs while the block runs (the Log window; stdout of a headless ImageJ)."""
+        capture = _LogText(self.headless)
+        capture.start()
+        try:
+            yield capture
+        finally:
+            capture.stop()
+
+    # ------------------------------------------------------------------------------------------ end
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ImageJError("this ImageJ session was shut down (a JVM cannot restart within one process)")
+
+    def on_jvm_stop(self, *, at_exit: bool = True) -> None:
+        """Release what would keep the JVM (and so the interpreter) from exiting (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.commands.uninstall()
+        with contextlib.suppress(Exception):
+            # ImageJ's worker pool has non-daemon threads: left running, they block the interpreter's exit
+            jc.ThreadUtil.threadPoolExecutor.shutdownNow()
+        with contextlib.suppress(Exception):
+            instance = jc.IJ.getInstance()
+            if instance is not None:
+                instance.dispose()
+        if at_exit:
+            import jpype.config
+
+            # Destroying the JVM waits for AWT's threads to notice they are idle (seconds); nothing of
+            # ImageJ's needs that orderly end (it saves no state here), so an exiting process lets it go.
+            # The private Xvfb outlives the JVM by design: its guard stops it once this process is gone.
+            jpype.config.destroy_jvm = False
+
+
+class _LogText:
+    def __init__(self, headless: bool) -> None:
+        self._headless = headless
+        self._buffer: Any = None
+        self._original: Any = None
+        self._text = ""
+
+    def start(self) -> None:
+        if self._headless:
+            # A headless ImageJ has no Log window: IJ.log() prints to System.out, captured here.
+            self._buffer = jc.ByteArrayOutputStream()
+            self._original = jc.System.out
+            jc.System.setOut(jc.PrintStream(self._buffer, True, "UTF-8"))
+
+    def stop(self) -> None:
+        if self._headless and self._original is not None:
+            jc.System.out.flush()
+            jc.System.setOut(self._original)
+            self._text = str(self._buffer.toString("UTF-8"))
+            self._original = None
+
+    def text(self) -> str:
+        if self._headless:
+            if self._original is not None:
+                jc.System.out.flush()
+                return str(self._buffer.toString("UTF-8"))
+            return self._text
+        return jstr(jc.IJ.getLog()) or ""
+
+
+def _is_imageplus(value: Any) -> bool:
+    return hasattr(value, "getProcessor") and hasattr(value, "getStack") and hasattr(value, "getTitle")
+
+
+def _refuse_quit(call: Any) -> None:
+    raise MacroError(f'run("{call.command}") would end the ImageJ that this Python process keeps running; '
+                     "deepij refused it (close images with close() instead)")
