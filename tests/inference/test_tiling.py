@@ -238,6 +238,7 @@ def test_tiles_cover_every_output_pixel(case):
     assume(first is not None)
     q = first + k * rule.step
     plan = tiling.plan(shape(y, x), tile=q, mode=mode)
+    assume(plan.n_tiles <= 2000)  # keeps the test quick; tiny tiles add nothing new
     out = plan.outputs["out"]
     hits = np.zeros((out.sizes["y"], out.sizes["x"]))
     available = [m.tile_size(q) for m in (out.maps["y"], out.maps["x"])]
