@@ -211,3 +211,14 @@ def test_table_outputs_become_dataframes(tmp_path):
 
 def test_processing_modes_are_a_registry():
     assert set(PROCESSING) == {"spec", "none"}
+
+
+def test_three_d_torchscript_model_tiled_in_z_y_x(tmp_path):
+    net = write_torchscript_convnet(tmp_path / "net3d.pt", kernel_sizes=(3, 3), ndim=3)
+    model = Model(describe(net))
+    assert model.tiling.axes == "zyx" and model.tiling.pads == {"z": 2, "y": 2, "x": 2}
+    image = RNG.random((1, 1, 12, 30, 26), dtype=np.float32)
+    whole = model.predict(image, tile="whole", runtime="native")
+    tiled = model.predict(image, tile={"z": 8, "y": 16, "x": 16}, runtime="native")
+    assert tiled.plan.n_tiles == 3 * 3 * 3
+    np.testing.assert_allclose(tiled.images["output"].values, whole.images["output"].values, atol=1e-5)
