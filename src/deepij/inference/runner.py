@@ -176,7 +176,9 @@ class TiledRun:
         for item in items:
             sample = array[item.key] if looped else array
             pieces.append(cut_tile(sample, axes, self.plan, item.tile) if windowed else sample)
-        while len(pieces) < self.batch_size and "b" in spec.axes_str:
+        rule = spec.axis("b").size if "b" in spec.axes_str else None
+        rule = rule if isinstance(rule, (FixedSize, ParameterizedSize)) else None
+        while rule is not None and not rule.is_valid(len(pieces)) and len(pieces) < self.batch_size:
             pieces.append(pieces[-1])  # a batch axis of fixed size: fill up, the extra results are dropped
         if "b" not in spec.axes_str:
             return np.ascontiguousarray(pieces[0])
