@@ -20,6 +20,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from typing import IO
@@ -29,13 +30,24 @@ from deepij.errors import ImageJError
 #: Screen geometry of the virtual display; ImageJ sizes windows from it (nobody sees them).
 SCREEN = "1600x1200x24"
 
-# Xvfb runs under a small shell that holds a pipe from this process on its stdin: when this process ends in
-# any way (even SIGKILL) the pipe closes, `read` returns and the shell stops Xvfb. No display outlives us.
-# $1 is the ready fd, which the shell closes once Xvfb has it so only Xvfb can signal readiness.
-_GUARD = (
-    'fd=$1; shift; "$@" & pid=$!; eval "exec $fd>&-"; trap "kill $pid 2>/dev/null" TERM; '
-    "read -r _ || true; kill $pid 2>/dev/null; wait $pid"
-)
+# Xvfb runs under a small guard process that holds a pipe from this process on its stdin: when this
+# process ends in any way (even SIGKILL) the pipe closes and the guard stops Xvfb, so no display outlives
+# us. The guard hands the readiness fd to Xvfb and closes its own copy: an Xvfb that dies early shows as EOF.
+_GUARD = """
+import os, signal, subprocess, sys
+fd = int(sys.argv[1])
+xvfb = subprocess.Popen(sys.argv[2:], pass_fds=(fd,), stdin=subprocess.DEVNULL)
+os.close(fd)
+signal.signal(signal.SIGTERM, lambda *_: (xvfb.terminate(), sys.exit(0)))
+try:
+    sys.stdin.buffer.read()
+finally:
+    xvfb.terminate()
+    try:
+        xvfb.wait(5)
+    except subprocess.TimeoutExpired:
+        xvfb.kill()
+"""
 
 
 class VirtualDisplay:
@@ -71,7 +83,7 @@ class VirtualDisplay:
         errors = tempfile.TemporaryFile(prefix="deepij-xvfb-")  # noqa: SIM115 (lives as long as Xvfb)
         try:
             process = subprocess.Popen(
-                ["sh", "-c", _GUARD, "deepij-xvfb", str(write_fd), xvfb, "-displayfd", str(write_fd),
+                [sys.executable, "-I", "-S", "-c", _GUARD, str(write_fd), xvfb, "-displayfd", str(write_fd),
                  "-screen", "0", screen, "-nolisten", "tcp", "-noreset"],
                 pass_fds=(write_fd,),
                 stdin=subprocess.PIPE,
@@ -119,16 +131,21 @@ class VirtualDisplay:
     def running(self) -> bool:
         return self._process.poll() is None
 
+    @property
+    def guard_pid(self) -> int:
+        """Process id of the guard (Xvfb is its only child)."""
+        return self._process.pid
+
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate Xvfb (idempotent)."""
         if self._process.stdin is not None and not self._process.stdin.closed:
             with contextlib.suppress(OSError):
-                self._process.stdin.close()  # the guard shell stops Xvfb and exits
+                self._process.stdin.close()  # the guard stops Xvfb and exits
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGKILL)  # the shell and Xvfb: their own group
+                os.killpg(self._process.pid, signal.SIGKILL)  # the guard and Xvfb: their own group
             self._process.wait(timeout)
         self._errors.close()
 

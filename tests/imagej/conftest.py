@@ -1,0 +1,33 @@
+"""Fixtures of the ImageJ tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def session(imagej_session):
+    """The shared ImageJ session (see tests/conftest.py)."""
+    return imagej_session
+
+
+@pytest.fixture
+def run_python():
+    """Run Python code in a fresh interpreter: a JVM cannot restart, so other modes and exits need their own.
+
+    Returns a function ``(code, *, timeout=120, env=None) -> subprocess.CompletedProcess``.
+    """
+
+    def run(code: str, *, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
+
+    return run
