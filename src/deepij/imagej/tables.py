@@ -76,7 +76,7 @@ def _row_labels(table: Any, rows: int) -> pd.Index:
     if rows == 0 or len(headings) == data_columns:
         return pd.RangeIndex(rows)
     labels = [jstr(table.getLabel(row)) or "" for row in range(rows)]
-    return pd.Index(labels, name=headings[0], dtype=object)
+    return pd.Index(labels, name=headings[0])
 
 
 def to_resultstable(frame: pd.DataFrame) -> Any:

@@ -1,0 +1,248 @@
+"""Macros in the real ImageJ: options honoured, results collected, errors, dialogs, time limits, isolation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import deepij
+from deepij.errors import MacroError, MacroTimeoutError
+from deepij.imagej import macros
+from deepij.imagej._java import jc
+
+RNG = np.random.default_rng(11)
+
+
+def _java_gaussian(session, image: np.ndarray, sigma: float) -> np.ndarray:
+    """ImageJ's own Java API, as the "Gaussian Blur..." command calls it for a 32-bit image."""
+    imp = session.to_imageplus(image)
+    jc_blur = __import__("jpype").JClass("ij.plugin.filter.GaussianBlur")()
+    jc_blur.blurGaussian(imp.getProcessor(), sigma, sigma, 0.0002)
+    return session.to_xarray(imp).values
+
+
+def test_gaussian_blur_honours_sigma_7(session):
+    image = RNG.random((96, 80)).astype("float32")
+    result = session.run_macro('run("Gaussian Blur...", "sigma=7");', image=image)
+    blurred = result.image.values
+    np.testing.assert_array_equal(blurred, _java_gaussian(session, image, 7.0))
+    assert not np.allclose(blurred, _java_gaussian(session, image, 2.0), atol=1e-3)  # not the default
+
+
+def test_analyze_particles_counts_synthetic_discs(session):
+    image = np.zeros((200, 200), "uint8")
+    yy, xx = np.mgrid[:200, :200]
+    centres = [(30 + 45 * (i % 4), 30 + 60 * (i // 4)) for i in range(11)]
+    for cy, cx in centres:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 10**2] = 255
+    result = session.run_macro(
+        'setThreshold(128, 255);\nrun("Analyze Particles...", "size=50-Infinity display clear");', image=image
+    )
+    table = result.tables["Results"]
+    assert len(table) == 11
+    np.testing.assert_allclose(table["Area"], np.pi * 10**2, rtol=0.05)
+
+
+def test_images_tables_log_value_and_current_image(session):
+    result = session.run_macro("""
+        print("start");
+        newImage("ramp", "32-bit ramp", 16, 8, 1);
+        newImage("black", "8-bit black", 4, 4, 3);
+        selectImage("ramp");
+        Table.create("Counts");
+        Table.set("n", 0, 5, "Counts");
+        Table.update("Counts");
+        print("end " + getArgument());
+        return "value:" + nImages;
+    """, args="go")
+    assert list(result.images) == ["ramp", "black"]
+    assert result.images["black"].dims == ("pln", "row", "col") and result.images["black"].shape == (3, 4, 4)
+    assert result.current == "ramp" and result.image.name == "ramp"
+    np.testing.assert_allclose(result.image.values[0], np.arange(16) / 16)
+    assert result.tables["Counts"]["n"].tolist() == [5.0]
+    assert result.log.splitlines() == ["start", "end go"]
+    assert result.value == "value:2"
+    assert int(result.imageplus["ramp"].getWidth()) == 16
+
+
+def test_several_input_images_by_title_and_dict_args(session):
+    a = np.full((4, 4), 3, "uint8")
+    b = xr.DataArray(np.full((4, 4), 10, "uint8"), dims=("row", "col"))
+    result = session.run_macro("""
+        args = getArgument();
+        current = getTitle();
+        imageCalculator("Add create", "first", "second");
+        rename("sum");
+        return current + "|" + args;
+    """, image={"first": a, "second": b}, args={"mode": "fast", "label": "two words", "flag": True})
+    assert result.value == "second|mode=fast label=[two words] flag"
+    assert set(result.images) == {"first", "second", "sum"}
+    assert result.images["sum"].values.max() == 13
+
+
+def test_imageplus_input_is_processed_in_place(session):
+    imp = session.to_imageplus(np.zeros((5, 5), "uint8"), title="mine")
+    result = session.run_macro('run("Invert");', image=imp)
+    assert result.imageplus["mine"] is imp or int(result.imageplus["mine"].getID()) == int(imp.getID())
+    assert int(imp.getProcessor().getPixel(0, 0)) == 255
+
+
+def test_macro_from_a_file_and_errors_name_it(session, tmp_path):
+    good = tmp_path / "double.ijm"
+    good.write_text('run("Multiply...", "value=2");\n')
+    result = session.run_macro(good, image=np.ones((3, 3), "float32"))
+    np.testing.assert_array_equal(result.image.values, 2.0)
+    assert session.run_macro(str(good), image=np.ones((3, 3), "float32")).image.values.max() == 2.0
+    bad = tmp_path / "bad.ijm"
+    bad.write_text('x = 1;\n\ny = undefinedThing(x);\n')
+    with pytest.raises(MacroError) as caught:
+        session.run_macro(bad)
+    assert caught.value.line == 3 and caught.value.source == str(bad)
+    assert "Undefined identifier" in caught.value.macro_message
+    assert "undefinedThing" in caught.value.macro_message
+    with pytest.raises(MacroError, match="does not exist"):
+        session.run_macro(tmp_path / "missing.ijm")
+
+
+def test_command_errors_and_wrong_image_types_are_macro_errors(session):
+    with pytest.raises(MacroError, match="There are no images open") as caught:
+        session.run_macro('x = 1;\nrun("8-bit");')
+    assert caught.value.line == 2
+    with pytest.raises(MacroError, match="RGB images do not use LUTs"):
+        session.run_macro('newImage("c", "RGB black", 8, 8, 1);\nrun("Invert LUT");')
+    with pytest.raises(MacroError, match="Unrecognized command"):
+        session.run_macro('run("No Such Command Anywhere");')
+
+
+def test_exit_and_messages_do_not_fail_the_run(session):
+    code = 'showMessage("Title", "note to user");\nprint("after");\nexit("bye");\nprint("no");'
+    result = session.run_macro(code)
+    assert result.messages == ["note to user", "bye"]
+    assert result.log.splitlines() == ["after"]
+
+
+@pytest.mark.parametrize("code, shows", [
+    ('waitForUser("click OK");\nprint("never");', "click OK"),
+    ('name = getString("Your name?", "anne");\nprint(name);', "Your name?"),
+    ('Dialog.create("Settings");\nDialog.addNumber("sigma", 2);\nDialog.show();\nprint("never");', "sigma"),
+    ('ok = getBoolean("Continue?");', "Continue?"),
+])
+def test_dialogs_waiting_for_a_user_stop_at_once(session, code, shows):
+    started = time.monotonic()
+    with pytest.raises(MacroTimeoutError, match="waits for user input") as caught:
+        session.run_macro(code)
+    assert time.monotonic() - started < 5
+    assert shows in str(caught.value)
+    assert "never" not in session.run_macro('print("fresh");').log
+
+
+def test_time_limit_stops_a_busy_macro(session):
+    started = time.monotonic()
+    with pytest.raises(MacroTimeoutError, match=r"time limit of 0.5 s"):
+        session.run_macro("i = 0;\nwhile (true) { i++; }", timeout=0.5)
+    assert time.monotonic() - started < 4
+    assert session.run_macro("return \"\" + (1 + 1);").value == "2"
+
+
+def test_time_limit_stops_java_code_that_ignores_the_interpreter(session, monkeypatch):
+    monkeypatch.setattr(macros, "STOP_GRACE_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(MacroTimeoutError):
+        session.run_macro("wait(60000);", timeout=0.3)  # one Java sleep, deaf to the stop flag
+    assert time.monotonic() - started < 10
+    assert session.run_macro("return \"\" + 6 * 7;").value == "42"
+
+
+def test_bad_arguments(session):
+    with pytest.raises(ValueError, match="timeout: expected a number of seconds > 0"):
+        session.run_macro("x=1;", timeout=0)
+    with pytest.raises(TypeError, match=r"image\['a'\]: expected a numpy array, xarray.DataArray or ij"):
+        session.run_macro("x=1;", image={"a": [1, 2]})
+    with pytest.raises(TypeError, match="options: expected a str or a dict"):
+        session.run_macro("x=1;", args=5)
+
+
+def test_no_run_leaks_into_the_next(session):
+    polluting = """
+        newImage("left", "8-bit black", 32, 32, 1);
+        makeRectangle(2, 2, 10, 10);
+        roiManager("add");
+        run("Set Measurements...", "area mean centroid redirect=None decimal=5");
+        run("Measure");
+        setOption("BlackBackground", FLIPPED);
+        run("Options...", "iterations=3 count=2");
+        Table.create("leftover");
+        setBatchMode(false);
+        newImage("shown", "8-bit white", 8, 8, 1);
+        print("old log line");
+    """
+    black_background = bool(jc.Prefs.blackBackground)
+    polluting = polluting.replace("FLIPPED", "false" if black_background else "true")
+    session.run_macro(polluting)
+    probe = """
+        return "" + nImages + "," + nResults + "," + roiManager("count") + "," + isOpen("leftover") + ","
+            + isOpen("shown") + "," + lengthOf(getInfo("log"));
+    """
+    baseline = session.run_macro(probe).value
+    assert baseline == "0,0,0,0,0,0"
+    assert bool(jc.Prefs.blackBackground) == black_background
+    measured = session.run_macro('newImage("m", "8-bit black", 4, 4, 1);\nrun("Measure");').tables["Results"]
+    assert "X" not in measured.columns  # centroid was switched on by the polluting run only
+    with pytest.raises(MacroError):
+        session.run_macro(polluting + "\nfail here;")
+    assert session.run_macro(probe).value == baseline
+    assert bool(jc.Prefs.blackBackground) == black_background
+
+
+def test_binary_options_are_restored(session):
+    image = np.zeros((20, 20), "uint8")
+    image[5:15, 5:15] = 255
+    code = 'setOption("BlackBackground", true);\nrun("Convert to Mask");\nrun("Erode");'
+    first = session.run_macro(code, image=image).image.values
+    session.run_macro('run("Options...", "iterations=4 count=1 black");')
+    np.testing.assert_array_equal(session.run_macro(code, image=image).image.values, first)
+
+
+def test_calls_from_several_threads_are_serialized(session):
+    def work(seed: int) -> bool:
+        image = np.full((16, 16), float(seed), "float32")
+        result = session.run_macro(f'run("Add...", "value={seed}");\nwait(5);\nreturn "" + getPixel(0, 0);',
+                                   image=image)
+        return result.value == str(2 * seed) and list(result.images) == ["image"]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(1, 13)))
+
+
+def test_module_level_run_macro_uses_the_session(session):
+    result = deepij.run_macro('run("Invert");', np.zeros((4, 4), "uint8"))
+    assert int(result.image.values.max()) == 255
+    assert deepij.imagej() is session
+
+
+def test_quit_is_refused(session):
+    with pytest.raises(MacroError, match="would end the ImageJ"):
+        session.run_macro('run("Quit");')
+    assert jc.IJ.getInstance() is not None
+    assert session.run_macro("return \"3\";").value == "3"
+
+
+def test_a_failing_thread_does_not_block_the_others(session):
+    errors = []
+
+    def failing():
+        try:
+            session.run_macro("waitForUser;")
+        except MacroTimeoutError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=failing)
+    thread.start()
+    assert session.run_macro("return \"5\";").value == "5"
+    thread.join(10)
+    assert len(errors) == 1
