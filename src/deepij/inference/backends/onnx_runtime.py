@@ -2,7 +2,8 @@
 :mod:`deepij.inference.backends.onnx_conversion`).
 
 Speed on these CPUs comes from onnxruntime's full graph optimisation (conv + activation fusion, NCHWc
-layouts) and its memory arena, which reuses buffers between tiles of the same size.
+layouts) and its memory arena, which reuses buffers between tiles. The arena keeps what the largest forward
+pass needed until the backend is closed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def _session_options(threads: int | None) -> object:
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    # The memory pattern pre-plans one block for all intermediates: measured on the benchmark U-Net it needs
+    # ~870 bytes per input pixel against ~540 without, for the same speed (best of interleaved runs).
+    options.enable_mem_pattern = False
     options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
     if threads is not None:
         options.intra_op_num_threads = int(threads)
