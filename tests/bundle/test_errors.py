@@ -81,7 +81,7 @@ def test_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 30)]
     (tmp_path / "rdf.yaml").write_text("\n".join(lines) + "\n")
-    expect_error(tmp_path, "YAML aliases")
+    expect_error(tmp_path, "descriptor too large once its YAML aliases are expanded")
 
 
 def test_descriptor_that_is_not_a_mapping(tmp_path: Path) -> None:

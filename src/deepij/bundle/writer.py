@@ -177,7 +177,8 @@ def _tensor(t: TensorSpec, d: ModelDescription, is_output: bool) -> dict[str, An
     data = {"type": t.data_type}
     extra_data = extra.pop("data", None)
     if t.data_range is not None and not (isinstance(extra_data, Mapping) and "values" in extra_data):
-        data["range"] = [None if math.isinf(v) else v for v in t.data_range]
+        low, high = t.data_range  # 0.5 writes an open end as null
+        data["range"] = [None if low == -math.inf else low, None if high == math.inf else high]
     if isinstance(extra_data, Mapping):
         data.update({k: v for k, v in extra_data.items() if k not in data})
     out["data"] = data

@@ -98,7 +98,7 @@ def _read_tensor(
         description=node.get("description").text("") or "",
         test_tensor=clean_path(tests[index]) if index < len(tests) else None,
         sample_tensor=clean_path(samples[index]) if index < len(samples) else None,
-        extra={k: v for k, v in node.mapping().items() if k not in _TENSOR_KEYS and v is not None},
+        extra={k: v for k, v in node.mapping().items() if k not in _TENSOR_KEYS},
     )
 
 
