@@ -143,3 +143,15 @@ def test_zip_reads_like_the_folder(
 def test_load_gives_a_model_with_the_description(written: dict[str, WrittenBundle]) -> None:
     model = deepij.load(written["0.5"].folder)
     assert model.description.name == "deepij test 0.5 model"
+
+
+def test_open_a_bundle_zip_from_a_url(written: dict[str, WrittenBundle], tmp_path: Path) -> None:
+    from support.http import LocalServer
+
+    archive = zip_bundle(written["0.3"].folder, tmp_path / "remote.zip")
+    with LocalServer({"/models/remote.zip": archive.read_bytes()}) as server:
+        description = open_bundle(server.url("/models/remote.zip"))
+        assert description.name == written["0.3"].name
+        assert (tmp_path / "cache") in description.root.parents
+        assert open_bundle(server.url("/models/remote.zip")).root == description.root
+        assert len(server.requests) == 1  # the second open uses the cached download
