@@ -72,7 +72,7 @@ def load_yaml_text(text: str, file: str | Path) -> Any:
     Raises
     ------
     BundleError
-        Malformed YAML, custom tags, too many aliases, too deep nesting.
+        Malformed YAML, custom tags, too large once aliases are expanded, too deep nesting.
 
     Examples
     --------
@@ -93,6 +93,8 @@ def load_yaml_text(text: str, file: str | Path) -> Any:
             expected=f"at most {MAX_VALUES} values",
         ) from None
     except yaml.constructor.ConstructorError as exc:
+        if "could not determine a constructor" not in str(exc.problem):  # e.g. a list used as a key
+            raise BundleError(f"malformed YAML: {_one_line(exc)}", file=file) from None
         line_no = getattr(exc.problem_mark, "line", None)
         line = f" (line {line_no + 1})" if line_no is not None else ""
         raise BundleError(
@@ -130,13 +132,15 @@ def load_yaml_file(path: Path) -> Any:
     return load_yaml_text(text, path)
 
 
+class _NoAliasDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Safe dumper that writes repeated values out instead of as anchors and aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump_yaml(data: Any) -> str:
     """YAML text of plain data, keys in the given order, unicode kept, no anchors."""
-
-    class _NoAliasDumper(yaml.SafeDumper):
-        def ignore_aliases(self, data: Any) -> bool:
-            return True
-
     return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=110)
 
 
