@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import os
 import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -110,6 +107,10 @@ class _Interrupted(Exception):
 
 
 def _fetch_into(url: str, partial: Path, progress: Progress | None, timeout: float) -> None:
+    import http.client  # network modules are imported when a download happens, not with deepij
+    import urllib.error
+    import urllib.request
+
     offset = partial.stat().st_size if partial.exists() else 0
     headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
     if offset:
@@ -149,6 +150,8 @@ def _range_of(response: object, offset: int) -> tuple[int, int | None]:
 
 
 def _copy(source: BinaryIO, sink: BinaryIO, done: int, total: int | None, progress: Progress | None) -> None:
+    import http.client
+
     if progress:
         progress(done, total)
     while True:
