@@ -329,3 +329,9 @@ def test_zip_size_and_count_limits(tmp_path: Path) -> None:
 def test_broken_zip(tmp_path: Path) -> None:
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 this is not really a zip")
     expect_error(tmp_path / "broken.zip", "not a readable zip archive", kind=ArchiveError)
+
+
+def test_zip_without_a_descriptor(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "two.zip", {"a/rdf.yaml": b"name: a\n", "b/rdf.yaml": b"name: b\n"})
+    error = expect_error(archive, "no model descriptor in the zip")
+    assert error.file == str(archive)

@@ -156,3 +156,10 @@ def test_find_model_not_found_or_ambiguous(models: Path) -> None:
 def test_find_model_in_the_default_folder(written: dict[str, WrittenBundle], tmp_path: Path) -> None:
     install(zip_bundle(written["0.4"].folder, tmp_path / "installed.zip"))
     assert deepij.find_model("deepij test 0.4 model") == tmp_path / "models" / "installed"
+
+
+def test_install_from_a_url_without_a_file_name(written: dict[str, WrittenBundle], tmp_path: Path) -> None:
+    archive = zip_bundle(written["0.4"].folder, tmp_path / "x.zip")
+    with LocalServer({"/records/1/files/x.zip/content": archive.read_bytes()}) as server:
+        folder = install(server.url("/records/1/files/x.zip/content"), models_dir=tmp_path / "m")
+    assert folder == tmp_path / "m" / "deepij test 0.4 model"

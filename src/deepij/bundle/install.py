@@ -109,9 +109,13 @@ def _stage(source: Path, staging: Path, limits: ArchiveLimits) -> Path:
     return bundle_root_in(unpacked)
 
 
+_GENERIC_NAMES = ("", "rdf", "model", "bundle", "download", "content", "file")
+"""Archive names that say nothing (zenodo serves files as ``.../model.zip/content``): use the model's name."""
+
+
 def _folder_name(source: Path, model_name: str) -> str:
     stem = source.name if source.is_dir() else source.stem
-    if stem.lower() in ("", "rdf", "model", "bundle", "download"):
+    if stem.lower() in _GENERIC_NAMES:
         stem = model_name
     safe = "".join(c if c.isalnum() or c in "-_.() " else "_" for c in stem).strip(" .")
     return safe[:120] or "model"

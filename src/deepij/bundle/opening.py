@@ -76,7 +76,16 @@ def _descriptor_of(source: str | Path) -> Path:
         if path.suffix.lower() in (".yaml", ".yml"):
             return path
         if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-            return find_descriptor(bundle_root_in(_unpacked(path)))
+            try:
+                return find_descriptor(bundle_root_in(_unpacked(path)))
+            except BundleError as exc:
+                if exc.file is None or exc.file == str(path) or "descriptor" not in str(exc):
+                    raise
+                raise BundleError(
+                    "no model descriptor in the zip (at its top, or in its single top folder)",
+                    file=path,
+                    expected="rdf.yaml, model.yaml, bioimageio.yaml or *.bioimageio.yaml",
+                ) from None
         raise BundleError(
             "not a bundle",
             file=path,
