@@ -61,8 +61,8 @@ inputs:
       - type: batch
       - type: channel
         channel_names: [raw]
-      - {{type: space, id: y, size: {{min: 8, step: 8}}}}
-      - {{type: space, id: x, size: {{min: 8, step: 8}}}}
+      - {{type: space, id: y, size: {{min: 72, step: 8}}}}
+      - {{type: space, id: x, size: {{min: 72, step: 8}}}}
     test_tensor: {{source: test_input.npy}}
     data: {{type: float32}}
 outputs:
@@ -92,7 +92,7 @@ def write_bundle(folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     unet = write_torchscript_unet(folder / "unet.pt")
-    test_input = np.random.default_rng(1).random((1, 1, 64, 64), dtype=np.float32)
+    test_input = np.random.default_rng(1).random((1, 1, 72, 72), dtype=np.float32)
     np.save(folder / "test_input.npy", test_input)
     np.save(folder / "test_output.npy", unet.forward(test_input)[0])
     (folder / "README.md").write_text("Benchmark model written by deepij's benchmarks/bench_inference.py.\n")
@@ -126,7 +126,35 @@ def best_time(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-# --- parts (each runs in its own process) ----------------------------------------------------------------
+# --- workers: one process per contender, loaded once, timed on demand ---------------------------------------
+
+
+def serve(
+    name: str, load: Callable[[], Callable[[], object]], finish: Callable[[], None] | None = None
+) -> None:
+    """Load, say ``ready``, then time one pass per ``run`` line on stdin; ``quit`` prints the peak RSS.
+
+    Every contender lives in its own process and the driver asks them in turn, round after round, so
+    the load of a shared machine falls on all of them alike; each keeps its best time.
+    """
+    started = time.perf_counter()
+    run = load()
+    emit(f"{name}_load_s", time.perf_counter() - started, "s")
+    started = time.perf_counter()
+    run()  # warm-up on the real image: first-call allocations, thread pools, deepij's tile-size probes
+    emit(f"{name}_first_call_s", time.perf_counter() - started, "s")
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            started = time.perf_counter()
+            run()
+            print(f"time {time.perf_counter() - started:.4f}", flush=True)
+        elif line.strip() == "quit":
+            break
+    if finish is not None:
+        finish()
+    emit(f"{name}_peak_rss_mb", peak_rss_mb(), "MB")
+    print("bye", flush=True)
 
 
 def _plan(description: object, side: int, tile: int) -> object:
@@ -140,107 +168,92 @@ def _cut_tiles(description: object, image: np.ndarray, tile: int) -> list[np.nda
     from deepij.inference.runner import cut_tile
 
     plan = _plan(description, image.shape[-1], tile)
-    sample = image[0]
-    return [np.ascontiguousarray(cut_tile(sample, "cyx", plan, t)[np.newaxis]) for t in plan.tiles()]
+    return [np.ascontiguousarray(cut_tile(image[0], "cyx", plan, t)[np.newaxis]) for t in plan.tiles()]
 
 
-def part_floor(workdir: Path, repeats: int, quick: bool) -> None:
-    """Bare forward passes (torch.jit and onnxruntime on the same net) over pre-cut tiles."""
-    import onnxruntime
-    import torch
+def worker_floor(workdir: Path, engine: str, tile: int, batch: int) -> None:
+    """Bare forward passes over pre-cut tiles: torch.jit on the bundle's file, or onnxruntime (default
+    session options) on the same net exported by torch.onnx (same seed, same weights)."""
+    name = f"floor_{engine}_tile{tile}" + (f"_batch{batch}" if batch > 1 else "")
 
-    import deepij
+    def load() -> Callable[[], object]:
+        import deepij
 
-    description = deepij.load(workdir / "bundle").description
-    image = np.load(workdir / "image.npy")
-    scripted = torch.jit.load(str(workdir / "bundle" / "unet.pt")).eval()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support.models import write_onnx_unet
-
-    write_onnx_unet(workdir / "unet.onnx")  # same seed, same weights as the bundle's TorchScript
-    session = onnxruntime.InferenceSession(str(workdir / "unet.onnx"), providers=["CPUExecutionProvider"])
-
-    def torch_pass(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return scripted(torch.from_numpy(batch)).numpy()
-
-    def ort_pass(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {"input": batch})[0]
-
-    configs = [("torch", EQUAL_TILE, 1), ("onnxruntime", EQUAL_TILE, 1)]
-    if not quick:
-        configs += [("onnxruntime", EQUAL_TILE, 4), ("torch", 512, 1), ("onnxruntime", 512, 1)]
-        configs += [("onnxruntime", 1024, 1), ("torch", 1024, 1)]
-    for engine, tile, batch in configs:
-        forward = torch_pass if engine == "torch" else ort_pass
-        tiles = _cut_tiles(description, image, tile)
+        description = deepij.load(workdir / "bundle").description
+        tiles = _cut_tiles(description, np.load(workdir / "image.npy"), tile)
         batches = [np.concatenate(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
-        forward(batches[0])  # warm-up: first-call allocations
-        seconds = best_time(lambda f=forward, bs=batches: [f(b) for b in bs], repeats)
-        suffix = f"tile{tile}" + (f"_batch{batch}" if batch > 1 else "")
-        emit(f"floor_{engine}_{suffix}_s", seconds, "s")
-        emit(f"floor_{engine}_{suffix}_tiles", len(tiles), "tiles")
+        emit(f"{name}_tiles", len(tiles), "tiles")
+        if engine == "torch":
+            import torch
+
+            scripted = torch.jit.load(str(workdir / "bundle" / "unet.pt")).eval()
+
+            def forward(x: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    return scripted(torch.from_numpy(x)).numpy()
+        else:
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(
+                str(workdir / "unet.onnx"), providers=["CPUExecutionProvider"]
+            )
+
+            def forward(x: np.ndarray) -> np.ndarray:
+                return session.run(None, {"input": x})[0]
+
+        return lambda: [forward(b) for b in batches]
+
+    serve(name, load)
 
 
-def _timed_predict(model: object, image: np.ndarray, repeats: int, **options: object) -> tuple[float, object]:
-    model.predict(image[:, :, :256, :256], **options)  # warm-up
-    result = None
+def worker_deepij(workdir: Path, how: str) -> None:
+    """deepij: ``predict-tile256`` (Model.predict, 256 tiles, no batching: the floor's tiling),
+    ``runner-native-tile256`` (the tiled runner on torch itself), ``defaults`` (Model.predict as it comes)."""
+    name = f"deepij_{how.replace('-', '_')}"
+    image = np.load(workdir / "image.npy")
+    state: dict[str, object] = {}
 
-    def run() -> None:
-        nonlocal result
-        result = model.predict(image, **options)
+    def load() -> Callable[[], object]:
+        import deepij
 
-    return best_time(run, repeats), result
+        model = deepij.load(workdir / "bundle")
+        if how == "runner-native-tile256":
+            import xarray as xr
+
+            from deepij.inference.backends import load_backend
+            from deepij.inference.runner import run_tiled
+
+            backend = load_backend(model.description, runtime="native")
+            plan = _plan(model.description, image.shape[-1], EQUAL_TILE)
+            inputs = {"input": xr.DataArray(image, dims=("b", "c", "y", "x"))}
+            return lambda: run_tiled(backend, plan, inputs)
+        options = {"tile": EQUAL_TILE, "batch_size": 1} if how == "predict-tile256" else {}
+
+        def run() -> None:
+            state["result"] = model.predict(image, **options)
+
+        return run
+
+    def finish() -> None:
+        if how == "defaults" and "result" in state:
+            result = state["result"]
+            np.save(workdir / "image.deepij_defaults.npy", _output_array(result))
+            for note in getattr(result, "notes", []) or []:
+                print(f"# deepij note: {note}", flush=True)
+
+    serve(name, load, finish)
 
 
 def _output_array(result: object) -> np.ndarray:
     return np.asarray(next(iter(result.images.values())), dtype=np.float32)
 
 
-def part_deepij(workdir: Path, repeats: int, quick: bool) -> None:
-    """deepij at the floor's tiling (both engines), and with its defaults."""
-    import deepij
-    from deepij.inference.backends import load_backend
-    from deepij.inference.runner import run_tiled
-
-    started = time.perf_counter()
-    model = deepij.load(workdir / "bundle")
-    image = np.load(workdir / "image.npy")
-    description = model.description
-    import xarray as xr
-
-    for runtime in ("auto", "native"):
-        started = time.perf_counter()
-        backend = load_backend(description, runtime=runtime)
-        emit(f"deepij_load_{backend.runtime}_s", time.perf_counter() - started, "s")
-        plan = _plan(description, image.shape[-1], EQUAL_TILE)
-        inputs = {"input": xr.DataArray(image, dims=("b", "c", "y", "x"))}
-        run_tiled(backend, _plan(description, 256, EQUAL_TILE), {"input": inputs["input"][:, :, :256, :256]})
-        seconds = best_time(lambda b=backend, p=plan, i=inputs: run_tiled(b, p, i), repeats)
-        emit(f"deepij_runner_{backend.runtime}_tile{EQUAL_TILE}_s", seconds, "s")
-        backend.close()
-    if not hasattr(model, "predict"):
-        print("# deepij Model.predict is not there yet: skipping deepij_predict_* figures", flush=True)
-        return
-    seconds, _ = _timed_predict(model, image, repeats, tile=EQUAL_TILE)
-    emit(f"deepij_predict_tile{EQUAL_TILE}_s", seconds, "s")
-    seconds, result = _timed_predict(model, image, repeats)
-    emit("deepij_predict_defaults_s", seconds, "s")
-    np.save(workdir / "image.deepij_defaults.npy", _output_array(result))
-    emit("deepij_predict_peak_rss_mb", peak_rss_mb(), "MB")
-
-
-def part_memory(workdir: Path, repeats: int, quick: bool) -> None:
+def worker_memory(workdir: Path, side: int) -> None:
     """Peak memory of deepij's defaults on a big image, against the input + output it must hold."""
     import deepij
 
-    side = 4096 if quick else 8192
     model = deepij.load(workdir / "bundle")
-    if not hasattr(model, "predict"):
-        print("# deepij Model.predict is not there yet: skipping the memory figures", flush=True)
-        return
-    small = make_image(256)
-    model.predict(small)
+    model.predict(make_image(256))
     baseline = peak_rss_mb()
     image = make_image(side, seed=2)
     started = time.perf_counter()
@@ -255,28 +268,74 @@ def part_memory(workdir: Path, repeats: int, quick: bool) -> None:
     emit(f"memory_{side}_peak_above_baseline_over_io_ratio", (peak - baseline) / io_mb, "x")
 
 
-PARTS = {"floor": part_floor, "deepij": part_deepij, "memory": part_memory}
+def run_worker(kind: str, workdir: Path) -> None:
+    part, _, rest = kind.partition(":")
+    if part == "floor":
+        engine, tile, batch = rest.split(":")
+        worker_floor(workdir, engine, int(tile), int(batch))
+    elif part == "deepij":
+        worker_deepij(workdir, rest)
+    elif part == "memory":
+        worker_memory(workdir, int(rest))
+    else:
+        raise SystemExit(f"unknown worker {kind!r}")
 
 
 # --- the driver -------------------------------------------------------------------------------------------
 
 
-def run_child(command: Sequence[str], figures: dict[str, float], env: dict[str, str] | None = None) -> None:
-    """Run one part, echo its lines and keep its figures."""
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+class Contender:
+    """A worker process the driver talks to over pipes; its stderr goes to a log file."""
+
+    def __init__(self, label: str, command: Sequence[str], log: Path, figures: dict[str, float], env=None):
+        self.label, self.figures, self.log, self.best = label, figures, log, float("inf")
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env
+        )
+        self.alive = self._read_until("ready")
+
+    def _read_until(self, word: str) -> bool:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            line = line.strip()
+            if line == word or (word == "time" and line.startswith("time ")):
+                if word == "time":
+                    self.best = min(self.best, float(line.split()[1]))
+                return True
+            print(line, flush=True)
+            match = LINE.match(line)
+            if match:
+                self.figures[match.group(1)] = float(match.group(2))
+        tail = "\n".join(self.log.read_text().splitlines()[-12:])
+        print(f"# {self.label} stopped (exit {self.process.wait()}):\n{tail}", flush=True)
+        return False
+
+    def run_once(self) -> None:
+        if self.alive:
+            self.process.stdin.write("run\n")  # type: ignore[union-attr]
+            self.process.stdin.flush()  # type: ignore[union-attr]
+            self.alive = self._read_until("time")
+
+    def finish(self) -> None:
+        if self.alive:
+            self.process.stdin.write("quit\n")  # type: ignore[union-attr]
+            self.process.stdin.flush()  # type: ignore[union-attr]
+            self._read_until("bye")
+        self.process.wait()
+        if self.best < float("inf"):
+            emit(f"{self.label}_s", self.best, "s")
+            self.figures[f"{self.label}_s"] = self.best
+
+
+def collect(command: Sequence[str], figures: dict[str, float]) -> None:
+    """Run a one-shot worker to its end, echo and keep its figures."""
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in completed.stdout.splitlines():
         print(line, flush=True)
         match = LINE.match(line.strip())
         if match:
             figures[match.group(1)] = float(match.group(2))
     if completed.returncode != 0:
-        tail = "\n".join(completed.stderr.splitlines()[-15:])
-        print(f"# part {' '.join(command[1:3])} failed (exit {completed.returncode}):\n{tail}", flush=True)
-
-
-def ratio(figures: dict[str, float], name: str, numerator: str, denominator: str) -> None:
-    if numerator in figures and denominator in figures and figures[denominator] > 0:
-        emit(name, figures[numerator] / figures[denominator], "x")
+        print(f"# {command[-1]} failed:\n" + "\n".join(completed.stderr.splitlines()[-12:]), flush=True)
 
 
 def bioimageio_python() -> Path | None:
@@ -288,103 +347,127 @@ def bioimageio_python() -> Path | None:
     return SIDE_ENV / "bin" / "python"
 
 
+def contenders(args: argparse.Namespace, workdir: Path) -> list[tuple[str, list[str], dict | None]]:
+    me = [sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir), "--worker"]
+    t = EQUAL_TILE
+    plan: list[tuple[str, list[str], dict | None]] = [
+        (f"floor_torch_tile{t}", [*me, f"floor:torch:{t}:1"], None),
+        (f"floor_onnxruntime_tile{t}", [*me, f"floor:onnxruntime:{t}:1"], None),
+        (f"deepij_predict_tile{t}", [*me, "deepij:predict-tile256"], None),
+        (f"deepij_runner_native_tile{t}", [*me, "deepij:runner-native-tile256"], None),
+        ("deepij_defaults", [*me, "deepij:defaults"], None),
+    ]
+    if not args.quick:
+        plan += [
+            (f"floor_onnxruntime_tile{t}_batch4", [*me, f"floor:onnxruntime:{t}:4"], None),
+            ("floor_torch_tile512", [*me, "floor:torch:512:1"], None),
+            ("floor_onnxruntime_tile512", [*me, "floor:onnxruntime:512:1"], None),
+            ("floor_torch_tile1024", [*me, "floor:torch:1024:1"], None),
+            ("floor_onnxruntime_tile1024", [*me, "floor:onnxruntime:1024:1"], None),
+        ]
+    side = None if args.no_bioimageio else bioimageio_python()
+    if side is not None:
+        runner = [str(side), str(HERE / "bioimageio_core_runner.py"), str(workdir / "bundle" / "rdf.yaml")]
+        runner += [str(workdir / "image.npy")]
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["TQDM_DISABLE"] = "1"
+        plan += [
+            ("bioimageio_default", runner, env),
+            (f"bioimageio_block{t}", [*runner, "--block", str(t)], env),
+        ]
+    return plan
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per figure (best is kept)")
-    parser.add_argument("--quick", action="store_true", help="fewer floor variants, 4096 memory image")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over all contenders (best is kept)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one round, no floor variants, 4096 memory image"
+    )
     parser.add_argument("--no-bioimageio", action="store_true", help="skip bioimageio.core")
     parser.add_argument("--size", type=int, default=2048, help="side of the timed image")
-    parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    if args.part:
-        PARTS[args.part](args.workdir, args.repeats, args.quick)
+    if args.worker:
+        run_worker(args.worker, args.workdir)
         return 0
+    repeats = 1 if args.quick else args.repeats
 
     workdir = Path(tempfile.mkdtemp(prefix="deepij-bench-"))
     try:
         rdf = write_bundle(workdir / "bundle")
+        from support.models import write_onnx_unet
+
+        write_onnx_unet(workdir / "unet.onnx")  # the floor's ONNX: same seed, same weights as unet.pt
         np.save(workdir / "image.npy", make_image(args.size))
-        print(f"# image {args.size}x{args.size} float32, U-Net bundle {rdf}, cpu cores {os.cpu_count()}")
-        figures: dict[str, float] = {}
-        me = [sys.executable, str(Path(__file__).resolve())]
-        flags = ["--workdir", str(workdir), "--repeats", str(args.repeats)] + (
-            ["--quick"] if args.quick else []
+        print(
+            f"# image {args.size}x{args.size} float32, bundle {rdf}, {os.cpu_count()} cpus, {repeats} rounds"
         )
-        for part in ("floor", "deepij"):
-            run_child([*me, "--part", part, *flags], figures)
-        side = None if args.no_bioimageio else bioimageio_python()
-        if side is not None:
-            runner = [
-                str(side),
-                str(HERE / "bioimageio_core_runner.py"),
-                str(rdf),
-                str(workdir / "image.npy"),
-            ]
-            runner += ["--repeats", str(args.repeats)]
-            env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-            run_child(runner, figures, env)
-            run_child([*runner, "--block", str(EQUAL_TILE)], figures, env)
-        run_child([*me, "--part", "memory", *flags], figures)
+        print(f"# load average before: {os.getloadavg()}", flush=True)
+        figures: dict[str, float] = {}
+        running = [
+            Contender(label, command, workdir / f"{label}.log", figures, env)
+            for label, command, env in contenders(args, workdir)
+        ]
+        for _ in range(repeats):
+            for contender in running:
+                contender.run_once()
+        for contender in running:
+            contender.finish()
+        print(f"# load average after: {os.getloadavg()}", flush=True)
+        side = 4096 if args.quick else 8192
+        me = [sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir), "--worker"]
+        collect([*me, f"memory:{side}"], figures)
         report(figures, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def report(figures: dict[str, float], workdir: Path) -> None:
-    """The ratios the issue asks for, from the figures the parts printed."""
-    t = EQUAL_TILE
-    print("# ratios (< 1: the first is faster or smaller)")
-    ratio(
-        figures,
-        "onnxruntime_over_torch_floor_tile256_ratio",
-        f"floor_onnxruntime_tile{t}_s",
-        f"floor_torch_tile{t}_s",
-    )
-    ratio(
-        figures,
-        "deepij_predict_tile256_over_onnxruntime_floor_ratio",
-        f"deepij_predict_tile{t}_s",
-        f"floor_onnxruntime_tile{t}_s",
-    )
-    ratio(
-        figures,
-        "deepij_runner_onnxruntime_tile256_over_floor_ratio",
-        f"deepij_runner_onnxruntime_tile{t}_s",
-        f"floor_onnxruntime_tile{t}_s",
-    )
-    ratio(
-        figures,
-        "deepij_runner_torch_tile256_over_floor_ratio",
-        f"deepij_runner_torch_tile{t}_s",
-        f"floor_torch_tile{t}_s",
-    )
-    ratio(
-        figures,
-        "deepij_defaults_over_bioimageio_default_ratio",
-        "deepij_predict_defaults_s",
-        "bioimageio_default_s",
-    )
-    ratio(
-        figures,
-        "deepij_defaults_over_bioimageio_block256_ratio",
-        "deepij_predict_defaults_s",
-        f"bioimageio_block{t}_s",
-    )
-    ratio(
-        figures,
-        "bioimageio_block256_over_torch_floor_ratio",
-        f"bioimageio_block{t}_s",
-        f"floor_torch_tile{t}_s",
-    )
-    ratio(
-        figures,
-        "deepij_peak_rss_over_bioimageio_default_ratio",
-        "deepij_predict_peak_rss_mb",
+RATIOS = (
+    # name, numerator, denominator: the issue's (a), (b) and the floor findings
+    ("onnxruntime_over_torch_floor_tile256_ratio", "floor_onnxruntime_tile256_s", "floor_torch_tile256_s"),
+    ("onnxruntime_over_torch_floor_tile512_ratio", "floor_onnxruntime_tile512_s", "floor_torch_tile512_s"),
+    (
+        "onnxruntime_tile1024_over_tile256_floor_ratio",
+        "floor_onnxruntime_tile1024_s",
+        "floor_onnxruntime_tile256_s",
+    ),
+    (
+        "onnxruntime_batch4_over_batch1_floor_ratio",
+        "floor_onnxruntime_tile256_batch4_s",
+        "floor_onnxruntime_tile256_s",
+    ),
+    (
+        "a_deepij_tile256_over_floor_same_engine_ratio",
+        "deepij_predict_tile256_s",
+        "floor_onnxruntime_tile256_s",
+    ),
+    (
+        "a_deepij_runner_torch_tile256_over_torch_floor_ratio",
+        "deepij_runner_native_tile256_s",
+        "floor_torch_tile256_s",
+    ),
+    ("b_deepij_defaults_over_bioimageio_default_ratio", "deepij_defaults_s", "bioimageio_default_s"),
+    ("b_deepij_defaults_over_bioimageio_block256_ratio", "deepij_defaults_s", "bioimageio_block256_s"),
+    (
+        "b_deepij_defaults_peak_rss_over_bioimageio_default_ratio",
+        "deepij_defaults_peak_rss_mb",
         "bioimageio_default_peak_rss_mb",
-    )
+    ),
+    ("deepij_defaults_over_torch_floor_tile256_ratio", "deepij_defaults_s", "floor_torch_tile256_s"),
+    ("bioimageio_block256_over_torch_floor_tile256_ratio", "bioimageio_block256_s", "floor_torch_tile256_s"),
+)
+
+
+def report(figures: dict[str, float], workdir: Path) -> None:
+    """The ratios the issue asks for, from the figures the workers printed (below 1: the first is better)."""
+    print("# ratios (< 1: the first is faster or smaller)")
+    for name, numerator, denominator in RATIOS:
+        if figures.get(numerator) and figures.get(denominator):
+            emit(name, figures[numerator] / figures[denominator], "x")
     ours, theirs = workdir / "image.deepij_defaults.npy", workdir / "image.bioimageio_default.npy"
     if ours.is_file() and theirs.is_file():
         diff = float(np.abs(np.load(ours).reshape(-1) - np.load(theirs).reshape(-1)).max())

@@ -8,7 +8,7 @@ import torch
 
 from deepij.bundle.description import TensorSpec
 from deepij.errors import BackendError
-from deepij.inference.backends import load_backend
+from deepij.inference.backends import load_backend, selection
 from deepij.inference.backends.onnx_conversion import outputs_agree, probe_inputs
 from support import models
 
@@ -83,7 +83,23 @@ def test_unexportable_model_stays_on_torch(tmp_path, rng):
     assert any("kept torch" in note and "ONNX" in note for note in backend.notes)
     image = rng.random((1, 1, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(backend.predict([image])[0], np.cumprod(image, axis=-1), rtol=1e-6)
-    with pytest.raises(BackendError, match="could not export it to ONNX"):
+    with pytest.raises(BackendError, match=r"runtime='onnxruntime': .*could not export it to ONNX"):
+        load_backend(description, runtime="onnxruntime")
+
+
+def test_without_onnxruntime_torch_runs(convnet, monkeypatch):
+    # onnxruntime is installed here: only the "is it installed" query is replaced to act as if it were not.
+    real_find_spec = selection.importlib.util.find_spec
+    monkeypatch.setattr(
+        selection.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a),
+    )
+    description = models.describe(convnet[0])
+    backend = load_backend(description)
+    assert backend.runtime == "torch"
+    assert "kept torch: onnxruntime is not installed (pip install onnxruntime)" in backend.notes
+    with pytest.raises(BackendError, match=r"runtime='onnxruntime': onnxruntime is not installed"):
         load_backend(description, runtime="onnxruntime")
 
 

@@ -18,6 +18,7 @@ format's own framework, ``runtime="onnxruntime"`` requires the conversion.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -139,27 +140,29 @@ def _open(
     backend = adapter.open_backend(
         description, entry, path, device=device, allow_code=allow_code, threads=threads, verify=verify
     )
-    if entry.format in _TORCH_FORMATS and backend.device == "cpu" and runtime != "native":
-        backend = _faster_engine(backend, runtime, threads)
+    if entry.format in _TORCH_FORMATS and runtime != "native":
+        if backend.device == "cpu":
+            backend = _faster_engine(backend, runtime, threads)
+        elif runtime == "onnxruntime":
+            backend.notes.append(f"runtime='onnxruntime' applies on the CPU; torch runs on {backend.device}")
     return backend
 
 
 def _faster_engine(backend: Backend, runtime: str, threads: int | None) -> Backend:
     """The torch backend switched to onnxruntime when that works (see the module notes)."""
+    from deepij.inference.backends.onnx_conversion import convert_to_onnxruntime
+
     try:
-        from deepij.inference.backends.onnx_conversion import convert_to_onnxruntime
-    except ImportError as error:
-        if runtime == "onnxruntime":
-            raise BackendError(f"runtime='onnxruntime': {_missing_framework(error)}") from error
-        return backend
-    try:
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise ImportError(name="onnxruntime")
         converted = convert_to_onnxruntime(backend, threads)  # type: ignore[arg-type]
-    except BackendError as error:
+    except (BackendError, ImportError) as error:
+        reason = _missing_framework(error) if isinstance(error, ImportError) else str(error)
         if runtime == "onnxruntime":
             backend.close()
-            raise
-        backend.notes.append(f"kept torch: {error}")
-        log.info("%s", error)
+            raise BackendError(f"runtime='onnxruntime': {reason}") from error
+        backend.notes.append(f"kept torch: {reason}")
+        log.info("%s", reason)
         return backend
     backend.close()
     return converted
