@@ -147,6 +147,14 @@ def test_state_dict_that_does_not_fit_its_architecture(tmp_path):
         )
 
 
+def test_state_dict_architecture_without_that_class(tmp_path):
+    written = models.write_state_dict_convnet(tmp_path)
+    wrong = ArchitectureSpec("torch_nets.py", "NoSuchNet", {})
+    entry = WeightsEntry("pytorch_state_dict", written.path.name, architecture=wrong)
+    with pytest.raises(BackendError, match=r"has no 'NoSuchNet' \(found: \[.*'ConvNet'"):
+        load_backend(models.describe(written, weights={"pytorch_state_dict": entry}), allow_code=True)
+
+
 def _with(entry, **changes):
     from dataclasses import replace
 
