@@ -6,7 +6,8 @@ deep-learning framework installed:
 
 - ``deepij.imagej()`` the process's one ImageJ session; ``deepij.attach(ij)`` adopts a pyimagej gateway;
 - ``deepij.run_macro(macro, image)`` runs an ImageJ macro on numpy/xarray data;
-- ``deepij.load(bundle)`` reads a bundle into a :class:`~deepij.pipeline.Model` (``.description``, ``.predict``);
+- ``deepij.load(bundle)`` reads a bundle into a :class:`~deepij.pipeline.Model`
+  (``.description``, ``.predict``);
 - ``deepij.find_model(name)`` / ``deepij.install(zip_or_url)`` look up and install bundles.
 """
 
