@@ -61,7 +61,7 @@ class CommandCall:
         return jc.WindowManager.getCurrentImage()
 
     def image_xarray(self) -> Any:
-        """The current image as an xarray (raises MacroError-style ImageJError when there is none)."""
+        """The current image as an xarray (ImageJError when there is none: the macro then fails with it)."""
         from deepij.errors import ImageJError
 
         imp = self.image

@@ -131,6 +131,7 @@ class MacroRunner:
             return outcome
         finally:
             state.reset(self.settings)
+            jc.Thread.interrupted()  # clears an interrupt sent while stopping the run (see _wind_down)
 
     def _watch(self, run: _Run, future: Future[_Outcome], timeout: float | None) -> _Outcome:
         """On the caller's thread: answer dialogs, enforce the time limit, give up on a stuck thread."""
@@ -148,15 +149,25 @@ class MacroRunner:
                 return self._wind_down(run, future)
 
     def _wind_down(self, run: _Run, future: Future[_Outcome]) -> _Outcome:
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline:
+        """Wait for a stopped macro to end; wake its thread if it sleeps, stop it if it does not return."""
+        started = time.monotonic()
+        next_wake = started + 0.1
+        while time.monotonic() - started < STOP_GRACE_S:
             self._answer_dialogs(run)
             try:
-                return future.result(timeout=0.05)
+                return future.result(timeout=0.02)
             except FutureTimeout:
-                continue
+                pass
+            # The interpreter rewrites its stop flag on every token it reads, so one write can be lost:
+            # ImageJ's own abort writes it repeatedly too.
+            _raise_stop_flag(run.interp)
+            if run.java_thread is not None and time.monotonic() >= next_wake:
+                # A macro asleep in Java (wait(ms), a dialog's wait() whose wake-up raced with its own start)
+                # never sees the stop flag: an interrupt wakes it. Its thread clears the flag afterwards.
+                run.java_thread.interrupt()
+                next_wake = time.monotonic() + 0.5
         if run.java_thread is not None:
-            # Last resort for Java code that ignores the interpreter's stop flag (still works on Java 17).
+            # Last resort for Java code that ignores both (Thread.stop still works on Java 17).
             run.java_thread.stop()
             try:
                 return future.result(timeout=2.0)
@@ -196,11 +207,7 @@ class MacroRunner:
                 return
             run.stop_error = error
             run.stop_line = _current_line(run.interp)
-        interpreters = {id(i): i for i in (run.interp, jc.Interpreter.getInstance()) if i is not None}
-        for interp in interpreters.values():
-            interp.setIgnoreErrors(True)  # no further error boxes from a macro being stopped
-            # `done` is the interpreter's own stop flag (what its abort sets), package-private
-            private_field("ij.macro.Interpreter", "done").setBoolean(interp, True)
+        _raise_stop_flag(run.interp)
 
     def _conclude(self, run: _Run, outcome: _Outcome, source: str | None) -> results.MacroResult:
         """The result, or the error that explains why there is none."""
@@ -241,6 +248,15 @@ class MacroRunner:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def _raise_stop_flag(interp: Any) -> None:
+    """Make the running interpreter(s) finish after the current statement, without error boxes."""
+    interpreters = {id(i): i for i in (interp, jc.Interpreter.getInstance()) if i is not None}
+    for each in interpreters.values():
+        each.setIgnoreErrors(True)  # no further error boxes from a macro being stopped
+        # `done` is the interpreter's own stop flag (what its abort sets); it is package-private
+        private_field("ij.macro.Interpreter", "done").setBoolean(each, True)
+
+
 def read_macro(macro: str | Path) -> tuple[str, str | None]:
     """(code, source file or None) from macro code or a path to a .ijm/.txt file."""
     if isinstance(macro, Path) or (isinstance(macro, str) and _looks_like_path(macro)):
@@ -303,21 +319,23 @@ def _current_line(interp: Any) -> int | None:
 
 
 def _with_line(error: BaseException, line: int | None, source: str | None) -> BaseException:
-    """The error to raise for a stopped run, naming the macro line it stopped at."""
+    """The error to raise for a stopped run, naming the macro line it stopped at.
+
+    MacroError (and its time-out kind) and HeadlessError keep their type; anything else a command handler
+    raised becomes a MacroError whose cause is the original exception.
+    """
     if isinstance(error, MacroError):
         if error.line is not None or line is None:
             return error
         return type(error)(error.macro_message, line=line, source=source or error.source)
-    if isinstance(error, ImageJError):  # plain-message errors (HeadlessError...): add where it happened
+    if isinstance(error, HeadlessError):
         return type(error)(f"{error} ({source or 'macro'}, line {line})") if line is not None else error
-    if isinstance(error, DeepijError):
-        return error
-    return MacroError(f"a Python command handler failed: {type(error).__name__}: {error}", line=line,
-                      source=source)
+    text = str(error) if isinstance(error, DeepijError) else f"{type(error).__name__}: {error}"
+    return MacroError(f"a command handler failed: {text}", line=line, source=source)
 
 
 def _cause(error: BaseException) -> BaseException | None:
-    return error if not isinstance(error, DeepijError) else error.__cause__
+    return error.__cause__ if isinstance(error, MacroError | HeadlessError) else error
 
 
 def _java_failure(failure: BaseException, line: int | None, source: str | None) -> DeepijError:

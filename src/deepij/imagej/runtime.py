@@ -95,7 +95,7 @@ def shutdown() -> None:
     with _lock:
         _stopped = True
         if _session is not None and not _session.closed:
-            _session.on_jvm_stop(at_exit=False)  # an orderly JVM end: its display is stopped right after
+            _session.on_jvm_stop()
         if jvm.running():
             jvm.shutdown()
         if _session is not None and _session.virtual_display is not None:

@@ -243,7 +243,7 @@ class Session:
         if self.closed:
             raise ImageJError("this ImageJ session was shut down (a JVM cannot restart within one process)")
 
-    def on_jvm_stop(self, *, at_exit: bool = True) -> None:
+    def on_jvm_stop(self) -> None:
         """Release what would keep the JVM (and so the interpreter) from exiting (once)."""
         if self.closed:
             return
@@ -257,13 +257,6 @@ class Session:
             instance = jc.IJ.getInstance()
             if instance is not None:
                 instance.dispose()
-        if at_exit:
-            import jpype.config
-
-            # Destroying the JVM waits for AWT's threads to notice they are idle (seconds); nothing of
-            # ImageJ's needs that orderly end (it saves no state here), so an exiting process lets it go.
-            # The private Xvfb outlives the JVM by design: its guard stops it once this process is gone.
-            jpype.config.destroy_jvm = False
 
 
 class _LogText:

@@ -1,0 +1,100 @@
+"""Python handlers for ImageJ commands (the seam for run("DeepImageJ Run", ...))."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepij.errors import MacroError
+from deepij.imagej.commands import format_options
+
+
+@pytest.fixture
+def handlers(session):
+    """Register handlers for one test; they are removed afterwards."""
+    registered = []
+
+    def register(name, handler):
+        session.commands.register(name, handler)
+        registered.append(name)
+
+    yield register
+    for name in registered:
+        session.commands.unregister(name)
+
+
+def test_handler_gets_options_and_image_and_shows_results(session, handlers):
+    seen = {}
+
+    def double(call):
+        seen["options"] = call.options
+        seen["factor"] = call.option("factor")
+        seen["title"] = call.option("title")
+        image = call.image_xarray()
+        call.show(image * float(call.option("factor")), title="doubled")
+        call.show_table(pd.DataFrame({"Sum": [float(image.sum())]}), title="Stats")
+        call.show_table(pd.DataFrame({"Max": [float(image.max())]}))
+
+    handlers("Deepij Test Double", double)
+    result = session.run_macro(
+        'run("Deepij Test Double", "factor=2 title=[a b]");\nprint(getTitle());',
+        image=np.full((4, 5), 3, "float32"),
+    )
+    assert seen == {"options": "factor=2 title=[a b]", "factor": "2", "title": "a b"}
+    np.testing.assert_array_equal(result.images["doubled"].values, 6.0)
+    assert result.current == "doubled" and result.log.strip() == "doubled"
+    assert result.tables["Stats"]["Sum"].tolist() == [60.0]
+    assert result.tables["Results"]["Max"].tolist() == [3.0]
+
+
+def test_failing_handler_stops_the_macro_with_its_error(session, handlers):
+    def broken(call):
+        raise ValueError("model not found: nope")
+
+    handlers("Deepij Test Broken", broken)
+    with pytest.raises(MacroError, match="model not found: nope") as caught:
+        session.run_macro('print("a");\nrun("Deepij Test Broken");\nprint("never");')
+    assert caught.value.line == 2
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert session.run_macro('return "ok";').value == "ok"
+
+
+def test_handler_without_image_gets_a_clear_error(session, handlers):
+    handlers("Deepij Test Needs Image", lambda call: call.image_xarray())
+    with pytest.raises(MacroError, match="Deepij Test Needs Image: there is no image open"):
+        session.run_macro('run("Deepij Test Needs Image");')
+
+
+def test_handler_can_run_a_nested_macro(session, handlers):
+    def preprocess(call):
+        inner = call.session.run_macro('run("Multiply...", "value=10");\nrename("scaled");')
+        assert "scaled" in inner.images
+
+    handlers("Deepij Test Nested", preprocess)
+    code = 'run("Deepij Test Nested");\nreturn getTitle();'
+    result = session.run_macro(code, image=np.ones((3, 3), "float32"))
+    assert result.value == "scaled"
+    np.testing.assert_array_equal(result.image.values, 10.0)
+
+
+def test_unregistered_command_goes_back_to_imagej(session, handlers):
+    handlers("Invert", lambda call: None)  # intercept a real command...
+    image = np.zeros((2, 2), "uint8")
+    assert session.run_macro('run("Invert");', image=image).image.values.max() == 0
+    session.commands.unregister("Invert")  # ...and give it back
+    assert session.run_macro('run("Invert");', image=image).image.values.max() == 255
+
+
+def test_register_checks_its_arguments(session):
+    with pytest.raises(ValueError, match="non-empty command name"):
+        session.commands.register("", lambda call: None)
+    with pytest.raises(TypeError, match="expected a callable"):
+        session.commands.register("X", "not callable")
+
+
+def test_format_options():
+    assert format_options(None) == ""
+    assert format_options("sigma=2") == "sigma=2"
+    options = {"a": 1, "b": "x y", "c": True, "d": False, "e": None, "f": ""}
+    assert format_options(options) == "a=1 b=[x y] c f=[]"
