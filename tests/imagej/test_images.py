@@ -183,3 +183,22 @@ def test_round_trip_any_layout_and_dim_order(imagej_session, layout, sizes, dtyp
     order.shuffle(shuffled)
     back = imagej_session.to_xarray(imagej_session.to_imageplus(data.transpose(*shuffled)))
     xr.testing.assert_equal(back, data)
+
+
+def test_save_tiff_writes_an_imagej_hyperstack(session, tmp_path):
+    import tifffile
+
+    data = xr.DataArray(_random("uint16", (2, 3, 8, 6)), dims=("t", "pln", "row", "col"),
+                        coords={"row": np.arange(8) * 0.25, "col": np.arange(6) * 0.25}, attrs={"unit": "um"})
+    path = session.save_tiff(data, tmp_path / "stack.tif", title="stack")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]
+    with tifffile.TiffFile(path) as tiff:
+        assert tiff.is_imagej
+        assert tiff.imagej_metadata["frames"] == 2 and tiff.imagej_metadata["slices"] == 3
+        np.testing.assert_array_equal(tiff.asarray(), data.values)
+        assert tiff.pages[0].tags["XResolution"].value == (4000000, 1000000)  # 4 pixels per µm
+    imp = session.to_imageplus(data, title="kept")
+    session.save_tiff(imp, tmp_path / "other.tif")
+    assert str(imp.getTitle()) == "kept"
+    with pytest.raises(Exception, match=r"folder '.*missing' does not exist"):
+        session.save_tiff(data, tmp_path / "missing" / "x.tif")

@@ -21,6 +21,7 @@ _CLASSES = {
     "Dialog": "java.awt.Dialog",
     "EventQueue": "java.awt.EventQueue",
     "Executer": "ij.Executer",
+    "FileSaver": "ij.io.FileSaver",
     "FloatProcessor": "ij.process.FloatProcessor",
     "Frame": "java.awt.Frame",
     "GenericDialog": "ij.gui.GenericDialog",
