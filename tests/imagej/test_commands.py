@@ -98,3 +98,25 @@ def test_format_options():
     assert format_options("sigma=2") == "sigma=2"
     options = {"a": 1, "b": "x y", "c": True, "d": False, "e": None, "f": ""}
     assert format_options(options) == "a=1 b=[x y] c f=[]"
+
+
+def test_java_exception_window_fails_the_run(session, handlers):
+    from deepij.imagej._java import jc
+
+    def crash(call):
+        # What ImageJ's Executer does when a command throws: it opens an "Exception" window with the stack
+        # trace and lets the macro go on. deepij must turn that window into an error, not carry on.
+        trace = "java.lang.IllegalStateException: boom\n\tat Some.plugin(Some.java:1)"
+        jc.TextWindow("Exception", trace, 400, 200)
+
+    handlers("Deepij Test Crash", crash)
+    with pytest.raises(MacroError, match=r"threw a Java exception:\njava\.lang\.IllegalStateException: boom"):
+        session.run_macro('run("Deepij Test Crash");\nwait(2000);\nprint("never");', timeout=30)
+    assert session.run_macro('return "" + isOpen("Exception");').value == "0"
+
+
+def test_error_in_a_nested_macro_fails_the_outer_run(session, handlers):
+    handlers("Deepij Test Nested Error", lambda call: call.session.run_macro("x = nothing();"))
+    with pytest.raises(MacroError, match="Undefined identifier"):
+        session.run_macro('run("Deepij Test Nested Error");')
+    assert session.run_macro('return "fine";').value == "fine"
