@@ -172,7 +172,7 @@ def test_no_run_leaks_into_the_next(session):
         newImage("left", "8-bit black", 32, 32, 1);
         makeRectangle(2, 2, 10, 10);
         roiManager("add");
-        run("Set Measurements...", "area mean centroid redirect=None decimal=5");
+        run("Set Measurements...", "area mean centroid redirect=left decimal=5");
         run("Measure");
         setOption("BlackBackground", FLIPPED);
         run("Options...", "iterations=3 count=2");

@@ -171,8 +171,10 @@ class MacroRunner:
             run.java_thread.stop()
             try:
                 return future.result(timeout=2.0)
-            except (FutureTimeout, Exception):
+            except FutureTimeout:
                 pass
+            except Exception as error:  # the thread came back (with the ThreadDeath): keep using it
+                return _Outcome(failure=error)
         # The thread is lost: leave it asleep, clean ImageJ from here, use a fresh thread next time.
         self._worker = None
         state.reset(self.settings)

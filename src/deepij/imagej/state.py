@@ -82,6 +82,7 @@ def reset(settings: Settings | None) -> None:
     if jc.IJ.getInstance() is not None and jc.IJ.getLog() is not None:
         jc.IJ.log("\\Clear")
     jc.WindowManager.setTempCurrentImage(None)
+    jc.Analyzer.setRedirectImage(None)  # "redirect=" of Set Measurements names an image that is gone now
     jc.IJ.resetEscape()
     if settings is not None:
         settings.restore()
