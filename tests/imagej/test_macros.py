@@ -177,19 +177,23 @@ def test_no_run_leaks_into_the_next(session):
         setOption("BlackBackground", FLIPPED);
         run("Options...", "iterations=3 count=2");
         Table.create("leftover");
+        run("Conversions...", "scale weighted");
+        call("ij.Prefs.set", "deepij.test.key", "leaked");
         setBatchMode(false);
         newImage("shown", "8-bit white", 8, 8, 1);
         print("old log line");
     """
-    black_background = bool(jc.Prefs.blackBackground)
+    black_background, weighted = bool(jc.Prefs.blackBackground), bool(jc.Prefs.weightedColor)
     polluting = polluting.replace("FLIPPED", "false" if black_background else "true")
     session.run_macro(polluting)
     probe = """
         return "" + nImages + "," + nResults + "," + roiManager("count") + "," + isOpen("leftover") + ","
-            + isOpen("shown") + "," + lengthOf(getInfo("log"));
+            + isOpen("shown") + "," + lengthOf(getInfo("log")) + ","
+            + call("ij.Prefs.get", "deepij.test.key", "-");
     """
     baseline = session.run_macro(probe).value
-    assert baseline == "0,0,0,0,0,0"
+    assert baseline == "0,0,0,0,0,0,-"
+    assert bool(jc.Prefs.weightedColor) == weighted
     assert bool(jc.Prefs.blackBackground) == black_background
     measured = session.run_macro('newImage("m", "8-bit black", 4, 4, 1);\nrun("Measure");').tables["Results"]
     assert "X" not in measured.columns  # centroid was switched on by the polluting run only

@@ -22,6 +22,7 @@ _CLASSES = {
     "EventQueue": "java.awt.EventQueue",
     "Executer": "ij.Executer",
     "FileSaver": "ij.io.FileSaver",
+    "FloatBlitter": "ij.process.FloatBlitter",
     "FloatProcessor": "ij.process.FloatProcessor",
     "Frame": "java.awt.Frame",
     "GenericDialog": "ij.gui.GenericDialog",

@@ -29,6 +29,11 @@ class Settings:
     binary_iterations: int
     binary_count: int
     default_16bit_range: int
+    weighted_rgb: bool
+    rgb_weights: tuple[float, float, float]
+    divide_by_zero: float
+    global_calibration: Any
+    preferences: Any
 
     @classmethod
     def capture(cls) -> Settings:
@@ -44,6 +49,12 @@ class Settings:
             binary_iterations=int(private_field("ij.plugin.filter.Binary", "iterations").getInt(None)),
             binary_count=int(private_field("ij.plugin.filter.Binary", "count").getInt(None)),
             default_16bit_range=int(jc.ImagePlus.getDefault16bitRange()),
+            weighted_rgb=bool(jc.Prefs.weightedColor),
+            rgb_weights=tuple(float(w) for w in jc.ColorProcessor.getWeightingFactors()),
+            divide_by_zero=float(jc.FloatBlitter.divideByZeroValue),
+            global_calibration=jc.ImagePlus.getStaticGlobalCalibration(),
+            # ImageJ's in-memory preferences (call("ij.Prefs.set", ...), options of many commands)
+            preferences=_preferences().clone(),
         )
 
     def restore(self) -> None:
@@ -57,6 +68,19 @@ class Settings:
         private_field("ij.plugin.filter.Binary", "iterations").setInt(None, self.binary_iterations)
         private_field("ij.plugin.filter.Binary", "count").setInt(None, self.binary_count)
         jc.ImagePlus.setDefault16bitRange(self.default_16bit_range)
+        jc.Prefs.weightedColor = self.weighted_rgb
+        jc.ColorProcessor.setWeightingFactors(*self.rgb_weights)
+        jc.FloatBlitter.divideByZeroValue = self.divide_by_zero
+        # a static field behind an instance setter
+        jc.ImagePlus().setGlobalCalibration(self.global_calibration)
+        current = _preferences()
+        current.clear()
+        current.putAll(self.preferences)
+
+
+def _preferences() -> Any:
+    """``Prefs.ijPrefs``, the Properties behind ``Prefs.get``/``Prefs.set`` (package-private)."""
+    return private_field("ij.Prefs", "ijPrefs").get(None)
 
 
 def open_image_ids() -> list[int]:
