@@ -131,6 +131,8 @@ def test_exit_and_messages_do_not_fail_the_run(session):
     ('name = getString("Your name?", "anne");\nprint(name);', "Your name?"),
     ('Dialog.create("Settings");\nDialog.addNumber("sigma", 2);\nDialog.show();\nprint("never");', "sigma"),
     ('ok = getBoolean("Continue?");', "Continue?"),
+    ('Dialog.createNonBlocking("Live");\nDialog.addMessage("adjust, then OK");\nDialog.show();', "adjust"),
+    ('dir = getDirectory("Choose a folder");', "Choose a folder"),
 ])
 def test_dialogs_waiting_for_a_user_stop_at_once(session, code, shows):
     started = time.monotonic()

@@ -83,7 +83,8 @@ def _classify(window: Any) -> str | None:
         return MESSAGE
     if title in _ERROR_TITLES and isinstance(window, jc.GenericDialog):
         return ERROR
-    if isinstance(window, jc.WaitForUserDialog) or window.isModal():
+    # GenericDialog covers the non-blocking kind (Dialog.createNonBlocking), which is not modal but waits too
+    if isinstance(window, jc.WaitForUserDialog | jc.GenericDialog) or window.isModal():
         return INPUT
     return None
 
