@@ -90,7 +90,10 @@ def attach(gateway: Any) -> Session:
 
 
 def shutdown() -> None:
-    """Stop ImageJ and the JVM now (also done at interpreter exit). ImageJ cannot start again afterwards."""
+    """Stop ImageJ and the JVM now (also done at interpreter exit). ImageJ cannot start again afterwards.
+
+    Call it from the main thread (JPype shuts the JVM down only from there).
+    """
     global _stopped
     with _lock:
         _stopped = True
