@@ -10,7 +10,7 @@ import xarray as xr
 
 import deepij
 from deepij.bundle.description import AxisSpec, FixedSize, ParameterizedSize, TensorSpec, WeightsEntry
-from deepij.errors import DeepijError, TilingError
+from deepij.errors import ChecksumError, DeepijError, TilingError
 from deepij.pipeline import PROCESSING, Model
 from support.bundles import write_bundle_v0_3, write_bundle_v0_4, write_bundle_v0_5
 from support.models import (
@@ -49,6 +49,17 @@ def test_bundle_test_input_reproduces_its_test_output(bundles, version):
     assert result.images[name].dims == tuple(bundle.output_axes)
     np.testing.assert_allclose(result.images[name].values, bundle.expected_output, atol=1e-4, rtol=1e-3)
     assert result.plan.n_tiles == 1 and result.tables == {}
+
+
+def test_weights_that_differ_from_their_sha256_run_only_when_trusted(tmp_path):
+    bundle = write_bundle_v0_5(tmp_path / "b05", weights=("torchscript",))
+    weights = bundle.folder / bundle.weights["torchscript"]
+    weights.write_bytes(weights.read_bytes() + b"\0")  # still a loadable zip, but not the published file
+    with pytest.raises(ChecksumError, match=weights.name):
+        deepij.load(bundle.folder)
+    trusted = deepij.load(bundle.folder, verify=False)
+    (output,) = trusted.predict(bundle.test_input).images.values()
+    np.testing.assert_allclose(output.values, bundle.expected_output, atol=1e-4, rtol=1e-3)
 
 
 def test_tiled_prediction_keeps_whole_image_statistics(bundles):

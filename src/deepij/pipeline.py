@@ -113,6 +113,8 @@ class Model:
         The normalized description of the bundle.
     allow_code : bool
         Allow the bundle's Python code to run (``pytorch_state_dict`` architectures).
+    verify : bool
+        Check weights files against their sha256 before loading them (False: trust them as they are).
 
     Examples
     --------
@@ -122,9 +124,12 @@ class Model:
     ('b', 'c', 'y', 'x')
     """
 
-    def __init__(self, description: ModelDescription, *, allow_code: bool = False) -> None:
+    def __init__(
+        self, description: ModelDescription, *, allow_code: bool = False, verify: bool = True
+    ) -> None:
         self.description = description
         self.allow_code = allow_code
+        self.verify = verify
         self._backends: dict[tuple[str | None, str | None, str], Backend] = {}
         self._estimates: dict[tuple[int, tuple], MemoryEstimate] = {}
         self._tiling: ModelTiling | None = None
@@ -151,7 +156,7 @@ class Model:
             from deepij.inference.backends import load_backend
 
             self._backends[key] = load_backend(
-                self.description, weights_format, device, self.allow_code, runtime=runtime
+                self.description, weights_format, device, self.allow_code, runtime=runtime, verify=self.verify
             )
         return self._backends[key]
 
@@ -383,11 +388,14 @@ def _batch_sizes(spec: Any) -> tuple[int, ...]:
     return ()
 
 
-def load(source: str | Path, *, allow_code: bool = False, **options: object) -> Model:
+def load(
+    source: str | Path, *, allow_code: bool = False, verify: bool = True, **options: object
+) -> Model:
     """Read a bundle (folder, descriptor file or zip) into a :class:`Model`.
 
     ``options`` are passed to :func:`deepij.bundle.open_bundle`; ``allow_code`` lets the bundle's Python
-    architecture code run (``pytorch_state_dict`` weights).
+    architecture code run (``pytorch_state_dict`` weights); ``verify=False`` trusts weights files whose
+    sha256 differs from the descriptor's (at opening and at loading).
 
     Examples
     --------
@@ -395,4 +403,4 @@ def load(source: str | Path, *, allow_code: bool = False, **options: object) -> 
     """
     from deepij.bundle import open_bundle
 
-    return Model(open_bundle(source, **options), allow_code=allow_code)
+    return Model(open_bundle(source, verify=verify, **options), allow_code=allow_code, verify=verify)
