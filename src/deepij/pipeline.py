@@ -302,7 +302,7 @@ class Model:
         notes: list[str],
     ) -> tuple[TilePlan, int]:
         """The tiles and the batch size of this run (measuring the model's memory when a choice needs it)."""
-        from deepij.inference.memory import auto_tile, choose_batch, estimate_memory, needs_no_measuring
+        from deepij.inference.memory import auto_tile, choose_batch, estimate_memory
 
         tiling = self.tiling
         shapes = {
@@ -314,9 +314,7 @@ class Model:
             n for d, n in inputs[primary.name].sizes.items() if d not in primary.axes_str or d == "b"
         )
         accepted = _batch_sizes(primary) if batch_size == "auto" else ()
-        small = tiling.tileable and needs_no_measuring(tiling, shapes[tiling.input])
-        batching = bool(accepted) and (samples > 1 or not small)
-        if not tiling.tileable or not ((tile is None and not small) or batching or max_memory is not None):
+        if not _needs_memory_estimate(tiling, shapes, tile, accepted, samples, max_memory):
             if tile is None and tiling.input:
                 tile = "image" if tiling.image_is_valid(shapes[tiling.input]) else "whole"
                 notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
@@ -374,6 +372,28 @@ class Model:
                 images[spec.name] = outputs[spec.name]
         engine = getattr(backend, "format", "") or backend.weights.format
         return Prediction(images, tables, plan, batch, backend.weights.format, backend.device, notes, engine)
+
+
+def _needs_memory_estimate(
+    tiling: ModelTiling,
+    shapes: Mapping[str, Mapping[str, int]],
+    tile: Any,
+    batch_sizes: tuple[int, ...],
+    samples: int,
+    max_memory: int | str | None,
+) -> bool:
+    """Whether a choice this run makes (tile size, batch size, a memory cap) needs the model's measured
+    memory. Measuring costs probe passes, so small images with nothing to choose skip it."""
+    from deepij.inference.memory import needs_no_measuring
+
+    if not tiling.tileable:
+        return False
+    if max_memory is not None:
+        return True
+    small = needs_no_measuring(tiling, shapes[tiling.input])
+    if tile is None and not small:
+        return True  # the tile size is ours to choose
+    return bool(batch_sizes) and (samples > 1 or not small)  # so is the batch size
 
 
 def _batch_sizes(spec: Any) -> tuple[int, ...]:
