@@ -20,6 +20,7 @@ from deepij.bundle import open_bundle, write_descriptor
 from deepij.bundle._yaml import load_yaml_text
 from deepij.bundle.checks import check_description
 from deepij.bundle.description import (
+    DATA_TYPES,
     ArchitectureSpec,
     AxisSpec,
     Citation,
@@ -34,7 +35,7 @@ from deepij.bundle.description import (
     TensorSpec,
     WeightsEntry,
 )
-from deepij.bundle.readers.common import DTYPES, METADATA_KEYS
+from deepij.bundle.readers.common import METADATA_KEYS
 from deepij.bundle.readers.legacy import LEGACY_FILE_LISTS
 from deepij.bundle.writer import descriptor_data
 from deepij.errors import BundleError
@@ -161,7 +162,7 @@ def tensor_fields(draw: st.DrawFn, name: str, axes: tuple[AxisSpec, ...], legacy
     return TensorSpec(
         name=name,
         axes=axes,
-        data_type=draw(st.sampled_from(DTYPES)),
+        data_type=draw(st.sampled_from(DATA_TYPES)),
         data_range=data_range,
         processing=tuple(ops),
         description=draw(texts),

@@ -28,6 +28,21 @@ from typing import Any, Literal
 
 AXIS_LETTERS = "bitczyx"
 SPACE_AXES = "zyx"
+DATA_TYPES = (
+    "float16",
+    "float32",
+    "float64",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "bool",
+)
+"""Tensor data types a descriptor may name (``data_type``, ``ensure_dtype``)."""
 WEIGHTS_FORMATS = (
     "torchscript",
     "tensorflow_saved_model_bundle",

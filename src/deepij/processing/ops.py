@@ -28,23 +28,11 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
+from deepij.bundle.description import DATA_TYPES
 from deepij.processing.context import OpContext, axis_letter
 
 Op = Callable[[xr.DataArray, OpContext], xr.DataArray]
 EPS = 1e-6
-DTYPES = (
-    "bool",
-    "float32",
-    "float64",
-    "uint8",
-    "int8",
-    "uint16",
-    "int16",
-    "uint32",
-    "int32",
-    "uint64",
-    "int64",
-)
 
 
 def _reduce(source: xr.DataArray, dims: tuple[str, ...], reducer: Callable) -> xr.DataArray:
@@ -160,8 +148,8 @@ def scale_mean_variance(data: xr.DataArray, ctx: OpContext) -> xr.DataArray:
 def ensure_dtype(data: xr.DataArray, ctx: OpContext) -> xr.DataArray:
     ctx.check_known(("dtype",))
     dtype = ctx.require("dtype")
-    if dtype not in DTYPES:
-        raise ctx.error("dtype", "unknown data type", found=dtype, expected=" | ".join(DTYPES))
+    if dtype not in DATA_TYPES:
+        raise ctx.error("dtype", "unknown data type", found=dtype, expected=" | ".join(DATA_TYPES))
     return data.astype(dtype)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from deepij.bundle.description import (
     AXIS_LETTERS,
+    DATA_TYPES,
     WEIGHTS_FORMATS,
     ArchitectureSpec,
     Citation,
@@ -17,20 +18,6 @@ from deepij.bundle.description import (
 )
 from deepij.bundle.readers._node import Node
 
-DTYPES = (
-    "float16",
-    "float32",
-    "float64",
-    "uint8",
-    "int8",
-    "uint16",
-    "int16",
-    "uint32",
-    "int32",
-    "uint64",
-    "int64",
-    "bool",
-)
 WEIGHTS_ALIASES = {"pytorch_script": "torchscript"}
 """Older names of weights formats -> canonical name."""
 
@@ -326,6 +313,6 @@ def check_axes_letters(node: Node, axes: str) -> str:
 
 def check_dtype(node: Node, default: str = "float32") -> str:
     dtype = (node.text(default) or default).strip().lower()
-    if dtype not in DTYPES:
-        raise node.error("unknown data type", found=node.value, expected="one of " + ", ".join(DTYPES))
+    if dtype not in DATA_TYPES:
+        raise node.error("unknown data type", found=node.value, expected="one of " + ", ".join(DATA_TYPES))
     return dtype
