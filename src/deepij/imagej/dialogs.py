@@ -15,6 +15,7 @@ This module only inspects and answers windows; :mod:`deepij.imagej.macros` decid
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -33,6 +34,7 @@ INPUT = "input"
 
 _ERROR_TITLES = {"Macro Error", "No Image"}
 _MESSAGE_CLASSES = {"ij.gui.MessageDialog", "ij.gui.HTMLDialog"}
+_ERROR_HEAD = re.compile(r" in line \d+[ \t]*(\n|$)")
 _LINE = re.compile(r"(?P<message>.*?) in line (?P<line>\d+)[^\n]*(?P<rest>.*)", re.DOTALL)
 
 
@@ -72,6 +74,20 @@ def pending_dialogs() -> list[OpenDialog]:
     return found
 
 
+def any_showing() -> bool:
+    """True while some window that needs an answer is on screen (answered or not)."""
+    return any(w.isShowing() and _classify(w) is not None for w in jc.Window.getWindows())
+
+
+def blocked_in_dialog(thread: Any) -> bool:
+    """True when ``thread`` waits inside a dialog's show(): a modal loop, or waitForUser's wait."""
+    for frame in list(thread.getStackTrace())[:16]:
+        where = (jstr(frame.getClassName()), jstr(frame.getMethodName()))
+        if where in (("java.awt.WaitDispatchSupport", "enter"), ("ij.gui.WaitForUserDialog", "show")):
+            return True
+    return False
+
+
 def _classify(window: Any) -> str | None:
     class_name = jstr(window.getClass().getName())
     title = jstr(_title(window)) or ""
@@ -81,12 +97,19 @@ def _classify(window: Any) -> str | None:
         return None
     if class_name in _MESSAGE_CLASSES:
         return MESSAGE
-    if title in _ERROR_TITLES and isinstance(window, jc.GenericDialog):
+    if isinstance(window, jc.GenericDialog) and (title in _ERROR_TITLES or _is_error_text(window)):
+        # The title alone is not enough: another thread can still read it as null for a moment (it is set
+        # without a lock), while the text, added under AWT's tree lock, is always there once it shows.
         return ERROR
     # GenericDialog covers the non-blocking kind (Dialog.createNonBlocking), which is not modal but waits too
     if isinstance(window, jc.WaitForUserDialog | jc.GenericDialog) or window.isModal():
         return INPUT
     return None
+
+
+def _is_error_text(window: Any) -> bool:
+    """ImageJ's error box says "<message> in line <n>" (see :meth:`OpenDialog.error_parts`)."""
+    return _ERROR_HEAD.search(window_text(window)) is not None
 
 
 def _title(window: Any) -> Any:
@@ -126,31 +149,38 @@ def cancel(dialog: OpenDialog) -> None:
 
 def close_all(wait: float = 2.0) -> None:
     """Answer every dialog still open (used when cleaning up after a run) and wait until they are gone."""
-    for dialog in pending_dialogs():
-        if dialog.kind in (MESSAGE, ERROR):
-            answer_ok(dialog)
-        else:
-            cancel(dialog)
     deadline = time.monotonic() + wait
-    while _answered and time.monotonic() < deadline:
+    while True:
+        for dialog in pending_dialogs():
+            if dialog.kind in (MESSAGE, ERROR):
+                answer_ok(dialog)
+            else:
+                cancel(dialog)
+        if not _answered or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
         _forget_closed()
-        if _answered:
-            time.sleep(0.01)
+
+
+def window_key(window: Any) -> int:
+    """A number that tells windows apart while they exist (Java's identity hash)."""
+    return int(jc.System.identityHashCode(window))
 
 
 # Answers run on the AWT event thread, one at a time: two threads disposing one window at once can leave one
-# of them waiting forever (the second dispose's event is dropped with the window's events). Each window is
-# answered once; its identity stays here until it is gone.
-_answered: set[int] = set()
+# of them waiting forever (the second dispose's event is dropped with the window's events). A window that is
+# still showing a while after its answer (its answer raced with its own showing) is answered again.
+_answered: dict[int, float] = {}
 _answered_lock = threading.Lock()
+_ANSWER_AGAIN_AFTER_S = 0.3
 
 
 def _answer(dialog: OpenDialog, action: Callable[[Any], None]) -> None:
-    key = int(jc.System.identityHashCode(dialog.window))
+    key = window_key(dialog.window)
     with _answered_lock:
-        if key in _answered:
+        if time.monotonic() - _answered.get(key, -math.inf) < _ANSWER_AGAIN_AFTER_S:
             return
-        _answered.add(key)
+        _answered[key] = time.monotonic()
     window = dialog.window
     if bool(jc.EventQueue.isDispatchThread()):
         action(window)
@@ -159,13 +189,15 @@ def _answer(dialog: OpenDialog, action: Callable[[Any], None]) -> None:
 
 
 def _is_answered(window: Any) -> bool:
-    return int(jc.System.identityHashCode(window)) in _answered
+    answered = _answered.get(window_key(window))
+    return answered is not None and time.monotonic() - answered < _ANSWER_AGAIN_AFTER_S
 
 
 def _forget_closed() -> None:
-    showing = {int(jc.System.identityHashCode(w)) for w in jc.Window.getWindows() if w.isShowing()}
+    showing = {window_key(w) for w in jc.Window.getWindows() if w.isShowing()}
     with _answered_lock:
-        _answered.intersection_update(showing)
+        for key in [k for k in _answered if k not in showing]:
+            del _answered[key]
 
 
 def _dispose(window: Any) -> None:

@@ -61,6 +61,12 @@ class VirtualDisplay:
         self._ready_fd = ready_fd
         self._errors = errors
         self.name: str | None = None
+        # The guard's pipe as a bare descriptor: Python closes file objects while it shuts down, which would
+        # stop Xvfb under a JVM that is still tearing down (AWT then crashes); a bare descriptor stays open
+        # until the process is really gone, and the kernel closes it then.
+        assert process.stdin is not None
+        self._guard_fd: int | None = os.dup(process.stdin.fileno())
+        process.stdin.close()
 
     @classmethod
     def start(cls, screen: str = SCREEN) -> VirtualDisplay:
@@ -138,9 +144,10 @@ class VirtualDisplay:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate Xvfb (idempotent)."""
-        if self._process.stdin is not None and not self._process.stdin.closed:
+        if self._guard_fd is not None:
             with contextlib.suppress(OSError):
-                self._process.stdin.close()  # the guard stops Xvfb and exits
+                os.close(self._guard_fd)  # the guard sees the pipe close, stops Xvfb and exits
+            self._guard_fd = None
         try:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 #: How long a stopped macro gets to wind down before its thread is stopped, then given up.
 STOP_GRACE_S = 5.0
+#: How long after answering a dialog a macro thread may still wait in it before it is woken up.
+_WAKE_AFTER_S = 0.3
 _MACRO_SUFFIXES = (".ijm", ".txt", ".mac", ".ijm.txt")
 
 
@@ -47,6 +49,8 @@ class _Run:
     stop_line: int | None = None
     dialog_error: tuple[str, int | None, str | None] | None = None
     messages: list[str] = field(default_factory=list)
+    message_windows: set[int] = field(default_factory=set)
+    answered_at: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -181,26 +185,47 @@ class MacroRunner:
         return _Outcome(failure=run.stop_error)
 
     def _answer_dialogs(self, run: _Run) -> None:
+        self._wake_from_vanished_dialog(run)
         for dialog in dialogs.pending_dialogs():
+            run.answered_at = time.monotonic()
             if dialog.kind == dialogs.ERROR:
                 with run.lock:
                     if run.dialog_error is None:
                         run.dialog_error = dialog.error_parts()
                 dialogs.answer_ok(dialog)
             elif dialog.kind == dialogs.MESSAGE:
-                run.messages.append(dialog.text)
+                key = dialogs.window_key(dialog.window)
+                if key not in run.message_windows:  # a box answered twice is one message
+                    run.message_windows.add(key)
+                    run.messages.append(dialog.text)
                 dialogs.answer_ok(dialog)
             elif dialog.kind == dialogs.EXCEPTION:
                 trace = dialog.text.strip()
                 self._stop(run, MacroError(f"an ImageJ command threw a Java exception:\n{trace}"))
                 dialogs.cancel(dialog)
             else:
-                detail = f" ({dialog.text.strip()})" if dialog.text.strip() else ""
+                detail = f": {dialog.text.strip()!r}" if dialog.text.strip() else ""
+                kind = jstr(dialog.window.getClass().getSimpleName())
                 self._stop(run, MacroTimeoutError(
-                    f"the macro waits for user input that will never come: dialog {dialog.title!r}{detail}; "
+                    f"the macro waits for user input that will never come: {kind} {dialog.title!r}{detail}; "
                     "deepij cancelled it (macros run unattended: pass values as arguments instead)"
                 ))
                 dialogs.cancel(dialog)
+
+    def _wake_from_vanished_dialog(self, run: _Run) -> None:
+        """Wake a macro thread left waiting in a dialog that is already gone.
+
+        AWT loses the wake-up of a modal dialog closed right after it appeared (its show() then waits for
+        ever), and waitForUser can miss its notify the same way. An interrupt ends such a wait; it is sent
+        only when nothing is on screen any more and the thread still waits in a dialog's show().
+        """
+        if run.java_thread is None or run.answered_at is None:
+            return
+        if time.monotonic() - run.answered_at < _WAKE_AFTER_S or dialogs.any_showing():
+            return
+        if dialogs.blocked_in_dialog(run.java_thread):
+            run.java_thread.interrupt()
+            run.answered_at = time.monotonic()
 
     def _stop(self, run: _Run, error: BaseException) -> None:
         """Tell the interpreter to finish after the current statement; the first reason wins."""
