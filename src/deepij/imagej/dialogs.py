@@ -147,15 +147,20 @@ def cancel(dialog: OpenDialog) -> None:
     _answer(dialog, _cancel_now)
 
 
+def dismiss(dialog: OpenDialog) -> None:
+    """OK for a message or error box, Cancel for anything else."""
+    if dialog.kind in (MESSAGE, ERROR):
+        answer_ok(dialog)
+    else:
+        cancel(dialog)
+
+
 def close_all(wait: float = 2.0) -> None:
     """Answer every dialog still open (used when cleaning up after a run) and wait until they are gone."""
     deadline = time.monotonic() + wait
     while True:
         for dialog in pending_dialogs():
-            if dialog.kind in (MESSAGE, ERROR):
-                answer_ok(dialog)
-            else:
-                cancel(dialog)
+            dismiss(dialog)
         if not _answered or time.monotonic() > deadline:
             return
         time.sleep(0.01)

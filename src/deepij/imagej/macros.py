@@ -51,6 +51,7 @@ class _Run:
     messages: list[str] = field(default_factory=list)
     message_windows: set[int] = field(default_factory=set)
     answered_at: float | None = None
+    earlier_windows: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -87,7 +88,7 @@ class MacroRunner:
             return self._run_nested(code, source, image, argument)
         with self._lock:
             inputs = self._session.prepare_inputs(image)
-            run = _Run()
+            run = _Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()})
             self._active = run
             try:
                 future = self._current_worker().submit(lambda: self._execute(run, code, inputs, argument))
@@ -188,6 +189,10 @@ class MacroRunner:
         self._wake_from_vanished_dialog(run)
         for dialog in dialogs.pending_dialogs():
             run.answered_at = time.monotonic()
+            if dialogs.window_key(dialog.window) in run.earlier_windows:
+                # left over from an earlier run (AWT can bring a closed dialog back): not this macro's doing
+                dialogs.dismiss(dialog)
+                continue
             if dialog.kind == dialogs.ERROR:
                 with run.lock:
                     if run.dialog_error is None:
