@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -72,3 +74,32 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What every adapter module's ``open_backend(request) -> Backend`` receives.
+
+    Attributes
+    ----------
+    description, weights : ModelDescription, WeightsEntry
+        The model and the weights entry to load.
+    path : Path
+        The entry's local file, or the unpacked SavedModel folder (already checked).
+    device : str or None
+        The device asked for; None lets the adapter pick a GPU when its framework sees one.
+    allow_code : bool
+        Whether the bundle's Python code (architectures, Keras Lambda layers) may run.
+    threads : int or None
+        CPU threads for the framework, where it can be set per model.
+    verify : bool
+        Check further files the entry names (an architecture file) against their sha256.
+    """
+
+    description: ModelDescription
+    weights: WeightsEntry
+    path: Path
+    device: str | None = None
+    allow_code: bool = False
+    threads: int | None = None
+    verify: bool = True

@@ -14,6 +14,7 @@ import numpy as np
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError
+from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.devices import choose_device
 from deepij.inference.backends.graph import GraphBackend, GraphTensor
 from deepij.inference.backends.tensorflow_saved_model import gpu_count
@@ -95,15 +96,8 @@ class KerasBackend(GraphBackend):
         super().close()
 
 
-def open_backend(
-    description: ModelDescription,
-    weights: WeightsEntry,
-    path: Path,
-    *,
-    device: str | None = None,
-    allow_code: bool = False,
-    threads: int | None = None,
-    verify: bool = True,
-) -> KerasBackend:
-    """Load the HDF5 file ``path`` with Keras."""
-    return KerasBackend(description, weights, path, device, allow_code)
+def open_backend(request: OpenRequest) -> KerasBackend:
+    """Load the HDF5 file ``request.path`` with Keras."""
+    return KerasBackend(
+        request.description, request.weights, request.path, request.device, request.allow_code
+    )

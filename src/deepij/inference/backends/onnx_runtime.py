@@ -15,6 +15,7 @@ import numpy as np
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError
+from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.devices import choose_device
 from deepij.inference.backends.graph import GraphBackend, GraphTensor
 
@@ -131,15 +132,8 @@ class OnnxRuntimeBackend(GraphBackend):
         super().close()
 
 
-def open_backend(
-    description: ModelDescription,
-    weights: WeightsEntry,
-    path: Path,
-    *,
-    device: str | None = None,
-    allow_code: bool = False,
-    threads: int | None = None,
-    verify: bool = True,
-) -> OnnxRuntimeBackend:
-    """Open ``path`` in an onnxruntime session on the chosen device."""
-    return OnnxRuntimeBackend(description, weights, path, device, threads)
+def open_backend(request: OpenRequest) -> OnnxRuntimeBackend:
+    """Open ``request.path`` in an onnxruntime session on the chosen device."""
+    return OnnxRuntimeBackend(
+        request.description, request.weights, request.path, request.device, request.threads
+    )

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError, BundleError
-from deepij.inference.backends.base import Backend
+from deepij.inference.backends.base import Backend, OpenRequest
 from deepij.inference.backends.devices import is_gpu, parse_device
 
 log = logging.getLogger("deepij.inference.backends")
@@ -138,7 +138,7 @@ def _open(
     adapter = importlib.import_module(ADAPTERS[entry.format])
     path = weights_path(description, entry.format, verify)
     backend = adapter.open_backend(
-        description, entry, path, device=device, allow_code=allow_code, threads=threads, verify=verify
+        OpenRequest(description, entry, path, device, allow_code, threads, verify)
     )
     if entry.format in _TORCH_FORMATS and runtime != "native":
         if backend.device == "cpu":

@@ -16,6 +16,7 @@ import numpy as np
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError
+from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.devices import choose_device
 from deepij.inference.backends.graph import GraphBackend, GraphTensor
 
@@ -172,15 +173,6 @@ class TensorFlowBackend(GraphBackend):
         super().close()
 
 
-def open_backend(
-    description: ModelDescription,
-    weights: WeightsEntry,
-    path: Path,
-    *,
-    device: str | None = None,
-    allow_code: bool = False,
-    threads: int | None = None,
-    verify: bool = True,
-) -> TensorFlowBackend:
-    """Load the SavedModel folder ``path`` (``threads`` is ignored: TF fixes its pools at start-up)."""
-    return TensorFlowBackend(description, weights, path, device)
+def open_backend(request: OpenRequest) -> TensorFlowBackend:
+    """Load the SavedModel folder (``threads`` is ignored: TF fixes its pools at start-up)."""
+    return TensorFlowBackend(request.description, request.weights, request.path, request.device)

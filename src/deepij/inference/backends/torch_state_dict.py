@@ -17,6 +17,7 @@ from typing import Any
 
 from deepij.bundle.description import ArchitectureSpec, ModelDescription, WeightsEntry
 from deepij.errors import BackendError
+from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.torch_runner import TorchModuleBackend, set_threads, torch_device
 
 CODE_REFUSAL = (
@@ -137,16 +138,9 @@ class TorchStateDictBackend(TorchModuleBackend):
         super().__init__(description, weights, module, resolved)
 
 
-def open_backend(
-    description: ModelDescription,
-    weights: WeightsEntry,
-    path: Path,
-    *,
-    device: str | None = None,
-    allow_code: bool = False,
-    threads: int | None = None,
-    verify: bool = True,
-) -> TorchStateDictBackend:
+def open_backend(request: OpenRequest) -> TorchStateDictBackend:
     """Rebuild the network (only with ``allow_code=True``) and load it onto its device."""
-    set_threads(threads)
-    return TorchStateDictBackend(description, weights, path, device, allow_code, verify)
+    set_threads(request.threads)
+    return TorchStateDictBackend(
+        request.description, request.weights, request.path, request.device, request.allow_code, request.verify
+    )

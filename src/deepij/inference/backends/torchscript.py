@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError
+from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.torch_runner import TorchModuleBackend, set_threads, torch_device
 
 
@@ -38,16 +39,7 @@ class TorchScriptBackend(TorchModuleBackend):
         super().__init__(description, weights, module, resolved)
 
 
-def open_backend(
-    description: ModelDescription,
-    weights: WeightsEntry,
-    path: Path,
-    *,
-    device: str | None = None,
-    allow_code: bool = False,
-    threads: int | None = None,
-    verify: bool = True,
-) -> TorchScriptBackend:
-    """Load ``path`` as TorchScript (``allow_code`` is not needed: TorchScript is data, not Python)."""
-    set_threads(threads)
-    return TorchScriptBackend(description, weights, path, device)
+def open_backend(request: OpenRequest) -> TorchScriptBackend:
+    """Load the file as TorchScript (``allow_code`` is not needed: TorchScript is data, not Python)."""
+    set_threads(request.threads)
+    return TorchScriptBackend(request.description, request.weights, request.path, request.device)
