@@ -10,10 +10,12 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check src tests benchmarks examples
-	.venv/bin/python -m pytest -q
+	.venv/bin/mypy
+	.venv/bin/python -m pytest -q --doctest-modules src/deepij tests
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks examples
+	.venv/bin/mypy
 
 bench: setup
 	for f in benchmarks/bench_*.py; do .venv/bin/python $$f || exit 1; done

@@ -9,6 +9,8 @@ deep-learning framework installed:
 - ``deepij.load(bundle)`` reads a bundle into a :class:`~deepij.pipeline.Model`
   (``.description``, ``.predict``);
 - ``deepij.find_model(name)`` / ``deepij.install(zip_or_url)`` look up and install bundles.
+
+Every error deepij raises on purpose is a :class:`DeepijError`, importable from here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,52 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from deepij.errors import (
+    ArchiveError,
+    ArgumentError,
+    ArgumentTypeError,
+    BackendError,
+    BundleError,
+    ChecksumError,
+    CommandNotFoundError,
+    DeepijError,
+    DownloadError,
+    HeadlessError,
+    ImageJError,
+    InputError,
+    MacroError,
+    MacroTimeoutError,
+    ModelNotFoundError,
+    OutputShapeError,
+    ProcessingError,
+    StepError,
+    TilingError,
+)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ArchiveError",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "BackendError",
+    "BundleError",
+    "ChecksumError",
+    "CommandNotFoundError",
+    "DeepijError",
+    "DownloadError",
+    "HeadlessError",
+    "ImageJError",
+    "InputError",
+    "MacroError",
+    "MacroTimeoutError",
+    "ModelNotFoundError",
+    "OutputShapeError",
+    "ProcessingError",
+    "StepError",
+    "TilingError",
+    "__version__",
+]
 
 # name -> (module, attribute); attribute None means the module itself (deepij.imagej is a callable module).
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -25,11 +72,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "run_macro": ("deepij.imagej", "run_macro"),
     "load": ("deepij.pipeline", "load"),
     "Model": ("deepij.pipeline", "Model"),
+    "Prediction": ("deepij.pipeline", "Prediction"),
     "find_model": ("deepij.bundle", "find_model"),
     "install": ("deepij.bundle", "install"),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ += list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

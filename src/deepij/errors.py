@@ -13,8 +13,23 @@ class DeepijError(Exception):
     """Base class of every error deepij raises on purpose."""
 
 
-class BundleError(DeepijError, ValueError):
+class ArgumentError(DeepijError, ValueError):
+    """A public function's argument with a value it cannot take (the message names the argument)."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """A public function's argument of a type it cannot take (the message names the argument)."""
+
+
+class InputError(ArgumentError):
+    """An image given to a model that cannot be used: its dtype, its values (NaN, inf) or its axes."""
+
+
+class BundleError(DeepijError):
     """A bundle (descriptor, weights, archive) that cannot be used as it is.
+
+    Not a ValueError: a broken file is not a bad argument, and code that catches ValueError from the
+    libraries it calls (zipfile, yaml) must never swallow it.
 
     Parameters
     ----------
@@ -78,6 +93,10 @@ class ProcessingError(BundleError):
     """
 
 
+class DownloadError(BundleError):
+    """A download that failed, was cut short, or does not match its expected length or sha256."""
+
+
 class ModelNotFoundError(DeepijError, LookupError):
     """No installed model matches a name, or several do."""
 
@@ -119,9 +138,26 @@ class MacroTimeoutError(MacroError):
     """A macro that ran past its time limit, or waited for a user who will never answer."""
 
 
-class TilingError(DeepijError, ValueError):
+class CommandNotFoundError(MacroError):
+    """A macro ran a command this ImageJ does not have (``Unrecognized command``); the message names the
+    component that provides it where known, and how to make it available to deepij."""
+
+
+class StepError(DeepijError):
+    """A bundle's pre- or post-processing step (macro, Java step or spec op) failed; the message names the
+    bundle, the step and, for macros, the file and line."""
+
+
+class TilingError(ArgumentError):
     """No valid tiling exists for this image and model, or a requested tile size is invalid."""
 
 
 class BackendError(DeepijError, RuntimeError):
     """A framework could not load or run a model's weights."""
+
+
+class OutputShapeError(BackendError):
+    """A network output whose shape contradicts the descriptor's rule.
+
+    The message names the tensor, the axis, the declared size and the actual one.
+    """

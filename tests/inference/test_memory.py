@@ -15,35 +15,12 @@ from deepij.inference.memory import (
     auto_tile,
     choose_tile,
     estimate_memory,
-    parse_memory_size,
     probe_tiles,
 )
 from deepij.inference.meters import available_memory, forward_meter
 from deepij.inference.tiling import analyse_tiling
 from deepij.pipeline import Model
 from support.models import describe, write_torchscript_convnet
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2GB", 2_000_000_000),
-        ("512 MiB", 512 * 2**20),
-        ("1.5g", 1_500_000_000),
-        ("100kB", 100_000),
-        (4096, 4096),
-        ("3 GiB", 3 * 2**30),
-        ("1e3", 1000),
-    ],
-)
-def test_memory_sizes(text, expected):
-    assert parse_memory_size(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["lots", "2 GX", "-1GB", 0, True, "GB", [1]])
-def test_bad_memory_sizes_are_named(bad):
-    with pytest.raises(TilingError, match=r"^max_memory: "):
-        parse_memory_size(bad)
 
 
 def test_available_memory_is_the_free_ram():

@@ -11,7 +11,7 @@ tests that need them, and cache them per session with ``tmp_path_factory`` fixtu
 Examples
 --------
 >>> net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3, 5))  # doctest: +SKIP
->>> net.halo
+>>> net.halo  # doctest: +SKIP
 3
 >>> onnx_net = write_onnx_convnet(tmp_path / "net.onnx", kernel_sizes=(3, 5))  # doctest: +SKIP
 >>> description = describe(net, onnx_net)  # doctest: +SKIP

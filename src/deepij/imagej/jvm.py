@@ -74,20 +74,16 @@ def shutdown() -> None:
 
 
 def memory_option(max_memory: str | int | None) -> list[str]:
-    """``-Xmx`` for a size like ``"8g"``, ``"512m"`` or a number of bytes; nothing for None.
+    """``-Xmx`` for a size read by :func:`deepij.sizes.parse_memory_size` (``"8g"``, ``"2GB"``, bytes);
+    nothing for None.
 
     Examples
     --------
-    >>> memory_option("8g"), memory_option(None)
-    (['-Xmx8g'], [])
+    >>> memory_option("8g"), memory_option("2GB"), memory_option(None)
+    (['-Xmx8192m'], ['-Xmx1907m'], [])
     """
+    from deepij.sizes import parse_memory_size
+
     if max_memory is None:
         return []
-    if isinstance(max_memory, int) and not isinstance(max_memory, bool) and max_memory > 0:
-        return [f"-Xmx{max_memory}"]
-    text = str(max_memory).strip().lower()
-    if text[:-1].isdigit() and text[-1] in "kmg" and int(text[:-1]) > 0:
-        return [f"-Xmx{text}"]
-    raise ImageJError(
-        f"max_memory: {max_memory!r} is not a memory size (expected e.g. '8g', '512m' or bytes)"
-    )
+    return [f"-Xmx{max(1, parse_memory_size(max_memory) // 2**20)}m"]

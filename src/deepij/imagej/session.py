@@ -198,7 +198,7 @@ class Session:
         Examples
         --------
         >>> result = session.run_macro('run("Gaussian Blur...", "sigma=7");', image)   # doctest: +SKIP
-        >>> blurred = result.image
+        >>> blurred = result.image  # doctest: +SKIP
         """
         self._check_open()
         return self.runner.run(macro, image=image, args=args, timeout=timeout)

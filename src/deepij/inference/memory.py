@@ -14,7 +14,6 @@ whose single-pass tile fits runs in one pass. On a CPU the tile's working memory
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from deepij.inference.backends.base import Backend
 from deepij.inference.meters import available_memory, forward_meter, is_gpu_device
 from deepij.inference.plan import TilePlan
 from deepij.inference.tiling import ModelTiling
+from deepij.sizes import format_bytes, parse_memory_size
 
 SAFETY = 0.8
 """Fraction of the free memory a run may plan to use (the rest absorbs allocator slack and noise)."""
@@ -39,59 +39,6 @@ there (benchmarks/bench_tiling_memory.py, 8192^2 image, 2 cores: 512^2 tiles 10.
 
 CPU_BATCH_PIXELS = 512 * 512
 """On a CPU, tiles are batched only while a batch holds at most this many pixels."""
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1e3,
-    "m": 1e6,
-    "g": 1e9,
-    "t": 1e12,
-    "ki": 2**10,
-    "mi": 2**20,
-    "gi": 2**30,
-    "ti": 2**40,
-}
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
-
-
-def parse_memory_size(value: int | float | str, *, argument: str = "max_memory") -> int:
-    """Bytes from ``2GB``, ``512 MiB``, ``1.5g``, ``1e9`` or a number of bytes.
-
-    Decimal units (kB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB) of 1024.
-
-    Examples
-    --------
-    >>> parse_memory_size("2GB"), parse_memory_size("512 MiB"), parse_memory_size(1024)
-    (2000000000, 536870912, 1024)
-    """
-    if isinstance(value, bool):
-        raise TilingError(f"{argument}: expected a size such as '2GB' or a number of bytes, not {value!r}")
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        number = float(value)
-    elif isinstance(value, str):
-        match = _SIZE.match(value)
-        if not match:
-            raise TilingError(
-                f"{argument}: cannot read {value!r} as a memory size; expected a number and a unit "
-                "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '2GB' or '512 MiB'"
-            )
-        number = float(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
-    else:
-        raise TilingError(f"{argument}: expected a size such as '2GB' or a number of bytes, not {value!r}")
-    if not math.isfinite(number) or number <= 0:
-        raise TilingError(f"{argument}: expected a positive size, not {value!r}")
-    return int(number)
-
-
-def format_bytes(size: float) -> str:
-    """``1.5 GB``-style text for messages."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
 
 @dataclass(frozen=True)
 class MemoryEstimate:

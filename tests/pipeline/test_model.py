@@ -10,8 +10,9 @@ import xarray as xr
 
 import deepij
 from deepij.bundle.description import AxisSpec, FixedSize, ParameterizedSize, TensorSpec, WeightsEntry
-from deepij.errors import ChecksumError, DeepijError, TilingError
-from deepij.pipeline import PROCESSING, Model
+from deepij.errors import ArgumentError, ChecksumError, DeepijError, TilingError
+from deepij.pipeline import Model
+from deepij.pipeline.model import PROCESSING
 from support.bundles import write_bundle_v0_3, write_bundle_v0_4, write_bundle_v0_5
 from support.models import (
     describe,
@@ -129,7 +130,7 @@ def test_bad_images_and_arguments_get_clear_errors(convnet):
         model.predict(np.zeros((1, 1, 40, 40), np.float32), tile={"y": 8, "x": 16})
     with pytest.raises(DeepijError, match=r"processing: unknown value 'imagej'.*\['none', 'spec'\]"):
         model.predict(np.zeros((1, 1, 20, 20), np.float32), processing="imagej")
-    with pytest.raises(TilingError, match="max_memory: cannot read 'lots'"):
+    with pytest.raises(ArgumentError, match="max_memory: cannot read 'lots'"):
         model.predict(np.zeros((1, 1, 20, 20), np.float32), max_memory="lots")
     with pytest.raises(TilingError, match=r"needs axis 'x'"):
         model.predict(np.zeros((20,), np.float32), axes="y")

@@ -1,22 +1,19 @@
-"""The one place that wires bundles, processing, inference and ImageJ together.
-
-``deepij.load(bundle)`` gives a :class:`Model`; ``Model.predict`` runs pre-processing, tiled inference and
-post-processing on an image and returns a :class:`Prediction`.
+"""``deepij.load(bundle)`` gives a :class:`Model`; ``Model.predict`` runs pre-processing, tiled inference and
+post-processing on an image and returns a :class:`~deepij.pipeline.outputs.Prediction`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepij.bundle.description import ModelDescription, ParameterizedSize
+from deepij.pipeline.outputs import Prediction
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
     import xarray as xr
 
     from deepij.inference.backends.base import Backend
@@ -54,54 +51,6 @@ PROCESSING: dict[str, tuple[Processor, Processor]] = {
 }
 """``processing=`` value -> (pre, post). The ImageJ side (``"imagej"``: the bundle's macros and Java steps)
 registers itself here."""
-
-
-@dataclass
-class Prediction:
-    """What :meth:`Model.predict` returns.
-
-    Attributes
-    ----------
-    images : dict of str to xarray.DataArray
-        Image outputs by name; dims are the output's axis letters, after any looped dims (``t``, ``z``...).
-    tables : dict of str to pandas.DataFrame
-        Table outputs (axis ``i``) by name.
-    plan : TilePlan
-        The tiles that ran.
-    batch_size : int
-        Tiles per forward pass.
-    weights_format, device : str
-        The weights and device the network ran with.
-    engine : str
-        The format of the engine that ran them (``"onnx"`` when torch weights ran with onnxruntime).
-    notes : list of str
-        What deepij decided on the way (skipped weights, tile choice).
-    """
-
-    images: dict[str, xr.DataArray]
-    tables: dict[str, pd.DataFrame]
-    plan: TilePlan
-    batch_size: int
-    weights_format: str
-    device: str
-    notes: list[str] = field(default_factory=list)
-    engine: str = ""
-
-    def __getitem__(self, name: str) -> xr.DataArray | pd.DataFrame:
-        if name in self.images:
-            return self.images[name]
-        if name in self.tables:
-            return self.tables[name]
-        raise KeyError(
-            f"no output named {name!r} (images: {sorted(self.images)}, tables: {sorted(self.tables)})"
-        )
-
-    def __repr__(self) -> str:
-        shapes = {k: dict(v.sizes) for k, v in self.images.items()}
-        return (
-            f"Prediction(images={shapes}, tables={sorted(self.tables)}, tile={self.plan.tile}, "
-            f"tiles={self.plan.n_tiles}, weights={self.weights_format!r}, device={self.device!r})"
-        )
 
 
 class Model:
