@@ -19,6 +19,7 @@ from deepij.axes import (
     to_bioimage_axes,
     to_imagej_dims,
 )
+from deepij.errors import ArgumentError, ArgumentTypeError
 
 
 def test_mapping_is_one_to_one():
@@ -37,6 +38,18 @@ def test_unknown_names_are_named_in_the_error():
         check_axes("byxq")
     with pytest.raises(ValueError, match="repeated"):
         check_axes("yxy")
+
+
+def test_bad_arguments_are_argument_errors_naming_the_argument():
+    with pytest.raises(ArgumentError, match=r"^axes: expected a non-empty string"):
+        check_axes("")
+    with pytest.raises(ArgumentError, match=r"^dims of the DataArray: unknown axis letters \['row', 'col'\]"):
+        as_bioimage_array(xr.DataArray(np.zeros((2, 2)), dims=("row", "col")))
+    with pytest.raises(ArgumentTypeError, match=r"^image: expected an xarray.DataArray .* found ndarray"):
+        to_bioimage_axes(np.zeros((2, 2)), "yx")
+    stack = xr.DataArray(np.zeros((3, 8, 8)), dims=("pln", "row", "col"))
+    with pytest.raises(ArgumentError, match=r"^axes: the image has axes z=3"):
+        to_bioimage_axes(stack, "yx")
 
 
 def test_image_to_model_tensor_adds_batch_and_channel_and_transposes():

@@ -42,6 +42,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from deepij.errors import ArgumentError, ArgumentTypeError
+
 #: ImageJ dims in the order deepij (like pyimagej) lays them out.
 IMAGEJ_DIMS: tuple[str, ...] = ("t", "pln", "row", "col", "ch")
 
@@ -66,7 +68,7 @@ def bioimage_to_imagej_dim(letter: str) -> str:
     try:
         return BIOIMAGE_TO_IMAGEJ[letter]
     except KeyError:
-        raise ValueError(
+        raise ArgumentError(
             f"axis {letter!r} has no ImageJ counterpart (expected one of {''.join(BIOIMAGE_TO_IMAGEJ)})"
         ) from None
 
@@ -82,7 +84,7 @@ def imagej_to_bioimage_dim(dim: str) -> str:
     try:
         return IMAGEJ_TO_BIOIMAGE[dim]
     except KeyError:
-        raise ValueError(f"dim {dim!r} is not an ImageJ dim (expected one of {IMAGEJ_DIMS})") from None
+        raise ArgumentError(f"dim {dim!r} is not an ImageJ dim (expected one of {IMAGEJ_DIMS})") from None
 
 
 def check_axes(axes: str, *, argument: str = "axes") -> str:
@@ -94,14 +96,14 @@ def check_axes(axes: str, *, argument: str = "axes") -> str:
     'byxc'
     """
     if not isinstance(axes, str) or not axes:
-        raise ValueError(f"{argument}: expected a non-empty string of letters from {BIOIMAGE_AXES!r}, "
+        raise ArgumentError(f"{argument}: expected a non-empty string of letters from {BIOIMAGE_AXES!r}, "
                          f"found {axes!r}")
     unknown = sorted(set(axes) - set(BIOIMAGE_AXES))
     if unknown:
-        raise ValueError(f"{argument}: unknown axis letters {unknown} in {axes!r} "
+        raise ArgumentError(f"{argument}: unknown axis letters {unknown} in {axes!r} "
                          f"(expected letters from {BIOIMAGE_AXES!r})")
     if len(set(axes)) != len(axes):
-        raise ValueError(f"{argument}: repeated axis letters in {axes!r} (expected each letter once)")
+        raise ArgumentError(f"{argument}: repeated axis letters in {axes!r} (expected each letter once)")
     return axes
 
 
@@ -125,14 +127,21 @@ def as_bioimage_array(data: xr.DataArray | np.ndarray, axes: str | None = None) 
         check_axes(axes)
         array = data.data if isinstance(data, xr.DataArray) else np.asarray(data)
         if array.ndim != len(axes):
-            raise ValueError(f"axes: {axes!r} names {len(axes)} axes but the array has {array.ndim} "
+            raise ArgumentError(f"axes: {axes!r} names {len(axes)} axes but the array has {array.ndim} "
                              f"(shape {array.shape})")
         if isinstance(data, xr.DataArray):
             return data.rename(dict(zip(data.dims, axes, strict=True)))
         return xr.DataArray(array, dims=tuple(axes))
     if not isinstance(data, xr.DataArray):
-        raise ValueError("axes: a numpy array needs its axes, e.g. axes='byxc' (found None)")
-    check_axes("".join(str(d) for d in data.dims) or "?", argument="dims of the DataArray")
+        raise ArgumentError("axes: a numpy array needs its axes, e.g. axes='byxc' (found None)")
+    names = [str(d) for d in data.dims]
+    long_names = [n for n in names if len(n) != 1]
+    if long_names:
+        raise ArgumentError(
+            f"dims of the DataArray: unknown axis letters {long_names} in {tuple(names)} "
+            f"(expected letters from {BIOIMAGE_AXES!r}; ImageJ dims go through to_bioimage_axes)"
+        )
+    check_axes("".join(names) or "?", argument="dims of the DataArray")
     return data
 
 
@@ -153,7 +162,7 @@ def to_bioimage_axes(image: xr.DataArray, axes: str) -> xr.DataArray:
 
     Raises
     ------
-    ValueError
+    ArgumentError
         When the image has an axis of size > 1 that ``axes`` cannot hold, or a dim that is not an ImageJ dim.
 
     Examples
@@ -164,7 +173,9 @@ def to_bioimage_axes(image: xr.DataArray, axes: str) -> xr.DataArray:
     """
     check_axes(axes)
     if not isinstance(image, xr.DataArray):
-        raise TypeError(f"image: expected an xarray.DataArray with ImageJ dims, found {type(image).__name__}")
+        raise ArgumentTypeError(
+            f"image: expected an xarray.DataArray with ImageJ dims, found {type(image).__name__}"
+        )
     for dim in image.dims:
         imagej_to_bioimage_dim(str(dim))
     renamed = image.rename({dim: IMAGEJ_TO_BIOIMAGE[str(dim)] for dim in image.dims})
@@ -190,7 +201,7 @@ def to_imagej_dims(tensor: xr.DataArray | np.ndarray, axes: str | None = None) -
 
     Raises
     ------
-    ValueError
+    ArgumentError
         For an index axis ``i`` of size > 1, a batch that cannot become time, or missing ``y``/``x``.
 
     Examples
@@ -201,10 +212,10 @@ def to_imagej_dims(tensor: xr.DataArray | np.ndarray, axes: str | None = None) -
     named = as_bioimage_array(tensor, axes)
     if "y" not in named.dims or "x" not in named.dims:
         found = "".join(map(str, named.dims))
-        raise ValueError(f"axes: an ImageJ image needs 'y' and 'x' axes, found {found!r}")
+        raise ArgumentError(f"axes: an ImageJ image needs 'y' and 'x' axes, found {found!r}")
     if "b" in named.dims and named.sizes["b"] > 1:
         if "t" in named.dims and named.sizes["t"] > 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"axes: a batch of {named.sizes['b']} and {named.sizes['t']} time points cannot both become "
                 "ImageJ frames (expected a batch of 1, or no time axis); split the batch first"
             )
@@ -214,7 +225,7 @@ def to_imagej_dims(tensor: xr.DataArray | np.ndarray, axes: str | None = None) -
     for letter in ("b", "i"):
         if letter in named.dims:
             if named.sizes[letter] != 1:
-                raise ValueError(f"axes: axis {letter!r} of size {named.sizes[letter]} has no ImageJ "
+                raise ArgumentError(f"axes: axis {letter!r} of size {named.sizes[letter]} has no ImageJ "
                                  "counterpart (expected size 1)")
             named = named.squeeze(letter, drop=True)
     squeezable = [d for d in named.dims if d not in ("y", "x") and named.sizes[d] == 1]
@@ -239,10 +250,10 @@ def imagej_order(dims: Sequence[str]) -> tuple[str, ...]:
 
 def _conform(named: xr.DataArray, axes: str, *, what: str) -> xr.DataArray:
     """Add missing axes (size 1), drop singleton extras, transpose to ``axes``."""
-    extra = [d for d in named.dims if d not in axes]
+    extra = [str(d) for d in named.dims if str(d) not in axes]
     too_big = [f"{d}={named.sizes[d]}" for d in extra if named.sizes[d] != 1]
     if too_big:
-        raise ValueError(
+        raise ArgumentError(
             f"axes: the {what} has axes {', '.join(too_big)} that {axes!r} cannot hold "
             f"(found dims {tuple(map(str, named.dims))}; expected only size-1 axes outside {axes!r})"
         )
