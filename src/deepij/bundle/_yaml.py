@@ -1,15 +1,24 @@
-"""Safe YAML for descriptors: plain data only, with clear errors.
+"""Safe YAML for descriptors: plain data only, with clear errors, scalars read as YAML 1.2 reads them.
 
 Descriptors come from strangers' bundles, so only the YAML core types are built (no ``!!python/...`` or
 custom tags), the size of the data once aliases are expanded is bounded (a few anchors referring to each
 other stand for an exponentially large tree, the "billion laughs"), and timestamps stay strings so a
 description round-trips unchanged.
+
+Plain scalars follow the YAML 1.2 core schema whatever the file declares: 0.5 descriptors are YAML 1.2
+(``eps: 1e-06`` is a number there; PyYAML's 1.1 rules would keep it as text), and 0.3/0.4 files written by
+PyYAML, ruamel or SnakeYAML never hold a 1.1-only number form unquoted. Only ``true``/``false`` are
+booleans: ``yes``, ``no``, ``on``, ``off`` stay text (a channel called ``on``, a country code ``NO``), and
+the readers accept them where a field is a flag (see ``Node.boolean``). ``0777`` is the decimal 777, octal
+is ``0o777``; ``1_000`` and ``1:20`` are text.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -21,16 +30,72 @@ MAX_VALUES = 200_000
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: 10x faster
 
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution)
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_MERGE = re.compile(r"^(?:<<)$")
+_DIGITS = list("-+0123456789")
+_CORE_RESOLVERS = (
+    ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", _BOOL, list("tTfF")),
+    ("tag:yaml.org,2002:int", _INT, _DIGITS),
+    ("tag:yaml.org,2002:float", _FLOAT, [*_DIGITS, "."]),
+    ("tag:yaml.org,2002:merge", _MERGE, ["<"]),
+)
+
 
 class _DescriptorLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """The safe loader, keeping timestamps as text."""
+    """The safe loader with YAML 1.2 scalars, keeping timestamps as text."""
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[Any]]] = {}  # none of PyYAML's 1.1 rules
 
 
-def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
-    return loader.construct_scalar(node)
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    _DescriptorLoader.add_implicit_resolver(_tag, _pattern, _first)
 
 
-_DescriptorLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+def _scalar_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        problem = f"expected a scalar, found a {type(node).__name__}"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+    return str(node.value)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = _scalar_text(loader, node).strip()
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)  # "0777" is 777 in YAML 1.2; a bad explicit !!int is a ValueError (reported)
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = _scalar_text(loader, node).strip()
+    lowered = text.lower().lstrip("+")
+    if lowered in (".inf", "-.inf"):
+        return -math.inf if lowered.startswith("-") else math.inf
+    if lowered == ".nan":
+        return math.nan
+    return float(text)
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+    text = _scalar_text(loader, node).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(f"not a YAML 1.2 boolean: {text!r} (line {node.start_mark.line + 1})")
+    return text == "true"
+
+
+_DescriptorLoader.add_constructor("tag:yaml.org,2002:timestamp", _scalar_text)
+_DescriptorLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_DescriptorLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_DescriptorLoader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 
 
 class _TooLarge(Exception):
@@ -133,10 +198,15 @@ def load_yaml_file(path: Path) -> Any:
 
 
 class _NoAliasDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    """Safe dumper that writes repeated values out instead of as anchors and aliases."""
+    """Safe dumper that writes repeated values out instead of as anchors and aliases, and quotes text that
+    YAML 1.1 or 1.2 would read as something else (``"1e-06"``, ``"yes"``), so any reader gets text back."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    _NoAliasDumper.add_implicit_resolver(_tag, _pattern, _first)
 
 
 def dump_yaml(data: Any) -> str:

@@ -13,6 +13,7 @@ from deepij.bundle.description import (
     SizeRule,
     TensorSpec,
 )
+from deepij.bundle.paths import inside_bundle, is_url
 from deepij.errors import BundleError
 
 _MAX_REFERENCE_DEPTH = 8
@@ -26,6 +27,7 @@ def check_description(description: ModelDescription) -> None:
     >>> check_description(description)  # doctest: +SKIP
     """
     _check_weights(description)
+    _check_paths(description)
     _check_names(description)
     for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
         for index, tensor in enumerate(tensors):
@@ -79,6 +81,46 @@ def _check_weights(description: ModelDescription) -> None:
             field="weights",
             expected="at least one of torchscript, tensorflow_saved_model_bundle, onnx, ...",
         )
+
+
+def named_files(description: ModelDescription) -> list[tuple[str, str]]:
+    """Every local file the descriptor names, as ``(field, path)``: weights and their attachments,
+    architecture files, attachments, documentation, covers, deepImageJ macros and jars, test and sample
+    tensors. URLs and importable module names are left out.
+
+    Examples
+    --------
+    >>> named_files(open_bundle("my_bundle/"))[:1]  # doctest: +SKIP
+    [('weights.torchscript.source', 'weights.pt')]
+    """
+    legacy = _legacy(description)
+    found: list[tuple[str, str]] = []
+    for fmt, entry in description.weights.items():
+        found.append((f"weights.{fmt}.source", entry.source))
+        found += [(f"weights.{fmt}.attachments", a) for a in entry.attachments]
+        arch = entry.architecture
+        if arch is not None and (arch.source.endswith(".py") or "/" in arch.source):
+            found.append((f"weights.{fmt}.architecture", arch.source))
+    found += [("attachments", a) for a in description.attachments]
+    if description.documentation is not None:
+        found.append(("documentation", description.documentation))
+    found += [("covers", c) for c in description.covers]
+    dij = description.deepimagej
+    for key, steps in (("preprocess", dij.preprocess), ("postprocess", dij.postprocess)):
+        found += [(f"config.deepimagej.prediction.{key}", step.file) for step in steps]
+    for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
+        for index, tensor in enumerate(tensors):
+            for attribute in ("test_tensor", "sample_tensor"):
+                path = getattr(tensor, attribute)
+                if path is not None:
+                    where = f"{attribute.split('_')[0]}_{kind}" if legacy else f"{kind}[{index}].{attribute}"
+                    found.append((where, path))
+    return [(where, path) for where, path in found if path and not is_url(path)]
+
+
+def _check_paths(description: ModelDescription) -> None:
+    for where, path in named_files(description):
+        inside_bundle(description.root, path, descriptor=description.descriptor, field=where)
 
 
 def _check_names(description: ModelDescription) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from deepij.bundle.paths import inside_bundle
+
 AXIS_LETTERS = "bitczyx"
 SPACE_AXES = "zyx"
 DATA_TYPES = (
@@ -314,9 +316,10 @@ class ModelDescription:
     config: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def path(self, relative: str) -> Path:
-        """Resolve a bundle-relative path against :attr:`root`."""
-        return self.root / relative
+    def path(self, relative: str, field: str | None = None) -> Path:
+        """A bundle-relative path resolved against :attr:`root`; a
+        :class:`~deepij.errors.BundleError` (naming ``field``) when it leads out of the bundle folder."""
+        return inside_bundle(self.root, relative, descriptor=self.descriptor, field=field)
 
     def input(self, name: str) -> TensorSpec:
         return _named(self.inputs, name, "input", self.descriptor)

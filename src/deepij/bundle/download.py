@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from deepij.errors import BundleError, ChecksumError
 
@@ -149,7 +149,7 @@ def _range_of(response: object, offset: int) -> tuple[int, int | None]:
     return 0, int(length) if length and length.isdigit() else None
 
 
-def _copy(source: BinaryIO, sink: BinaryIO, done: int, total: int | None, progress: Progress | None) -> None:
+def _copy(source: BinaryIO, sink: IO[bytes], done: int, total: int | None, progress: Progress | None) -> None:
     import http.client
 
     if progress:

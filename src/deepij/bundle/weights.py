@@ -15,6 +15,7 @@ from deepij.bundle.archive import extract_zip
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.bundle.download import download, file_sha256
 from deepij.bundle.locations import cache_dir
+from deepij.bundle.paths import inside_bundle
 from deepij.bundle.readers.common import WEIGHTS_ALIASES
 from deepij.errors import BundleError, ChecksumError
 
@@ -103,19 +104,8 @@ def resolve_file(
 
 
 def local_path(description: ModelDescription, source: str, field: str | None = None) -> Path:
-    """``root / source``, refusing relative paths that climb out of the bundle folder."""
-    relative = PurePosixPath(source.replace("\\", "/"))
-    if relative.is_absolute():
-        return Path(relative)
-    if ".." in relative.parts:
-        raise BundleError(
-            "path leads out of the bundle folder",
-            file=description.descriptor,
-            field=field,
-            found=source,
-            expected="a path inside the bundle",
-        )
-    return description.root / relative
+    """``root / source``, refusing paths that lead out of the bundle folder (absolute, ``..``, links)."""
+    return inside_bundle(description.root, source, descriptor=description.descriptor, field=field)
 
 
 def check_sha256(path: Path, expected: str, *, field: str | None = None) -> None:

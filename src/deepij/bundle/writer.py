@@ -174,7 +174,7 @@ def _tensor(t: TensorSpec, d: ModelDescription, is_output: bool) -> dict[str, An
     if t.sample_tensor is not None:
         out["sample_tensor"] = {"source": t.sample_tensor}
     extra = dict(t.extra)
-    data = {"type": t.data_type}
+    data: dict[str, Any] = {"type": t.data_type}
     extra_data = extra.pop("data", None)
     if t.data_range is not None and not (isinstance(extra_data, Mapping) and "values" in extra_data):
         low, high = t.data_range  # 0.5 writes an open end as null

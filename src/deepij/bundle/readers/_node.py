@@ -17,6 +17,7 @@ from deepij.errors import BundleError
 
 _MISSING = object()
 _INFINITIES = {"inf": math.inf, "+inf": math.inf, ".inf": math.inf, "-inf": -math.inf, "-.inf": -math.inf}
+_FLAGS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
 _NUMBER_TEXT = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
 
 
@@ -134,13 +135,15 @@ class Node:
         return int(number)
 
     def boolean(self, default: bool) -> bool:
-        """A bool; accepts ``"true"``/``"false"`` text (deepImageJ 2.1 wrote them so), null -> default."""
+        """A bool; accepts ``"true"``/``"false"`` text (deepImageJ 2.1 wrote them so) and the YAML 1.1
+        flags ``yes``/``no``/``on``/``off`` (text in YAML 1.2, booleans to deepImageJ's SnakeYAML); null ->
+        default."""
         if not self.present:
             return default
         if isinstance(self.value, bool):
             return self.value
-        if isinstance(self.value, str) and self.value.strip().lower() in ("true", "false"):
-            return self.value.strip().lower() == "true"
+        if isinstance(self.value, str) and self.value.strip().lower() in _FLAGS:
+            return _FLAGS[self.value.strip().lower()]
         raise self.error("wrong type", found=self.value, expected="true or false")
 
     def text_list(self) -> tuple[str, ...]:
