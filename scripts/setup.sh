@@ -31,6 +31,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# --- deepImageJ's processing interfaces (jars/src -> jars/build/deepij-processing.jar) --------------------
+# Rebuilt only when the sources change; deepij.imagej.java_steps reads the same stamp (sha256 of the sources
+# in byte order of their paths) and builds the jar itself when it is missing.
+java_sources=$(find jars/src -name '*.java' | LC_ALL=C sort)
+java_hash=$(cat $java_sources | sha256sum | cut -d' ' -f1)
+java_jar=jars/build/deepij-processing.jar
+if [ ! -f "$java_jar" ] || [ "$(cat "$java_jar.sha256" 2>/dev/null)" != "$java_hash" ]; then
+    log "compiling jars/src into $java_jar"
+    rm -rf jars/build/classes && mkdir -p jars/build/classes
+    # --release 8: Fiji installations still run Java 8
+    javac -nowarn --release 8 -cp /usr/share/java/ij.jar -d jars/build/classes $java_sources
+    jar --create --file "$java_jar.partial" -C jars/build/classes .
+    mv "$java_jar.partial" "$java_jar"
+    echo "$java_hash" > "$java_jar.sha256"
+fi
+
 # --- Python environment ----------------------------------------------------------------------------------
 py=${PYTHON:-python3}
 stamp=.venv/.deepij-setup
