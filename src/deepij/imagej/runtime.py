@@ -12,7 +12,7 @@ from typing import Any
 
 from deepij.errors import ImageJError
 from deepij.imagej import fiji as fiji_mode
-from deepij.imagej import jvm, locate
+from deepij.imagej import java_steps, jvm, locate
 from deepij.imagej.display import VirtualDisplay
 from deepij.imagej.session import Session
 
@@ -200,4 +200,5 @@ def _classpath_and_options(request: _Request) -> tuple[list[Path], list[str]]:
         return locate.fiji_classpath(request.fiji_dir), [*fiji_mode.jvm_options(request.fiji_dir),
                                                           *request.options]
     assert request.ij_jar is not None
-    return [request.ij_jar], list(request.options)
+    # deepImageJ's processing interfaces, so bundle jars link against ImageJ's own class loader
+    return [request.ij_jar, *java_steps.startup_classpath(request.ij_jar)], list(request.options)
