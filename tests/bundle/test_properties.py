@@ -126,7 +126,9 @@ def output_tensor(draw: st.DrawFn, name: str, reference: TensorSpec, legacy: boo
     ref_axes = {a.id: a for a in reference.axes}
     axes = []
     for letter in letters:
-        if letter in ref_axes and draw(st.booleans()):
+        if letter == "b" and "b" in ref_axes and draw(st.booleans()):
+            axes.append(AxisSpec("b", ReferenceSize(reference.name, "b")))  # one output sample per input
+        elif letter in ref_axes and letter != "b" and draw(st.booleans()):
             scale = draw(nice_scales)
             offset = float(draw(st.integers(-4, 4)))
             growable = isinstance(ref_axes[letter].size, ParameterizedSize)  # else the halo may not fit

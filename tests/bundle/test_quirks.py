@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from deepij.bundle import open_bundle
+from deepij.bundle import open_bundle, resolve_file
 from deepij.bundle.description import FixedSize, ImageJStep, ParameterizedSize, ReferenceSize
 from deepij.bundle.quantities import parse_quantity
 from deepij.bundle.readers.deepimagej import resolve_tf_constant
+from deepij.errors import BundleError
 
 REMOTE_TF = """
 weights:
@@ -278,3 +279,178 @@ def test_v0_5_yaml_1_2_header_nominal_data_and_scales(tmp_path: Path) -> None:
     assert labels.extra["data"] == {"values": ["background", "cell"]}
     assert objects.is_table and objects.axis("i").size is None  # known only after inference
     assert d.attachments == ("notes.txt",)
+
+
+# --- 0.3.x pytorch_state_dict: the architecture at model level ---------------------------------------------
+
+
+def _state_dict_0_3(folder: Path, source_line: str, version: str = "0.3.2") -> tuple[Path, object]:
+    """A 0.3.x descriptor as the spec of 0.3.0-0.3.3 has it: ``source``/``kwargs``/``sha256`` of the
+    architecture at the top, the weights entry with only its file."""
+    from support import models
+    from support.bundles import sha256_file
+
+    model = models.write_state_dict_convnet(folder, seed=3)
+    arch = model.architecture
+    kwargs_yaml = "".join(f"  {k}: {v}\n" for k, v in arch.kwargs.items()) or "  {}\n"
+    (folder / "model.yaml").write_text(
+        f"format_version: {version}\nname: state dict 0.3\nlanguage: python\nframework: pytorch\n"
+        f"source: {source_line}\nsha256: {sha256_file(folder / arch.source)}\nkwargs:\n{kwargs_yaml}"
+        "inputs: [{name: input, axes: bcyx, shape: {min: [1, 1, 16, 16], step: [0, 0, 8, 8]}}]\n"
+        "outputs: [{name: output, axes: bcyx, shape: {reference_input: input, scale: [1, 1, 1, 1], "
+        "offset: [0, 0, 0, 0]}}]\n"
+        f"weights:\n  pytorch_state_dict:\n    source: ./{model.path.name}\n"
+        f"    sha256: {sha256_file(model.path)}\n"
+    )
+    return folder, model
+
+
+@pytest.mark.parametrize("version", ["0.3.0", "0.3.1", "0.3.2", "0.3.3"])
+@pytest.mark.parametrize("source", ["torch_nets.py::ConvNet", "./torch_nets.py:ConvNet"])
+def test_v0_3_state_dict_with_the_architecture_at_model_level(
+    tmp_path: Path, version: str, source: str
+) -> None:
+    from support.bundles import sha256_file
+
+    folder, model = _state_dict_0_3(tmp_path / "b", source, version)
+    d = open_bundle(folder)
+    arch = d.weights["pytorch_state_dict"].architecture
+    written = model.architecture
+    assert (arch.source, arch.callable, dict(arch.kwargs)) == ("torch_nets.py", "ConvNet", written.kwargs)
+    assert arch.sha256 == sha256_file(folder / "torch_nets.py")
+    assert resolve_file(d, arch.source, arch.sha256) == folder / "torch_nets.py"
+    assert not {"source", "kwargs", "sha256"} & set(d.extra)  # interpreted, not left over
+    assert d.extra["framework"] == "pytorch"
+
+
+def test_v0_3_state_dict_without_any_architecture(tmp_path: Path) -> None:
+    folder, _ = _state_dict_0_3(tmp_path / "b", "torch_nets.py::ConvNet")
+    text = (folder / "model.yaml").read_text()
+    (folder / "model.yaml").write_text(
+        "\n".join(ln for ln in text.splitlines() if not ln.startswith("source"))
+    )
+    with pytest.raises(BundleError, match="missing required field") as caught:
+        open_bundle(folder)
+    assert caught.value.field == "weights.pytorch_state_dict.architecture"
+    assert "source: file.py::Class" in caught.value.expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("unet.py::UNet2d", ("unet.py", "UNet2d")),
+        ("nets/unet.py:UNet2d", ("nets/unet.py", "UNet2d")),
+        ("my_package.models.UNet2d", ("my_package.models", "UNet2d")),
+    ],
+)
+def test_architecture_spellings_in_a_weights_entry(tmp_path: Path, text: str, expected: tuple) -> None:
+    d = read(
+        tmp_path,
+        legacy(
+            """
+            inputs: [{name: i, axes: bcyx, shape: [1, 1, 8, 8]}]
+            outputs: [{name: o, axes: bcyx, shape: [1, 1, 8, 8]}]
+            """,
+            header="format_version: 0.4.10\nname: arch\n",
+        ).replace(REMOTE_TF, f"weights:\n  pytorch_state_dict: {{source: w.pt, architecture: '{text}'}}\n"),
+        name="rdf.yaml",
+    )
+    arch = d.weights["pytorch_state_dict"].architecture
+    assert (arch.source, arch.callable) == expected
+
+
+@pytest.mark.parametrize("text", ["unet.py::", "::UNet", "unet.py:", "UNet"])
+def test_architecture_without_a_callable(tmp_path: Path, text: str) -> None:
+    with pytest.raises(BundleError, match="architecture names no callable") as caught:
+        read(
+            tmp_path,
+            legacy(
+                """
+                inputs: [{name: i, axes: bcyx, shape: [1, 1, 8, 8]}]
+                outputs: [{name: o, axes: bcyx, shape: [1, 1, 8, 8]}]
+                """,
+                header="format_version: 0.4.10\nname: arch\n",
+            ).replace(
+                REMOTE_TF, f"weights:\n  pytorch_state_dict: {{source: w.pt, architecture: '{text}'}}\n"
+            ),
+            name="rdf.yaml",
+        )
+    assert caught.value.field == "weights.pytorch_state_dict.architecture" and caught.value.found == text
+
+
+# --- deepImageJ 2.x super-resolution and virtual staining: a batch on the output only ----------------------
+
+
+@pytest.mark.parametrize(
+    ("scale_b", "offset_b"), [(1, 0), (1, 1), (2, 0), (1, 0.5), (4, 3)], ids=lambda v: str(v)
+)
+def test_super_resolution_output_with_a_batch_the_input_lacks(tmp_path: Path, scale_b, offset_b) -> None:
+    d = read(
+        tmp_path,
+        legacy(
+            f"""
+            inputs: [{{name: input, axes: yxc, shape: {{min: [16, 16, 1], step: [16, 16, 0]}}}}]
+            outputs:
+              - name: output
+                axes: byxc
+                shape: {{reference_input: input, scale: [{scale_b}, 2, 2, 1], offset: [{offset_b}, 0, 0, 0]}}
+            """
+        ),
+    )
+    out = d.outputs[0]
+    # one sample in (the input has no batch), one sample out: the batch entries are never applied
+    assert {a.id: a.size for a in out.axes} == {
+        "b": FixedSize(1),
+        "y": ReferenceSize("input", "y", 2.0, 0.0),
+        "x": ReferenceSize("input", "x", 2.0, 0.0),
+        "c": ReferenceSize("input", "c", 1.0, 0.0),
+    }
+    assert out.axis("y").size.size_for(32) == 64
+
+
+@pytest.mark.parametrize(("scale_b", "offset_b"), [(1, 0), (1, 1), (2, 0), (1, 0.5)], ids=lambda v: str(v))
+def test_an_offset_or_scale_on_the_batch_does_not_change_it(tmp_path: Path, scale_b, offset_b) -> None:
+    d = read(
+        tmp_path,
+        legacy(
+            f"""
+            inputs: [{{name: input, axes: byxc, shape: {{min: [1, 16, 16, 1], step: [1, 16, 16, 0]}}}}]
+            outputs:
+              - name: output
+                axes: byxc
+                shape: {{reference_input: input, scale: [{scale_b}, 4, 4, 1], offset: [{offset_b}, 0, 0, 0]}}
+            """
+        ),
+    )
+    batch = d.outputs[0].axis("b").size
+    assert batch == ReferenceSize("input", "b", 1.0, 0.0)
+    assert batch.size_for(3) == 3  # three samples in, three out: never doubled
+
+
+# --- fixed shape lists that disagree with their axes --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("axes", "shape"),
+    [("byxc", [1, 2048, 2048]), ("bcyx", [1, 512, 512]), ("yxc", [2, 64, 64, 1]), ("byxc", [1, 64])],
+)
+@pytest.mark.parametrize("kind", ["inputs", "outputs"])
+def test_a_fixed_shape_list_that_does_not_fit_the_axes_is_refused(
+    tmp_path: Path, axes: str, shape: list[int], kind: str
+) -> None:
+    good = {"byxc": [1, 64, 64, 1], "bcyx": [1, 1, 64, 64], "yxc": [64, 64, 1]}[axes]
+    inp, out = (shape, good) if kind == "inputs" else (good, shape)
+    with pytest.raises(BundleError) as caught:
+        read(
+            tmp_path,
+            legacy(
+                f"""
+                inputs: [{{name: i, axes: {axes}, shape: {inp}}}]
+                outputs: [{{name: o, axes: {axes}, shape: {out}}}]
+                """
+            ),
+        )
+    error = caught.value
+    assert error.file == str(tmp_path / "bundle" / "model.yaml") and error.field == f"{kind}[0].shape"
+    assert error.found == shape
+    assert f"{len(shape)} entries for {len(axes)} axes {axes!r}" in str(error)

@@ -13,7 +13,13 @@ from typing import Any
 from deepij.bundle.checks import check_description
 from deepij.bundle.description import ModelDescription
 from deepij.bundle.readers._node import Node
-from deepij.bundle.readers.common import METADATA_KEYS, extra_fields, read_metadata, read_weights
+from deepij.bundle.readers.common import (
+    METADATA_KEYS,
+    MODEL_LEVEL_ARCHITECTURE_KEYS,
+    extra_fields,
+    read_metadata,
+    read_weights,
+)
 from deepij.bundle.readers.deepimagej import read_deepimagej
 from deepij.bundle.readers.legacy import LEGACY_FILE_LISTS, read_legacy_tensors
 from deepij.bundle.readers.v0_5 import read_v0_5_tensors
@@ -75,6 +81,11 @@ def read_description(data: Any, descriptor: Path, root: Path | None = None) -> M
     else:
         inputs, outputs, surplus = read_legacy_tensors(doc)
         interpreted = (*METADATA_KEYS, *LEGACY_FILE_LISTS)
+    weights = read_weights(
+        doc.required("weights", "at least one weights format"), doc if minor == "0.3" else None
+    )
+    if _uses_model_level_architecture(doc, weights):
+        interpreted = (*interpreted, *MODEL_LEVEL_ARCHITECTURE_KEYS)
     config = doc.get("config")
     config.mapping(allow_missing=True)
     extra = extra_fields(doc, interpreted)
@@ -85,7 +96,7 @@ def read_description(data: Any, descriptor: Path, root: Path | None = None) -> M
         descriptor=descriptor,
         inputs=inputs,
         outputs=outputs,
-        weights=read_weights(doc.required("weights", "at least one weights format")),
+        weights=weights,
         deepimagej=read_deepimagej(config),
         config={k: v for k, v in config.mapping(allow_missing=True).items() if k != "deepimagej"},
         extra=extra,
@@ -93,6 +104,11 @@ def read_description(data: Any, descriptor: Path, root: Path | None = None) -> M
     )
     check_description(description)
     return description
+
+
+def _uses_model_level_architecture(doc: Node, weights: dict[str, Any]) -> bool:
+    state_dict = doc.get("weights").get("pytorch_state_dict")
+    return "pytorch_state_dict" in weights and not state_dict.get("architecture").present
 
 
 def _minor_version(node: Node, version: str) -> str:

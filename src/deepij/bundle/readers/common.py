@@ -17,6 +17,7 @@ from deepij.bundle.description import (
     WeightsEntry,
 )
 from deepij.bundle.readers._node import Node
+from deepij.errors import BundleError
 
 WEIGHTS_ALIASES = {"pytorch_script": "torchscript"}
 """Older names of weights formats -> canonical name."""
@@ -172,8 +173,13 @@ def extra_fields(doc: Node, interpreted: tuple[str, ...]) -> dict[str, Any]:
 # --- weights ---------------------------------------------------------------------------------------------
 
 
-def read_weights(node: Node) -> dict[str, WeightsEntry]:
-    """``weights:`` -> canonical format name -> entry, in descriptor order."""
+def read_weights(node: Node, model_level: Node | None = None) -> dict[str, WeightsEntry]:
+    """``weights:`` -> canonical format name -> entry, in descriptor order.
+
+    ``model_level`` is the document of a 0.3 descriptor: 0.3.0-0.3.3 give the ``pytorch_state_dict``
+    architecture at the top (``source: file.py::Class``, ``kwargs:``, ``sha256:`` of the file) rather than
+    in the weights entry.
+    """
     entries: dict[str, WeightsEntry] = {}
     for key, entry_node in node.items():
         fmt = WEIGHTS_ALIASES.get(key, key)
@@ -191,11 +197,11 @@ def read_weights(node: Node) -> dict[str, WeightsEntry]:
             )
         if not entry_node.present:
             continue
-        entries[fmt] = _read_weights_entry(fmt, entry_node)
+        entries[fmt] = _read_weights_entry(fmt, entry_node, model_level)
     return entries
 
 
-def _read_weights_entry(fmt: str, node: Node) -> WeightsEntry:
+def _read_weights_entry(fmt: str, node: Node, model_level: Node | None) -> WeightsEntry:
     node.mapping()
     source = clean_path(node.required("source", "the weights file or URL").required_text())
     framework_version = next(
@@ -204,7 +210,10 @@ def _read_weights_entry(fmt: str, node: Node) -> WeightsEntry:
     interpreted = {"source", "sha256", "attachments", "parent", *_FRAMEWORK_VERSION_KEYS}
     architecture = None
     if fmt == "pytorch_state_dict":
-        architecture = _read_architecture(node)
+        if model_level is not None and not node.get("architecture").present:
+            architecture = _read_model_level_architecture(model_level)
+        else:
+            architecture = _read_architecture(node)
         interpreted |= {"architecture", "architecture_sha256", "kwargs"}
     return WeightsEntry(
         format=fmt,
@@ -229,18 +238,53 @@ def _read_architecture(node: Node) -> ArchitectureSpec:
         sha256 = sha256_of(arch.get("sha256"))
         kwargs_node = arch.get("kwargs")
     else:
-        text = arch.required_text("'file.py:Class' or 'package.module.Class'")
-        separator = ":" if ".py:" in text else "."
-        if separator not in text:
-            raise arch.error(
-                "architecture names no callable", found=text, expected="'file.py:Class' or 'module.Class'"
-            )
-        source, callable_name = text.rsplit(separator, 1)
+        source, callable_name = _split_architecture(arch)
         sha256 = sha256_of(node.get("architecture_sha256"))
     kwargs = kwargs_node.mapping(allow_missing=True)
     return ArchitectureSpec(
         source=clean_path(source), callable=callable_name, kwargs=dict(kwargs), sha256=sha256
     )
+
+
+MODEL_LEVEL_ARCHITECTURE_KEYS = ("source", "kwargs", "sha256")
+"""Top-level fields of a 0.3 descriptor that describe its ``pytorch_state_dict`` architecture."""
+
+
+def _read_model_level_architecture(doc: Node) -> ArchitectureSpec:
+    source_node = doc.get("source")
+    if not source_node.present:
+        raise BundleError(
+            "missing required field",
+            file=doc.file,
+            field="weights.pytorch_state_dict.architecture",
+            expected="the network class: 'architecture: file.py:Class' in the weights entry, or "
+            "(descriptor 0.3) 'source: file.py::Class' with 'kwargs:' at the top of the descriptor",
+        )
+    source, callable_name = _split_architecture(source_node)
+    return ArchitectureSpec(
+        source=clean_path(source),
+        callable=callable_name,
+        kwargs=dict(doc.get("kwargs").mapping(allow_missing=True)),
+        sha256=sha256_of(doc.get("sha256")),
+    )
+
+
+def _split_architecture(node: Node) -> tuple[str, str]:
+    """``file.py::Class`` (0.3), ``file.py:Class`` (0.4) or ``package.module.Class`` -> (source, callable)."""
+    text = node.required_text("'file.py:Class' or 'package.module.Class'").strip()
+    if "::" in text:
+        source, _, callable_name = text.rpartition("::")
+    elif ".py:" in text:
+        source, _, callable_name = text.rpartition(":")
+    else:
+        source, _, callable_name = text.rpartition(".")
+    if not source.strip() or not callable_name.strip() or not callable_name.strip().isidentifier():
+        raise node.error(
+            "architecture names no callable",
+            found=text,
+            expected="'file.py:Class', 'file.py::Class' or 'module.Class'",
+        )
+    return source.strip(), callable_name.strip()
 
 
 # --- processing ops --------------------------------------------------------------------------------------

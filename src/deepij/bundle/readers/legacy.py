@@ -113,22 +113,30 @@ def _read_axes(node: Node, shape: Node, is_output: bool) -> str:
     return check_axes_letters(node, text.strip().lower())
 
 
-def _per_axis(node: Node, axes: str, what: str) -> list[Node]:
+def _per_axis(node: Node, axes: str, what: str, *, fixed: bool = False) -> list[Node]:
     """The elements of a per-axis list. Real deepImageJ 0.3 files disagree with their axes about the batch:
-    a list one shorter than ``axes`` lacks the batch entry (it gets None there); a list one longer than
-    axes without ``b`` starts with a batch entry (dropped)."""
+    a ``min``/``step``/``scale``/``offset``/``halo`` list one shorter than ``axes`` lacks the batch entry
+    (it gets None there); a list one longer than axes without ``b`` starts with a batch entry (dropped).
+
+    A fixed ``shape`` list (``fixed=True``) one shorter is refused: ``[1, 2048, 2048]`` for ``byxc`` may lack
+    the batch or the channel, and guessing would give a 2048-channel image. One longer is accepted only
+    with a leading batch size of 1.
+    """
     elements = node.elements()
     if len(elements) == len(axes):
         return elements
-    if "b" in axes and len(elements) == len(axes) - 1:
+    missing_batch = "b" in axes and len(elements) == len(axes) - 1
+    if missing_batch and not fixed:
         elements.insert(axes.index("b"), Node(None, node.path, node.file))
         return elements
-    if "b" not in axes and len(elements) == len(axes) + 1:
+    leading_batch = "b" not in axes and len(elements) == len(axes) + 1
+    if leading_batch and (not fixed or elements[0].value in (1, -1, None)):
         return elements[1:]
+    hint = " (a shorter list is ambiguous: which axis does it lack?)" if missing_batch else ""
     raise node.error(
         f"{what} has {len(elements)} entries for {len(axes)} axes {axes!r}",
         found=node.value,
-        expected=f"{len(axes)} entries, one per axis",
+        expected=f"{len(axes)} entries, one per axis of {axes!r}{hint}",
     )
 
 
@@ -136,7 +144,7 @@ def _read_shape(node: Node, axes: str, inputs: dict[str, TensorSpec] | None) -> 
     if not node.present:
         raise node.error("missing required field", expected="a list of sizes or {min, step}")
     if isinstance(node.value, list):
-        return [_fixed(e) for e in _per_axis(node, axes, "shape")]
+        return [_fixed(e) for e in _per_axis(node, axes, "shape", fixed=True)]
     if not isinstance(node.value, dict):
         raise node.error("wrong type", found=node.value, expected="a list of sizes, or a mapping")
     reference = node.first_of("reference_tensor", "reference_input")
@@ -231,6 +239,11 @@ def _reference_rule(
                 expected="an offset of n/2 with n >= 1",
             )
         return FixedSize(int(total_offset))
+    if letter == "b":
+        # One output sample per input sample, whatever scale or offset is written there (deepImageJ 2.x
+        # super-resolution and virtual-staining bundles carry entries on the batch that it never applies).
+        # An input without a batch axis takes one sample: the output's batch is 1.
+        return ReferenceSize(tensor=tensor, axis="b") if "b" in ref_axes else FixedSize(1)
     if letter not in ref_axes:
         raise where.error(
             f"output axis {letter!r} refers to input {tensor!r}, which has no such axis",
