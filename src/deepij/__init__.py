@@ -8,7 +8,8 @@ deep-learning framework installed:
 - ``deepij.run_macro(macro, image)`` runs an ImageJ macro on numpy/xarray data;
 - ``deepij.load(bundle)`` reads a bundle into a :class:`~deepij.pipeline.Model`
   (``.description``, ``.predict``);
-- ``deepij.find_model(name)`` / ``deepij.install(zip_or_url)`` look up and install bundles.
+- ``deepij.find_model(name)`` / ``deepij.install(zip_or_url)`` look up and install bundles;
+- ``deepij.run_workflow(macro, inputs=..., answers=...)`` runs a workshop macro over a folder.
 
 Every error deepij raises on purpose is a :class:`DeepijError`, importable from here.
 """
@@ -75,9 +76,15 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Prediction": ("deepij.pipeline", "Prediction"),
     "find_model": ("deepij.bundle", "find_model"),
     "install": ("deepij.bundle", "install"),
+    "run_workflow": ("deepij.frontdoors.workflow", "run_workflow"),
 }
 
 __all__ += list(_LAZY)
+
+SESSION_HOOKS: list[str] = ["deepij.frontdoors.deepimagej_run:install"]
+"""``"module:function"`` names each new ImageJ session calls with itself once it is ready. The session imports
+them only then, so ``import deepij`` stays light and the ``imagej`` package never imports what sits above it
+(this one registers ``run("DeepImageJ Run", ...)``)."""
 
 
 def __getattr__(name: str) -> Any:

@@ -84,6 +84,7 @@ class Session:
         self.commands.install()
         self.commands.register("Quit", _refuse_quit)
         self.runner.settings = state.Settings.capture()
+        _run_session_hooks(self)
 
     # ------------------------------------------------------------------------------------------ info
     @property
@@ -318,6 +319,24 @@ class _LogText:
 
 def _is_imageplus(value: Any) -> bool:
     return hasattr(value, "getProcessor") and hasattr(value, "getStack") and hasattr(value, "getTitle")
+
+
+def _run_session_hooks(session: Session) -> None:
+    """Run the hooks named in ``deepij.SESSION_HOOKS`` (e.g. the front door that serves "DeepImageJ Run").
+
+    They are named as ``"module:function"`` there and imported only now, so this package never imports the
+    packages above it. A failing hook is logged: the session itself works without it.
+    """
+    import importlib
+
+    import deepij
+
+    for name in getattr(deepij, "SESSION_HOOKS", ()):
+        module, _, function = name.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)(session)
+        except Exception:
+            _log.exception("ImageJ session hook %s failed", name)
 
 
 def _refuse_quit(call: Any) -> None:
