@@ -10,9 +10,9 @@ import xarray as xr
 
 import deepij
 from deepij.bundle.description import AxisSpec, FixedSize, ParameterizedSize, TensorSpec, WeightsEntry
-from deepij.errors import ArgumentError, ChecksumError, DeepijError, TilingError
+from deepij.errors import ArgumentError, ChecksumError, InputError, TilingError
 from deepij.pipeline import Model
-from deepij.pipeline.model import PROCESSING
+from deepij.pipeline.steps import MODES
 from support.bundles import write_bundle_v0_3, write_bundle_v0_4, write_bundle_v0_5
 from support.models import (
     describe,
@@ -124,15 +124,16 @@ def test_inputs_without_batch_with_named_axes_and_looped_dims(convnet):
 
 def test_bad_images_and_arguments_get_clear_errors(convnet):
     _, model = convnet
-    with pytest.raises(TilingError, match=r"shape \(4, 4, 4, 4, 4\) does not fit input 'input'"):
+    with pytest.raises(InputError, match=r"shape \(4, 4, 4, 4, 4\) does not fit input 'input'"):
         model.predict(np.zeros((4, 4, 4, 4, 4), dtype=np.float32))
     with pytest.raises(TilingError, match=r"tile: y=8 is not a valid size for input 'input'"):
         model.predict(np.zeros((1, 1, 40, 40), np.float32), tile={"y": 8, "x": 16})
-    with pytest.raises(DeepijError, match=r"processing: unknown value 'imagej'.*\['none', 'spec'\]"):
+    modes = r"\['auto', 'macros', 'spec', 'none'\]"
+    with pytest.raises(ArgumentError, match=rf"processing: unknown value 'imagej'.*{modes}"):
         model.predict(np.zeros((1, 1, 20, 20), np.float32), processing="imagej")
     with pytest.raises(ArgumentError, match="max_memory: cannot read 'lots'"):
         model.predict(np.zeros((1, 1, 20, 20), np.float32), max_memory="lots")
-    with pytest.raises(TilingError, match=r"needs axis 'x'"):
+    with pytest.raises(InputError, match=r"needs axis 'x'"):
         model.predict(np.zeros((20,), np.float32), axes="y")
 
 
@@ -168,7 +169,7 @@ def test_two_inputs_by_name(tmp_path):
     result = model.predict({"image": image, "guide": guide}, tile="image", runtime="native")
     expected = net.forward(image, guide)[0]
     np.testing.assert_allclose(result.images["output"].values, expected, atol=1e-5)
-    with pytest.raises(TilingError, match="expected a mapping from input name"):
+    with pytest.raises(InputError, match="expected a mapping from input name"):
         model.predict(image)
 
 
@@ -221,8 +222,8 @@ def test_table_outputs_become_dataframes(tmp_path):
     assert not model.tiling.tileable and result.images == {}
 
 
-def test_processing_modes_are_a_registry():
-    assert set(PROCESSING) == {"spec", "none"}
+def test_processing_modes():
+    assert MODES == ("auto", "macros", "spec", "none")
 
 
 def test_three_d_torchscript_model_tiled_in_z_y_x(tmp_path):

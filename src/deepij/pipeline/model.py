@@ -13,44 +13,17 @@ from deepij.bundle.description import ModelDescription, ParameterizedSize
 from deepij.pipeline.outputs import Prediction
 
 if TYPE_CHECKING:
-    import numpy as np
     import xarray as xr
 
+    from deepij.imagej.session import Session
     from deepij.inference.backends.base import Backend
     from deepij.inference.memory import MemoryEstimate
     from deepij.inference.plan import TilePlan
     from deepij.inference.tiling import ModelTiling
+    from deepij.pipeline.progress import ProgressEvent
+    from deepij.pipeline.steps import Chain, StepOutputs
 
 Tensors = dict[str, "xr.DataArray"]
-Processor = Callable[[ModelDescription, Tensors, Tensors], Tensors]
-
-
-def _spec_pre(description: ModelDescription, inputs: Tensors, raw: Tensors) -> Tensors:
-    from deepij.processing import preprocess
-
-    return preprocess(description, inputs)
-
-
-def _spec_post(description: ModelDescription, outputs: Tensors, raw: Tensors) -> Tensors:
-    from deepij.processing import postprocess
-
-    return postprocess(description, outputs, raw)
-
-
-def _cast_inputs(description: ModelDescription, inputs: Tensors, raw: Tensors) -> Tensors:
-    return {s.name: inputs[s.name].astype(s.data_type or "float32") for s in description.inputs}
-
-
-def _unchanged(description: ModelDescription, outputs: Tensors, raw: Tensors) -> Tensors:
-    return dict(outputs)
-
-
-PROCESSING: dict[str, tuple[Processor, Processor]] = {
-    "spec": (_spec_pre, _spec_post),
-    "none": (_cast_inputs, _unchanged),
-}
-"""``processing=`` value -> (pre, post). The ImageJ side (``"imagej"``: the bundle's macros and Java steps)
-registers itself here."""
 
 
 class Model:
@@ -121,29 +94,51 @@ class Model:
 
     def predict(
         self,
-        image: np.ndarray | xr.DataArray | Mapping[str, np.ndarray | xr.DataArray],
+        image: Any,
+        *,
+        processing: str = "auto",
+        session: Session | None = None,
+        input_title: str | None = None,
+        logging: str = "normal",
+        progress: Callable[[ProgressEvent], Any] | None = None,
         tile: int | tuple[int, ...] | Mapping[str, int] | str | None = None,
         device: str | None = None,
         weights_format: str | None = None,
-        processing: str = "spec",
         max_memory: int | str | None = None,
-        *,
         axes: str | Mapping[str, str] | None = None,
         tiling: str | None = None,
         overlap: int | None = None,
         batch_size: int | str = "auto",
         runtime: str = "auto",
-        progress: Callable[[int, int], None] | None = None,
     ) -> Prediction:
         """Run the model on an image: pre-processing, tiled inference, post-processing.
 
         Parameters
         ----------
-        image : ndarray, xarray.DataArray or mapping
-            In the model input's own axis order (batch optional), e.g. the bundle's test input ``.npy``; or
-            with ``axes`` naming its dims; or an xarray with letter dims. Dims the model does not take
-            (time, Z for a 2-D model, several images along ``b``) are looped over. Models with several
-            inputs take a mapping from input name to image.
+        image : path, ndarray, xarray.DataArray, ImagePlus or mapping
+            A file (TIFF incl. ImageJ hyperstacks and OME-TIFF, ``.npy``, PNG/JPEG and other formats ImageJ
+            opens); a numpy array in the model input's own axis order (batch optional), e.g. the bundle's
+            test input ``.npy``, or a 2-D ``(y, x)`` / 3-D ``(y, x, c)`` image, or with ``axes`` naming its
+            dims; an xarray with letter dims or ImageJ's (``row``, ``col``, ``ch``, ``pln``, ``t``); an
+            ImagePlus. Dims the model does not take (time, Z for a 2-D model, several images along ``b``)
+            are looped over. Models with several inputs take a mapping from input name to image. See
+            :mod:`deepij.pipeline.sources`.
+        processing : {"auto", "macros", "spec", "none"}
+            ``"auto"``: the bundle's deepImageJ steps (ImageJ macros, Java) inside ImageJ when it has any and
+            ImageJ is available, else its bioimage.io spec ops; ``"macros"`` / ``"spec"`` force one,
+            ``"none"`` applies nothing. One normalisation is never applied twice (see
+            :mod:`deepij.pipeline.steps`).
+        session : Session, optional
+            The ImageJ session for ImageJ steps (default ``deepij.imagej()``, started only when needed).
+        input_title : str, optional
+            The input's title in ImageJ (what pre-processing macros see, and what outputs are named after);
+            default the file name, the ImagePlus' or DataArray's name, else ``"image"``.
+        logging : {"mute", "normal", "debug"}
+            Level of the ``"deepij"`` logger during the run (ERROR, INFO, DEBUG); ``"mute"`` hides the
+            progress bar too.
+        progress : callable, optional
+            Called with a :class:`~deepij.pipeline.progress.ProgressEvent` after each pre/post-processing
+            step and each forward pass (a bar is shown on a terminal either way).
         tile : int, sequence, mapping or str, optional
             Tile size per tiled axis (``{"y": 256, "x": 256}``, ``(256, 256)`` in the input's order, or
             ``256``); each must be ``min + k*step``. None: one pass on the image as it is when its size is
@@ -154,8 +149,6 @@ class Model:
             ``"cpu"``, ``"cuda"``, ``"cuda:1"``; None uses a GPU when there is one.
         weights_format : str, optional
             Which of the bundle's weights to run (None: by priority, see :mod:`deepij.inference.backends`).
-        processing : {"spec", "none"}
-            ``"spec"`` applies the bundle's bioimage.io pre/post-processing ops; ``"none"`` applies nothing.
         max_memory : int or str, optional
             Cap on the memory the run plans to use (outputs and forward passes), e.g. ``"2GB"``.
         axes : str or mapping, optional
@@ -169,13 +162,20 @@ class Model:
             Tiles per forward pass for models with a batch axis; "auto" fills the memory budget (up to 8).
         runtime : {"auto", "native", "onnxruntime"}
             Engine for torch weights on the CPU (see :func:`deepij.inference.backends.load_backend`).
-        progress : callable, optional
-            ``progress(done, total)`` after each forward pass.
 
         Returns
         -------
         Prediction
-            ``.images`` (xarray per image output) and ``.tables`` (DataFrame per table output).
+            ``.images`` (xarray per image output, and per image the post-processing left), ``.tables``
+            (DataFrame per table output and per table the post-processing left), ``.save(folder)``,
+            ``.show(session)``.
+
+        Raises
+        ------
+        InputError
+            An image that cannot be the model's input (the message says what the model needs).
+        StepError
+            A pre/post-processing step failed (bundle, step, file, macro line, ImageJ's message).
 
         Examples
         --------
@@ -184,33 +184,27 @@ class Model:
         (2048, 2048)
         """
         from deepij.inference.runner import run_tiled
+        from deepij.pipeline.progress import Reporter
+        from deepij.pipeline.sources import read_source
+        from deepij.pipeline.steps import Chain
 
-        pre, post = self._processors(processing)
-        raw = self._inputs(image, axes)
-        ready = pre(self.description, raw, raw)
-        backend = self.backend(weights_format, device, runtime)
-        notes = list(getattr(backend, "notes", []))
-        mode = tiling or ("centered" if tile is None else "deepimagej")
-        plan, batch = self._plan(backend, ready, tile, mode, overlap, batch_size, max_memory, notes)
-        outputs = run_tiled(backend, plan, ready, batch_size=batch, progress=progress)
-        finished = post(self.description, outputs, raw)
-        return self._result(finished, plan, batch, backend, notes)
+        with Reporter(self.name, progress, logging) as report:
+            chain = Chain(self.description, processing, session, report)
+            source = read_source(
+                image, self.description, axes=axes, input_title=input_title, session=chain.session
+            )
+            backend = self.backend(weights_format, device, runtime)  # first: steps get its attachments
+            notes = list(getattr(backend, "notes", []))
+            raw = self._inputs(chain.pre(source, backend.weights), None)
+            ready = chain.ready(raw)
+            mode = tiling or ("centered" if tile is None else "deepimagej")
+            plan, batch = self._plan(backend, ready, tile, mode, overlap, batch_size, max_memory, notes)
+            outputs = run_tiled(backend, plan, ready, batch_size=batch, progress=report.tiles)
+            finished = chain.post(outputs, raw)
+            prediction = self._result(finished.tensors, plan, batch, backend, notes + chain.notes)
+            return _with_step_outputs(prediction, finished, chain, source.title, self.description)
 
     # --- steps ---------------------------------------------------------------------------------------------
-
-    def _processors(self, processing: str) -> tuple[Processor, Processor]:
-        from deepij.errors import DeepijError
-
-        if processing not in PROCESSING:
-            raise DeepijError(
-                f"processing: unknown value {processing!r}; expected one of {sorted(PROCESSING)}"
-                + (
-                    "; ImageJ-side processing needs deepij's ImageJ pipeline"
-                    if processing == "imagej"
-                    else ""
-                )
-            )
-        return PROCESSING[processing]
 
     def _inputs(self, image: Any, axes: str | Mapping[str, str] | None) -> Tensors:
         from deepij.errors import TilingError
@@ -321,6 +315,24 @@ class Model:
                 images[spec.name] = outputs[spec.name]
         engine = getattr(backend, "format", "") or backend.weights.format
         return Prediction(images, tables, plan, batch, backend.weights.format, backend.device, notes, engine)
+
+
+def _with_step_outputs(
+    prediction: Prediction,
+    finished: StepOutputs,
+    chain: Chain,
+    input_title: str,
+    description: ModelDescription,
+) -> Prediction:
+    """The prediction with what the processing steps left (images and tables by title) and how it was made."""
+    from deepij.pipeline.outputs import provenance
+
+    prediction.images.update(finished.images)
+    prediction.tables.update(finished.tables)
+    prediction.model_name = description.name
+    prediction.input_title = input_title
+    prediction.provenance = provenance(description, prediction, chain.mode, chain.ran)
+    return prediction
 
 
 def _needs_memory_estimate(

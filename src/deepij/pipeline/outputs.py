@@ -1,15 +1,41 @@
-"""What a model run returns: :class:`Prediction` (images as xarray, tables as pandas)."""
+"""What a model run returns: :class:`Prediction` (images as xarray, tables as pandas), shown in ImageJ the
+way deepImageJ shows its outputs, or saved as ImageJ TIFF and CSV files that record how they were made.
+
+Examples
+--------
+>>> result = model.predict("cells.tif")  # doctest: +SKIP
+>>> result.save("out/", prefix="cells")  # doctest: +SKIP
+[PosixPath('out/cells_output.tif'), PosixPath('out/cells_Results.csv')]
+>>> result.show(session, input_title="cells.tif")  # doctest: +SKIP
+{'output': 'my model_output_cells', 'Results': 'Results'}
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deepij.errors import ArgumentError
 
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
+    from deepij.bundle.description import ModelDescription, WeightsEntry
+    from deepij.imagej.session import Session
     from deepij.inference.plan import TilePlan
+
+_UNSAFE = re.compile(r"[^\w.\- ()+,=]+")
+_TIFF_AXES = {"t": "T", "z": "Z", "c": "C", "y": "Y", "x": "X"}
 
 
 @dataclass
@@ -20,8 +46,11 @@ class Prediction:
     ----------
     images : dict of str to xarray.DataArray
         Image outputs by name; dims are the output's axis letters, after any looped dims (``t``, ``z``...).
+        After ImageJ post-processing, every other image the steps left is here too, by title (dims: letters
+        in ImageJ's order). Calibrated outputs carry ``attrs["pixel_size"]`` (by letter), ``attrs["unit"]``
+        and coordinates.
     tables : dict of str to pandas.DataFrame
-        Table outputs (axis ``i``) by name.
+        Table outputs (axis ``i``) by name, and every table the post-processing steps left, by title.
     plan : TilePlan
         The tiles that ran.
     batch_size : int
@@ -32,6 +61,13 @@ class Prediction:
         The format of the engine that ran them (``"onnx"`` when torch weights ran with onnxruntime).
     notes : list of str
         What deepij decided on the way (skipped weights, tile choice).
+    model_name : str
+        The bundle's name (deepImageJ's output titles start with it).
+    input_title : str
+        The input's title (a file name, an ImagePlus title; ``"image"`` for arrays without a name).
+    provenance : dict
+        How the outputs were made: model name and version, weights format and sha256, processing and the
+        steps that ran, tile plan, device, deepij version. Written into every saved TIFF.
     """
 
     images: dict[str, xr.DataArray]
@@ -42,6 +78,9 @@ class Prediction:
     device: str
     notes: list[str] = field(default_factory=list)
     engine: str = ""
+    model_name: str = ""
+    input_title: str = "image"
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> xr.DataArray | pd.DataFrame:
         if name in self.images:
@@ -58,3 +97,261 @@ class Prediction:
             f"Prediction(images={shapes}, tables={sorted(self.tables)}, tile={self.plan.tile}, "
             f"tiles={self.plan.n_tiles}, weights={self.weights_format!r}, device={self.device!r})"
         )
+
+    # ------------------------------------------------------------------------------------------ ImageJ
+    def title(self, name: str, input_title: str | None = None) -> str:
+        """The ImageJ title deepImageJ gives an output: ``<model name>_<output name>_<input title without
+        extension>`` for the network's outputs; other images and tables keep the title the steps gave them.
+
+        Examples
+        --------
+        >>> prediction.title("output", "cells.tif")  # doctest: +SKIP
+        'my model_output_cells'
+        """
+        from deepij.pipeline.sources import strip_extension
+
+        if name not in self.provenance.get("outputs", ()):
+            return name
+        return f"{self.model_name}_{name}_{strip_extension(input_title or self.input_title)}"
+
+    def show(self, session: Session, *, input_title: str | None = None) -> dict[str, str]:
+        """Open every output in ImageJ, where a calling macro finds it: images as ImagePlus titled as
+        deepImageJ titles them (:meth:`title`), tables as ResultsTables (``Results`` is ImageJ's Results
+        table, what ``getResult`` reads).
+
+        Inside a macro (a command handler) they join the macro's images; otherwise they are shown (nothing
+        appears on screen under deepij's virtual display) until the next macro run cleans ImageJ.
+
+        Parameters
+        ----------
+        session : Session
+            The ImageJ session.
+        input_title : str, optional
+            The input image's title (default: :attr:`input_title`).
+
+        Returns
+        -------
+        dict of str to str
+            Output name -> ImageJ title.
+
+        Examples
+        --------
+        >>> result.show(deepij.imagej(), input_title="cells.tif")  # doctest: +SKIP
+        {'output': 'my model_output_cells'}
+        """
+        titles: dict[str, str] = {}
+        for name, image in self.images.items():
+            title = self.title(name, input_title)
+            imp = session.to_imageplus(_for_imagej(image), title=title)
+            session.publish_image(imp)
+            titles[name] = title
+        for name, frame in self.tables.items():
+            title = self.title(name, input_title)
+            session.publish_table(session.to_resultstable(frame), title)
+            titles[name] = title
+        return titles
+
+    # ------------------------------------------------------------------------------------------ files
+    def save(self, folder: str | os.PathLike[str], *, prefix: str | None = None) -> list[Path]:
+        """Write every image as an ImageJ TIFF and every table as CSV into ``folder``.
+
+        TIFFs are ImageJ hyperstacks (tifffile ``imagej=True``): axes and calibration kept, float32, uint16
+        and uint8 as they are (other types: float32, bool: 0/255 uint8), and how they were made
+        (:attr:`provenance`) in ImageJ's ``Info`` property (Image > Show Info). Each file is written under a
+        temporary name and renamed, so a file is complete or absent; if one fails, the ones this call
+        wrote are removed.
+
+        Parameters
+        ----------
+        folder : path
+            Created if needed.
+        prefix : str, optional
+            File names are ``<prefix>_<output>.tif`` / ``.csv`` (default: ``<output>.tif``).
+
+        Returns
+        -------
+        list of Path
+            The files written.
+
+        Examples
+        --------
+        >>> result.save("out/", prefix="cells")  # doctest: +SKIP
+        [PosixPath('out/cells_output.tif')]
+        """
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            for name, image in self.images.items():
+                path = target / f"{_file_stem(name, prefix)}.tif"
+                info = self._info(name)
+                _atomic_write(path, lambda p, image=image, info=info: _write_tiff(p, image, info))
+                written.append(path)
+            for name, frame in self.tables.items():
+                path = target / f"{_file_stem(name, prefix)}.csv"
+                _atomic_write(path, lambda p, frame=frame: _write_csv(p, frame))
+                written.append(path)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return written
+
+    def _info(self, name: str) -> str:
+        lines = [f"deepij output: {name}", f"input: {self.input_title}"]
+        lines += [f"{key}: {_text(value)}" for key, value in self.provenance.items() if key != "outputs"]
+        return "\n".join(lines)
+
+
+def provenance(
+    description: ModelDescription, prediction: Prediction, processing: str, steps: list[str]
+) -> dict[str, Any]:
+    """How a prediction was made, for :attr:`Prediction.provenance` and the saved files.
+
+    Examples
+    --------
+    >>> provenance(model.description, result, "macros", ["pre 1: macro scale.ijm"])["weights sha256"]
+    ... # doctest: +SKIP
+    '3f1c...'
+    """
+    from deepij import __version__
+
+    weights = description.weights.get(prediction.weights_format)
+    plan = prediction.plan
+    # the engine field is being renamed to runtime: read whichever this Prediction has
+    engine = getattr(prediction, "runtime", None) or getattr(prediction, "engine", "")
+    return {
+        "model": description.name,
+        "model version": description.version or "",
+        "descriptor": f"{description.descriptor.name} (format {description.format_version})",
+        "weights format": prediction.weights_format,
+        "weights sha256": _weights_sha256(description, weights),
+        "engine": engine,
+        "device": prediction.device,
+        "processing": processing,
+        "steps": steps or ["none"],
+        "tile plan": (
+            f"tile {plan.tile}, {plan.n_tiles} tile(s), {plan.mode} layout, batch {prediction.batch_size}"
+        ),
+        "deepij version": __version__,
+        "outputs": [spec.name for spec in description.outputs],
+    }
+
+
+def _weights_sha256(description: ModelDescription, weights: WeightsEntry | None) -> str:
+    if weights is None:
+        return "unknown"
+    if weights.sha256:
+        return weights.sha256
+    if weights.is_url:
+        return "not given"
+    path = description.path(weights.source)
+    if not path.is_file():
+        return "not given"
+    stat = path.stat()
+    return _hash_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file (cached per path, size and modification time: a model's weights are read once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _text(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+def _file_stem(name: str, prefix: str | None) -> str:
+    cleaned = _UNSAFE.sub("_", name).strip(" .") or "output"
+    if prefix is None:
+        return cleaned
+    if not isinstance(prefix, str):
+        raise ArgumentError(f"prefix: expected a str or None, found {type(prefix).__name__}")
+    return f"{_UNSAFE.sub('_', prefix)}_{cleaned}"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
+def _imagej_layout(image: xr.DataArray) -> xr.DataArray:
+    """Letter dims in ImageJ's hyperstack order (T, Z, C, Y, X); a batch of 1 dropped, a batch of several
+    as frames (when there is no time axis), other size-1 axes dropped."""
+    from deepij.axes import to_imagej_dims
+
+    as_imagej = to_imagej_dims(image)
+    return as_imagej.rename({d: _IMAGEJ_TO_LETTER[str(d)] for d in as_imagej.dims}).transpose(
+        *(a for a in "tzcyx" if a in [_IMAGEJ_TO_LETTER[str(d)] for d in as_imagej.dims])
+    )
+
+
+_IMAGEJ_TO_LETTER = {"t": "t", "pln": "z", "ch": "c", "row": "y", "col": "x"}
+
+
+def _imagej_values(values: np.ndarray) -> np.ndarray:
+    if values.dtype in (np.uint8, np.uint16, np.float32):
+        return values
+    if values.dtype == np.bool_:
+        return values.astype(np.uint8) * np.uint8(255)
+    return values.astype(np.float32)
+
+
+def _write_tiff(path: Path, image: xr.DataArray, info: str) -> None:
+    import tifffile
+
+    laid_out = _imagej_layout(image)
+    axes = "".join(_TIFF_AXES[str(d)] for d in laid_out.dims)
+    values = _imagej_values(np.ascontiguousarray(laid_out.values))
+    sizes = image.attrs.get("pixel_size") or {}
+    metadata: dict[str, Any] = {"axes": axes, "Info": info}
+    options: dict[str, Any] = {}
+    if "x" in sizes or "y" in sizes:
+        width = float(sizes["x"] if "x" in sizes else sizes["y"])
+        height = float(sizes["y"] if "y" in sizes else sizes["x"])
+        options["resolution"] = (1.0 / width, 1.0 / height)  # ImageJ stores pixels per unit
+        metadata["unit"] = str(image.attrs.get("unit") or "pixel")
+    if "z" in sizes:
+        metadata["spacing"] = float(sizes["z"])
+    if image.attrs.get("frame_interval"):
+        metadata["finterval"] = float(image.attrs["frame_interval"])
+    tifffile.imwrite(path, values, imagej=True, metadata=metadata, **options)
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    import pandas as pd
+
+    default_index = (
+        isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1
+    )
+    frame.to_csv(path, index=not default_index)
+
+
+def _for_imagej(image: xr.DataArray) -> xr.DataArray:
+    """A letter-dim output as ImageJ's conversion takes it (ImageJ dims, pixel sizes keyed by ImageJ dim)."""
+    from deepij.axes import BIOIMAGE_TO_IMAGEJ, to_imagej_dims
+
+    as_imagej = to_imagej_dims(image)
+    sizes = as_imagej.attrs.get("pixel_size")
+    if isinstance(sizes, Mapping):
+        as_imagej = as_imagej.copy(deep=False)
+        as_imagej.attrs = {
+            **as_imagej.attrs,
+            "pixel_size": {BIOIMAGE_TO_IMAGEJ.get(str(k), str(k)): v for k, v in sizes.items()},
+        }
+    return as_imagej
