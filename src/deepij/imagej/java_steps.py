@@ -663,7 +663,8 @@ class _StepCall:
         try:
             returned = self._invoke(step, instance)
         except jpype.JException as error:
-            raise StepError(self._failure(f"{call} threw", error, _step_error(step))) from None
+            # the Java exception stays the cause: its whole stack trace is there for the step's author
+            raise StepError(self._failure(f"{call} threw", error, _step_error(step))) from error
         message = _step_error(step)
         if message:
             raise StepError(f"{self.where}: the {self.stage.label} step reports an error: {message}")
