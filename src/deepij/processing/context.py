@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from deepij.errors import ProcessingError
+from deepij.processing.statistics import StatsSource
 
 _AXIS_NAMES = {"batch": "b", "channel": "c", "index": "i", "time": "t"}
 MODES = ("per_sample", "per_dataset", "fixed")
@@ -52,7 +54,7 @@ class OpContext:
     axes: str
     field: str
     descriptor: Path | None = None
-    references: Mapping[str, xr.DataArray] = field(default_factory=dict)
+    references: Mapping[str, xr.DataArray] = dataclass_field(default_factory=dict)
 
     # --- errors -------------------------------------------------------------------------------------------
 
@@ -157,7 +159,7 @@ class OpContext:
         """
         letters = self.reduce_letters()
         if letters is None:
-            return tuple(data.dims)
+            return tuple(str(d) for d in data.dims)
         unknown = [a for a in letters if a not in self.axes and a not in data.dims]
         if unknown:
             raise self.error(
@@ -166,18 +168,24 @@ class OpContext:
                 found=letters,
                 expected=f"letters of {self.axes!r}",
             )
-        dims = [d for d in data.dims if d in letters]
+        names = [str(d) for d in data.dims]
+        dims = [d for d in names if d in letters]
         if self.kwargs.get("mode") == "per_dataset":
-            dims += [d for d in data.dims if (d == "b" or d not in self.axes) and d not in dims]
-        return tuple(d for d in data.dims if d in dims)
+            dims += [d for d in names if (d == "b" or d not in self.axes) and d not in dims]
+        return tuple(d for d in names if d in dims)
 
-    def source(self, data: xr.DataArray) -> xr.DataArray:
-        """The tensor statistics come from: ``reference_tensor`` when given, else the tensor itself."""
+    def source_of(self, own: StatsSource) -> StatsSource:
+        """Where statistics come from: ``reference_tensor`` when given, else the tensor itself."""
         name = self.kwargs.get("reference_tensor")
         if name is None or name == self.tensor:
-            return data
+            return own
         if name not in self.references:
             raise self.error(
                 "reference_tensor", "no such tensor", found=name, expected=f"one of {sorted(self.references)}"
             )
-        return self.references[name]
+        return own.like(self.references[name])
+
+    def reference(self) -> str | None:
+        """The other tensor this step's statistics come from, if any."""
+        name = self.kwargs.get("reference_tensor")
+        return None if name is None or name == self.tensor else str(name)

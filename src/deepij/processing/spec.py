@@ -17,9 +17,7 @@ import numpy as np
 import xarray as xr
 
 from deepij.bundle.description import ModelDescription, ProcessingOp, TensorSpec
-from deepij.errors import ProcessingError
-from deepij.processing.context import OpContext
-from deepij.processing.ops import OPS
+from deepij.processing.chain import prepare_chain
 
 
 def apply_ops(
@@ -52,32 +50,21 @@ def apply_ops(
     ...                 [ProcessingOp("scale_linear", {"gain": 2.0})], spec, where="inputs['raw']")
     ... # doctest: +SKIP
     """
-    if data.dtype.kind in "biu":
-        data = data.astype(np.float32)
-    for index, op in enumerate(ops):
-        step = f"{where}[{index}]"
-        implementation = OPS.get(op.name)
-        if implementation is None:
-            raise ProcessingError(
-                f"unknown processing op {op.name!r} on tensor {tensor.name!r}",
-                file=descriptor,
-                field=f"{step}.name",
-                found=op.name,
-                expected=f"one of {sorted(OPS)}",
-            )
-        context = OpContext(
-            op.name, dict(op.kwargs or {}), tensor.name, tensor.axes_str, step, descriptor, references or {}
-        )
-        data = implementation(data, context)
-    return data
+    chain = prepare_chain(data, ops, tensor, where=where, descriptor=descriptor, references=references)
+    return chain(data)
+
+
+def declared_dtype(tensor: TensorSpec) -> np.dtype | None:
+    """The tensor's declared ``data_type`` as a numpy dtype (None when it names none numpy knows)."""
+    try:
+        return np.dtype(tensor.data_type)
+    except TypeError:
+        return None
 
 
 def _cast(data: xr.DataArray, tensor: TensorSpec) -> xr.DataArray:
-    try:
-        dtype = np.dtype(tensor.data_type)
-    except TypeError:
-        return data
-    return data if data.dtype == dtype else data.astype(dtype)
+    dtype = declared_dtype(tensor)
+    return data if dtype is None or data.dtype == dtype else data.astype(dtype)
 
 
 def preprocess(description: ModelDescription, inputs: Mapping[str, xr.DataArray]) -> dict[str, xr.DataArray]:
