@@ -54,10 +54,10 @@ def test_deepimagej_single_tile_reads_one_pixel_early_when_the_margin_is_odd():
     grid = deepimagej_grid(5, tile=8, pad=0)
     assert grid.starts == (-2,)
     assert mirror_indices(grid.starts[0], 8, 5).tolist() == [2, 1, 0, 1, 2, 3, 4, 3]
-    assert grid.read == (1,)
-    assert deepimagej_grid(5, tile=8, pad=0, centered=True).read == (2,)
+    assert deepimagej_grid(5, tile=8, pad=0, readback=True).read == (1,)
+    assert grid.read == (2,)  # the default reads where the image is
     # Even margin: both agree.
-    assert deepimagej_grid(6, tile=8, pad=0).read == deepimagej_grid(6, tile=8, pad=0, centered=True).read
+    assert deepimagej_grid(6, tile=8, pad=0).read == deepimagej_grid(6, tile=8, pad=0, readback=True).read
 
 
 def test_tile_without_valid_region_is_refused():
@@ -100,16 +100,16 @@ def test_blend_ramps_add_up_to_one_over_a_shared_run():
     size=st.integers(1, 400),
     pad=st.integers(0, 20),
     extra=st.integers(1, 120),
-    centered=st.booleans(),
+    readback=st.booleans(),
 )
-def test_deepimagej_grid_writes_every_pixel_exactly_once(size, pad, extra, centered):
+def test_deepimagej_grid_writes_every_pixel_exactly_once(size, pad, extra, readback):
     tile = 2 * pad + extra
-    grid = deepimagej_grid(size, tile, pad, centered=centered)
+    grid = deepimagej_grid(size, tile, pad, readback=readback)
     hits = np.zeros(size, dtype=int)
     for start, (w0, w1), read in zip(grid.starts, grid.write, grid.read, strict=True):
         hits[w0:w1] += 1
         assert read >= 0 and read + (w1 - w0) <= tile
-        if not centered and grid.n_tiles == 1 and (tile - size) % 2:
+        if readback and grid.n_tiles == 1 and (tile - size) % 2:
             assert read == w0 - start - 1  # deepImageJ's one-pixel shift
         else:
             assert read == w0 - start  # the tile pixel at `read` is the image pixel at w0

@@ -3,13 +3,16 @@ receptive field fits in the halo; loops over time/Z/batch; 3-D models; batching;
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepij.errors import TilingError
+from deepij.bundle.description import FixedSize, ReferenceSize
+from deepij.errors import OutputShapeError, TilingError
 from deepij.inference.runner import TiledRun, cut_tile, run_tiled
 from deepij.inference.tiling import analyse_tiling
 from support.numpy_nets import ConvSpec, NumpyConvBackend, conv_description, whole_image_reference
@@ -37,7 +40,7 @@ def run(spec, description, data, dims, tile=None, mode="deepimagej", batch_size=
     y=st.integers(5, 90),
     x=st.integers(5, 90),
     k=st.integers(0, 6),
-    mode=st.sampled_from(["centered", "blend", "deepimagej"]),
+    mode=st.sampled_from(["deepimagej-readback", "blend", "deepimagej"]),
 )
 def test_tiled_equals_whole_image_when_the_receptive_field_fits_the_halo(kernels, y, x, k, mode):
     spec = ConvSpec(kernel_sizes=tuple(kernels), hidden=2)
@@ -45,8 +48,8 @@ def test_tiled_equals_whole_image_when_the_receptive_field_fits_the_halo(kernels
     tiling = analyse_tiling(description)
     pad = tiling.pads["y"]
     tile = tiling.smallest_valid("y", 2 * pad + 1) + 4 * k
-    if mode == "deepimagej" and tile - 2 * pad >= min(y, x):
-        mode = "centered"  # one tile along an axis: deepImageJ's one-pixel shift is tested on its own
+    if mode == "deepimagej-readback" and tile - 2 * pad >= min(y, x):
+        mode = "deepimagej"  # one tile along an axis: deepImageJ's one-pixel shift is tested on its own
     data = image(1, 1, y, x)
     out, _, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=tile, mode=mode)
     reference = whole_image_reference(spec, data[0], pad)
@@ -54,19 +57,19 @@ def test_tiled_equals_whole_image_when_the_receptive_field_fits_the_halo(kernels
     np.testing.assert_allclose(out.values[0], reference, atol=2e-5)
 
 
-def test_deepimagej_one_pixel_shift_on_a_single_odd_tile():
+def test_deepimagej_one_pixel_shift_only_when_asked_for():
     # A 1x1 convolution (w * x): the 5x7 image sits at (2, 1) in an 8x8 tile; deepImageJ reads from (1, 0).
     spec = ConvSpec(kernel_sizes=(1,))
     description = conv_description(spec, min_size=8, step=8)
     data = image(1, 1, 5, 7)
     w = float(spec.weights()[0].ravel()[0])
-    out, plan, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=8)
+    shifted, plan, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=8, mode="deepimagej-readback")
     # Margins 3 (y) and 1 (x) are odd: both axes read one pixel early, i.e. from image row/column -1.
     assert plan.grids[0].read == (1,) and plan.grids[1].read == (0,)
     rows, cols = [1, 0, 1, 2, 3], [1, 0, 1, 2, 3, 4, 5]
-    np.testing.assert_allclose(out.values[0, 0], w * data[0, 0][np.ix_(rows, cols)], rtol=1e-6)
-    centered, _, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=8, mode="centered")
-    np.testing.assert_allclose(centered.values[0, 0], w * data[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(shifted.values[0, 0], w * data[0, 0][np.ix_(rows, cols)], rtol=1e-6)
+    default, _, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=8)
+    np.testing.assert_allclose(default.values[0, 0], w * data[0, 0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("scale", [2.0, 0.5])
@@ -151,7 +154,7 @@ def test_blend_mode_hides_seams_of_a_too_small_halo():
     description = conv_description(spec, halo=1, min_size=4, step=2)
     data = image(1, 1, 64, 64)
     reference = whole_image_reference(spec, data[0], 4)
-    plain, _, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=20, mode="centered")
+    plain, _, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=20)
     blended, _, _ = run(spec, description, data, ("b", "c", "y", "x"), tile=20, mode="blend")
     assert np.abs(blended.values[0] - reference).mean() < np.abs(plain.values[0] - reference).mean()
 
@@ -181,8 +184,133 @@ def test_runner_reports_a_network_that_breaks_its_description():
     backend = NumpyConvBackend(description, spec)
     plan = analyse_tiling(description).plan({"raw": {"c": 1, "y": 20, "x": 20}}, tile=12)
     data = xr.DataArray(image(1, 1, 20, 20), dims=("b", "c", "y", "x"))
-    with pytest.raises(TilingError, match=r"output 'out' axis y: the network gave 10 pixels for a 12 tile"):
+    with pytest.raises(
+        OutputShapeError,
+        match=r"output 'out' axis y: the network gave 10 but the description "
+        r"declares 12 \(input y 12 \* 1 \+0\)",
+    ):
         run_tiled(backend, plan, {"raw": data})
+
+
+def _with_output_axis(description, letter, **changes):
+    out = description.outputs[0]
+    axes = tuple(replace(a, **changes) if a.id == letter else a for a in out.axes)
+    return replace(description, outputs=(replace(out, axes=axes),))
+
+
+def test_declared_output_offset_the_network_does_not_have_is_refused():
+    # Declared raw.y - 16 (valid convolutions) while the network keeps the size: reading the tile result
+    # 8 pixels in would shift the whole output. Every pass is checked, so it never gets that far.
+    spec = ConvSpec(kernel_sizes=(3,))
+    description = conv_description(spec, min_size=4)
+    declared = _with_output_axis(description, "y", size=ReferenceSize("raw", "y", 1.0, -16), halo=0)
+    plan = analyse_tiling(declared).plan({"raw": {"c": 1, "y": 40, "x": 40}}, tile=32)
+    data = xr.DataArray(image(1, 1, 40, 40), dims=tuple("bcyx"))
+    with pytest.raises(
+        OutputShapeError, match=r"axis y: the network gave 32 but the description declares 16"
+    ):
+        run_tiled(NumpyConvBackend(declared, spec), plan, {"raw": data})
+
+
+def test_output_channels_and_fixed_sizes_are_checked_on_every_pass():
+    spec = ConvSpec(kernel_sizes=(3,), out_channels=3)
+    description = conv_description(spec)
+    one_channel = _with_output_axis(description, "c", size=FixedSize(1))
+    plan = analyse_tiling(one_channel).plan({"raw": {"c": 1, "y": 20, "x": 20}}, tile=12)
+    data = xr.DataArray(image(1, 1, 20, 20), dims=tuple("bcyx"))
+    with pytest.raises(
+        OutputShapeError,
+        match=r"output 'out' axis c: the network gave 3 but the description "
+        r"declares exactly 1",
+    ):
+        run_tiled(NumpyConvBackend(one_channel, spec), plan, {"raw": data})
+    # A fixed output size that contradicts the input's rule: the model runs once (it cannot be tiled) and
+    # the network's 20 rows are not the 64 declared.
+    fixed = _with_output_axis(conv_description(ConvSpec(kernel_sizes=(3,))), "y", size=FixedSize(64))
+    tiling = analyse_tiling(fixed)
+    assert not tiling.tileable
+    plan = tiling.plan({"raw": {"c": 1, "y": 20, "x": 20}})
+    with pytest.raises(
+        OutputShapeError,
+        match=r"axis y: the network gave \d+ but the description declares "
+        r"exactly 64",
+    ):
+        run_tiled(NumpyConvBackend(fixed, ConvSpec(kernel_sizes=(3,))), plan, {"raw": data})
+
+
+def test_batch_axis_given_as_a_reference_size():
+    # Real 0.5 files give the input batch as a reference to another tensor's batch; any size goes.
+    spec = ConvSpec(kernel_sizes=(3,))
+    description = conv_description(spec)
+    raw = description.inputs[0]
+    axes = tuple(replace(a, size=ReferenceSize("raw", "b")) if a.id == "b" else a for a in raw.axes)
+    description = replace(description, inputs=(replace(raw, axes=axes),))
+    data = image(2, 1, 20, 20)
+    out, plan, backend = run(spec, description, data, tuple("bcyx"), tile=12, batch_size=3)
+    assert backend.calls[0][0] == 3 and len(backend.calls) == -(-2 * plan.n_tiles // 3)
+    for b in range(2):
+        np.testing.assert_allclose(out.values[b], whole_image_reference(spec, data[b], 1), atol=2e-5)
+
+
+def test_super_resolution_output_with_a_batch_axis_its_input_lacks():
+    # deepImageJ 2.x super-resolution bundles: input yxc, output byxc at twice the size; some carry an
+    # offset on the output batch axis (it must not make the batch 2 or 3).
+    spec = ConvSpec(kernel_sizes=(3, 3), scale=2.0)
+    description = conv_description(spec, input_axes="yxc", output_axes="byxc")
+    description = _with_output_axis(description, "b", size=ReferenceSize("raw", "b", 1.0, 2.0))
+    data = image(30, 26, 1)
+    out, plan, _ = run(spec, description, data, ("y", "x", "c"), tile=16)
+    assert plan.n_tiles > 1 and out.dims == ("b", "y", "x", "c") and out.shape == (1, 60, 52, 1)
+    reference = whole_image_reference(spec, data.transpose(2, 0, 1), 2)
+    np.testing.assert_allclose(out.values[0].transpose(2, 0, 1), reference, atol=2e-5)
+    # Several images along b of a model input without one: looped, each in its own b of the output.
+    stack = image(2, 30, 26, 1)
+    looped, _, _ = run(spec, description, stack, ("b", "y", "x", "c"), tile=16)
+    assert looped.shape == (2, 60, 52, 1)
+    np.testing.assert_allclose(
+        looped.values[1].transpose(2, 0, 1),
+        whole_image_reference(spec, stack[1].transpose(2, 0, 1), 2),
+        atol=2e-5,
+    )
+
+
+def test_output_without_the_inputs_batch_axis_runs_one_tile_per_pass():
+    # With several tiles in one pass, an output lacking b could not tell them apart: one tile per pass.
+    spec = ConvSpec(kernel_sizes=(3,))
+    description = conv_description(spec, batch=None, input_axes="bcyx", output_axes="cyx")
+    data = image(1, 1, 24, 24)
+    out, plan, backend = run(spec, description, data, tuple("bcyx"), tile=12, batch_size=4)
+    assert plan.n_tiles > 1 and all(shape[0] == 1 for shape in backend.calls)
+    np.testing.assert_allclose(out.values[0], whole_image_reference(spec, data[0], 1), atol=2e-5)
+
+
+def test_per_tile_prepare_and_finish_transforms():
+    spec = ConvSpec(kernel_sizes=(3,))
+    description = conv_description(spec)
+    data = image(1, 1, 30, 30)
+    plan = analyse_tiling(description).plan({"raw": {"c": 1, "y": 30, "x": 30}}, tile=12)
+    seen = []
+
+    def prepare(block, axes, sample):
+        seen.append((axes, dict(sample)))
+        block *= 2.0
+        return block
+
+    def finish(block, axes, sample):
+        return block > 0
+
+    out = run_tiled(
+        NumpyConvBackend(description, spec),
+        plan,
+        {"raw": xr.DataArray(data, dims=tuple("bcyx"))},
+        prepare={"raw": prepare},
+        finish={"out": finish},
+    )["out"]
+    assert seen[0] == ("cyx", {"b": 0}) and len(seen) == plan.n_tiles
+    assert out.dtype == bool
+    reference = whole_image_reference(spec, 2 * data[0], 1)
+    np.testing.assert_array_equal(out.values[0], reference > 0)
+    np.testing.assert_array_equal(data, data * 1)  # the caller's image is never changed in place
 
 
 def test_input_dims_are_checked():

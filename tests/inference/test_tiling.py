@@ -148,6 +148,21 @@ def test_fixed_size_model_tiles_at_its_size():
         tiling.plan(shape(100, 50), tile=48)
 
 
+def test_fixed_size_model_tiles_larger_and_mirrors_smaller_images_at_its_size():
+    # The zoo's nuclei U-Net case: a fixed 512 input with a halo, and a 2048 image. deepImageJ tiles at 512.
+    tiling = analyse_tiling(describe(fixed=512, halo=32))
+    assert tiling.tileable
+    for request in (None, "whole", "suggested"):
+        plan = tiling.plan(shape(2048, 2048), tile=request)
+        # R = 512 - 64 = 448: ceil(2048 / 448) = 5 tiles per axis.
+        assert plan.tile == {"y": 512, "x": 512} and plan.n_tiles == 25
+    small = tiling.plan(shape(40, 300), tile="whole")
+    assert small.tile == {"y": 512, "x": 512}
+    # y: the 40 rows sit in the middle of the 512 tile (236 mirrored above); x: 1 tile (448 >= 300).
+    assert small.grids[0].starts == (-236,) and small.grids[0].read == (236,)
+    assert small.n_tiles == 1
+
+
 def test_requested_tile_is_validated_with_a_clear_error():
     tiling = analyse_tiling(describe(min_size=64, step=16, halo=8))
     expected = r"y=100 is not a valid size for input 'raw': expected 64 \+ k\*16.*112"
@@ -159,8 +174,10 @@ def test_requested_tile_is_validated_with_a_clear_error():
         tiling.plan(shape(200, 200), tile=(64, 64, 64))
     with pytest.raises(TilingError, match="unknown value 'big'"):
         tiling.plan(shape(200, 200), tile="big")
-    with pytest.raises(TilingError, match="unknown tiling mode"):
+    with pytest.raises(TilingError, match="unknown tiling mode 'fancy'"):
         tiling.plan(shape(200, 200), mode="fancy")
+    with pytest.raises(TilingError, match=r"overlap: expected a whole number of pixels >= 0, not -1"):
+        tiling.plan(shape(200, 200), mode="blend", overlap=-1)
     plan = tiling.plan(shape(200, 200), tile={"y": 96})  # x from the suggestion
     assert plan.tile == {"y": 96, "x": 224}
 
@@ -223,7 +240,7 @@ def tiling_cases(draw):
     offset = -2 * draw(st.integers(0, 6)) if scale == 1.0 else 0.0
     halo = draw(st.integers(0, 12))
     y, x = draw(st.integers(1, 300)), draw(st.integers(1, 300))
-    mode = draw(st.sampled_from(["deepimagej", "centered", "blend"]))
+    mode = draw(st.sampled_from(["deepimagej", "deepimagej-readback", "blend"]))
     k = draw(st.integers(0, 12))
     return describe(min_size=min_size, step=step, scale=scale, offset=offset, halo=halo), y, x, k, mode
 

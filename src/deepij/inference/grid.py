@@ -67,8 +67,8 @@ def _valid_region(size: int, tile: int, pad: int, axis: str) -> int:
     return region
 
 
-def deepimagej_grid(size: int, tile: int, pad: int, *, axis: str = "?", centered: bool = False) -> AxisGrid:
-    """The grid deepImageJ 2.x uses (``RunnerTf`` / ``RunnerPt``), or the same grid correctly centred.
+def deepimagej_grid(size: int, tile: int, pad: int, *, axis: str = "?", readback: bool = False) -> AxisGrid:
+    """The grid deepImageJ 2.x uses (``RunnerTf`` / ``RunnerPt``), read back where the image really is.
 
     Parameters
     ----------
@@ -76,11 +76,11 @@ def deepimagej_grid(size: int, tile: int, pad: int, *, axis: str = "?", centered
         Image size ``I``, tile size ``Q`` and padding ``P`` along the axis.
     axis : str
         The axis letter, for messages.
-    centered : bool
+    readback : bool
         deepImageJ places an image smaller than the valid region ``R = Q - 2P`` at
         ``ceil((Q-I)/2)`` inside the tile but reads the result back from ``floor((Q-I)/2)``: when ``Q - I``
-        is odd its output is shifted by one pixel. False (the default) reproduces that; True reads from
-        where the image really is.
+        is odd its output is shifted by one pixel. False (the default) reads from where the image is;
+        True reproduces deepImageJ's shift (to match result images deepImageJ made).
 
     Returns
     -------
@@ -88,19 +88,21 @@ def deepimagej_grid(size: int, tile: int, pad: int, *, axis: str = "?", centered
 
     Examples
     --------
-    >>> deepimagej_grid(5, tile=8, pad=0).read  # the image sits at 2 but deepImageJ reads from 1
-    (1,)
-    >>> deepimagej_grid(5, tile=8, pad=0, centered=True).read
+    >>> deepimagej_grid(5, tile=8, pad=0).read  # the image sits at 2 in the tile
     (2,)
+    >>> deepimagej_grid(5, tile=8, pad=0, readback=True).read  # deepImageJ reads from 1
+    (1,)
     """
     region = _valid_region(size, tile, pad, axis)
     if region >= size:
         margin = tile - size
         left = math.ceil(margin / 2)
-        read = left if centered else margin // 2
-        return AxisGrid(axis, size, tile, pad, (-left,), ((0, size),), (read,))
+        first = margin // 2 if readback else left
+        return AxisGrid(axis, size, tile, pad, (-left,), ((0, size),), (first,))
     count = math.ceil(size / region)
-    starts, write, read = [], [], []
+    starts: list[int] = []
+    write: list[tuple[int, int]] = []
+    read: list[int] = []
     for k in range(count - 1):
         starts.append(k * region - pad)
         write.append((k * region, (k + 1) * region))

@@ -176,9 +176,8 @@ def forward_meter(backend: Backend) -> Callable[[Callable[[], object]], int]:
 
         return measure
     index = _device_index(backend.device)
-    fmt = getattr(backend, "format", "")
-    if fmt in ("torchscript", "pytorch_state_dict"):
+    if backend.runtime == "torch":
         return _torch_gpu_meter(index)
-    if fmt in ("tensorflow_saved_model_bundle", "keras_hdf5"):
+    if backend.runtime in ("tensorflow", "keras"):
         return _tensorflow_gpu_meter(index)
     return _free_memory_meter(index)

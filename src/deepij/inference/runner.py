@@ -6,6 +6,14 @@ Axes the model does not take (time, Z for a 2-D model, a batch of several images
 position being one sample planned alike. Several tiles (of one or several samples) can share one forward
 pass when the model has a batch axis.
 
+Element-wise processing can run per tile (``prepare`` on each input tile before the network, ``finish``
+on each output piece before it is written), so that a run never holds a processed copy of the whole image;
+every tile is cast to its input's declared ``data_type`` on the way in.
+
+Every output of every forward pass is checked against the description's shape rule (batch, channels, the
+size a tile must give); a network that breaks it raises :class:`~deepij.errors.OutputShapeError` instead of
+returning shifted or truncated results.
+
 The work is split so that another scheduler (Dask, threads) can drive it: :meth:`TiledRun.batches` lists the
 work, :meth:`TiledRun.run_batch` computes one batch without touching the outputs, and :meth:`TiledRun.write`
 puts its results in place.
@@ -20,13 +28,22 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from deepij.bundle.description import FixedSize, ModelDescription, ParameterizedSize, TensorSpec
-from deepij.errors import BackendError, TilingError
+from deepij.bundle.description import (
+    FixedSize,
+    ModelDescription,
+    ParameterizedSize,
+    ReferenceSize,
+    TensorSpec,
+)
+from deepij.errors import BackendError, OutputShapeError, TilingError
 from deepij.inference.backends.base import Backend
 from deepij.inference.grid import mirror_indices
 from deepij.inference.plan import Tile, TilePlan
 
 Progress = Callable[[int, int], None]
+TileTransform = Callable[[np.ndarray, str, Mapping[str, int]], np.ndarray]
+"""``transform(block, axes, sample)``: a block of one tensor (its axis letters ``axes``, no batch) of the
+sample at ``sample`` (looped dim -> index) -> the processed block (it may be changed in place)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,13 @@ class TiledRun:
         any dims the model does not take, which are looped over. Other inputs than the plan's must carry
         the same looped dims or none (then they are shared by every sample).
     batch_size : int
-        Tiles per forward pass; only models with a batch axis take more than 1.
+        Tiles per forward pass; only models with a batch axis take more than 1 (and only when every image
+        output has one too, so that results can be told apart).
+    prepare : mapping of str to TileTransform, optional
+        Per input name, applied to each tile (or, for inputs given whole, each sample) before the network.
+    finish : mapping of str to TileTransform, optional
+        Per output name, applied to each piece of a tile result before it is written (not with blending,
+        whose weighted sums must be made first).
     """
 
     def __init__(
@@ -85,18 +108,25 @@ class TiledRun:
         plan: TilePlan,
         inputs: Mapping[str, xr.DataArray],
         batch_size: int = 1,
+        *,
+        prepare: Mapping[str, TileTransform] | None = None,
+        finish: Mapping[str, TileTransform] | None = None,
     ) -> None:
         self.backend = backend
         self.plan = plan
         self.description: ModelDescription = backend.description
         primary = self.description.input(plan.input) if plan.input else self.description.inputs[0]
         model_axes = [a for a in primary.axes_str if a != "b"]
-        self.loop_dims = tuple(d for d in inputs[primary.name].dims if d not in model_axes)
+        self.loop_dims = tuple(str(d) for d in inputs[primary.name].dims if d not in model_axes)
         self.loop_sizes = tuple(inputs[primary.name].sizes[d] for d in self.loop_dims)
         self._samples = {
             spec.name: self._arrange(spec, inputs[spec.name]) for spec in self.description.inputs
         }
-        self.batch_size = _effective_batch(primary, batch_size)
+        self.batch_size = _effective_batch(primary, self.description.outputs, batch_size)
+        if finish and plan.mode == "blend":
+            raise TilingError("finish: per-tile post-processing cannot run before blending; expected none")
+        self.prepare = dict(prepare or {})
+        self.finish = dict(finish or {})
         self.outputs: dict[str, np.ndarray] = {}
         self._out_dims: dict[str, tuple[str, ...]] = {}
 
@@ -156,26 +186,85 @@ class TiledRun:
                 f"model {self.description.name!r}: the network gave {len(results)} outputs, the description "
                 f"lists {len(self.description.outputs)}"
             )
+        fed = {spec.name: array for spec, array in zip(self.description.inputs, arrays, strict=True)}
         per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
         for spec, result in zip(self.description.outputs, results, strict=True):
             result = np.asarray(result)
-            if result.ndim != len(spec.axes):
-                raise BackendError(
-                    f"output {spec.name!r}: the network gave {result.ndim} dims {result.shape}, the "
-                    f"description says axes {spec.axes_str!r}"
-                )
+            self._check_output(spec, result, fed)
             for i in range(len(items)):
                 per_item[i][spec.name] = _take_sample(result, spec.axes_str, i)
         return per_item
+
+    def _check_output(self, spec: TensorSpec, result: np.ndarray, fed: Mapping[str, np.ndarray]) -> None:
+        """Raise OutputShapeError when one pass's output contradicts the description's shape rule."""
+        if result.ndim != len(spec.axes):
+            raise OutputShapeError(
+                f"output {spec.name!r}: the network gave {result.ndim} dims {result.shape}, the "
+                f"description declares {len(spec.axes)} (axes {spec.axes_str!r})"
+            )
+        for axis, actual in zip(spec.axes, result.shape, strict=True):
+            declared = self._declared_size(spec, axis.id, fed)
+            if declared is None:
+                continue
+            expected, rule = declared
+            if not expected(actual):
+                raise OutputShapeError(
+                    f"output {spec.name!r} axis {axis.id}: the network gave {actual} but the description "
+                    f"declares {rule} for this pass (inputs {_shapes_text(fed, self.description)}); "
+                    f"output shape {result.shape}, axes {spec.axes_str!r}"
+                )
+
+    def _declared_size(
+        self, spec: TensorSpec, letter: str, fed: Mapping[str, np.ndarray]
+    ) -> tuple[Callable[[int], bool], str] | None:
+        """(test of an actual size, the declared rule in words) for one output axis of one pass."""
+        if letter == "b":
+            # The batch holds what was fed (an offset on it, as some 0.3 files carry, means nothing); an
+            # output with a batch axis its input lacks gets one of 1.
+            primary = self.description.input(self.plan.input) if self.plan.input else None
+            if primary is None or "b" not in primary.axes_str:
+                return (lambda n: n == 1), "a batch of 1 (the input has no batch axis)"
+            fed_batch = fed[primary.name].shape[primary.axes_str.index("b")]
+            return (lambda n: n == fed_batch), f"the batch fed ({fed_batch})"
+        mapped = self.plan.outputs[spec.name].maps.get(letter)
+        if mapped is not None:
+            k = self.plan.axes.index(mapped.input_axis)
+            size = mapped.tile_size(self.plan.grids[k].tile)
+            return (lambda n: n == size), (
+                f"{size} (input {mapped.input_axis} {self.plan.grids[k].tile} * {mapped.scale:g} "
+                f"{2 * mapped.offset:+g})"
+            )
+        rule = spec.axis(letter).size
+        if isinstance(rule, FixedSize):
+            return (lambda n: n == rule.value), f"exactly {rule.value}"
+        if isinstance(rule, ParameterizedSize):
+            text = f"exactly {rule.min}" if rule.step == 0 else f"{rule.min} + k*{rule.step}"
+            return rule.is_valid, text
+        if isinstance(rule, ReferenceSize):
+            source = next((s for s in self.description.inputs if s.name == rule.tensor), None)
+            if source is None or rule.axis not in source.axes_str:
+                return None
+            reference = fed[source.name].shape[source.axes_str.index(rule.axis)]
+            size = rule.size_for(reference)
+            return (lambda n: n == size), (
+                f"{size} ({rule.tensor}.{rule.axis} {reference} * {rule.scale:g} {rule.offset:+g})"
+            )
+        return None
 
     def _batch_input(self, spec: TensorSpec, items: Sequence[WorkItem]) -> np.ndarray:
         array, looped = self._samples[spec.name]
         axes = "".join(a for a in spec.axes_str if a != "b")
         windowed = spec.name in self.plan.windowed
+        transform = self.prepare.get(spec.name)
+        dtype = _declared_dtype(spec, array.dtype)
         pieces = []
         for item in items:
             sample = array[item.key] if looped else array
-            pieces.append(cut_tile(sample, axes, self.plan, item.tile) if windowed else sample)
+            piece = cut_tile(sample, axes, self.plan, item.tile) if windowed else sample
+            if transform is not None:  # on a float copy: the tile may be a view of the caller's image
+                work = piece.dtype if piece.dtype.kind == "f" else np.dtype(np.float32)
+                piece = transform(np.array(piece, dtype=work), axes, self._position(item.key))
+            pieces.append(np.asarray(piece, dtype=dtype))
         rule = spec.axis("b").size if "b" in spec.axes_str else None
         rule = rule if isinstance(rule, (FixedSize, ParameterizedSize)) else None
         while rule is not None and not rule.is_valid(len(pieces)) and len(pieces) < self.batch_size:
@@ -184,22 +273,38 @@ class TiledRun:
             return np.ascontiguousarray(pieces[0])
         return np.stack(pieces, axis=spec.axes_str.index("b"))
 
+    def _position(self, key: tuple[int, ...]) -> dict[str, int]:
+        return dict(zip(self.loop_dims, key, strict=True))
+
     def write(self, item: WorkItem, results: Mapping[str, np.ndarray]) -> None:
         """Put one item's tile results in place in the outputs (allocated on the first call)."""
         for spec in self.description.outputs:
             result = results[spec.name]
             if spec.name not in self.outputs:
-                self._allocate(spec, result)
+                self._allocate(spec, result, item.key)
             dest, source = self.plan.output_regions(item.tile, spec.name)
-            self._check_source(spec, result, source)
             target = self._target(spec, item.key, dest)
             piece = result[source]
+            transform = self.finish.get(spec.name)
+            if transform is not None:
+                piece = self._finished(transform, piece, spec, item.key)
             weights = self.plan.blend_weights(item.tile, spec.name)
             array = self.outputs[spec.name]
             if weights is None:
                 array[target] = piece
             else:
                 array[target] += piece * weights.astype(array.dtype)
+
+    def _finished(
+        self, transform: TileTransform, piece: np.ndarray, spec: TensorSpec, key: tuple[int, ...]
+    ) -> np.ndarray:
+        # The piece keeps the output's batch axis (size 1); the transform sees the axes without it.
+        if "b" in spec.axes_str:
+            b = spec.axes_str.index("b")
+            axes = spec.axes_str.replace("b", "")
+            done = transform(np.array(np.squeeze(piece, axis=b)), axes, self._position(key))
+            return np.expand_dims(done, b)
+        return transform(np.array(piece), spec.axes_str, self._position(key))
 
     def _target(self, spec: TensorSpec, key: tuple[int, ...], dest: tuple[slice, ...]) -> tuple:
         """Index in the full output: looped dims in front, a looped batch dim in the output's own b axis."""
@@ -214,7 +319,7 @@ class TiledRun:
         inner = [slice(batch, batch + 1) if a == "b" else d for a, d in zip(spec.axes_str, dest, strict=True)]
         return (*lead, *inner)
 
-    def _allocate(self, spec: TensorSpec, first: np.ndarray) -> None:
+    def _allocate(self, spec: TensorSpec, first: np.ndarray, key: tuple[int, ...]) -> None:
         out_plan = self.plan.outputs[spec.name]
         lead_dims = [d for d in self.loop_dims if not (d == "b" and "b" in spec.axes_str)]
         lead_sizes = [self.loop_sizes[self.loop_dims.index(d)] for d in lead_dims]
@@ -225,22 +330,14 @@ class TiledRun:
             else:
                 shape.append(out_plan.sizes.get(letter, size))
         dtype = first.dtype
+        transform = self.finish.get(spec.name)
+        if transform is not None:  # the dtype the per-tile post-processing makes (binarize: bool)
+            probe = np.zeros((1,) * len(spec.axes_str), dtype=first.dtype)
+            dtype = self._finished(transform, probe, spec, key).dtype
         if self.plan.mode == "blend":
             dtype = np.result_type(dtype, np.float32)
         self.outputs[spec.name] = np.zeros((*lead_sizes, *shape), dtype=dtype)
         self._out_dims[spec.name] = (*lead_dims, *spec.axes_str)
-
-    def _check_source(self, spec: TensorSpec, result: np.ndarray, source: tuple[slice, ...]) -> None:
-        out_plan = self.plan.outputs[spec.name]
-        for letter, s, size in zip(spec.axes_str, source, result.shape, strict=True):
-            if s.stop is not None and s.stop > size:
-                m = out_plan.maps[letter]
-                grid = self.plan.grids[self.plan.axes.index(m.input_axis)]
-                raise TilingError(
-                    f"output {spec.name!r} axis {letter}: the network gave {size} pixels for a {grid.tile} "
-                    f"tile but the description promises {m.tile_size(grid.tile)} (scale {m.scale}, offset "
-                    f"{2 * m.offset}); the tile's result would be read up to {s.stop}"
-                )
 
     def run(self, progress: Progress | None = None) -> dict[str, xr.DataArray]:
         """Run every batch in order and return the outputs as xarray (dims: looped dims, then output axes)."""
@@ -260,20 +357,36 @@ def _take_sample(result: np.ndarray, axes: str, i: int) -> np.ndarray:
     return np.take(result, [i], axis=b)
 
 
-def _effective_batch(primary: TensorSpec, requested: int) -> int:
-    """The tiles per pass the model's batch axis accepts, at least 1 and at most ``requested`` if it can."""
+def _shapes_text(fed: Mapping[str, np.ndarray], description: ModelDescription) -> str:
+    return ", ".join(
+        f"{s.name!r} {s.axes_str} {tuple(fed[s.name].shape)}" for s in description.inputs if s.name in fed
+    )
+
+
+def _declared_dtype(spec: TensorSpec, found: np.dtype) -> np.dtype:
+    try:
+        return np.dtype(spec.data_type)
+    except TypeError:
+        return np.dtype(found)
+
+
+def _effective_batch(primary: TensorSpec, outputs: Sequence[TensorSpec], requested: int) -> int:
+    """The tiles per pass the model's batch axis accepts, at least 1 and at most ``requested`` if it can.
+
+    1 when the input has no batch axis, or an image output has none (its results could not be split).
+    """
     if isinstance(requested, bool) or not isinstance(requested, (int, np.integer)) or requested < 1:
         raise TilingError(f"batch_size: expected a positive integer, not {requested!r}")
-    if "b" not in primary.axes_str:
+    if "b" not in primary.axes_str or any("b" not in o.axes_str for o in outputs):
         return 1
     rule = primary.axis("b").size
-    if rule is None or rule.is_valid(requested):
-        return int(requested)
     if isinstance(rule, FixedSize):
         return rule.value
     if isinstance(rule, ParameterizedSize):
+        if rule.is_valid(requested):
+            return int(requested)
         return rule.smallest_at_least(requested) or rule.min
-    return 1
+    return int(requested)  # any size (no rule, or a reference to another tensor's batch)
 
 
 def run_tiled(
@@ -283,6 +396,8 @@ def run_tiled(
     *,
     batch_size: int = 1,
     progress: Progress | None = None,
+    prepare: Mapping[str, TileTransform] | None = None,
+    finish: Mapping[str, TileTransform] | None = None,
 ) -> dict[str, xr.DataArray]:
     """Run a model over every tile of every sample and return the stitched outputs.
 
@@ -298,6 +413,8 @@ def run_tiled(
         Tiles per forward pass (models with a batch axis).
     progress : callable, optional
         Called as ``progress(done, total)`` after each forward pass.
+    prepare, finish : mapping of str to TileTransform, optional
+        Per-tile processing of inputs and outputs (see :class:`TiledRun`).
 
     Returns
     -------
@@ -311,4 +428,4 @@ def run_tiled(
     >>> outputs = run_tiled(backend, plan, {"raw": xr.DataArray(image, dims=("b", "c", "y", "x"))})
     ... # doctest: +SKIP
     """
-    return TiledRun(backend, plan, inputs, batch_size).run(progress)
+    return TiledRun(backend, plan, inputs, batch_size, prepare=prepare, finish=finish).run(progress)

@@ -13,14 +13,19 @@ What deepImageJ 2.x does (read in deepimagej-plugin 2.1.x: ``RunnerTf.call``/``R
   its part not yet written, ``[(N-1)R, I)``, is copied. Valid regions never overlap; there is no blending.
 - ``R >= I`` (one tile): the image is mirrored up to ``Q``, sitting at ``ceil((Q-I)/2)`` in the tile, but the
   result is read back from ``floor((Q-I)/2)``: when ``Q - I`` is odd deepImageJ's output is shifted by one
-  pixel. Bundles' result images made by deepImageJ carry that shift, so it is reproduced by default
-  (``mode="centered"`` reads from the right place instead).
+  pixel. deepij reads from where the image is (``mode="deepimagej"``, the default: tiled output never
+  shifts); ``mode="deepimagej-readback"`` reproduces the shift, to match result images deepImageJ made.
 - Outputs: spatial size ``I*a``; tile ``k`` writes ``[int(w0*a), int(w1*a))`` from position
   ``int(read*a) + b`` of the tile output. Axes of an output that the input lacks take the tile output's size;
   an output channel axis referring to the input's is ``C*a + 2b``.
 - Suggested tile (``optimalPatch``): ``ceil((I + 2h)/step)*step``, one step less when above ``3I``, and
   ``ceil(I/step)*step`` when still above; ``h = halo - b`` of the outputs (output pixels, no scale). A fixed
   axis (step 0) suggests ``min``.
+
+Fixed-shape models (a fixed ``shape``, or ``step`` 0) are tiled at exactly their size, with the halo as
+declared, as deepImageJ does: an image larger than the size takes several tiles, a smaller one is mirrored
+up to it. Only ``allow_tiling: false``, pyramidal models and outputs that are not images of the input
+(tables) run once.
 
 Where deepij differs, on purpose:
 
@@ -68,8 +73,10 @@ from deepij.errors import TilingError
 from deepij.inference.grid import blend_grid, deepimagej_grid, single_pass_grid
 from deepij.inference.plan import OutputAxisMap, OutputPlan, TilePlan, check_sources
 
-TilingMode = Literal["deepimagej", "centered", "blend"]
-TILING_MODES = ("deepimagej", "centered", "blend")
+TilingMode = Literal["deepimagej", "deepimagej-readback", "blend"]
+TILING_MODES: tuple[TilingMode, ...] = ("deepimagej", "deepimagej-readback", "blend")
+"""Tile layouts: deepImageJ 2.x's grid (read back where the image is), the same with deepImageJ's one-pixel
+read-back shift on a single tile with an odd margin, and overlapping tiles blended with linear ramps."""
 TileRequest = int | Sequence[int] | Mapping[str, int] | str | None
 
 _ANY_SIZE = ParameterizedSize(min=1, step=1)
@@ -111,11 +118,15 @@ class ModelTiling:
     def single_pass_tile(self, shape: Mapping[str, int]) -> dict[str, int]:
         """Per tiled axis, the smallest valid size holding the image and its padding (or the image alone).
 
-        Raises TilingError when the image is larger than every valid size (fixed-size models).
+        Along a fixed-size axis of a tileable model whose size cannot hold the image, the fixed size: the
+        image is then tiled at it. Raises TilingError for models that cannot be tiled when the image is
+        larger than every valid size.
         """
         tile = {}
         for a in self.axes:
             size = self.smallest_valid(a, shape[a] + 2 * self.pads[a]) or self.smallest_valid(a, shape[a])
+            if size is None and self.tileable:
+                size = self.largest_valid(a)
             if size is None:
                 raise TilingError(
                     f"input {self.input!r} axis {a}: the image has {shape[a]} pixels but the model takes "
@@ -123,6 +134,17 @@ class ModelTiling:
                 )
             tile[a] = size
         return tile
+
+    def largest_valid(self, axis: str) -> int | None:
+        """The one size of a fixed axis (None for axes that grow without bound)."""
+        rule = self.rules[axis]
+        if isinstance(rule, FixedSize):
+            return rule.value
+        return rule.min if rule.step == 0 else None
+
+    def fits_one_tile(self, tile: Mapping[str, int], shape: Mapping[str, int]) -> bool:
+        """True when ``tile`` holds the whole image in one valid region (a single pass)."""
+        return all(tile[a] - 2 * self.pads[a] >= shape[a] for a in self.axes)
 
     def image_is_valid(self, shape: Mapping[str, int]) -> bool:
         """True when the image can go through the network as it is, unpadded (``tile="image"``): its sizes
@@ -150,7 +172,8 @@ class ModelTiling:
             if not rule.is_valid(q) or q <= 2 * self.pads[a]:
                 # deepImageJ's multiple of step is not always min + k*step: take the seed paper's
                 # equation 3 (smallest valid size >= I + 2h) then, or the next valid size above q.
-                q = self.smallest_valid(a, max(min(q, size + 2 * halo), 2 * self.pads[a] + 1))
+                # A rule with a positive step always has one.
+                q = self.smallest_valid(a, max(min(q, size + 2 * halo), 2 * self.pads[a] + 1)) or q
             tile[a] = q
         return tile
 
@@ -220,7 +243,7 @@ class ModelTiling:
             resolved.update({a: tile[a] for a in self.axes if a in tile})
         elif isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
             resolved = {a: int(tile) for a in self.axes}
-        elif isinstance(tile, Sequence):
+        elif isinstance(tile, Sequence) and not isinstance(tile, str):
             if len(tile) != len(self.axes):
                 raise TilingError(
                     f"tile: got {len(tile)} sizes {list(tile)} but input {self.input!r} has "
@@ -229,6 +252,7 @@ class ModelTiling:
             resolved = dict(zip(self.axes, tile, strict=True))
         else:
             raise TilingError(f"tile: expected an int, a sequence or a mapping of sizes, not {tile!r}")
+        # resolved values are checked to be integers by check_tile
         self.check_tile(resolved, shape)
         return {a: int(q) for a, q in resolved.items()}
 
@@ -249,9 +273,10 @@ class ModelTiling:
             Per input name, axis letter -> size of one sample (no batch axis).
         tile : int, sequence, mapping, str or None
             Tile sizes per tiled axis; None or ``"suggested"``: deepImageJ's default tile;
-            ``"whole"``: one tile holding the whole image and its padding; ``"image"``: the image as it is,
-            unpadded (its sizes must be valid), as the zoo's tools run test inputs.
-        mode : {"deepimagej", "centered", "blend"}
+            ``"whole"``: one tile holding the whole image and its padding (fixed-size models: tiles of their
+            size); ``"image"``: the image as it is, unpadded (its sizes must be valid), as the zoo's tools
+            run test inputs.
+        mode : {"deepimagej", "deepimagej-readback", "blend"}
             Grid layout (module notes). ``"blend"`` overlaps valid regions by ``overlap`` pixels.
 
         Examples
@@ -263,9 +288,13 @@ class ModelTiling:
         """
         if mode not in TILING_MODES:
             raise TilingError(f"mode: unknown tiling mode {mode!r}; expected one of {TILING_MODES}")
+        if overlap is not None and (
+            isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0
+        ):
+            raise TilingError(f"overlap: expected a whole number of pixels >= 0, not {overlap!r}")
         self._check_shapes(shapes)
-        tile_size = self.resolve_tile(tile, shapes[self.input]) if self.input else {}
         primary = shapes[self.input] if self.input else {}
+        tile_size = self.resolve_tile(tile, primary) if self.input else {}
         grids = []
         as_is = isinstance(tile, str) and tile == "image"
         for a in self.axes:
@@ -278,7 +307,7 @@ class ModelTiling:
                 width = overlap if overlap is not None else min(max(pad, 8), (q - 2 * pad) // 2)
                 grids.append(blend_grid(size, q, pad, width, axis=a))
             else:
-                grids.append(deepimagej_grid(size, q, pad, axis=a, centered=mode == "centered"))
+                grids.append(deepimagej_grid(size, q, pad, axis=a, readback=mode == "deepimagej-readback"))
         tile_shapes = {}
         for spec in self.description.inputs:
             sample = dict(shapes[spec.name])
@@ -304,11 +333,12 @@ class ModelTiling:
                     continue
                 if axis.id not in sample:
                     raise TilingError(f"input {spec.name!r}: the image has no axis {axis.id!r}")
-                if axis.id in self.axes and spec.name in self.windowed:
-                    if sample[axis.id] != shapes[self.input][axis.id]:
+                if self.input and axis.id in self.axes and spec.name in self.windowed:
+                    reference = shapes[self.input][axis.id]
+                    if sample[axis.id] != reference:
                         raise TilingError(
                             f"input {spec.name!r} axis {axis.id}: size {sample[axis.id]} differs from input "
-                            f"{self.input!r} ({shapes[self.input][axis.id]}); expected equal sizes"
+                            f"{self.input!r} ({reference}); expected equal sizes"
                         )
                     continue
                 rule = axis.size
