@@ -332,6 +332,25 @@ def test_broken_zip(tmp_path: Path) -> None:
 
 
 def test_zip_without_a_descriptor(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "two.zip", {"a/rdf.yaml": b"name: a\n", "b/rdf.yaml": b"name: b\n"})
-    error = expect_error(archive, "no model descriptor in the zip")
+    archive = _zip(tmp_path / "none.zip", {"a/notes.txt": b"x", "b/weights.pt": b"y"})
+    error = expect_error(archive, "no model descriptor in the archive")
     assert error.file == str(archive)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        ["a/rdf.yaml", "b/rdf.yaml"],
+        ["unet.bioimageio.yaml", "stardist.bioimageio.yaml"],
+        ["top/x.bioimageio.yaml", "top/y.bioimageio.yaml"],
+    ],
+)
+def test_zip_with_several_descriptors(tmp_path: Path, members: list[str]) -> None:
+    from deepij.bundle import install
+
+    archive = _zip(tmp_path / "two.zip", {m: b"name: x\n" for m in members})
+    error = expect_error(archive, "several descriptors in the archive")
+    assert error.file == str(archive) and sorted(error.found) == sorted(members)
+    with pytest.raises(BundleError, match="several descriptors in the archive") as caught:
+        install(archive, models_dir=tmp_path / "models")
+    assert caught.value.file == str(archive) and sorted(caught.value.found) == sorted(members)

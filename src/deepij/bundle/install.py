@@ -5,16 +5,25 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from deepij.bundle._yaml import load_yaml_file
-from deepij.bundle.archive import DEFAULT_LIMITS, ArchiveLimits, extract_zip
-from deepij.bundle.download import Progress, download
-from deepij.bundle.locations import bundle_root_in, cache_dir, find_descriptor, is_url, models_dir_from
+from deepij.bundle.archive import ArchiveLimits, extract_zip, limits_or_default
+from deepij.bundle.download import Progress, download, url_file_name
+from deepij.bundle.locations import (
+    cache_dir,
+    check_path_argument,
+    descriptor_in_unpacked,
+    find_descriptor,
+    is_url,
+    models_dir_from,
+)
 from deepij.bundle.opening import verify_present_weights
 from deepij.bundle.readers import read_description
-from deepij.errors import BundleError
+from deepij.bundle.staging import make_readable, make_staging, remove_stale, terminate_as_interrupt
+from deepij.errors import ArgumentTypeError, BundleError
+
+_STAGING = ".deepij-install-"
 
 
 def install(
@@ -24,7 +33,7 @@ def install(
     overwrite: bool = False,
     verify: bool = True,
     progress: Progress | None = None,
-    limits: ArchiveLimits = DEFAULT_LIMITS,
+    limits: ArchiveLimits | None = None,
 ) -> Path:
     """Put a bundle into a models folder.
 
@@ -44,8 +53,8 @@ def install(
         Check weights against their sha256 before installing.
     progress : callable, optional
         Download progress, ``progress(done, total)``.
-    limits : ArchiveLimits
-        Unpacking limits.
+    limits : ArchiveLimits, optional
+        Unpacking limits; default :meth:`ArchiveLimits.from_environment` (``DEEPIJ_ARCHIVE_*`` variables).
 
     Returns
     -------
@@ -55,16 +64,26 @@ def install(
     Raises
     ------
     BundleError
-        Unreadable or invalid bundle, download failure, target exists;
-        :class:`~deepij.errors.ArchiveError` for unsafe archives.
+        Unreadable or invalid bundle, download failure, target exists, a models folder that is a file or
+        cannot be written; :class:`~deepij.errors.ArchiveError` for unsafe archives.
+    ArgumentError, ArgumentTypeError
+        An argument of the wrong type or value (named in the message).
 
     Examples
     --------
     >>> install("unet2d_nuclei_broad.zip", models_dir="~/Fiji.app/models")  # doctest: +SKIP
     PosixPath('/home/me/Fiji.app/models/unet2d_nuclei_broad')
     """
-    target_dir = models_dir_from(models_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
+    check_path_argument(zip_or_url, "zip_or_url")
+    if models_dir is not None:
+        check_path_argument(models_dir, "models_dir")
+    for name, value in (("overwrite", overwrite), ("verify", verify)):
+        if not isinstance(value, bool):
+            raise ArgumentTypeError(f"{name}: expected True or False, not {value!r}")
+    if progress is not None and not callable(progress):
+        raise ArgumentTypeError(f"progress: expected a callable progress(done, total), not {progress!r}")
+    limits = limits_or_default(limits)
+    target_dir = _usable_models_dir(models_dir_from(models_dir))
     downloaded = None
     source: Path
     if is_url(zip_or_url):
@@ -74,39 +93,94 @@ def install(
         source = Path(zip_or_url).expanduser()
         if not source.exists():
             raise BundleError("no such file or folder", file=source, expected="a bundle zip, URL or folder")
-    staging = Path(tempfile.mkdtemp(prefix=".deepij-install-", dir=target_dir))
-    try:
-        bundle = _stage(source, staging, limits)
-        description = read_description(load_yaml_file(find_descriptor(bundle)), find_descriptor(bundle))
-        if verify:
-            verify_present_weights(description)
-        destination = target_dir / _folder_name(source, description.name)
-        _move_into_place(bundle, destination, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with terminate_as_interrupt():
+        staging = make_staging(target_dir, _STAGING)
+        try:
+            descriptor = _stage(source, staging, limits)
+            bundle = descriptor.parent
+            description = read_description(load_yaml_file(descriptor), descriptor)
+            if verify:
+                verify_present_weights(description)
+            destination = target_dir / _folder_name(source, description.name)
+            make_readable(bundle)
+            _move_into_place(bundle, destination, overwrite)
+        except BundleError as exc:
+            raise _named_after(exc, staging, source) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     if downloaded is not None:
         downloaded.unlink(missing_ok=True)
     return destination
 
 
+def _usable_models_dir(folder: Path) -> Path:
+    """The models folder, created; a clear error when it is a file or cannot be made."""
+    if folder.exists() and not folder.is_dir():
+        raise BundleError("the models folder is a file", file=folder, expected="a folder (or a new path)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(
+            f"cannot create the models folder: {exc.strerror or exc}",
+            file=folder,
+            expected="a writable folder",
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BundleError("cannot write into the models folder", file=folder, expected="a writable folder")
+    remove_stale(folder, _STAGING)
+    return folder
+
+
+def _named_after(error: BundleError, staging: Path, source: Path) -> BundleError:
+    """The same error naming the bundle the user gave (``model.zip: rdf.yaml``), not the staging folder
+    that is removed as the error leaves."""
+    if error.file is None or not error.file.startswith(str(staging)):
+        return error
+    parts = Path(error.file).relative_to(staging).parts
+    parts = parts[1:] if parts[:1] == ("bundle",) else parts
+    shown = str(source.joinpath(*parts)) if source.is_dir() else f"{source}: {'/'.join(parts)}"
+    if error.found is None:
+        return type(error)(_message_of(error), file=shown, field=error.field, expected=error.expected)
+    return type(error)(
+        _message_of(error), file=shown, field=error.field, found=error.found, expected=error.expected
+    )
+
+
+def _message_of(error: BundleError) -> str:
+    """The message a BundleError was made with (its text without the place and the found/expected part)."""
+    text = str(error)
+    where = ": ".join(p for p in (error.file, error.field) if p)
+    if where and text.startswith(where + ": "):
+        text = text[len(where) + 2 :]
+    detail = []
+    if error.found is not None:
+        detail.append(f"found {error.found!r}")
+    if error.expected is not None:
+        detail.append(f"expected {error.expected}")
+    suffix = f" ({', '.join(detail)})" if detail else ""
+    return text[: -len(suffix)] if suffix and text.endswith(suffix) else text
+
+
 def _download_to_cache(url: str, progress: Progress | None) -> Path:
-    name = PurePosixPath(url.split("?", 1)[0]).name or "bundle.zip"
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return download(url, cache_dir() / "downloads" / key / name, progress=progress)
+    return download(url, cache_dir() / "downloads" / key / url_file_name(url), progress=progress)
 
 
 def _stage(source: Path, staging: Path, limits: ArchiveLimits) -> Path:
-    """Unpack or copy the bundle into ``staging``; the folder holding its descriptor."""
+    """Unpack or copy the bundle into ``staging``; its descriptor."""
     if source.is_dir():
         copy = staging / "bundle"
-        shutil.copytree(source, copy, symlinks=True)
+        try:
+            shutil.copytree(source, copy, symlinks=True)
+        except (OSError, shutil.Error) as exc:
+            raise BundleError(f"cannot copy the bundle folder: {exc}", file=source) from None
         if any(p.is_symlink() for p in copy.rglob("*")):
             raise BundleError(
                 "the bundle folder holds links", file=source, expected="plain files and folders"
             )
-        return copy
+        return find_descriptor(copy)
     unpacked = extract_zip(source, staging / "bundle", limits=limits)
-    return bundle_root_in(unpacked)
+    return descriptor_in_unpacked(unpacked, source)
 
 
 _GENERIC_NAMES = ("", "rdf", "model", "bundle", "download", "content", "file")
@@ -130,13 +204,14 @@ def _move_into_place(bundle: Path, destination: Path, overwrite: bool) -> None:
         )
     old = None
     if destination.exists():
-        old = destination.with_name(f".{destination.name}.replaced-{os.getpid()}")
-        os.rename(destination, old)
+        old = make_staging(destination.parent, f".{destination.name}.replaced-")
+        os.rename(destination, old / "bundle")
     try:
         os.rename(bundle, destination)
     except OSError as exc:
         if old is not None:
-            os.rename(old, destination)
+            os.rename(old / "bundle", destination)
+            old.rmdir()
         raise BundleError(f"cannot install: {exc.strerror or exc}", file=destination) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

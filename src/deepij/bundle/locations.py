@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deepij.errors import BundleError
+from deepij.errors import ArgumentError, ArgumentTypeError, BundleError
 
 DESCRIPTOR_NAMES = ("rdf.yaml", "model.yaml", "bioimageio.yaml")
 """Descriptor file names, in the order they are looked for (deepImageJ reads rdf.yaml before model.yaml)."""
@@ -26,8 +26,29 @@ def default_models_dir() -> Path:
     return Path.home() / ".deepij" / "models"
 
 
+def check_path_argument(value: object, argument: str) -> None:
+    """An :class:`~deepij.errors.ArgumentTypeError` naming ``argument`` unless ``value`` is a str or a
+    path (``os.PathLike``), and an :class:`~deepij.errors.ArgumentError` for an empty one.
+
+    Examples
+    --------
+    >>> check_path_argument(3, "models_dir")
+    Traceback (most recent call last):
+    ...
+    deepij.errors.ArgumentTypeError: models_dir: expected a path (str or pathlib.Path), not 3 (int)
+    """
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise ArgumentTypeError(
+            f"{argument}: expected a path (str or pathlib.Path), not {value!r} ({type(value).__name__})"
+        )
+    if not str(value).strip() or "\x00" in str(value):
+        raise ArgumentError(f"{argument}: expected a path, not {str(value)!r}")
+
+
 def models_dir_from(models_dir: str | Path | None) -> Path:
     """The folder holding bundle folders. An ImageJ/Fiji installation folder means its ``models/``."""
+    if models_dir is not None:
+        check_path_argument(models_dir, "models_dir")
     folder = default_models_dir() if models_dir is None else Path(models_dir).expanduser()
     looks_like_imagej = (folder / "plugins").is_dir() or (folder / "jars").is_dir()
     if looks_like_imagej and folder.name != "models":
@@ -97,3 +118,50 @@ def bundle_root_in(folder: Path) -> Path:
     if len(children) == 1 and children[0].is_dir():
         return children[0]
     return folder
+
+
+def descriptor_in_unpacked(folder: Path, archive: Path) -> Path:
+    """The descriptor of the bundle an archive unpacked into ``folder`` (at its top, or in its single top
+    folder); errors name the archive.
+
+    Raises
+    ------
+    BundleError
+        No descriptor, or several (named, as paths inside the archive).
+    """
+    root = bundle_root_in(folder)
+    try:
+        return find_descriptor(root)
+    except BundleError as exc:
+        if exc.found is not None:  # several candidates in one folder
+            raise BundleError(
+                "several descriptors in the archive, cannot tell which one describes the bundle",
+                file=archive,
+                found=[(root / name).relative_to(folder).as_posix() for name in exc.found],
+                expected="one descriptor (or an rdf.yaml)",
+            ) from None
+    nested = sorted(
+        p.relative_to(folder).as_posix()
+        for child in folder.iterdir()
+        if child.is_dir()
+        for p in _descriptor_candidates(child)
+    )
+    if len(nested) > 1:
+        raise BundleError(
+            "several descriptors in the archive, cannot tell which one describes the bundle",
+            file=archive,
+            found=nested,
+            expected="one bundle per archive (a descriptor at its top, or in its single top folder)",
+        )
+    raise BundleError(
+        "no model descriptor in the archive (at its top, or in its single top folder)",
+        file=archive,
+        expected="rdf.yaml, model.yaml, bioimageio.yaml or *.bioimageio.yaml",
+    )
+
+
+def _descriptor_candidates(folder: Path) -> list[Path]:
+    named = [folder / n for n in DESCRIPTOR_NAMES if (folder / n).is_file()]
+    return named[:1] or sorted(
+        p for pattern in DESCRIPTOR_PATTERNS for p in folder.glob(pattern) if p.is_file()
+    )

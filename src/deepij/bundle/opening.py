@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -9,11 +10,17 @@ from pathlib import Path, PurePosixPath
 from deepij.bundle._yaml import load_yaml_file
 from deepij.bundle.archive import extract_zip
 from deepij.bundle.description import ModelDescription
-from deepij.bundle.download import download, file_sha256
-from deepij.bundle.locations import bundle_root_in, cache_dir, find_descriptor, is_url
+from deepij.bundle.download import download, file_sha256, url_file_name
+from deepij.bundle.locations import (
+    cache_dir,
+    check_path_argument,
+    descriptor_in_unpacked,
+    find_descriptor,
+    is_url,
+)
 from deepij.bundle.readers import read_description
 from deepij.bundle.weights import TF_FORMAT, check_sha256, local_path
-from deepij.errors import BundleError
+from deepij.errors import ArgumentTypeError, BundleError
 
 
 def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
@@ -35,6 +42,8 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
 
     Raises
     ------
+    ArgumentError, ArgumentTypeError
+        ``source`` that is not a path or URL (e.g. None), ``verify`` that is not a bool.
     BundleError
         Missing or unreadable descriptor, invalid fields (the message names file, field, what was found
         and what was expected); :class:`~deepij.errors.ChecksumError` for a weights file that does not match;
@@ -46,6 +55,9 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
     >>> description.inputs[0].axes_str, list(description.weights)  # doctest: +SKIP
     ('bcyx', ['onnx', 'pytorch_state_dict', 'torchscript'])
     """
+    check_path_argument(source, "source")
+    if not isinstance(verify, bool):
+        raise ArgumentTypeError(f"verify: expected True or False, not {verify!r}")
     descriptor = _descriptor_of(source)
     description = read_description(load_yaml_file(descriptor), descriptor)
     if verify:
@@ -68,7 +80,7 @@ def verify_present_weights(description: ModelDescription) -> None:
 
 def _descriptor_of(source: str | Path) -> Path:
     if is_url(source):
-        return _descriptor_of(_downloaded(str(source)))
+        return _descriptor_of_url(str(source))
     path = Path(source).expanduser()
     if path.is_dir():
         return find_descriptor(path)
@@ -76,16 +88,7 @@ def _descriptor_of(source: str | Path) -> Path:
         if path.suffix.lower() in (".yaml", ".yml"):
             return path
         if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-            try:
-                return find_descriptor(bundle_root_in(_unpacked(path)))
-            except BundleError as exc:
-                if exc.file is None or exc.file == str(path) or "descriptor" not in str(exc):
-                    raise
-                raise BundleError(
-                    "no model descriptor in the zip (at its top, or in its single top folder)",
-                    file=path,
-                    expected="rdf.yaml, model.yaml, bioimageio.yaml or *.bioimageio.yaml",
-                ) from None
+            return descriptor_in_unpacked(_unpacked(path), path)
         raise BundleError(
             "not a bundle",
             file=path,
@@ -101,13 +104,20 @@ def _unpacked(archive: Path) -> Path:
     return extract_zip(archive, target, exist_ok=True)
 
 
-def _downloaded(url: str) -> Path:
-    name = PurePosixPath(url.split("?", 1)[0]).name or "bundle.zip"
+def _descriptor_of_url(url: str) -> Path:
+    """Download (once) and unpack; a download that cannot be opened is removed from the cache, so the
+    next attempt fetches it again instead of failing on the same bytes forever."""
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    target = cache_dir() / "downloads" / key / name
+    target = cache_dir() / "downloads" / key / url_file_name(url)
     if not target.is_file():
         download(url, target)
-    return target
+    try:
+        return _descriptor_of(target)
+    except BundleError:
+        target.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            target.parent.rmdir()
+        raise
 
 
 def _safe_stem(name: str) -> str:

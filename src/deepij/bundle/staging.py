@@ -1,0 +1,157 @@
+"""Hidden staging folders for unpacking and installing: named after their process, cleaned when it is gone.
+
+Work that must appear all at once (an unpacked zip, an installed bundle) is done in a hidden folder beside
+its target and renamed into place at the end. A process stopped by ``SIGTERM`` cleans up as after Ctrl-C
+(:func:`terminate_as_interrupt`); one killed with ``kill -9`` cannot, so every staging folder carries the
+host and the process id that made it, and the next run removes those whose process is gone
+(:func:`remove_stale`). Finished folders get the modes a shared ``models/`` folder needs
+(:func:`make_readable`): 0755 folders and 0644 files, less what the umask takes away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def make_staging(parent: Path, prefix: str) -> Path:
+    """A new hidden folder ``<prefix><pid>-<host>-<random>`` in ``parent`` (stale ones there removed first).
+
+    Examples
+    --------
+    >>> make_staging(Path("models"), ".deepij-install-")  # doctest: +SKIP
+    PosixPath('models/.deepij-install-4242-myhost-k2j4l1x0')
+    """
+    remove_stale(parent, prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-{_host()}-", dir=parent))
+
+
+def owner_pid(name: str, prefix: str) -> int | None:
+    """The process id a staging folder name records when it was made on this host, else None.
+
+    Examples
+    --------
+    >>> import socket; name = f".x.unpacking-123-{_host()}-abc"
+    >>> owner_pid(name, ".x.unpacking-"), owner_pid(".x.unpacking-123-otherhost-abc", ".x.unpacking-")
+    (123, None)
+    """
+    if not name.startswith(prefix):
+        return None
+    pid_text, _, rest = name[len(prefix) :].partition("-")
+    host, _, _random = rest.rpartition("-")
+    if not pid_text.isdigit() or host != _host():
+        return None
+    return int(pid_text)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process (or we cannot tell): leave its folder alone
+    return True
+
+
+def remove_stale(parent: Path, prefix: str) -> list[Path]:
+    """Remove the staging folders in ``parent`` whose process (on this host) is gone; the removed ones."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        pid = owner_pid(entry.name, prefix)
+        if pid is None or _alive(pid):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when ``SIGTERM`` arrives during staged work (a KeyboardInterrupt, so it
+    unwinds through the same clean-up as Ctrl-C)."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, ``SIGTERM`` raises :class:`Terminated` in the main thread, so staging is cleaned.
+
+    Only when the process has no SIGTERM handler of its own (the default), and only in the main thread
+    (where Python runs signal handlers); elsewhere nothing changes. After the block, the default returns
+    and a SIGTERM that arrived is re-raised as :class:`Terminated` already, never lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, OSError):
+        yield
+        return
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system tells it (Linux), else by setting and
+    restoring it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_readable(folder: Path) -> None:
+    """Give ``folder``, its folders and files the modes 0755 / 0644, less the umask (owner keeps rwx/rw).
+
+    ``mkdtemp`` makes 0700 folders: without this, other users of a shared Fiji ``models/`` folder could
+    not read an installed bundle.
+    """
+    mask = current_umask() & 0o077  # never take the owner's own rights away
+    dir_mode, file_mode = 0o755 & ~mask, 0o644 & ~mask
+    os.chmod(folder, dir_mode)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, dir_mode)
+        for name in files:
+            path = os.path.join(root, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISREG(mode):
+                os.chmod(path, file_mode)
