@@ -148,9 +148,8 @@ def test_image_coming_back_from_run_macro_is_accepted(imagej_session, scale_line
 
 
 def test_spec_only_bundle_never_starts_imagej_and_auto_picks_spec(tmp_path):
-    from support.bundles import write_bundle_v0_5
-
     from deepij.pipeline.steps import Chain
+    from support.bundles import write_bundle_v0_5
 
     bundle = write_bundle_v0_5(tmp_path / "b05", weights=("torchscript",))
     model = deepij.load(bundle.folder)
