@@ -1,4 +1,4 @@
-"""The demo of `make demo`, run in this process's ImageJ session."""
+"""The macro demo (examples/macro_demo.py: a lab macro on an image), run in this process's ImageJ session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import tifffile
 
-DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "macro_demo.py"
 
 
 def _load_demo():

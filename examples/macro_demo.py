@@ -1,11 +1,11 @@
-"""deepij demo: a real ImageJ inside Python runs a lab macro on an image and writes what it produced.
+"""deepij macro demo: a real ImageJ inside Python runs a lab macro on an image and writes what it produced.
 
 1. starts ImageJ (embedded ImageJ 1.x; a private virtual display when there is no screen),
 2. makes a calibrated fluorescence-like image of cells (numpy/xarray, 0.5 µm pixels),
 3. runs ``examples/segment_cells.ijm`` (Gaussian blur, Otsu threshold, watershed, Analyze Particles) on it,
 4. writes the images as ImageJ TIFFs and the Results table as CSV into the output folder.
 
-Usage: ``python examples/demo.py --output out/demo``
+Usage: ``python examples/macro_demo.py --output out/macro_demo``
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def run(output: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path("out/demo"), help="output folder (replaced)")
+    parser.add_argument("--output", type=Path, default=Path("out/macro_demo"),
+                        help="output folder (replaced)")
     options = parser.parse_args(argv)
     return run(options.output)
 
