@@ -246,10 +246,11 @@ class Chain:
         return images
 
     # ------------------------------------------------------------------------------------------ post
-    def post(self, outputs: Tensors, raw: Tensors) -> StepOutputs:
-        """The outputs after post-processing: spec ops (``"spec"``), the ImageJ steps (``"macros"``), or as
-        they are; calibrated like the input along the axes that follow it."""
-        if self.mode == "spec":
+    def post(self, outputs: Tensors, raw: Tensors, *, spec_applied: bool = False) -> StepOutputs:
+        """The outputs after post-processing: spec ops (``"spec"``; ``spec_applied`` when the caller ran
+        them already, per tile), the ImageJ steps (``"macros"``), or as they are; calibrated like the input
+        along the axes that follow it."""
+        if self.mode == "spec" and not spec_applied:
             from deepij.processing import postprocess
 
             outputs = postprocess(self.description, outputs, raw)
