@@ -108,8 +108,8 @@ def test_cache_size_must_be_positive():
     ("options", "expected"),
     [
         ("model=m", "auto"),
-        ("model=m preprocessing=[preprocessing.ijm] postprocessing=[postprocessing.ijm]", "imagej"),
-        ("model=m preprocessing=[[preprocessing.ijm]] postprocessing=[postprocessing.ijm]", "imagej"),
+        ("model=m preprocessing=[preprocessing.ijm] postprocessing=[postprocessing.ijm]", "macros"),
+        ("model=m preprocessing=[[preprocessing.ijm]] postprocessing=[postprocessing.ijm]", "macros"),
         ("model=m preprocessing=[no preprocessing] postprocessing=[no postprocessing]", "none"),
     ],
 )

@@ -213,7 +213,7 @@ def processing_for(request: RunRequest, model: Model) -> str:
     """The ``processing=`` of :meth:`Model.predict` that does what the call's ``preprocessing=`` and
     ``postprocessing=`` ask.
 
-    Named files run the bundle's ImageJ steps (``"imagej"``; the names must be the bundle's own steps);
+    Named files run the bundle's ImageJ steps (``"macros"``; the names must be the bundle's own steps);
     ``[no preprocessing]`` and ``[no postprocessing]`` on a bundle whose processing is ImageJ steps run
     none (``"none"``); otherwise the bundle's own processing (``"auto"``: ImageJ steps when it has them, else
     its spec ops).
@@ -244,7 +244,7 @@ def processing_for(request: RunRequest, model: Model) -> str:
             f"files too ({', '.join(s.file for s in declared[side])}), or no processing at all"
         )
     if named:
-        return "imagej"
+        return "macros"
     if refused:
         return "none"
     return "auto"
