@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_info_command(commands)
     _add_install_command(commands)
+    from deepij.frontdoors.cli import add_commands
+
+    add_commands(commands)  # run, macro, demo
     return parser
 
 

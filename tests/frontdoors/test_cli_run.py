@@ -1,0 +1,126 @@
+"""``deepij run`` as people run it: a real subprocess on a folder, exit codes, and a run killed with SIGKILL
+halfway, then resumed, ending with exactly the files of a clean run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from deepij.frontdoors.cli import parse_tile
+from deepij.pipeline.batch import MARKERS
+from support.bundles import write_bundle_v0_5
+
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT = "probability"  # the output of the 0.5 test bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return write_bundle_v0_5(tmp_path_factory.mktemp("cli") / "b05", name="CLI test model")
+
+
+def deepij_command(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deepij.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO, env=_environment())
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+
+def write_folder(folder: Path, count: int, size: int = 64) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for index in range(count):
+        tifffile.imwrite(folder / f"img_{index:03d}.tif", (rng.random((size, size)) * 4000).astype(np.uint16))
+
+
+def pixels(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: tifffile.imread(p) for p in sorted(folder.glob("*.tif"))}
+
+
+def test_folder_with_a_corrupt_image_exits_1_and_reports_it(bundle, tmp_path):
+    write_folder(tmp_path / "in", 2)
+    (tmp_path / "in" / "img_000b.tif").write_bytes(b"MM\x00*garbage")
+    done = deepij_command("run", bundle.folder, "--input", tmp_path / "in", "--output", tmp_path / "out")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("img_000b.tif") and "failed" in line for line in lines)
+    assert lines[-1] == "3 images: 2 done, 0 already done, 1 failed"
+    assert sorted(pixels(tmp_path / "out")) == [f"img_000_{OUTPUT}.tif", f"img_001_{OUTPUT}.tif"]
+    assert "\r" not in done.stderr  # no progress bar when standard error is not a terminal
+
+
+def test_usage_errors_exit_2(bundle, tmp_path):
+    missing = deepij_command("run", bundle.folder, "-i", tmp_path / "nowhere", "--output", tmp_path / "o")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    no_output = deepij_command("run", bundle.folder, "--input", tmp_path)
+    assert no_output.returncode == 2 and "--output" in no_output.stderr
+    write_folder(tmp_path / "in", 1)
+    bad_tile = deepij_command("run", bundle.folder, "-i", tmp_path / "in", "-o", tmp_path / "o", "--tile=a")
+    assert bad_tile.returncode == 2 and "--tile a:" in bad_tile.stderr
+
+
+def test_an_installed_model_by_name(bundle, tmp_path):
+    write_folder(tmp_path / "in", 1)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "cli_model").symlink_to(bundle.folder, target_is_directory=True)
+    done = deepij_command("run", "CLI test model", "--models-dir", models, "-i", tmp_path / "in",
+                          "-o", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert list(pixels(tmp_path / "out")) == [f"img_000_{OUTPUT}.tif"]
+
+
+def test_killed_halfway_then_resumed_gives_the_clean_run_files(bundle, tmp_path):
+    count = 40
+    write_folder(tmp_path / "in", count, size=256)
+    clean = deepij_command("run", bundle.folder, "-i", tmp_path / "in", "-o", tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepij.cli", "run", str(bundle.folder), "-i", str(tmp_path / "in"), "-o",
+         str(out)], cwd=REPO, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def finished_images() -> int:
+        return len(list((out / MARKERS).glob("*.json"))) if (out / MARKERS).is_dir() else 0
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None and finished_images() < 3:
+        time.sleep(0.002)
+    assert process.poll() is None, "the run ended before it could be killed halfway"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    finished = finished_images()
+    assert 0 < finished < count
+
+    resumed = deepij_command("run", bundle.folder, "-i", tmp_path / "in", "-o", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[-1] == (
+        f"{count} images: {count - finished} done, {finished} already done, 0 failed"
+    )
+    expected, found = pixels(tmp_path / "clean"), pixels(out)
+    assert sorted(found) == sorted(expected)
+    for name, image in expected.items():
+        np.testing.assert_array_equal(found[name], image, err_msg=name)
+    everything = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert everything == sorted(p.relative_to(tmp_path / "clean").as_posix()
+                                for p in (tmp_path / "clean").rglob("*"))
+
+
+def test_parse_tile_refuses_what_it_cannot_read():
+    from deepij.errors import ArgumentError
+
+    for text in ("", "0", "a,b", "y=a", "256,-1"):
+        with pytest.raises(ArgumentError, match="--tile"):
+            parse_tile(text)
