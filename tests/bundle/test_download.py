@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from deepij.bundle.download import download
-from deepij.errors import BundleError, ChecksumError
+from deepij.bundle.download import download, url_file_name
+from deepij.errors import BundleError, ChecksumError, DownloadError
 from support.http import LocalServer
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)
@@ -77,3 +78,110 @@ def test_http_errors_and_checksums(tmp_path: Path) -> None:
         with pytest.raises(ChecksumError, match="downloaded file does not match its sha256"):
             download(server.url("/m.zip"), tmp_path / "m.zip", sha256="0" * 64)
     assert not (tmp_path / "m.zip").exists() and not (tmp_path / "m.zip.part").exists()
+
+
+# --- completeness, caps, leftovers ----------------------------------------------------------------------
+
+
+def _zip_bytes(tmp_path: Path) -> bytes:
+    archive = tmp_path / "source.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("rdf.yaml", "name: x\n")
+        zf.writestr("weights.pt", PAYLOAD[:200_000])
+    return archive.read_bytes()
+
+
+def test_a_whole_body_without_a_length_is_kept(tmp_path: Path) -> None:
+    data = _zip_bytes(tmp_path)
+    with LocalServer({"/m.zip": data}) as server:
+        server.no_length("/m.zip")
+        path = download(server.url("/m.zip"), tmp_path / "m.zip")
+    assert path.read_bytes() == data
+
+
+def test_a_truncated_body_without_a_length_is_not_kept(tmp_path: Path) -> None:
+    data = _zip_bytes(tmp_path)
+    with LocalServer({"/m.zip": data}) as server:
+        server.no_length("/m.zip")
+        server.drop_after("/m.zip", len(data) // 2, times=10)
+        with pytest.raises(DownloadError, match="not a complete file") as caught:
+            download(server.url("/m.zip"), tmp_path / "m.zip", retries=2)
+        assert len(server.requests) == 3  # each attempt starts over: there is no length to resume against
+    assert caught.value.file == server.url("/m.zip")
+    assert list(tmp_path.iterdir()) == [tmp_path / "source.zip"], "nothing left: no .part, no file"
+
+
+def test_a_truncated_body_without_a_length_is_retried(tmp_path: Path) -> None:
+    data = _zip_bytes(tmp_path)
+    with LocalServer({"/m.zip": data}) as server:
+        server.no_length("/m.zip")
+        server.drop_after("/m.zip", 1000, times=1)
+        path = download(server.url("/m.zip"), tmp_path / "m.zip")
+    assert path.read_bytes() == data
+
+
+def test_a_sha256_decides_without_a_length(tmp_path: Path) -> None:
+    with LocalServer({"/w.pt": PAYLOAD}) as server:
+        server.no_length("/w.pt")
+        server.drop_after("/w.pt", 5000, times=1)
+        with pytest.raises(ChecksumError):
+            download(server.url("/w.pt"), tmp_path / "w.pt", sha256=DIGEST, retries=0)
+        assert not (tmp_path / "w.pt").exists() and not (tmp_path / "w.pt.part").exists()
+        assert download(server.url("/w.pt"), tmp_path / "w.pt", sha256=DIGEST).read_bytes() == PAYLOAD
+
+
+def test_an_endless_body_stops_at_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with LocalServer({"/m.zip": b""}, endless_limit=64 << 20) as server:
+        server.endless("/m.zip")
+        with pytest.raises(DownloadError, match="larger than the limit") as caught:
+            download(server.url("/m.zip"), tmp_path / "m.zip", max_bytes=2 << 20)
+        assert caught.value.found == f"more than {2 << 20} bytes"
+        monkeypatch.setenv("DEEPIJ_DOWNLOAD_MAX_BYTES", "1MiB")
+        with pytest.raises(DownloadError, match="larger than the limit"):
+            download(server.url("/m.zip"), tmp_path / "m.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_downloading(tmp_path: Path) -> None:
+    with (
+        LocalServer({"/m.zip": PAYLOAD}) as server,
+        pytest.raises(DownloadError, match="larger than the download limit") as caught,
+    ):
+        download(server.url("/m.zip"), tmp_path / "m.zip", max_bytes=1000)
+    assert caught.value.found == f"{len(PAYLOAD)} bytes"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_body_without_a_length(tmp_path: Path) -> None:
+    with LocalServer({"/w.pt": b""}) as server:
+        server.no_length("/w.pt")
+        with pytest.raises(DownloadError, match="empty body"):
+            download(server.url("/w.pt"), tmp_path / "w.pt", retries=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_destination_that_cannot_be_replaced(tmp_path: Path) -> None:
+    (tmp_path / "m.zip").mkdir()  # a folder where the file should go
+    (tmp_path / "m.zip" / "x").write_text("x")
+    with (
+        LocalServer({"/m.zip": PAYLOAD}) as server,
+        pytest.raises(DownloadError, match="cannot put the download in place") as caught,
+    ):
+        download(server.url("/m.zip"), tmp_path / "m.zip")
+    assert caught.value.file == str(tmp_path / "m.zip")
+    assert not (tmp_path / "m.zip.part").exists()
+
+
+@pytest.mark.parametrize("tail", ["/..", "/.", "/a/..", "/%2e%2e"])
+def test_a_url_naming_a_folder(tail: str) -> None:
+    url = f"http://127.0.0.1:9{tail}"
+    with pytest.raises(DownloadError, match="names a folder") as caught:
+        url_file_name(url)
+    assert caught.value.file == url
+
+
+def test_url_file_names_are_safe() -> None:
+    assert url_file_name("https://x.org/files/model.zip/content") == "content"
+    assert url_file_name("https://x.org/.hidden.zip") == "hidden.zip"
+    assert url_file_name("https://x.org/a%2F..%2Fb.zip") == "a_.._b.zip"
+    assert "/" not in url_file_name("https://x.org/%2Fetc%2Fpasswd")

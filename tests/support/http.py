@@ -2,7 +2,10 @@
 
 It runs in a thread of the test process (``http.server``), on a free port. Misbehaviours, set per path:
 drop the connection after some bytes (the next ``times`` requests), ignore ``Range`` (answer 200 with the
-whole file), or answer an HTTP error. Every request is recorded (path and ``Range`` header).
+whole file), answer an HTTP error, send no ``Content-Length`` (the body ends when the connection closes:
+together with ``drop_after`` a cut-short body looks complete), or send an endless body (bounded by
+``endless_limit`` bytes so a test that does not stop reading still ends). Every request is recorded (path and
+``Range`` header).
 
 Examples
 --------
@@ -28,6 +31,8 @@ class _Behaviour:
     drop_times: int = 0
     ignore_range: bool = False
     status: int | None = None
+    no_length: bool = False
+    endless: bool = False
 
 
 @dataclass
@@ -43,6 +48,7 @@ class LocalServer:
 
     files: dict[str, bytes]
     requests: list[RecordedRequest] = field(default_factory=list)
+    endless_limit: int = 1 << 30
     _behaviours: dict[str, _Behaviour] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -83,6 +89,16 @@ class LocalServer:
         """Answer ``path`` with this HTTP status and no body."""
         self.behaviour(path).status = status
 
+    def no_length(self, path: str) -> None:
+        """Answer ``path`` without ``Content-Length`` (nor ranges), closing the connection at the end."""
+        behaviour = self.behaviour(path)
+        behaviour.no_length = behaviour.ignore_range = True
+
+    def endless(self, path: str) -> None:
+        """Answer ``path`` with a body of zeros and no length that goes on until the client stops reading
+        (or ``endless_limit`` bytes)."""
+        self.behaviour(path).endless = True
+
     def ranges_asked(self, path: str) -> list[str | None]:
         return [r.range for r in self.requests if r.path == path]
 
@@ -106,6 +122,12 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return
+            if behaviour.endless:
+                self._send_endless()
+                return
+            if behaviour.no_length:
+                self._send_without_length(body, behaviour)
                 return
             start, end = 0, len(body) - 1
             match = _RANGE.match(asked or "")
@@ -136,5 +158,35 @@ def _make_handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             self.wfile.write(part)
+
+        def _take_drop(self, behaviour: _Behaviour) -> int | None:
+            with server._lock:
+                drop = behaviour.drop_after if behaviour.drop_times > 0 else None
+                if drop is not None:
+                    behaviour.drop_times -= 1
+            return drop
+
+        def _send_without_length(self, body: bytes, behaviour: _Behaviour) -> None:
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            drop = self._take_drop(behaviour)
+            self.wfile.write(body if drop is None else body[:drop])
+            self.wfile.flush()
+            self.close_connection = True
+
+        def _send_endless(self) -> None:
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            chunk = bytes(1 << 16)
+            sent = 0
+            try:
+                while sent < server.endless_limit:
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            except OSError:  # the client stopped reading and closed
+                pass
+            self.close_connection = True
 
     return Handler
