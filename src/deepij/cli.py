@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,19 +47,35 @@ def _add_info_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    import json
-
     from deepij.bundle import open_bundle, summarize
-    from deepij.bundle.info import format_summary
+    from deepij.bundle.info import format_summary, printable, summary_json
     from deepij.errors import DeepijError
 
     try:
         # the summary reports mismatching weights itself, so opening does not stop at them
         summary = summarize(open_bundle(args.bundle, verify=False), verify=not args.no_verify)
     except DeepijError as exc:
-        print(f"deepij info: {exc}", file=sys.stderr)
+        _print_out(f"deepij info: {printable(str(exc))}", sys.stderr)
         return 1
-    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_summary(summary))
+    return _print_out(summary_json(summary) if args.json else format_summary(summary), sys.stdout)
+
+
+def _print_out(text: str, stream: TextIO) -> int:
+    """Write a line of ``deepij info``/``install`` output: 0, or 141 when the reader has gone
+    (``deepij info X | head -1``), without a traceback; characters the terminal's encoding lacks
+    (``PYTHONIOENCODING=ascii``) come out as ``\\xf3`` escapes."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):  # so the interpreter's last flush does not fail too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        return 141  # 128 + SIGPIPE, as a shell tool stopped by a closed pipe
     return 0
 
 
@@ -80,6 +97,8 @@ def _add_install_command(commands: argparse._SubParsersAction) -> None:
 def _run_install(args: argparse.Namespace) -> int:
     from deepij.bundle import install
     from deepij.bundle.download import print_progress
+    from deepij.bundle.info import printable
+    from deepij.bundle.staging import Terminated
     from deepij.errors import DeepijError
 
     try:
@@ -91,10 +110,12 @@ def _run_install(args: argparse.Namespace) -> int:
             progress=print_progress(),
         )
     except DeepijError as exc:
-        print(f"deepij install: {exc}", file=sys.stderr)
+        _print_out(f"deepij install: {printable(str(exc))}", sys.stderr)
         return 1
-    print(f"installed {folder}")
-    return 0
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): the staging was removed
+        _print_out("deepij install: stopped; nothing was installed", sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    return _print_out(printable(f"installed {folder}"), sys.stdout)
 
 
 def _version() -> str:

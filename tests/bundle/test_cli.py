@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deepij.cli import main
 from support.bundles import WrittenBundle, zip_bundle
@@ -73,3 +75,108 @@ def test_console_script(written: dict[str, WrittenBundle], tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     assert "deepij test 0.5 model" in result.stdout
+
+
+# --- files the descriptor names that the folder lacks -----------------------------------------------------
+
+
+def test_info_flags_missing_macros_attachments_and_test_files(bundle_copy, capsys) -> None:
+    folder = bundle_copy("0.3")
+    (folder / "preprocessing.ijm").unlink()
+    (folder / "resultImage.npy").unlink()
+    assert main(["info", "--json", str(folder)]) == 0
+    missing = json.loads(capsys.readouterr().out)["missing_files"]
+    assert {(m["field"], m["path"]) for m in missing} == {
+        ("config.deepimagej.prediction.preprocess", "preprocessing.ijm"),
+        ("attachments", "preprocessing.ijm"),
+        ("test_outputs", "resultImage.npy"),
+        ("sample_outputs", "resultImage.npy"),
+        ("documentation", "README.md"),  # the 0.3 test bundle names a README and a cover it never had
+        ("covers", "cover.png"),
+    }
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "missing files" in out and "preprocessing.ijm  (config.deepimagej.prediction.preprocess)" in out
+
+
+def test_info_of_a_complete_bundle_lists_no_missing_files(written, capsys) -> None:
+    assert main(["info", "--json", str(written["0.5"].folder)]) == 0
+    assert json.loads(capsys.readouterr().out)["missing_files"] == []
+
+
+# --- terminals and pipes (real subprocesses) --------------------------------------------------------------
+
+EVIL_NAME = "evil\x1b]0;pwned\x07 model\x9b2J\u202e"
+
+
+def _named(bundle_copy, name: str) -> Path:
+    folder = bundle_copy("0.5")
+    descriptor = folder / "rdf.yaml"
+    data = yaml.safe_load(descriptor.read_text())
+    data["name"] = name
+    data["authors"][0]["name"] = "Estibaliz Gómez-de-Mariscal"
+    descriptor.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def _deepij(*args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "deepij.cli", *args],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_control_characters_in_names_are_escaped(bundle_copy, as_json: bool) -> None:
+    folder = _named(bundle_copy, EVIL_NAME)
+    result = _deepij("info", *(["--json"] if as_json else []), str(folder), PYTHONIOENCODING="utf-8")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode("utf-8")
+    for char in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert char not in out
+    if as_json:
+        assert json.loads(out)["name"] == EVIL_NAME  # escaped as JSON: the data is unchanged
+    else:
+        assert "evil\\x1b]0;pwned\\x07 model\\x9b2J\\u202e" in out
+
+
+def test_an_ascii_only_terminal(bundle_copy) -> None:
+    folder = _named(bundle_copy, "modèle")
+    for args in (["info", str(folder)], ["info", "--json", str(folder)]):
+        result = _deepij(*args, PYTHONIOENCODING="ascii", LANG="C", LC_ALL="C")
+        assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+        assert result.stdout.isascii() and b"mod\\xe8le" in result.stdout
+
+
+def test_an_error_on_an_ascii_only_terminal(tmp_path: Path) -> None:
+    (tmp_path / "modèle").mkdir()
+    result = _deepij("info", str(tmp_path / "modèle"), PYTHONIOENCODING="ascii", LANG="C", LC_ALL="C")
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert b"no model descriptor" in result.stderr and b"mod\\xe8le" in result.stderr
+
+
+def test_a_closed_pipe(written) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "deepij.cli", "info", str(written["0.5"].folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the reader is gone before deepij writes (as `deepij info X | head -0`)
+    err = child.stderr.read()
+    child.wait(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+    assert child.returncode == 141
+
+
+def test_a_closed_pipe_in_a_shell_pipeline(written) -> None:
+    result = subprocess.run(
+        f"'{sys.executable}' -m deepij.cli info '{written['0.3'].folder}' | head -1",
+        shell=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.stdout.decode().startswith("deepij test 0.3 model")
+    assert b"Traceback" not in result.stderr and b"Exception ignored" not in result.stderr

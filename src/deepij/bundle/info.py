@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from pathlib import Path
 from typing import Any
 
+from deepij.bundle.checks import named_files
 from deepij.bundle.description import (
     FixedSize,
     ImageJStep,
@@ -15,6 +17,7 @@ from deepij.bundle.description import (
     SizeRule,
     TensorSpec,
 )
+from deepij.bundle.paths import inside_bundle
 from deepij.bundle.quantities import parse_quantity
 from deepij.bundle.weights import TF_FORMAT, cached_sha256, holding_saved_model, local_path
 from deepij.errors import BundleError
@@ -96,7 +99,56 @@ def summarize(description: ModelDescription, *, verify: bool = True) -> dict[str
             }
             for fmt, entry in description.weights.items()
         },
+        "missing_files": missing_files(description),
     }
+
+
+def missing_files(description: ModelDescription) -> list[dict[str, str]]:
+    """The files the descriptor names that the bundle folder lacks (macros and jars of the deepImageJ
+    processing, attachments, test and sample files, architecture files, documentation, covers), as
+    ``{"field": ..., "path": ...}``. Weights files are not listed here: their status says it.
+
+    Examples
+    --------
+    >>> missing_files(open_bundle("my_bundle/", verify=False))  # doctest: +SKIP
+    [{'field': 'config.deepimagej.prediction.preprocess', 'path': 'preprocessing.ijm'}]
+    """
+    missing = []
+    seen = set()
+    for field, path in named_files(description):
+        if (field.startswith("weights.") and field.endswith(".source")) or (field, path) in seen:
+            continue
+        seen.add((field, path))
+        try:
+            present = inside_bundle(description.root, path, descriptor=description.descriptor).is_file()
+        except BundleError:
+            present = False
+        if not present:
+            missing.append({"field": field, "path": path})
+    return missing
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control and format characters escaped (``\x1b``, ``\u202e``), line breaks kept:
+    names in a stranger's descriptor must not drive the terminal (set its title, move the cursor, hide text).
+
+    Examples
+    --------
+    >>> printable("evil\x1b]0;pwned\x07 model\nnext line")
+    'evil\\x1b]0;pwned\\x07 model\nnext line'
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char == "\n" or unicodedata.category(char) not in _UNSAFE:
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+    return "".join(out)
 
 
 def _tensor(t: TensorSpec) -> dict[str, Any]:
@@ -129,6 +181,29 @@ def _runtime(test_information: Any) -> float | None:
     return None if parsed is None else parsed[0]
 
 
+def summary_json(summary: dict[str, Any]) -> str:
+    r"""The summary as JSON text, non-ASCII kept, every control or format character escaped (``json``
+    leaves DEL, C1 controls and bidirectional overrides raw, and terminals act on them).
+
+    Examples
+    --------
+    >>> print(summary_json({"name": "a\u202eb\x9b"}))
+    {
+      "name": "a\u202eb\u009b"
+    }
+    """
+    import json
+
+    text = json.dumps(summary, indent=2, ensure_ascii=False)
+    return "".join(
+        f"\\u{ord(c):04x}" if c != "\n" and unicodedata.category(c) in _UNSAFE and ord(c) < 0x10000 else c
+        for c in text
+    )
+
+
+_UNSAFE = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as a few readable lines."""
     lines = [
@@ -156,4 +231,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("  weights:")
     for fmt, entry in summary["weights"].items():
         lines.append(f"    {fmt:<30} {entry['status']:<16} {entry['source']}")
-    return "\n".join(lines)
+    if summary.get("missing_files"):
+        lines.append("  missing files (named by the descriptor, not in the bundle folder):")
+        lines += [f"    {m['path']}  ({m['field']})" for m in summary["missing_files"]]
+    return printable("\n".join(lines))
