@@ -313,3 +313,37 @@ def write_scale_linear_bundle_v0_4(
         output_axes="bcyx",
         model=net,
     )
+
+
+def write_java_bundle_v0_3(
+    folder: str | Path,
+    jars: dict[str, Path],
+    *,
+    pre: str = "scale.jar ScaleFromConfig::deepimagejPreprocessing",
+    post: str | None = "threshold.jar org.example.seg.ThresholdMeasure",
+    scale: float = 3.0,
+    name: str = "deepij java steps 0.3",
+    seed: int = 9,
+) -> WrittenBundle:
+    """A deepImageJ 2.1 bundle whose processing is Java: ``{spec: "File.jar Class::method"}`` steps, jars
+    given as ``{file name: compiled jar}`` (see :mod:`support.java`), and ``scale.txt`` (``scale=<scale>``)
+    among the weights' ``attachments.files``, which deepImageJ hands to ``setConfigFiles``.
+
+    ``expected_output`` is the network on ``scale * test_input``.
+    """
+    import shutil
+
+    bundle = write_segmentation_bundle_v0_3(folder, name=name, seed=seed, post_macro=None)
+    for file_name, jar in jars.items():
+        shutil.copy(jar, bundle.folder / file_name)
+    (bundle.folder / "scale.txt").write_text(f"scale={scale}\n")
+    data = yaml.safe_load(bundle.descriptor.read_text())
+    data["weights"]["pytorch_script"]["attachments"] = {"files": ["./scale.txt"]}
+    data["config"]["deepimagej"]["prediction"] = {
+        "preprocess": [{"spec": pre}],
+        "postprocess": [{"spec": post}] if post else [{"spec": None}],
+    }
+    bundle.descriptor.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    scaled = (bundle.test_input * np.float32(scale)).astype(np.float32)
+    bundle.expected_output = bundle.model.forward(scaled)[0].astype(np.float32)
+    return bundle
