@@ -9,6 +9,14 @@ import pytest
 from support import models
 
 
+@pytest.fixture(autouse=True)
+def graph_cache_dir(tmp_path_factory, monkeypatch):
+    """Converted graphs and runtime choices go to a cache of this test session, never the user's."""
+    folder = tmp_path_factory.getbasetemp() / "deepij-cache"
+    monkeypatch.setenv("DEEPIJ_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("backend-models")

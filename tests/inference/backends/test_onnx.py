@@ -22,7 +22,7 @@ class Unexportable(torch.nn.Module):
 
 def test_onnx_equals_torch(convnet, rng):
     _, onnx_net = convnet
-    backend = load_backend(models.describe(onnx_net))
+    backend = load_backend(models.describe(onnx_net), runtime="onnxruntime")
     image = rng.standard_normal((3, 1, 37, 29)).astype(np.float32)
     [out] = backend.predict([image])
     assert (backend.weights.format, backend.runtime) == ("onnx", "onnxruntime")
@@ -56,9 +56,9 @@ def test_onnx_casts_to_graph_dtype(convnet, rng):
     np.testing.assert_allclose(out, onnx_net.forward(image.astype(np.float32))[0], rtol=1e-5, atol=1e-4)
 
 
-def test_torchscript_runs_on_onnxruntime_by_default(unet, rng):
-    backend = load_backend(models.describe(unet))
-    assert (backend.weights.format, backend.runtime) == ("torchscript", "onnxruntime")
+def test_torchscript_runs_on_an_onnx_engine_by_default(unet, rng):
+    backend = load_backend(models.describe(unet), device="cpu")
+    assert backend.weights.format == "torchscript" and backend.runtime in ("onnxruntime", "openvino")
     assert any("converted to ONNX" in note for note in backend.notes)
     image = rng.standard_normal((2, 1, 40, 56)).astype(np.float32)
     [out] = backend.predict([image])
@@ -67,7 +67,9 @@ def test_torchscript_runs_on_onnxruntime_by_default(unet, rng):
 
 def test_conversion_of_a_batchless_state_dict_model(tmp_path, rng):
     written = models.write_state_dict_convnet(tmp_path, kernel_sizes=(3, 5))
-    backend = load_backend(models.describe(written, drop_batch=True), allow_code=True)
+    backend = load_backend(
+        models.describe(written, drop_batch=True), allow_code=True, device="cpu", runtime="onnxruntime"
+    )
     assert backend.runtime == "onnxruntime"
     image = rng.standard_normal((1, 18, 22)).astype(np.float32)
     np.testing.assert_allclose(backend.predict([image])[0], written.forward(image[None])[0][0], atol=1e-5)
@@ -78,13 +80,13 @@ def test_unexportable_model_stays_on_torch(tmp_path, rng):
     torch.jit.script(Unexportable()).save(str(path))
     written = models.write_torchscript_convnet(tmp_path / "shape_donor.pt")  # same tensors, other file
     description = models.describe(written, weights={"torchscript": _entry("torchscript", path.name)})
-    backend = load_backend(description)
+    backend = load_backend(description, device="cpu")
     assert backend.runtime == "torch"
     assert any("kept torch" in note and "ONNX" in note for note in backend.notes)
     image = rng.random((1, 1, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(backend.predict([image])[0], np.cumprod(image, axis=-1), rtol=1e-6)
     with pytest.raises(BackendError, match=r"runtime='onnxruntime': .*could not export it to ONNX"):
-        load_backend(description, runtime="onnxruntime")
+        load_backend(description, runtime="onnxruntime", device="cpu")
 
 
 def test_without_onnxruntime_torch_runs(convnet, monkeypatch):
@@ -96,15 +98,15 @@ def test_without_onnxruntime_torch_runs(convnet, monkeypatch):
         lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a),
     )
     description = models.describe(convnet[0])
-    backend = load_backend(description)
+    backend = load_backend(description, device="cpu")
     assert backend.runtime == "torch"
     assert "kept torch: onnxruntime is not installed (pip install onnxruntime)" in backend.notes
     with pytest.raises(BackendError, match=r"runtime='onnxruntime': onnxruntime is not installed"):
-        load_backend(description, runtime="onnxruntime")
+        load_backend(description, runtime="onnxruntime", device="cpu")
 
 
 def test_runtime_must_be_known(convnet):
-    with pytest.raises(BackendError, match=r"runtime='fast'.*'auto', 'native', 'onnxruntime'"):
+    with pytest.raises(BackendError, match=r"runtime='fast'.*'auto', 'native', 'onnxruntime', 'openvino'"):
         load_backend(models.describe(convnet[0]), runtime="fast")
 
 

@@ -50,17 +50,51 @@ def _all_formats(convnet):
     return models.describe(torchscript, weights=entries)
 
 
+# The orders the README's "Backends and devices" section documents, written out independently.
+README_CPU_ORDER = [
+    "onnx",
+    "torchscript",
+    "tensorflow_saved_model_bundle",
+    "pytorch_state_dict",
+    "keras_hdf5",
+]
+README_GPU_ORDER = [
+    "torchscript",
+    "pytorch_state_dict",
+    "onnx",
+    "tensorflow_saved_model_bundle",
+    "keras_hdf5",
+]
+
+
 def test_cpu_priority_order(convnet):
+    assert list(CPU_PRIORITY) == README_CPU_ORDER
     order = selection.candidate_formats(_all_formats(convnet), None, "cpu")
-    assert order == [*CPU_PRIORITY, "tensorflow_js"]
-    assert order[:2] == ["onnx", "torchscript"]
+    assert order == [*README_CPU_ORDER, "tensorflow_js"]  # formats deepij cannot run come last
 
 
 def test_gpu_priority_when_torch_sees_a_gpu(convnet, monkeypatch):
-    # No GPU on these machines: only torch's "how many GPUs" query is replaced; nothing is loaded.
+    # The GPU branch must be seen on any machine: only torch's "how many GPUs" query is replaced.
     monkeypatch.setattr(torch_runner, "gpu_count", lambda: 1)
-    assert selection.candidate_formats(_all_formats(convnet), None, None)[:5] == list(GPU_PRIORITY)
+    assert list(GPU_PRIORITY) == README_GPU_ORDER
+    assert selection.candidate_formats(_all_formats(convnet), None, None)[:5] == README_GPU_ORDER
     assert selection.candidate_formats(_all_formats(convnet), None, "cpu")[0] == "onnx"
+
+
+def test_the_first_format_that_loads_is_used(convnet, tmp_path):
+    """Behaviour, not the table: with torchscript and onnx present on the CPU, the ONNX file runs; with the
+    ONNX file broken, the TorchScript one does."""
+    torchscript, onnx_net = convnet
+    assert load_backend(models.describe(torchscript, onnx_net), device="cpu").weights.format == "onnx"
+    (tmp_path / "broken.onnx").write_bytes(b"not onnx")
+    (tmp_path / "net.pt").write_bytes(torchscript.path.read_bytes())
+    weights = {
+        "torchscript": WeightsEntry("torchscript", "net.pt"),
+        "onnx": WeightsEntry("onnx", "broken.onnx"),
+    }
+    backend = load_backend(models.describe(torchscript, weights=weights, root=tmp_path), device="cpu")
+    assert backend.weights.format == "torchscript"
+    assert backend.notes[0].startswith("skipped weights 'onnx' (broken.onnx)")
 
 
 def test_gpu_priority_when_asked(convnet):
@@ -69,7 +103,7 @@ def test_gpu_priority_when_asked(convnet):
 
 def test_onnx_preferred_when_both_load(convnet):
     backend = load_backend(models.describe(*convnet))
-    assert backend.weights.format == "onnx" and backend.notes == []
+    assert backend.weights.format == "onnx" and not any("skipped" in n for n in backend.notes)
 
 
 @pytest.mark.parametrize("name", ["torchscript", "pytorch_script", "Pytorch"])
@@ -170,6 +204,7 @@ def test_no_weights_at_all(convnet):
         load_backend(models.describe(convnet[0], weights={}))
 
 
+@pytest.mark.skipif(torch_runner.gpu_count() > 0, reason="this machine has a GPU: the request would be met")
 def test_gpu_asked_without_gpu_lists_each_entry(convnet):
     with pytest.raises(BackendError) as info:
         load_backend(models.describe(*convnet), device="cuda")

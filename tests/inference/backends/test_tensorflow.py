@@ -94,6 +94,8 @@ def test_keras_h5(tmp_path, rng):
 
 
 def test_tensorflow_gpu_request_without_gpu(tf2_model):
+    if tensorflow_saved_model.gpu_count() > 0:
+        pytest.skip("TensorFlow sees a GPU here: the request would be met")
     with pytest.raises(BackendError, match=r"asks for a GPU but tensorflow sees none"):
         load_backend(models.describe(tf2_model), device="cuda")
 
@@ -105,3 +107,22 @@ def test_tensorflow_gpu_index_checked(tf2_model, monkeypatch):
         BackendError, match=r"device='cuda:1': tensorflow sees 1 GPU\(s\) \(expected one of 'cuda:0'\)"
     ):
         load_backend(models.describe(tf2_model), device="cuda:1")
+
+
+def test_fixed_placeholder_contradicting_the_descriptor_is_refused(tmp_path, rng):
+    """A TF1 graph whose placeholder fixes 64x64 under a descriptor allowing any size: refused at load."""
+    written = models.write_tf1_saved_model(tmp_path / "fixed", input_shape=(None, 64, 64, 1))
+    with pytest.raises(
+        BackendError, match=r"'input' axis 'y' is fixed to 64 in the graph, the descriptor allows"
+    ):
+        load_backend(models.describe(written), weights_format="tensorflow")
+    pinned = models.describe(written)
+    spec = pinned.inputs[0]
+    from dataclasses import replace
+
+    from deepij.bundle.description import FixedSize
+
+    axes = tuple(replace(a, size=FixedSize(64)) if a.id in "yx" else a for a in spec.axes)
+    backend = load_backend(replace(pinned, inputs=(replace(spec, axes=axes),)))
+    image = rng.standard_normal((1, 64, 64, 1)).astype(np.float32)
+    np.testing.assert_allclose(backend.predict([image])[0], written.forward(image)[0], atol=1e-6)

@@ -13,7 +13,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
@@ -33,12 +32,10 @@ class Backend(ABC):
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; None picks a GPU when the framework sees one.
     """
 
-    format: ClassVar[str]
-    """The canonical weights format this adapter loads (``"torchscript"``, ...)."""
-
     runtime: str = "unknown"
-    """The engine that runs the forward pass: ``torch``, ``onnxruntime``, ``tensorflow`` or ``keras``. It can
-    differ from the weights' own framework: torch weights converted to ONNX run with ``onnxruntime``."""
+    """What runs the network: ``"onnxruntime"``, ``"openvino"``, ``"torch"``, ``"tensorflow"`` or ``"keras"``.
+    It can differ from the weights' own framework (torch weights converted to ONNX run with ``onnxruntime``
+    or ``openvino``); ``weights.format`` says which weights were loaded."""
 
     def __init__(
         self, description: ModelDescription, weights: WeightsEntry, device: str | None = None
@@ -48,6 +45,8 @@ class Backend(ABC):
         self.device = device or "cpu"
         self.notes: list[str] = []
         """What loading did that a user may want to know: entries skipped and why, an engine switch."""
+        self.figures: dict[str, float] = {}
+        """Timings measured at load (seconds per probe pass of each runtime tried), when any."""
         self.closed = False
 
     @abstractmethod

@@ -29,12 +29,14 @@ class GraphTensor:
     """One input or output of a loaded graph, as the framework describes it.
 
     ``names`` are every name it answers to (signature key first); ``rank`` and ``dtype`` are None when the
-    framework does not say.
+    framework does not say; ``dims`` has an int where the graph fixes a dim, None where it is free (all of
+    it None when the framework does not say).
     """
 
     names: tuple[str, ...]
     rank: int | None = None
     dtype: np.dtype | None = None
+    dims: tuple[int | None, ...] | None = None
 
 
 def _normalized(name: str) -> str:
@@ -80,12 +82,10 @@ def match_tensors(
         for i, j in zip(left_specs, left_graph, strict=True):
             chosen[i] = j
         if len(graph) > 1:
-            log.debug(
-                "%s: %ss matched by order: %s",
-                weights,
-                kind,
-                [(described[i].name, graph[chosen[i]].names[0]) for i in left_specs],
-            )  # type: ignore[index]
+            pairs = [
+                (described[i].name, graph[j].names[0]) for i, j in zip(left_specs, left_graph, strict=True)
+            ]
+            log.debug("%s: %ss matched by order: %s", weights, kind, pairs)
     return [c for c in chosen if c is not None]
 
 
@@ -154,6 +154,7 @@ class GraphBackend(Backend):
         self._graph_inputs: list[GraphTensor] = []
         self._input_slots: list[int] = []
         self._output_slots: list[int] = []
+        self._fixed_batch: int | None = None
 
     @property
     def label(self) -> str:
@@ -166,6 +167,26 @@ class GraphBackend(Backend):
         self._input_slots = match_tensors(self.description.inputs, graph_inputs, "input", self.label)
         if graph_outputs is not None:
             self._output_slots = match_tensors(self.description.outputs, graph_outputs, "output", self.label)
+        self._fixed_batch = self._graph_batch()
+
+    def _graph_batch(self) -> int | None:
+        """The batch size every graph input fixes (zoo ONNX files often fix 1), else None."""
+        sizes = set()
+        for spec, slot in zip(self.description.inputs, self._input_slots, strict=True):
+            dims = self._graph_inputs[slot].dims
+            has_batch = "b" in spec.axes_str and spec.axes_str.index("b") == 0
+            if dims and (has_batch or len(dims) == len(spec.axes_str) + 1):
+                sizes.add(dims[0])
+            else:
+                return None
+        return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+    def graph_dims(self) -> list[tuple[TensorSpec, tuple[int | None, ...] | None]]:
+        """Each described input with its graph tensor's dims (None where the framework does not say)."""
+        return [
+            (spec, self._graph_inputs[slot].dims)
+            for spec, slot in zip(self.description.inputs, self._input_slots, strict=True)
+        ]
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.closed:
@@ -177,12 +198,28 @@ class GraphBackend(Backend):
             wanted = self._graph_inputs[slot]
             array = add_batch_axis(np.asarray(array), spec, wanted.rank, self._torch_like)
             graph_inputs[slot] = as_dtype(array, wanted.dtype)
-        raw = self._run(graph_inputs)  # type: ignore[arg-type]
+        raw = self._run_in_fixed_batches(graph_inputs)  # type: ignore[arg-type]
         slots = self._output_slots or self._runtime_output_slots(raw)
         return [
             drop_batch_axis(np.asarray(raw[slot]), spec, self.label)
             for spec, slot in zip(self.description.outputs, slots, strict=True)
         ]
+
+    def _run_in_fixed_batches(self, graph_inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """One pass, or, when the graph fixes its batch size and the arrays have another, passes of that
+        size (the last one filled up by repeating its last sample; the extra results are dropped)."""
+        fixed = self._fixed_batch
+        batch = graph_inputs[0].shape[0] if graph_inputs and graph_inputs[0].ndim else None
+        if fixed is None or batch is None or batch == fixed:
+            return self._run(graph_inputs)
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, batch, fixed):
+            chunk = [a[start : start + fixed] for a in graph_inputs]
+            short = fixed - chunk[0].shape[0]
+            if short:
+                chunk = [np.concatenate([c, np.repeat(c[-1:], short, axis=0)]) for c in chunk]
+            parts.append([np.asarray(r)[: fixed - short] for r in self._run(chunk)])
+        return [np.concatenate(results) for results in zip(*parts, strict=True)]
 
     def _runtime_output_slots(self, raw: Sequence[np.ndarray]) -> list[int]:
         if len(raw) != len(self.description.outputs):

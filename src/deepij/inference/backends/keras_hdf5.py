@@ -17,6 +17,7 @@ from deepij.errors import BackendError
 from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.devices import choose_device
 from deepij.inference.backends.graph import GraphBackend, GraphTensor
+from deepij.inference.backends.shapes import refuse_contradicting_graph
 from deepij.inference.backends.tensorflow_saved_model import gpu_count
 
 
@@ -26,11 +27,13 @@ def _graph_tensors(tensors: list[object]) -> list[GraphTensor]:
         name = str(getattr(t, "name", "")).split(":")[0]
         shape = getattr(t, "shape", None)
         dtype = getattr(t, "dtype", None)
+        dims = None if shape is None else tuple(d if isinstance(d, int) else None for d in shape)
         out.append(
             GraphTensor(
                 (name,),
-                None if shape is None else len(shape),
+                None if dims is None else len(dims),
                 None if dtype is None else np.dtype(str(getattr(dtype, "name", dtype))),
+                dims,
             )
         )
     return out
@@ -39,7 +42,6 @@ def _graph_tensors(tensors: list[object]) -> list[GraphTensor]:
 class KerasBackend(GraphBackend):
     """A Keras model from an HDF5 file."""
 
-    format = "keras_hdf5"
     runtime = "keras"
 
     def __init__(
@@ -72,6 +74,7 @@ class KerasBackend(GraphBackend):
                 for n, g in zip(output_names, outputs, strict=True)
             ]
         self._bind(inputs, outputs)
+        refuse_contradicting_graph(self)
         self._call = tf.function(
             lambda *xs: self.model(list(xs) if len(xs) > 1 else xs[0], training=False), reduce_retracing=True
         )

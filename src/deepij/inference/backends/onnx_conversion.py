@@ -13,6 +13,7 @@ import contextlib
 import io
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,15 @@ from deepij.bundle.description import (
     ReferenceSize,
     TensorSpec,
 )
-from deepij.errors import BackendError
+from deepij.errors import BackendError, OutputShapeError
+from deepij.inference.backends import graph_cache
 from deepij.inference.backends.graph import add_batch_axis, as_dtype
 from deepij.inference.backends.onnx_runtime import OnnxRuntimeBackend
+from deepij.inference.backends.shapes import check_output_shapes
 from deepij.inference.backends.torch_runner import TorchModuleBackend
 
 OPSET = 17
+CONVERSION = "torch-to-onnx-v1"
 PROBE_SIDE = 32
 """Target size of each free axis of the export example (16 when a tensor has three spatial axes)."""
 
@@ -44,9 +48,12 @@ def _axis_size(rule: Any, target: int, sizes: dict[tuple[str, str], int]) -> int
     return target
 
 
-def probe_inputs(description: ModelDescription, *, larger: bool = False, seed: int = 0) -> list[np.ndarray]:
+def probe_inputs(
+    description: ModelDescription, *, larger: bool = False, seed: int = 0, side: int | None = None
+) -> list[np.ndarray]:
     """Random inputs of valid sizes in the descriptor's axes: small ones, or (``larger``) one step up on every
-    free axis and two samples on a free batch axis.
+    free axis and two samples on a free batch axis. ``side`` sets the target size of free spatial axes
+    (the smallest valid size at least that large; default 32, 16 with three spatial axes).
 
     Examples
     --------
@@ -57,7 +64,7 @@ def probe_inputs(description: ModelDescription, *, larger: bool = False, seed: i
     sizes: dict[tuple[str, str], int] = {}
     arrays = []
     for spec in description.inputs:
-        side = 16 if sum(a.id in "zyx" for a in spec.axes) == 3 else PROBE_SIDE
+        target = side or (16 if sum(a.id in "zyx" for a in spec.axes) == 3 else PROBE_SIDE)
         shape = []
         for axis in spec.axes:
             if axis.id == "b":
@@ -65,7 +72,7 @@ def probe_inputs(description: ModelDescription, *, larger: bool = False, seed: i
                     2 if larger and not isinstance(axis.size, FixedSize) else _axis_size(axis.size, 1, sizes)
                 )
             else:
-                size = _axis_size(axis.size, side + 1 if larger else side, sizes)
+                size = _axis_size(axis.size, target + 1 if larger else target, sizes)
             sizes[(spec.name, axis.id)] = size
             shape.append(size)
         arrays.append(
@@ -100,27 +107,45 @@ def _quiet_exporter() -> Iterator[None]:
         torch._C._jit_onnx_log = log
 
 
-def _exportable(module: Any) -> Any:
-    """A frozen, list-free copy of a TorchScript module (the exporter cannot type lists built by append);
-    eager modules are exported as they are."""
+def _frozen(module: Any) -> Any:
+    """A frozen, list-free copy of a TorchScript module: the exporter cannot type lists built by append, and
+    frozen attributes turn ``if self.option`` branches into constants."""
     import torch
 
-    if not isinstance(module, torch.jit.ScriptModule):
-        return module
     frozen = torch.jit.freeze(module.eval())
     graph = frozen.graph
     torch._C._jit_pass_inline(graph)
     torch._C._jit_pass_remove_mutation(graph)
-    torch._C._jit_pass_peephole_list_idioms(graph, refine_list_len=True)
+    torch._C._jit_pass_peephole_list_idioms(graph, refine_list_len=True)  # type: ignore[attr-defined]
     torch._C._jit_pass_constant_propagation(graph)
     torch._C._jit_pass_dce(graph)
     return frozen
 
 
-def export_onnx(backend: TorchModuleBackend) -> bytes:
-    """The backend's torch module as serialized ONNX, with free axes exported as dynamic."""
+ROUTES = ("frozen TorchScript graph", "module as loaded")
+"""How a TorchScript module is handed to the exporter, in the order tried. Zoo files need either: a scripted
+U-Net with padding and cropping on the input size exports only frozen (the exporter cannot type the branches
+otherwise), one calling ``F.interpolate(scale_factor=...)`` only as loaded (freezing inlines interpolate's
+own TorchScript, whose scale list the exporter cannot read). Traced modules take the first. An eager module
+(a state dict's network) is exported as it is."""
+
+
+def _routes(module: Any) -> list[tuple[str, Any]]:
     import torch
 
+    if not isinstance(module, torch.jit.ScriptModule):
+        return [("eager module", lambda: module)]
+    return [(ROUTES[0], lambda: _frozen(module)), (ROUTES[1], lambda: module)]
+
+
+def export_onnx(backend: TorchModuleBackend, route: str = ROUTES[0]) -> bytes:
+    """The backend's torch module as serialized ONNX, with input and output names and its free axes
+    exported as dynamic, handed to the exporter by ``route`` (one of :data:`ROUTES`)."""
+    import torch
+
+    prepare = dict(_routes(backend.module)).get(route)
+    if prepare is None:
+        raise BackendError(f"route={route!r} does not apply to this module (expected one of {ROUTES})")
     description = backend.description
     example = []
     for array, spec, wanted in zip(
@@ -140,9 +165,9 @@ def export_onnx(backend: TorchModuleBackend) -> bytes:
     buffer = io.BytesIO()
     with _quiet_exporter(), torch.inference_mode():
         torch.onnx.export(
-            _exportable(backend.module),
+            prepare(),
             tuple(example),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works, the annotation says paths only
             dynamo=False,
             opset_version=OPSET,
             input_names=names_in,
@@ -165,33 +190,108 @@ def outputs_agree(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarra
     return True
 
 
-def convert_to_onnxruntime(backend: TorchModuleBackend, threads: int | None = None) -> OnnxRuntimeBackend:
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _verified(backend: TorchModuleBackend, model: bytes, threads: int | None) -> OnnxRuntimeBackend:
+    """An onnxruntime backend on ``model``, once it reproduces torch on a probe of another size than the
+    export example (so sizes baked into the export are caught) and its outputs have the declared sizes."""
+    converted = OnnxRuntimeBackend(backend.description, backend.weights, model, "cpu", threads, quiet=True)
+    probe = probe_inputs(backend.description, larger=True, seed=1)
+    try:
+        reference = backend.predict(probe)
+        check_output_shapes(backend.description, probe, reference, backend.label)
+        agree = outputs_agree(reference, converted.predict(probe))
+    except BackendError as error:
+        converted.close()
+        if isinstance(error, OutputShapeError):
+            raise
+        raise BackendError(f"the converted graph does not run: {_first_line(error)}") from error
+    if not agree:
+        converted.close()
+        raise BackendError("the converted graph gives other outputs than torch")
+    return converted
+
+
+def conversion_key(backend: TorchModuleBackend, source: Path | None) -> str | None:
+    """The graph-cache key of this module's conversion: its weights' (and architecture file's) sha256 and
+    the versions of deepij, torch, onnx and onnxruntime; None without a source file."""
+    if source is None:
+        return None
+    import onnx
+    import onnxruntime
+    import torch
+
+    import deepij
+
+    try:
+        parts = [backend.weights.sha256 or graph_cache.file_sha256(source)]
+        architecture = backend.weights.architecture
+        if architecture is not None:
+            parts.append(repr((architecture.source, architecture.callable, dict(architecture.kwargs))))
+            if architecture.source.endswith(".py"):
+                parts.append(graph_cache.file_sha256(backend.description.path(architecture.source)))
+    except OSError:
+        return None
+    return graph_cache.cache_key(
+        *parts,
+        CONVERSION,
+        f"deepij {deepij.__version__}",
+        f"torch {torch.__version__}",
+        f"onnx {onnx.__version__}",
+        f"onnxruntime {onnxruntime.__version__}",
+        repr([(s.name, s.axes_str, s.data_type) for s in backend.description.inputs]),
+    )
+
+
+def convert_to_onnxruntime(
+    backend: TorchModuleBackend, threads: int | None = None, source: Path | None = None
+) -> OnnxRuntimeBackend:
     """An onnxruntime backend running ``backend``'s network, checked against torch on a probe input.
+
+    Each of :data:`ROUTES` is tried until one exports a graph that passes the check; the note names it.
+    With ``source`` (the weights file) the converted graph is kept in the graph cache, and a later process
+    loads it from there without exporting or checking again.
 
     Raises
     ------
     BackendError
-        When the export fails or the converted graph does not reproduce torch's outputs.
+        When no route gives a graph that reproduces torch's outputs (the message lists each route's failure).
+    OutputShapeError
+        When torch's own outputs on the probe contradict the descriptor.
     """
-    try:
-        model = export_onnx(backend)
-    except Exception as error:
-        raise BackendError(
-            f"{backend.label}: torch could not export it to ONNX: {str(error).splitlines()[0]}"
-        ) from error
-    converted = OnnxRuntimeBackend(backend.description, backend.weights, model, "cpu", threads)
-    probe = probe_inputs(backend.description, larger=True, seed=1)
-    try:
-        agree = outputs_agree(backend.predict(probe), converted.predict(probe))
-    except BackendError as error:
-        converted.close()
-        raise BackendError(f"{backend.label}: the ONNX conversion does not run: {error}") from error
-    if not agree:
-        converted.close()
-        raise BackendError(f"{backend.label}: the ONNX conversion gives other outputs than torch")
-    converted.runtime = "onnxruntime"
-    converted.notes.append(
-        f"{backend.weights.format} weights converted to ONNX and run with onnxruntime "
-        "(checked against torch; runtime='native' keeps torch)"
-    )
-    return converted
+    fmt = backend.weights.format
+    key = conversion_key(backend, source)
+    cached = graph_cache.load(key) if key else None
+    if cached is not None:
+        converted = OnnxRuntimeBackend(backend.description, backend.weights, cached.model, "cpu", threads)
+        converted.notes.append(
+            f"{fmt} weights converted to ONNX ({cached.meta.get('route', '?')}; from the graph cache) "
+            "and run with onnxruntime (runtime='native' keeps torch)"
+        )
+        return converted
+    failures = []
+    for route, _ in _routes(backend.module):
+        try:
+            model = export_onnx(backend, route)
+        except Exception as error:  # the exporter raises many kinds; each is a reason to try the next
+            failures.append(f"{route}: export failed: {_first_line(error)}")
+            continue
+        try:
+            converted = _verified(backend, model, threads)
+        except OutputShapeError:
+            raise
+        except BackendError as error:
+            failures.append(f"{route}: {error}")
+            continue
+        tried = f"; before it {'; '.join(failures)}" if failures else ""
+        converted.notes.append(
+            f"{fmt} weights converted to ONNX ({route}{tried}), checked against torch, run with onnxruntime "
+            "(runtime='native' keeps torch)"
+        )
+        if key:
+            graph_cache.store(key, model, {"route": route, "format": fmt})
+        return converted
+    raise BackendError(f"{backend.label}: torch could not export it to ONNX: " + "; ".join(failures))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def gpu_count() -> int:
     return max(1, torch.cuda.device_count()) if torch is not None else 1
 
 
-def _session_options(threads: int | None) -> object:
+def _session_options(threads: int | None, quiet: bool = False) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -52,7 +53,8 @@ def _session_options(threads: int | None) -> object:
     # The memory pattern pre-plans one block for all intermediates: measured on the benchmark U-Net it needs
     # ~870 bytes per input pixel against ~540 without, for the same speed (best of interleaved runs).
     options.enable_mem_pattern = False
-    options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
+    # errors only: ORT warns about every unused initializer otherwise; a graph under test fails on purpose
+    options.log_severity_level = 4 if quiet else 3
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     return options
@@ -64,12 +66,14 @@ def _providers(device: str) -> list[object]:
     return ["CPUExecutionProvider"]
 
 
-def _graph_tensor(node: object) -> GraphTensor:
+def _graph_tensor(node: Any) -> GraphTensor:
+    """A session input/output: its dims are ints where fixed, strings or None where free."""
     shape = getattr(node, "shape", None)
     dtype = _ONNX_DTYPES.get(getattr(node, "type", ""))
+    dims = None if shape is None else tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
     return GraphTensor(
-        (node.name,), None if shape is None else len(shape), None if dtype is None else np.dtype(dtype)
-    )  # type: ignore[attr-defined]
+        (node.name,), None if dims is None else len(dims), None if dtype is None else np.dtype(dtype), dims
+    )
 
 
 class OnnxRuntimeBackend(GraphBackend):
@@ -81,9 +85,10 @@ class OnnxRuntimeBackend(GraphBackend):
         The ``.onnx`` file, or a serialized ONNX model.
     threads : int, optional
         Intra-op threads; None lets onnxruntime use one per physical core.
+    quiet : bool
+        Do not log run failures (for graphs under test, which are expected to fail on some inputs).
     """
 
-    format = "onnx"
     runtime = "onnxruntime"
 
     def __init__(
@@ -93,15 +98,19 @@ class OnnxRuntimeBackend(GraphBackend):
         model: Path | bytes,
         device: str | None = None,
         threads: int | None = None,
+        quiet: bool = False,
     ) -> None:
         import onnxruntime
 
         resolved = choose_device(device, gpu_count(), "onnxruntime")
         super().__init__(description, weights, resolved)
+        self.model_source: Path | bytes = model
+        """The ONNX file or bytes this session runs (another engine can open the same graph)."""
+        self.threads = threads
         source = model if isinstance(model, bytes) else str(model)
         try:
-            self.session = onnxruntime.InferenceSession(
-                source, _session_options(threads), providers=_providers(resolved)
+            self.session: Any = onnxruntime.InferenceSession(
+                source, _session_options(threads, quiet), providers=_providers(resolved)
             )
         except Exception as error:
             where = "converted model" if isinstance(model, bytes) else str(model)
@@ -133,7 +142,16 @@ class OnnxRuntimeBackend(GraphBackend):
 
 
 def open_backend(request: OpenRequest) -> OnnxRuntimeBackend:
-    """Open ``request.path`` in an onnxruntime session on the chosen device."""
-    return OnnxRuntimeBackend(
+    """Open ``request.path`` in an onnxruntime session on the chosen device; a graph with fixed spatial dims
+    is relaxed where it may be, and refused where the descriptor allows sizes it cannot take (see
+    :mod:`deepij.inference.backends.onnx_relax`)."""
+    from deepij.inference.backends.onnx_relax import fit_to_descriptor
+
+    backend = OnnxRuntimeBackend(
         request.description, request.weights, request.path, request.device, request.threads
     )
+    try:
+        return fit_to_descriptor(backend, request)
+    except BaseException:
+        backend.close()
+        raise

@@ -10,9 +10,13 @@ Priority (the first entry that loads wins; entries that cannot load are skipped 
   ``pytorch_state_dict`` > ``onnx`` > ``tensorflow_saved_model_bundle`` > ``keras_hdf5``: torch's CUDA path
   is the best supported one, onnxruntime needs its separate GPU build.
 
-On the CPU, torch weights are converted to ONNX and run with onnxruntime when onnxruntime is installed and
-the conversion reproduces torch's outputs (``runtime="auto"``, the default); ``runtime="native"`` keeps each
-format's own framework, ``runtime="onnxruntime"`` requires the conversion.
+What runs the network (``runtime=``, the same word as ``backend.runtime``): on the CPU, torch weights are
+converted to ONNX and run with onnxruntime when onnxruntime is installed and the conversion reproduces torch's
+outputs (``runtime="auto"``, the default); an ONNX graph (the bundle's, converted or relaxed) then runs with
+onnxruntime or OpenVINO, whichever a short timed probe at load finds faster (:mod:`.runtime_choice`).
+``runtime="native"`` (or the format's own framework's name: ``"torch"``, ``"tensorflow"``, ``"keras"``,
+``"onnxruntime"`` for ONNX weights) keeps each format's own framework; ``"onnxruntime"`` / ``"openvino"``
+insist on that engine (torch weights then must convert).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 from pathlib import Path
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
-from deepij.errors import BackendError, BundleError
+from deepij.errors import BackendError, BundleError, OutputShapeError
 from deepij.inference.backends.base import Backend, OpenRequest
 from deepij.inference.backends.devices import is_gpu, parse_device
 
@@ -31,7 +35,18 @@ log = logging.getLogger("deepij.inference.backends")
 
 CPU_PRIORITY = ("onnx", "torchscript", "tensorflow_saved_model_bundle", "pytorch_state_dict", "keras_hdf5")
 GPU_PRIORITY = ("torchscript", "pytorch_state_dict", "onnx", "tensorflow_saved_model_bundle", "keras_hdf5")
-RUNTIMES = ("auto", "native", "onnxruntime")
+RUNTIMES = ("auto", "native", "onnxruntime", "openvino", "torch", "tensorflow", "keras")
+"""Values of ``runtime=``: a strategy (``auto``, ``native``) or the name of what runs the network."""
+
+NATIVE_RUNTIMES = {
+    "torchscript": "torch",
+    "pytorch_state_dict": "torch",
+    "onnx": "onnxruntime",
+    "tensorflow_saved_model_bundle": "tensorflow",
+    "keras_hdf5": "keras",
+}
+"""Each weights format's own framework: ``backend.runtime`` with ``runtime="native"``."""
+_ONNX_ENGINES = ("onnxruntime", "openvino")
 
 ADAPTERS = {
     "torchscript": "deepij.inference.backends.torchscript",
@@ -58,6 +73,7 @@ _PIP_NAMES = {
     "onnxruntime": "onnxruntime",
     "tensorflow": "tensorflow-cpu",
     "keras": "tensorflow-cpu",
+    "openvino": "openvino",
 }
 
 
@@ -120,6 +136,25 @@ def _missing_framework(error: ImportError) -> str:
     return f"{name} is not installed (pip install {_PIP_NAMES.get(name, name)})"
 
 
+def _strategy(fmt: str, runtime: str) -> str:
+    """``runtime`` for this format: ``auto``, ``native`` or an ONNX engine's name (refused when the format
+    cannot run on it)."""
+    if runtime in ("auto", "native"):
+        return runtime
+    if runtime == NATIVE_RUNTIMES.get(fmt) and runtime not in _ONNX_ENGINES:
+        return "native"
+    if runtime in _ONNX_ENGINES and fmt in (*_TORCH_FORMATS, "onnx"):
+        return runtime
+    raise BackendError(
+        f"weights {fmt!r} cannot run with runtime={runtime!r} (expected 'auto', 'native' or "
+        + ", ".join(repr(r) for r in sorted({NATIVE_RUNTIMES.get(fmt, "?"), *_ONNX_ENGINES}))
+        + ")"
+        if fmt in (*_TORCH_FORMATS, "onnx")
+        else f"weights {fmt!r} cannot run with runtime={runtime!r} (expected 'auto', 'native' or "
+        f"{NATIVE_RUNTIMES.get(fmt, '?')!r})"
+    )
+
+
 def _open(
     description: ModelDescription,
     entry: WeightsEntry,
@@ -135,32 +170,49 @@ def _open(
         raise BackendError(
             f"no runtime for weights format {entry.format!r} in deepij (expected one of {list(ADAPTERS)})"
         )
+    strategy = _strategy(entry.format, runtime)
     adapter = importlib.import_module(ADAPTERS[entry.format])
     path = weights_path(description, entry.format, verify)
-    backend = adapter.open_backend(
-        OpenRequest(description, entry, path, device, allow_code, threads, verify)
-    )
-    if entry.format in _TORCH_FORMATS and runtime != "native":
-        if backend.device == "cpu":
-            backend = _faster_engine(backend, runtime, threads)
-        elif runtime == "onnxruntime":
-            backend.notes.append(f"runtime='onnxruntime' applies on the CPU; torch runs on {backend.device}")
+    backend = adapter.open_backend(OpenRequest(description, entry, path, device, allow_code, threads, verify))
+    if strategy == "native":
+        return backend
+    try:
+        if entry.format in _TORCH_FORMATS:
+            if backend.device != "cpu":
+                if strategy in _ONNX_ENGINES:
+                    backend.notes.append(
+                        f"runtime={runtime!r} applies on the CPU; torch runs on {backend.device}"
+                    )
+                return backend
+            backend = _faster_engine(backend, strategy, threads, path)
+        if backend.runtime == "onnxruntime" and backend.device == "cpu":
+            from deepij.inference.backends.runtime_choice import choose_cpu_runtime
+
+            backend = choose_cpu_runtime(backend, "onnxruntime" if strategy == "onnxruntime" else strategy)
+        elif strategy == "openvino":
+            raise BackendError(
+                f"runtime='openvino' runs on the CPU only (this backend is on {backend.device})"
+            )
+    except BaseException:
+        backend.close()
+        raise
     return backend
 
 
-def _faster_engine(backend: Backend, runtime: str, threads: int | None) -> Backend:
+def _faster_engine(backend: Backend, strategy: str, threads: int | None, source: Path) -> Backend:
     """The torch backend switched to onnxruntime when that works (see the module notes)."""
     from deepij.inference.backends.onnx_conversion import convert_to_onnxruntime
 
     try:
         if importlib.util.find_spec("onnxruntime") is None:
             raise ImportError(name="onnxruntime")
-        converted = convert_to_onnxruntime(backend, threads)  # type: ignore[arg-type]
+        converted = convert_to_onnxruntime(backend, threads, source)  # type: ignore[arg-type]
     except (BackendError, ImportError) as error:
+        if isinstance(error, OutputShapeError):
+            raise
         reason = _missing_framework(error) if isinstance(error, ImportError) else str(error)
-        if runtime == "onnxruntime":
-            backend.close()
-            raise BackendError(f"runtime='onnxruntime': {reason}") from error
+        if strategy in _ONNX_ENGINES:
+            raise BackendError(f"runtime={strategy!r}: {reason}") from error
         backend.notes.append(f"kept torch: {reason}")
         log.info("%s", reason)
         return backend
@@ -192,8 +244,10 @@ def load_backend(
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``; None uses a GPU when the framework sees one.
     allow_code : bool
         Allow the bundle's Python code to run (``pytorch_state_dict`` architectures, Keras Lambda layers).
-    runtime : {"auto", "native", "onnxruntime"}
-        Engine for torch weights on the CPU: ``auto`` converts to onnxruntime when that reproduces torch.
+    runtime : {"auto", "native", "onnxruntime", "openvino", "torch", "tensorflow", "keras"}
+        What runs the network (see the module notes): ``auto`` converts torch weights to ONNX on the CPU when
+        that reproduces torch and takes the faster of onnxruntime and OpenVINO; ``native`` (or the format's
+        framework) keeps the format's own; an engine's name insists on it.
     threads : int, optional
         Intra-op threads of the engine (torch's setting is process-wide); None keeps the framework default.
     verify : bool
@@ -214,7 +268,7 @@ def load_backend(
     --------
     >>> backend = load_backend(description)  # doctest: +SKIP
     >>> backend.weights.format, backend.runtime, backend.device  # doctest: +SKIP
-    ('torchscript', 'onnxruntime', 'cpu')
+    ('torchscript', 'openvino', 'cpu')
     >>> [mask] = backend.predict([image])  # doctest: +SKIP
     """
     if runtime not in RUNTIMES:

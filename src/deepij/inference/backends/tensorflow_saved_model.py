@@ -19,6 +19,7 @@ from deepij.errors import BackendError
 from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.devices import choose_device
 from deepij.inference.backends.graph import GraphBackend, GraphTensor
+from deepij.inference.backends.shapes import refuse_contradicting_graph
 
 DEFAULT_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
@@ -52,9 +53,11 @@ def _graph_tensors(tensor_map: object) -> tuple[GraphTensor, ...]:
     tensors = []
     for key in sorted(tensor_map):  # type: ignore[call-overload]
         info = tensor_map[key]  # type: ignore[index]
-        rank = None if info.tensor_shape.unknown_rank else len(info.tensor_shape.dim)
+        shape = info.tensor_shape
+        dims = None if shape.unknown_rank else tuple(d.size if d.size >= 0 else None for d in shape.dim)
         names = (key, info.name[:-2] if info.name.endswith(":0") else info.name)
-        tensors.append(GraphTensor(names, rank, np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)))
+        dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
+        tensors.append(GraphTensor(names, None if dims is None else len(dims), dtype, dims))
     return tuple(tensors)
 
 
@@ -115,7 +118,6 @@ def choose_signature(meta: MetaGraphInfo, signature: str | None, where: Path) ->
 class TensorFlowBackend(GraphBackend):
     """A SavedModel signature, loaded once, called as a concrete function on the chosen device."""
 
-    format = "tensorflow_saved_model_bundle"
     runtime = "tensorflow"
 
     def __init__(
@@ -151,6 +153,7 @@ class TensorFlowBackend(GraphBackend):
             raise BackendError(f"{folder}: TensorFlow {tf.__version__} cannot load it: {error}") from error
         info = meta.signatures[self.signature]
         self._bind(info.inputs, info.outputs)
+        refuse_contradicting_graph(self)
         self._input_keys = [g.names[0] for g in info.inputs]
         self._output_keys = [g.names[0] for g in info.outputs]
 

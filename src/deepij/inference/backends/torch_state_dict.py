@@ -119,8 +119,6 @@ def build_module(
 class TorchStateDictBackend(TorchModuleBackend):
     """A network rebuilt from the bundle's architecture file and state dict."""
 
-    format = "pytorch_state_dict"
-
     def __init__(
         self,
         description: ModelDescription,

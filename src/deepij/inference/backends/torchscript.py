@@ -20,8 +20,6 @@ class TorchScriptBackend(TorchModuleBackend):
     >>> [out] = backend.predict([image])  # doctest: +SKIP
     """
 
-    format = "torchscript"
-
     def __init__(
         self, description: ModelDescription, weights: WeightsEntry, path: Path, device: str | None = None
     ) -> None:
