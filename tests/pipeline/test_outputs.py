@@ -124,3 +124,30 @@ def test_show_titles_outputs_as_deepimagej_and_fills_results(calibrated_run, ima
     assert float(shown.getCalibration().pixelWidth) == PIXEL
     assert int(jc.ResultsTable.getResultsTable().size()) == len(result.tables["Results"])
     imagej_session.run_macro("")  # ImageJ clean again for the next test
+
+
+def test_predict_and_show_from_a_command_handler_inside_a_macro(calibrated_run, imagej_session, tmp_path):
+    # how run("DeepImageJ Run", ...) is served: the steps run nested in the calling macro, and only the
+    # outputs (not the steps' intermediate images) are left among the macro's images
+    bundle, _ = calibrated_run
+    model = deepij.load(bundle.folder)
+
+    def handler(call):
+        result = model.predict(
+            call.image_xarray(), session=call.session, runtime="native", tiling="deepimagej"
+        )
+        result.show(call.session, input_title=call.image.getTitle())
+
+    imagej_session.commands.register("deepij test predict", handler)
+    try:
+        done = imagej_session.run_macro(
+            'run("deepij test predict"); titles = "";'
+            'for (i = 1; i <= nImages; i++) { selectImage(i); titles = titles + getTitle() + ";"; }'
+            "return titles + nResults;",
+            image={"cells.tif": bundle.test_input[0, 0]},
+        )
+    finally:
+        imagej_session.commands.unregister("deepij test predict")
+    *titles, rows = done.value.split(";")
+    assert titles == ["cells.tif", f"{bundle.name}_output_cells", "mask"]
+    assert int(rows) > 1

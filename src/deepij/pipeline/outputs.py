@@ -57,8 +57,9 @@ class Prediction:
         Tiles per forward pass.
     weights_format, device : str
         The weights and device the network ran with.
-    engine : str
-        The format of the engine that ran them (``"onnx"`` when torch weights ran with onnxruntime).
+    runtime : str
+        What ran the network: ``"onnxruntime"``, ``"torch"``, ``"tensorflow"``, ``"openvino"``... (it can
+        differ from the weights' framework: torch weights converted to ONNX run with ``"onnxruntime"``).
     notes : list of str
         What deepij decided on the way (skipped weights, tile choice).
     model_name : str
@@ -77,7 +78,7 @@ class Prediction:
     weights_format: str
     device: str
     notes: list[str] = field(default_factory=list)
-    engine: str = ""
+    runtime: str = ""
     model_name: str = ""
     input_title: str = "image"
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +113,7 @@ class Prediction:
 
         if name not in self.provenance.get("outputs", ()):
             return name
-        return f"{self.model_name}_{name}_{strip_extension(input_title or self.input_title)}"
+        return f"{self.model_name}_{name}_{strip_extension(str(input_title or self.input_title))}"
 
     def show(self, session: Session, *, input_title: str | None = None) -> dict[str, str]:
         """Open every output in ImageJ, where a calling macro finds it: images as ImagePlus titled as
@@ -218,15 +219,13 @@ def provenance(
 
     weights = description.weights.get(prediction.weights_format)
     plan = prediction.plan
-    # the engine field is being renamed to runtime: read whichever this Prediction has
-    engine = getattr(prediction, "runtime", None) or getattr(prediction, "engine", "")
     return {
         "model": description.name,
         "model version": description.version or "",
         "descriptor": f"{description.descriptor.name} (format {description.format_version})",
         "weights format": prediction.weights_format,
         "weights sha256": _weights_sha256(description, weights),
-        "engine": engine,
+        "runtime": prediction.runtime,
         "device": prediction.device,
         "processing": processing,
         "steps": steps or ["none"],

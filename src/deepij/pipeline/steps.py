@@ -333,6 +333,8 @@ class Chain:
         except MacroError as error:
             line = f", line {error.line}" if error.line is not None else ""
             raise StepError(f"{self._where(stage, index, step)}{line}: {error.macro_message}") from error
+        if session.runner.in_macro_thread:
+            _forget(result.imageplus.values())
         workspace.images = dict(result.imageplus)
         workspace.converted = dict(result.images)
         workspace.current = result.current
@@ -418,6 +420,22 @@ def _imagej_attrs(image: xr.DataArray) -> xr.DataArray:
     result = image.copy(deep=False)
     result.attrs = {**image.attrs, "pixel_size": renamed}
     return result
+
+
+def _forget(imps: Any) -> None:
+    """Take a step's images out of the ImageJ a macro is running in, keeping their pixels.
+
+    A step run from inside a macro (``run("DeepImageJ Run", ...)`` served by a command handler) runs nested:
+    ImageJ is not cleaned after it, so its images would be left among the calling macro's. They stay in the
+    workspace and are opened again for the next step; :meth:`Prediction.show` opens the outputs.
+    """
+    from deepij.imagej import state
+    from deepij.imagej._java import jc
+
+    for imp in imps:
+        if jc.Interpreter.isBatchMode():
+            jc.Interpreter.removeBatchModeImage(imp)
+        state.detach_window(imp)
 
 
 def _like(image: xr.DataArray, original: xr.DataArray) -> xr.DataArray:
