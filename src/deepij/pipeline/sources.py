@@ -236,8 +236,8 @@ def read_source(
         given = {specs[0].name: image}
     else:
         raise InputError(
-            f"image: model {description.name!r} has {len(specs)} inputs {[s.name for s in specs]}; expected a "
-            "mapping from input name to image"
+            f"image: model {description.name!r} has {len(specs)} inputs {[s.name for s in specs]}; "
+            "expected a mapping from input name to image"
         )
     per_input = axes if isinstance(axes, Mapping) else {s.name: axes for s in specs}
     images: dict[str, xr.DataArray] = {}
