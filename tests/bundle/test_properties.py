@@ -3,9 +3,9 @@ description or a BundleError, never another exception."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
+import math
 import string
 import tempfile
 from pathlib import Path
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from deepij.bundle import open_bundle, write_descriptor
-from deepij.bundle._yaml import load_yaml_text
+from deepij.bundle._yaml import dump_yaml, load_yaml_text
 from deepij.bundle.checks import check_description
 from deepij.bundle.description import (
     DATA_TYPES,
@@ -35,7 +35,7 @@ from deepij.bundle.description import (
     TensorSpec,
     WeightsEntry,
 )
-from deepij.bundle.readers.common import METADATA_KEYS
+from deepij.bundle.readers.common import METADATA_KEYS, strip_quotes
 from deepij.bundle.readers.legacy import LEGACY_FILE_LISTS
 from deepij.bundle.writer import descriptor_data
 from deepij.errors import BundleError
@@ -337,16 +337,50 @@ def _open_or_bundle_error(data: Any, folder: Path) -> ModelDescription | None:
 @given(st.dictionaries(st.sampled_from([*METADATA_KEYS, *LEGACY_FILE_LISTS, "other"]), plain, max_size=8))
 def test_any_mapping_gives_a_description_or_a_bundle_error(data: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        _open_or_bundle_error(data, Path(folder))
+        description = _open_or_bundle_error(data, Path(folder))
+    if description is not None:  # what was accepted is what the mapping said
+        assert description.name == strip_quotes(str(data["name"]))
+        assert description.format_version == str(data["format_version"]).strip()
+        assert len(description.inputs) == len(data["inputs"]) >= 1
+        assert len(description.outputs) == len(data["outputs"]) >= 1
+        assert set(description.weights) <= {"torchscript", *data["weights"]}
 
 
 @SETTINGS
 @given(st.text(st.characters(codec="utf-8"), max_size=200))
 def test_any_text_gives_data_or_a_bundle_error(text: str) -> None:
     try:
-        load_yaml_text(text, "fuzz.yaml")
+        data = load_yaml_text(text, "fuzz.yaml")
     except BundleError as error:
         assert "fuzz.yaml" in str(error)
+        return
+    _assert_plain(data)
+    # and the same data comes back through the writer's YAML, whatever text it holds
+    assert _same(load_yaml_text(dump_yaml(data), "again.yaml"), data)
+
+
+def _assert_plain(value: Any) -> None:
+    """Only plain YAML core types, text keys (what every reader expects)."""
+    if isinstance(value, dict):
+        assert all(isinstance(k, str) for k in value)
+        for v in value.values():
+            _assert_plain(v)
+    elif isinstance(value, list):
+        for v in value:
+            _assert_plain(v)
+    else:
+        assert value is None or isinstance(value, (str, bool, int, float)), type(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality with NaN equal to itself (``.nan`` is a valid YAML value)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 def _mutate(data: Any, draw: st.DrawFn) -> Any:
@@ -383,8 +417,16 @@ def test_mutated_real_descriptors(written, version: str, data: st.DataObject) ->
         mutated = _mutate(mutated, data.draw)
     with tempfile.TemporaryDirectory() as folder:
         description = _open_or_bundle_error(mutated, Path(folder))
-        if description is not None:
-            # whatever was accepted can be written again, as 0.5 always and as 0.4 or a clear refusal
-            descriptor_data(description, "0.5")
-            with contextlib.suppress(BundleError):
-                descriptor_data(description, "0.4")
+        if description is None:
+            return
+        # whatever was accepted can be written again as 0.5 and reads back the same; as 0.4 too, or a
+        # clear refusal
+        again = _round_trip(description, "0.5")
+        assert again.inputs == description.inputs and again.outputs == description.outputs
+        assert again.weights == description.weights and again.name == description.name
+        try:
+            data_0_4 = descriptor_data(description, "0.4")
+        except BundleError as error:
+            assert "0.4" in str(error)
+        else:
+            assert data_0_4["format_version"] == "0.4.10" and data_0_4["name"] == description.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -157,14 +158,23 @@ def test_saved_model_zip_missing(tf_copy: Path) -> None:
     assert "saved_model.pb" in caught.value.expected
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
-def test_read_only_bundle_unpacks_into_the_cache(tf_copy: Path, tmp_path: Path) -> None:
-    tf_copy.chmod(0o555)
-    try:
-        folder = resolve_weights(open_bundle(tf_copy), "tensorflow_saved_model_bundle")
-    finally:
-        tf_copy.chmod(0o755)
+def test_a_bundle_folder_that_cannot_be_written_unpacks_into_the_cache(tf_copy: Path, tmp_path: Path) -> None:
+    # A folder nobody can write into, whoever runs the test (root ignores read-only modes): a path whose
+    # parent is a file. The SavedModel zip is served over HTTP, as a zoo descriptor can give it.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    description = open_bundle(tf_copy)
+    payload = (tf_copy / "tensorflow_saved_model_bundle.zip").read_bytes()
+    with LocalServer({"/tf.zip": payload}) as server:
+        entry = dataclasses.replace(
+            description.weights["tensorflow_saved_model_bundle"], source=server.url("/tf.zip")
+        )
+        unwritable = dataclasses.replace(
+            description, root=blocker / "bundle", weights={"tensorflow_saved_model_bundle": entry}
+        )
+        folder = resolve_weights(unwritable, "tensorflow_saved_model_bundle")
     assert (tmp_path / "cache" / "unpacked") in folder.parents
+    assert (folder / "saved_model.pb").is_file() and blocker.read_text() == "not a folder"
 
 
 # --- URLs ------------------------------------------------------------------------------------------------

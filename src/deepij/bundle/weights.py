@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 
@@ -190,7 +191,7 @@ def _saved_model_folder(description: ModelDescription, entry: WeightsEntry, veri
         check_sha256(archive, entry.sha256, field=field)
     if folder is not None:
         return folder
-    target = unpacked if os.access(description.root, os.W_OK) else _cache_target(archive, entry)
+    target = unpacked if _can_write_into(description.root) else _cache_target(archive, entry)
     extract_zip(archive, target, exist_ok=True)
     folder = holding_saved_model(target)
     if folder is None:
@@ -198,6 +199,16 @@ def _saved_model_folder(description: ModelDescription, entry: WeightsEntry, veri
             "the SavedModel zip holds no saved_model.pb", file=archive, field=field, expected="saved_model.pb"
         )
     return folder
+
+
+def _can_write_into(folder: Path) -> bool:
+    """Whether a folder can be made in ``folder``, tried for real (``os.access`` says yes to root for a
+    read-only folder, and cannot tell a read-only mount or a path through a file)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".deepij-write-check-", dir=folder))
+    except OSError:
+        return False
+    return True
 
 
 def _cache_target(archive: Path, entry: WeightsEntry) -> Path:
