@@ -91,7 +91,7 @@ def child(model_path: Path, size: int, tile: str) -> dict:
         "seconds": seconds,
         "io": image.nbytes + out.values.nbytes,
         "output": out.values.nbytes,
-        "engine": result.engine,
+        "runtime": result.runtime,
         "batch": result.batch_size,
     }
 
@@ -154,7 +154,7 @@ def report(runs: list[tuple[int, str, dict]]) -> None:
     for tile, values in overheads.items():
         if len(values) > 1 and tile != "auto":
             print(f"overhead_spread_mb_{tile} {(max(values) - min(values)) / mb:.1f} MB")
-    print(f"engine {runs[0][2]['engine']} name")
+    print(f"runtime {runs[0][2]['runtime']} name")
 
 
 if __name__ == "__main__":

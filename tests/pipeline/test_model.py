@@ -10,7 +10,14 @@ import xarray as xr
 
 import deepij
 from deepij.bundle.description import AxisSpec, FixedSize, ParameterizedSize, TensorSpec, WeightsEntry
-from deepij.errors import ArgumentError, ChecksumError, InputError, TilingError
+from deepij.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ChecksumError,
+    InputError,
+    OutputShapeError,
+    TilingError,
+)
 from deepij.pipeline import Model
 from deepij.pipeline.steps import MODES
 from support.bundles import write_bundle_v0_3, write_bundle_v0_4, write_bundle_v0_5
@@ -222,8 +229,18 @@ def test_table_outputs_become_dataframes(tmp_path):
     assert not model.tiling.tileable and result.images == {}
 
 
-def test_processing_modes():
-    assert MODES == ("auto", "macros", "spec", "none")
+def test_processing_modes_apply_the_spec_ops_or_nothing(bundles):
+    # The 0.4 bundle normalises (zero mean, unit variance) as a spec op; its network is bundle.model.
+    bundle = bundles["0.4"]
+    model = deepij.load(bundle.folder)
+    x = bundle.test_input
+    spec = model.predict(x, processing="spec", weights_format="torchscript", runtime="native")
+    auto = model.predict(x, processing="auto", weights_format="torchscript", runtime="native")
+    bare = model.predict(x, processing="none", weights_format="torchscript", runtime="native")
+    np.testing.assert_allclose(spec.images["output"].values, bundle.expected_output, atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(auto.images["output"].values, spec.images["output"].values, atol=1e-6)
+    np.testing.assert_allclose(bare.images["output"].values, bundle.model.forward(x)[0], atol=1e-4)
+    assert set(MODES) == {"auto", "macros", "spec", "none"}
 
 
 def test_three_d_torchscript_model_tiled_in_z_y_x(tmp_path):
@@ -235,3 +252,186 @@ def test_three_d_torchscript_model_tiled_in_z_y_x(tmp_path):
     tiled = model.predict(image, tile={"z": 8, "y": 16, "x": 16}, runtime="native")
     assert tiled.plan.n_tiles == 3 * 3 * 3
     np.testing.assert_allclose(tiled.images["output"].values, whole.images["output"].values, atol=1e-5)
+
+
+# --- hardening ---------------------------------------------------------------------------------------------
+
+
+def _fixed_size(description, size):
+    """The description with its input's spatial axes fixed at ``size`` (as real bundles declare them)."""
+    from dataclasses import replace
+
+    raw = description.inputs[0]
+    axes = tuple(replace(a, size=FixedSize(size)) if a.id in "yx" else a for a in raw.axes)
+    return replace(description, inputs=(replace(raw, axes=axes),))
+
+
+@pytest.fixture(scope="module")
+def wide_convnet(tmp_path_factory):
+    """A TorchScript convnet of receptive radius 8 (four 5x5 convolutions)."""
+    folder = tmp_path_factory.mktemp("wide")
+    return write_torchscript_convnet(folder / "net.pt", kernel_sizes=(5, 5, 5, 5), hidden=4)
+
+
+@pytest.mark.parametrize("shape", [(200, 150), (40, 40)])
+def test_fixed_size_model_with_a_halo_tiles_other_image_sizes(wide_convnet, shape):
+    # A fixed 64x64 input with halo 8 (as the zoo's nuclei U-Net's 512): larger images are tiled at 64,
+    # smaller ones mirrored up to 64; both equal the network on the whole mirror-padded image.
+    net = wide_convnet
+    model = Model(_fixed_size(describe(net), 64))
+    image = RNG.random((1, 1, *shape), dtype=np.float32)
+    result = model.predict(image, runtime="native", processing="none")
+    assert result.plan.tile == {"y": 64, "x": 64}
+    assert result.plan.n_tiles == (5 * 4 if shape == (200, 150) else 1)
+    padded = np.pad(image, ((0, 0), (0, 0), (8, 8), (8, 8)), mode="reflect")
+    reference = net.forward(padded)[0][:, :, 8:-8, 8:-8]
+    np.testing.assert_allclose(result.images["output"].values, reference, atol=1e-5)
+
+
+def test_default_tiling_never_shifts_and_the_readback_does_on_request(tmp_path):
+    # A pointwise network (1x1 convolutions) on a 13x11 image in one 16x16 tile: margins 3 and 5 are odd.
+    net = write_torchscript_convnet(tmp_path / "pointwise.pt", kernel_sizes=(1, 1))
+    description = describe(net)
+    from dataclasses import replace
+
+    raw = description.inputs[0]
+    axes = tuple(replace(a, size=ParameterizedSize(16, 16)) if a.id in "yx" else a for a in raw.axes)
+    model = Model(replace(description, inputs=(replace(raw, axes=axes),)))
+    image = RNG.random((1, 1, 13, 11), dtype=np.float32)
+    pointwise = net.forward(image)[0]
+    default = model.predict(image, tile=16, runtime="native").images["output"].values
+    np.testing.assert_allclose(default, pointwise, atol=1e-6)
+    shifted = model.predict(image, tile=16, tiling="deepimagej-readback", runtime="native")
+    # deepImageJ reads from one pixel before the image: rows [1, 0, 1, ...], columns [1, 0, 1, ...].
+    rows, cols = [1, *range(12)], [1, *range(10)]
+    np.testing.assert_allclose(
+        shifted.images["output"].values, pointwise[:, :, rows][:, :, :, cols], atol=1e-6
+    )
+    assert np.abs(shifted.images["output"].values - pointwise).max() > 0.01
+
+
+def test_declared_halo_smaller_than_the_receptive_field_is_measured_and_warned(tmp_path):
+    net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3, 5, 3))  # radius 4
+    small_halo = Model(describe(net, output_halo=1))
+    image = RNG.random((1, 1, 60, 60), dtype=np.float32)
+    with pytest.warns(UserWarning, match=r"looks \{'y': 4, 'x': 4\} pixels far but its tiles keep only"):
+        tiled = small_halo.predict(image, tile=24, runtime="native")
+    assert "receptive radius measured: y: 4, x: 4 pixels" in " ".join(tiled.notes)
+    whole = small_halo.predict(image, tile="whole", runtime="native").images["output"].values
+    seams = np.abs(tiled.images["output"].values - whole).max()
+    # Blending overlaps by the measured radius when no overlap is given: closer to the whole image.
+    blended = small_halo.predict(image, tile=24, tiling="blend", runtime="native")
+    assert "blending overlap 4 pixels" in " ".join(blended.notes)
+    assert np.abs(blended.images["output"].values - whole).max() < seams
+    # The halo that covers the radius: no warning, tiles equal the whole image.
+    import warnings
+
+    exact = Model(describe(net))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = exact.predict(image, tile=24, runtime="native")
+    padded = exact.predict(image, tile="whole", runtime="native").images["output"].values
+    np.testing.assert_allclose(result.images["output"].values, padded, atol=1e-5)
+
+
+def test_non_finite_pixels_are_refused_or_left_out(bundles):
+    bundle = bundles["0.4"]  # zero mean, unit variance over the whole image, then the network
+    model = deepij.load(bundle.folder)
+    image = bundle.test_input.copy()
+    image[0, 0, 5, 7] = np.nan
+    image[0, 0, 20, 3] = np.inf
+    with pytest.raises(
+        InputError, match=r"2 pixels are NaN or infinite \(the first at (b=0, c=0, )?y=5, x=7, value nan\)"
+    ):
+        model.predict(image)
+    run = {"processing": "spec", "weights_format": "torchscript", "runtime": "native"}
+    result = model.predict(image, non_finite="ignore", **run)
+    out = result.images["output"].values
+    assert np.isnan(out[0, 0, 5, 7]) and np.isnan(out[0, 0, 20, 3]) and np.isfinite(out).sum() == out.size - 2
+    # By hand: statistics of the finite pixels, the others run as 0 after normalisation.
+    finite = image[np.isfinite(image)].astype(np.float64)
+    normalised = ((image - finite.mean()) / (finite.std() + 1e-6)).astype(np.float32)
+    normalised[~np.isfinite(image)] = 0.0
+    expected = bundle.model.forward(normalised)[0]
+    mask = np.isfinite(out)
+    np.testing.assert_allclose(out[mask], expected[mask], atol=1e-4)
+    # "propagate": as given; one NaN spreads through the whole-image statistics.
+    spread = model.predict(image, non_finite="propagate", **run)
+    assert np.isnan(spread.images["output"].values).all()
+
+
+@pytest.mark.parametrize(
+    ("image", "pattern"),
+    [
+        (np.zeros((1, 1, 8, 8), np.complex64), r"complex values \(complex64\) cannot be a model input"),
+        (np.full((1, 1, 8, 8), "a"), r"text values"),
+        (np.empty((1, 1, 8, 8), object), r"object values"),
+        (np.zeros((1, 1, 8, 8), bool), r"a boolean image for input 'input', which takes float32"),
+        (np.zeros((1, 1, 0, 8), np.float32), r"the image is empty \(y=0"),
+    ],
+)
+def test_unusable_images_are_refused(convnet, image, pattern):
+    _, model = convnet
+    with pytest.raises(InputError, match=pattern):
+        model.predict(image, runtime="native")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"tile": "abc"}, ArgumentError, r"tile: unknown value 'abc'"),
+        ({"tile": 2.5}, ArgumentTypeError, r"tile: expected an int"),
+        ({"batch_size": 0}, ArgumentError, r"batch_size: expected a positive integer"),
+        ({"batch_size": "many"}, ArgumentTypeError, r"batch_size: expected a positive integer or 'auto'"),
+        ({"processing": "x"}, ArgumentError, r"processing: unknown value 'x'"),
+        ({"tiling": "y"}, ArgumentError, r"tiling: unknown value 'y'; expected one of \['deepimagej', "),
+        ({"overlap": -1}, ArgumentError, r"overlap: expected a whole number of pixels >= 0, not -1"),
+        ({"overlap": 1.5}, ArgumentTypeError, r"overlap: expected a whole number"),
+        ({"axes": 5}, ArgumentTypeError, r"axes: expected letters"),
+        ({"non_finite": "zero"}, ArgumentError, r"non_finite: unknown value 'zero'"),
+    ],
+)
+def test_bad_arguments_name_the_argument(convnet, kwargs, error, pattern):
+    _, model = convnet
+    with pytest.raises(error, match=pattern):
+        model.predict(np.zeros((1, 1, 20, 20), np.float32), runtime="native", **kwargs)
+
+
+def test_load_refuses_unknown_options_by_name(bundles):
+    with pytest.raises(
+        ArgumentTypeError, match=r"load: unknown option 'tile_size'; expected allow_code, verify"
+    ):
+        deepij.load(bundles["0.5"].folder, tile_size=256)
+
+
+def test_prediction_names_the_runtime_that_ran(convnet):
+    _, model = convnet
+    result = model.predict(np.zeros((1, 1, 20, 20), np.float32), runtime="native")
+    assert result.runtime == "torch" and result.weights_format == "torchscript"
+    assert not hasattr(result, "engine")
+
+
+def test_imagej_dims_and_rgb_images_are_mapped(tmp_path):
+    net = write_torchscript_convnet(tmp_path / "rgb.pt", kernel_sizes=(3,), in_channels=3)
+    model = Model(describe(net))
+    pixels = RNG.integers(0, 255, (20, 16, 3), dtype=np.uint8)
+    rgb = xr.DataArray(pixels, dims=("row", "col", "ch"), attrs={"rgb": True})
+    result = model.predict(rgb, runtime="native", processing="none")
+    letters = model.predict(pixels.transpose(2, 0, 1)[None], runtime="native", processing="none")
+    np.testing.assert_allclose(result.images["output"].values, letters.images["output"].values, atol=1e-6)
+
+
+def test_output_shape_contradicting_the_description_is_refused(tmp_path):
+    from dataclasses import replace
+
+    net = write_torchscript_convnet(tmp_path / "three.pt", kernel_sizes=(3,), out_channels=3)
+    description = describe(net)
+    out = description.outputs[0]
+    axes = tuple(replace(a, size=FixedSize(1)) if a.id == "c" else a for a in out.axes)
+    model = Model(replace(description, outputs=(replace(out, axes=axes),)))
+    with pytest.raises(
+        OutputShapeError,
+        match=r"output 'output' axis c: the network gave 3 but the "
+        r"description declares exactly 1",
+    ):
+        model.predict(RNG.random((1, 1, 20, 20), dtype=np.float32), runtime="native")

@@ -58,7 +58,7 @@ class MemoryEstimate:
 
 
 def _zeros_for(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]], tile: Mapping[str, int]) -> list:
-    arrays = []
+    arrays: list[np.ndarray] = []
     for spec in tiling.description.inputs:
         sample = dict(shapes[spec.name])
         if spec.name in tiling.windowed:
@@ -77,7 +77,7 @@ def needs_no_measuring(tiling: ModelTiling, shape: Mapping[str, int]) -> bool:
 
 def probe_tiles(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]]) -> list[dict[str, int]]:
     """Two small valid tiles (or fewer when the image is smaller) to measure the model with."""
-    primary = shapes[tiling.input]
+    primary = shapes[tiling.input or ""]
     cap = tiling.single_pass_tile(primary)
     sides = PROBE_SIDES.get(len(tiling.axes), PROBE_SIDES[3])
     tiles = []
@@ -106,8 +106,12 @@ def estimate_memory(
     output_per_pixel = 0.0
     for tile in probes:
         arrays = _zeros_for(tiling, shapes, tile)
-        outputs: list = []
-        used = measure(lambda arrays=arrays, outputs=outputs: outputs.extend(backend.predict(arrays)))
+        outputs: list[np.ndarray] = []
+
+        def forward(arrays: list[np.ndarray] = arrays, outputs: list[np.ndarray] = outputs) -> None:
+            outputs.extend(backend.predict(arrays))
+
+        used = measure(forward)
         pixels = math.prod(tile.values())
         measured.append((pixels, used))
         output_per_pixel = sum(np.asarray(o).nbytes for o in outputs) / pixels
@@ -194,6 +198,7 @@ def auto_tile(
     estimate: MemoryEstimate | None = None,
     max_batch: int = 8,
     batch_sizes: Sequence[int] = (),
+    reserved: float = 0.0,
 ) -> TileChoice:
     """Pick tile and batch size for a run of ``samples`` samples of ``shapes`` on ``backend``.
 
@@ -205,32 +210,37 @@ def auto_tile(
         A previous :func:`estimate_memory` of this backend (measured when None).
     batch_sizes : sequence of int
         Batch sizes the model accepts above 1 (empty: no batching).
+    reserved : float
+        Bytes the run holds besides the outputs and the tiles while the network runs (whole processed
+        inputs, masks): taken from the budget too.
 
     Raises
     ------
     TilingError
         When ``max_memory`` cannot hold even the outputs and the smallest tile.
     """
-    primary = shapes[tiling.input]
+    primary = shapes[tiling.input or ""]
     if not tiling.tileable:
         return TileChoice(tiling.single_pass_tile(primary), 1, math.inf, 0.0, True, "model cannot be tiled")
     estimate = estimate or estimate_memory(backend, tiling, shapes)
     image_pixels = math.prod(primary[a] for a in tiling.axes)
     outputs = estimate.output_per_pixel * image_pixels * samples
-    budget = plan_budget(backend.device, max_memory) - outputs
+    held = outputs + reserved
+    budget = plan_budget(backend.device, max_memory) - held
     smallest = {a: tiling.candidates(a, 0)[0] for a in tiling.axes}
     if budget < estimate.tile_bytes(math.prod(smallest.values())):
-        need = outputs + estimate.tile_bytes(math.prod(smallest.values()))
+        need = held + estimate.tile_bytes(math.prod(smallest.values()))
         if max_memory is not None:
+            also = f" and the processed inputs {format_bytes(reserved)}" if reserved else ""
             raise TilingError(
-                f"max_memory={max_memory!r} cannot hold this run: the outputs take {format_bytes(outputs)} "
-                f"and the smallest tile {smallest} about {format_bytes(need - outputs)}; expected at least "
-                f"{format_bytes(need)}"
+                f"max_memory={max_memory!r} cannot hold this run: the outputs take {format_bytes(outputs)}"
+                f"{also} and the smallest tile {smallest} about {format_bytes(need - held)}; expected at "
+                f"least {format_bytes(need)}"
             )
         return TileChoice(smallest, 1, budget, need, False, "less memory free than the smallest tile needs")
     working = budget if is_gpu_device(backend.device) else min(budget, estimate.fixed + CPU_TILE_BYTES)
     tile, _ = choose_tile(tiling, primary, estimate, working)
-    single = tile == tiling.single_pass_tile(primary)
+    single = tiling.fits_one_tile(tile, primary)
     count = samples * math.prod(math.ceil(primary[a] / (tile[a] - 2 * tiling.pads[a])) for a in tiling.axes)
     batch = _largest_batch(estimate, math.prod(tile.values()), budget, count, batch_sizes, max_batch)
     return TileChoice(tile, batch, budget, estimate.tile_bytes(math.prod(tile.values()), batch), single)

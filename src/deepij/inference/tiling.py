@@ -78,6 +78,8 @@ TILING_MODES: tuple[TilingMode, ...] = ("deepimagej", "deepimagej-readback", "bl
 """Tile layouts: deepImageJ 2.x's grid (read back where the image is), the same with deepImageJ's one-pixel
 read-back shift on a single tile with an odd margin, and overlapping tiles blended with linear ramps."""
 TileRequest = int | Sequence[int] | Mapping[str, int] | str | None
+TILE_WORDS = ("suggested", "deepimagej", "whole", "image")
+"""The words ``tile=`` takes besides sizes (see :meth:`ModelTiling.plan`)."""
 
 _ANY_SIZE = ParameterizedSize(min=1, step=1)
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from deepij.inference.backends.base import Backend
     from deepij.inference.memory import MemoryEstimate
     from deepij.inference.plan import TilePlan
-    from deepij.inference.tiling import ModelTiling
+    from deepij.inference.receptive import ReceptiveField
+    from deepij.inference.tiling import ModelTiling, TilingMode
     from deepij.pipeline.progress import ProgressEvent
     from deepij.pipeline.steps import Chain, StepOutputs
 
@@ -54,6 +55,7 @@ class Model:
         self.verify = verify
         self._backends: dict[tuple[str | None, str | None, str], Backend] = {}
         self._estimates: dict[tuple[int, tuple], MemoryEstimate] = {}
+        self._receptive: dict[tuple[int, tuple], ReceptiveField | None] = {}
         self._tiling: ModelTiling | None = None
 
     @property
@@ -88,6 +90,7 @@ class Model:
             backend.close()
         self._backends.clear()
         self._estimates.clear()
+        self._receptive.clear()
 
     def __repr__(self) -> str:
         return f"Model({self.description.name!r}, format_version={self.description.format_version!r})"
@@ -110,6 +113,7 @@ class Model:
         overlap: int | None = None,
         batch_size: int | str = "auto",
         runtime: str = "auto",
+        non_finite: str = "raise",
     ) -> Prediction:
         """Run the model on an image: pre-processing, tiled inference, post-processing.
 
@@ -153,15 +157,28 @@ class Model:
             Cap on the memory the run plans to use (outputs and forward passes), e.g. ``"2GB"``.
         axes : str or mapping, optional
             Letters naming the dims of a numpy ``image`` (per input name for several inputs).
-        tiling : {"deepimagej", "centered", "blend"}, optional
-            Tile layout: deepImageJ 2.x's exactly, the same grid with a single tile correctly centred
-            (deepImageJ reads it back one pixel off when its margin is odd), or overlapping tiles blended
-            (``overlap`` pixels). Default: ``"deepimagej"`` for a tile you give, ``"centered"`` for one
-            deepij chooses (deepImageJ never chose it, so there is nothing to reproduce).
+        tiling : {"deepimagej", "deepimagej-readback", "blend"}, optional
+            Tile layout. ``"deepimagej"`` (default): deepImageJ 2.x's grid (tiles side by side, the last one
+            pushed back to the border), read back where the image is: tiled output never shifts.
+            ``"deepimagej-readback"``: the same with deepImageJ's one-pixel read-back shift on a single tile
+            whose margin is odd, to match result images deepImageJ made. ``"blend"``: overlapping tiles
+            blended with linear ramps, ``overlap`` pixels (default: the measured receptive radius when it
+            exceeds the declared halo).
+        overlap : int, optional
+            Pixels shared by neighbouring tiles with ``tiling="blend"``.
         batch_size : int or "auto"
             Tiles per forward pass for models with a batch axis; "auto" fills the memory budget (up to 8).
-        runtime : {"auto", "native", "onnxruntime"}
-            Engine for torch weights on the CPU (see :func:`deepij.inference.backends.load_backend`).
+        runtime : str
+            What runs the network (``"auto"``, ``"native"``, ``"onnxruntime"``...; see
+            :func:`deepij.inference.backends.load_backend`); the one that ran is ``Prediction.runtime``.
+        non_finite : {"raise", "ignore", "propagate"}
+            What to do with NaN or infinite input pixels. ``"raise"`` (default): refuse the image
+            (:class:`~deepij.errors.InputError` with their count and the first one's position), since one
+            of them turns every pixel of a whole-image normalisation into NaN. ``"ignore"``: for images with
+            missing data (masked regions, failed pixels): statistics leave those pixels out, the network sees
+            0 there (after pre-processing, so they do not spread through its receptive field), and the
+            floating-point outputs are NaN again at those pixels. ``"propagate"``: run the values as they
+            are.
 
         Returns
         -------
@@ -187,7 +204,9 @@ class Model:
         from deepij.pipeline.progress import Reporter
         from deepij.pipeline.sources import read_source
         from deepij.pipeline.steps import Chain
+        from deepij.processing.stream import stream_processing
 
+        mode = _check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes)
         with Reporter(self.name, progress, logging) as report:
             chain = Chain(self.description, processing, session, report)
             source = read_source(
@@ -195,18 +214,40 @@ class Model:
             )
             backend = self.backend(weights_format, device, runtime)  # first: steps get its attachments
             notes = list(getattr(backend, "notes", []))
-            raw = self._inputs(chain.pre(source, backend.weights), None)
-            ready = chain.ready(raw)
-            mode = tiling or ("centered" if tile is None else "deepimagej")
-            plan, batch = self._plan(backend, ready, tile, mode, overlap, batch_size, max_memory, notes)
-            outputs = run_tiled(backend, plan, ready, batch_size=batch, progress=report.tiles)
-            finished = chain.post(outputs, raw)
+            raw = self._inputs(chain.pre(source, backend.weights), None, non_finite)
+            # Spec ops (and the cast to the declared types) run per tile: no processed copy of the image.
+            streamed = stream_processing(
+                self.description,
+                raw,
+                spec_ops=chain.mode == "spec",
+                ignore_nan=non_finite == "ignore",
+                blend=mode == "blend",
+            )
+            masks = _non_finite_masks(self.tiling, self.description, raw) if non_finite == "ignore" else {}
+            held = streamed.held_bytes + sum(m.nbytes for m in masks.values())
+            ready = streamed.inputs
+            plan, batch = self._plan(
+                backend, ready, tile, mode, overlap, batch_size, max_memory, notes, reserved=held
+            )
+            outputs = run_tiled(
+                backend,
+                plan,
+                ready,
+                batch_size=batch,
+                progress=report.tiles,
+                prepare=streamed.prepare,
+                finish=streamed.finish,
+            )
+            outputs = _masked(streamed.post(outputs), plan, masks, notes)
+            finished = chain.post(outputs, raw, spec_applied=True)
             prediction = self._result(finished.tensors, plan, batch, backend, notes + chain.notes)
             return _with_step_outputs(prediction, finished, chain, source.title, self.description)
 
     # --- steps ---------------------------------------------------------------------------------------------
 
-    def _inputs(self, image: Any, axes: str | Mapping[str, str] | None) -> Tensors:
+    def _inputs(
+        self, image: Any, axes: str | Mapping[str, str] | None, non_finite: str = "raise"
+    ) -> Tensors:
         from deepij.errors import TilingError
         from deepij.inference.arrays import as_tensor
 
@@ -229,7 +270,13 @@ class Model:
             )
         per_input = axes if isinstance(axes, Mapping) else {s.name: axes for s in specs}
         return {
-            s.name: as_tensor(images[s.name], s, axes=per_input.get(s.name), argument=f"image[{s.name!r}]")
+            s.name: as_tensor(
+                images[s.name],
+                s,
+                axes=per_input.get(s.name),
+                argument=f"image[{s.name!r}]",
+                non_finite=non_finite,
+            )
             for s in specs
         }
 
@@ -243,25 +290,53 @@ class Model:
         batch_size: int | str,
         max_memory: int | str | None,
         notes: list[str],
+        *,
+        reserved: float = 0.0,
     ) -> tuple[TilePlan, int]:
-        """The tiles and the batch size of this run (measuring the model's memory when a choice needs it)."""
+        """The tiles and the batch size of this run (measuring the model's memory when a choice needs it).
+
+        ``reserved``: bytes the run holds besides outputs and tiles (processed inputs, masks), counted in the
+        memory budget. When the image takes several tiles, the network's receptive field is measured: a
+        declared halo smaller than it is noted and warned about, and blending overlaps by it.
+        """
+        plan, batch = self._tiles(
+            backend, inputs, tile, mode, overlap, batch_size, max_memory, notes, reserved
+        )
+        if plan.tiled and plan.n_tiles > 1:
+            plan = self._check_receptive_field(backend, plan, inputs, tile, mode, overlap, notes)
+        return plan, batch
+
+    def _tiles(
+        self,
+        backend: Backend,
+        inputs: Tensors,
+        tile: Any,
+        mode: str,
+        overlap: int | None,
+        batch_size: int | str,
+        max_memory: int | str | None,
+        notes: list[str],
+        reserved: float,
+    ) -> tuple[TilePlan, int]:
         from deepij.inference.memory import auto_tile, choose_batch, estimate_memory
 
         tiling = self.tiling
-        shapes = {
-            s.name: {a: inputs[s.name].sizes[a] for a in s.axes_str if a != "b"}
-            for s in self.description.inputs
-        }
+        shapes = _sample_shapes(self.description, inputs)
         primary = self.description.input(tiling.input) if tiling.input else self.description.inputs[0]
         samples = math.prod(
-            n for d, n in inputs[primary.name].sizes.items() if d not in primary.axes_str or d == "b"
+            int(n)
+            for d, n in inputs[primary.name].sizes.items()
+            if str(d) not in primary.axes_str or d == "b"
         )
         accepted = _batch_sizes(primary) if batch_size == "auto" else ()
         if not _needs_memory_estimate(tiling, shapes, tile, accepted, samples, max_memory):
             if tile is None and tiling.input:
                 tile = "image" if tiling.image_is_valid(shapes[tiling.input]) else "whole"
+            plan = tiling.plan(shapes, tile, _tiling_mode(mode), overlap)
+            if tile in ("image", "whole") and plan.n_tiles == 1:
                 notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
-            plan = tiling.plan(shapes, tile, mode, overlap)
+            elif tile == "whole":
+                notes.append(f"tiles of the model's fixed size {plan.tile}")
             return plan, 1 if batch_size == "auto" else int(batch_size)
         estimate = self._estimate(backend, tiling, shapes, estimate_memory)
         choice = auto_tile(
@@ -272,32 +347,68 @@ class Model:
             max_memory=max_memory,
             estimate=estimate,
             batch_sizes=accepted,
+            reserved=reserved,
         )
         if choice.note:
             notes.append(f"tile: {choice.note}")
-        if tile is None and choice.single_pass and tiling.image_is_valid(shapes[tiling.input]):
+        if tile is None and choice.single_pass and tiling.image_is_valid(shapes[tiling.input or ""]):
             tile = "image"  # the whole image as it is, as the zoo's tools run it
             notes.append("the whole image fits in memory: one pass, unpadded")
         elif tile is None:
             tile = choice.tile
             notes.append(f"tile {choice.tile} chosen for a budget of {choice.budget / 1e6:.0f} MB")
-        plan = tiling.plan(shapes, tile, mode, overlap)
+        plan = tiling.plan(shapes, tile, _tiling_mode(mode), overlap)
         if batch_size != "auto":
             return plan, int(batch_size)
         return plan, choose_batch(estimate, plan, choice.budget, samples, accepted)
 
+    def _check_receptive_field(
+        self,
+        backend: Backend,
+        plan: TilePlan,
+        inputs: Tensors,
+        tile: Any,
+        mode: str,
+        overlap: int | None,
+        notes: list[str],
+    ) -> TilePlan:
+        """Measure (once per backend) how far the network looks; warn when tiles' margins are smaller."""
+        import warnings
+
+        from deepij.inference.receptive import measure_receptive_field
+
+        tiling = self.tiling
+        shapes = _sample_shapes(self.description, inputs)
+        key = (id(backend), _fixed_sizes(tiling, shapes))
+        if key not in self._receptive:
+            self._receptive[key] = measure_receptive_field(backend, tiling, shapes)
+        field = self._receptive[key]
+        if field is None:
+            return plan
+        notes.append(f"receptive radius measured: {field.describe()} pixels (declared padding {tiling.pads})")
+        short = field.exceeds(tiling.pads)
+        if short and mode != "blend":
+            message = (
+                f"model {self.name!r}: the network looks {short} pixels far but its tiles keep only "
+                f"{ {a: tiling.pads[a] for a in short} } (the declared halo): the {plan.n_tiles} tiles will "
+                "differ from a whole-image pass at their seams; tiling='blend' hides seams, a larger tile "
+                "makes fewer"
+            )
+            notes.append(message)
+            warnings.warn(message, UserWarning, stacklevel=4)
+        if mode == "blend" and overlap is None and short:
+            width = max(short.values())
+            grids = {g.axis: g for g in plan.grids}
+            fits = min(g.tile - 2 * g.pad - 1 for g in grids.values())
+            width = min(width, fits)
+            notes.append(f"blending overlap {width} pixels (the measured receptive radius)")
+            return tiling.plan(shapes, plan.tile, "blend", width)
+        return plan
+
     def _estimate(
         self, backend: Backend, tiling: ModelTiling, shapes: Mapping, measure: Callable
     ) -> MemoryEstimate:
-        fixed_sizes = tuple(
-            sorted(
-                (name, a, n)
-                for name, sample in shapes.items()
-                for a, n in sample.items()
-                if a not in tiling.axes
-            )
-        )
-        key = (id(backend), fixed_sizes)
+        key = (id(backend), _fixed_sizes(tiling, shapes))
         if key not in self._estimates:
             self._estimates[key] = measure(backend, tiling, shapes)
         return self._estimates[key]
@@ -313,8 +424,9 @@ class Model:
                 tables[spec.name] = table_frame(outputs[spec.name], spec)
             else:
                 images[spec.name] = outputs[spec.name]
-        engine = getattr(backend, "format", "") or backend.weights.format
-        return Prediction(images, tables, plan, batch, backend.weights.format, backend.device, notes, engine)
+        return Prediction(
+            images, tables, plan, batch, backend.weights.format, backend.device, notes, backend.runtime
+        )
 
 
 def _with_step_outputs(
@@ -335,6 +447,129 @@ def _with_step_outputs(
     return prediction
 
 
+def _check_arguments(
+    tile: Any,
+    tiling: str | None,
+    overlap: Any,
+    batch_size: Any,
+    max_memory: Any,
+    non_finite: str,
+    axes: Any,
+) -> TilingMode:
+    """Refuse bad arguments of :meth:`Model.predict` before anything runs; the tiling mode to use."""
+    from deepij.errors import ArgumentError, ArgumentTypeError
+    from deepij.inference.arrays import NON_FINITE
+    from deepij.inference.tiling import TILE_WORDS, TILING_MODES
+    from deepij.sizes import parse_memory_size
+
+    if isinstance(tile, str) and tile not in TILE_WORDS:
+        raise ArgumentError(
+            f"tile: unknown value {tile!r}; expected sizes per axis or one of {list(TILE_WORDS)}"
+        )
+    if isinstance(tile, bool) or not isinstance(tile, (type(None), str, int, tuple, list, Mapping)):
+        raise ArgumentTypeError(
+            f"tile: expected an int, a sequence or a mapping of sizes, or a word, not {tile!r}"
+        )
+    if tiling is not None and tiling not in TILING_MODES:
+        raise ArgumentError(f"tiling: unknown value {tiling!r}; expected one of {list(TILING_MODES)}")
+    if overlap is not None:
+        if isinstance(overlap, bool) or not isinstance(overlap, int):
+            raise ArgumentTypeError(f"overlap: expected a whole number of pixels, not {overlap!r}")
+        if overlap < 0:
+            raise ArgumentError(f"overlap: expected a whole number of pixels >= 0, not {overlap}")
+    if batch_size != "auto":
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise ArgumentTypeError(f"batch_size: expected a positive integer or 'auto', not {batch_size!r}")
+        if batch_size < 1:
+            raise ArgumentError(f"batch_size: expected a positive integer or 'auto', not {batch_size}")
+    if max_memory is not None:
+        parse_memory_size(max_memory)
+    if non_finite not in NON_FINITE:
+        raise ArgumentError(f"non_finite: unknown value {non_finite!r}; expected one of {list(NON_FINITE)}")
+    if axes is not None and not isinstance(axes, (str, Mapping)):
+        raise ArgumentTypeError(
+            "axes: expected letters naming the image's dims (e.g. 'zyx') or a mapping per input, "
+            f"not {axes!r}"
+        )
+    return _tiling_mode(tiling or "deepimagej")
+
+
+def _tiling_mode(mode: str) -> TilingMode:
+    from deepij.inference.tiling import TILING_MODES
+
+    for known in TILING_MODES:
+        if known == mode:
+            return known
+    raise AssertionError(mode)  # _check_arguments refused it
+
+
+def _sample_shapes(description: ModelDescription, inputs: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Per input, axis -> size of one sample (no batch)."""
+    return {
+        s.name: {a: int(inputs[s.name].sizes[a]) for a in s.axes_str if a != "b"} for s in description.inputs
+    }
+
+
+def _fixed_sizes(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]]) -> tuple:
+    """The sizes a measurement depends on besides the tile (channels): a cache key."""
+    return tuple(
+        sorted(
+            (name, a, n)
+            for name, sample in shapes.items()
+            for a, n in sample.items()
+            if a not in tiling.axes
+        )
+    )
+
+
+def _non_finite_masks(
+    tiling: ModelTiling, description: ModelDescription, raw: Mapping[str, xr.DataArray]
+) -> dict[str, xr.DataArray]:
+    """For ``non_finite="ignore"``: where the primary input has NaN/inf pixels (any channel), if anywhere."""
+    import numpy as np
+
+    from deepij.inference.arrays import count_non_finite, non_finite_mask
+
+    if not tiling.input:
+        return {}
+    spec = description.input(tiling.input)
+    data = raw[spec.name]
+    if not count_non_finite(np.asarray(data.values))[0]:
+        return {}
+    reduce = [a for a in spec.axes_str if a != "b" and a not in tiling.axes]
+    return {spec.name: non_finite_mask(data, reduce)}
+
+
+def _masked(
+    outputs: Tensors, plan: TilePlan, masks: Mapping[str, xr.DataArray], notes: list[str]
+) -> Tensors:
+    """NaN in the floating-point image outputs wherever the input pixel they come from was non-finite."""
+    import numpy as np
+    import xarray as xr
+
+    if not masks:
+        return outputs
+    (mask,) = masks.values()
+    count = int(mask.sum())
+    notes.append(
+        f"non_finite='ignore': {count} non-finite input pixels were left out of the statistics and run as 0"
+    )
+    for name, out_plan in plan.outputs.items():
+        data = outputs[name]
+        follows = {m.input_axis for m in out_plan.maps.values()} == set(plan.axes)
+        if not follows or data.dtype.kind != "f":
+            notes.append(f"output {name!r} is not masked (not a floating-point image of the input)")
+            continue
+        index = {}
+        for letter, m in out_plan.maps.items():
+            size = mask.sizes[m.input_axis]
+            rows = np.minimum((np.arange(data.sizes[letter]) / m.scale).astype(np.intp), size - 1)
+            index[m.input_axis] = xr.DataArray(rows, dims=(letter,))
+        where = mask.isel(index).broadcast_like(data).transpose(*data.dims)
+        np.copyto(data.values, np.nan, where=np.asarray(where.values))
+    return outputs
+
+
 def _needs_memory_estimate(
     tiling: ModelTiling,
     shapes: Mapping[str, Mapping[str, int]],
@@ -351,7 +586,7 @@ def _needs_memory_estimate(
         return False
     if max_memory is not None:
         return True
-    small = needs_no_measuring(tiling, shapes[tiling.input])
+    small = needs_no_measuring(tiling, shapes[tiling.input or ""])
     if tile is None and not small:
         return True  # the tile size is ours to choose
     return bool(batch_sizes) and (samples > 1 or not small)  # so is the batch size
@@ -382,6 +617,20 @@ def load(
     --------
     >>> model = deepij.load("my_bundle.zip")  # doctest: +SKIP
     """
-    from deepij.bundle import open_bundle
+    import inspect
 
+    from deepij.bundle import open_bundle
+    from deepij.errors import ArgumentTypeError
+
+    accepted = [
+        name
+        for name, p in inspect.signature(open_bundle).parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name not in ("source", "verify")
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ArgumentTypeError(
+            f"load: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            "expected " + ", ".join(["allow_code", "verify", *accepted])
+        )
     return Model(open_bundle(source, verify=verify, **options), allow_code=allow_code, verify=verify)
