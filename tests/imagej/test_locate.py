@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deepij.errors import ImageJError
+from deepij.errors import ArgumentError, ImageJError
 from deepij.imagej import locate
 
 
@@ -49,15 +49,25 @@ def test_lookup_order_argument_env_repo_system(no_env, tmp_path, monkeypatch):
 
 
 def test_missing_explicit_or_env_jar_is_an_error_never_a_fallback(no_env, tmp_path, monkeypatch):
-    with pytest.raises(ImageJError, match=r"ij_jar argument: ImageJ jar '.*nothere\.jar' does not exist"):
+    # the argument is the caller's mistake (ArgumentError); the environment is a setting (ImageJError)
+    with pytest.raises(ArgumentError, match=r"ij_jar argument: ImageJ jar '.*nothere\.jar' does not exist"):
         locate.find_ij_jar(tmp_path / "nothere.jar")
     monkeypatch.setenv("DEEPIJ_IJ_JAR", str(tmp_path / "gone.jar"))
     with pytest.raises(ImageJError, match=r"DEEPIJ_IJ_JAR: ImageJ jar .*gone.jar' does not exist"):
         locate.find_ij_jar()
     not_a_jar = tmp_path / "ij.txt"
     not_a_jar.write_text("x")
-    with pytest.raises(ImageJError, match=r"is not a .jar file"):
+    with pytest.raises(ArgumentError, match=r"is not a .jar file"):
         locate.find_ij_jar(not_a_jar)
+
+
+def test_a_linked_jar_keeps_its_folder(no_env, tmp_path):
+    real = _jar(tmp_path / "elsewhere", "ij-1.54f.jar")
+    link = tmp_path / "mine" / "ij.jar"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    # its folder's plugins/ are the ones ImageJ loads, so the link is not replaced by its target
+    assert locate.find_ij_jar(link) == link
 
 
 def test_no_jar_anywhere_says_how_to_get_one(no_env, tmp_path, monkeypatch):
@@ -86,19 +96,19 @@ def _fake_fiji(root: Path) -> Path:
 
 
 def test_fiji_folder_checks_name_what_is_missing(tmp_path):
-    with pytest.raises(ImageJError, match=r"fiji argument: .* does not exist"):
+    with pytest.raises(ArgumentError, match=r"fiji argument: .* does not exist"):
         locate.check_fiji_dir(tmp_path / "nowhere")
     file = tmp_path / "Fiji.app"
     file.write_text("")
-    with pytest.raises(ImageJError, match=r"is a file, not a folder"):
+    with pytest.raises(ArgumentError, match=r"is a file, not a folder"):
         locate.check_fiji_dir(file)
     empty = tmp_path / "Empty.app"
     empty.mkdir()
-    with pytest.raises(ImageJError, match=r"not a Fiji.app: it has no jars/ folder"):
+    with pytest.raises(ArgumentError, match=r"not a Fiji.app: it has no jars/ folder"):
         locate.check_fiji_dir(empty)
     partial = tmp_path / "Partial.app"
     _jar(partial / "jars", "ij-1.54f.jar")
-    with pytest.raises(ImageJError, match=r"missing jars/imagej-<version>\.jar, jars/imagej-legacy-\*\.jar"):
+    with pytest.raises(ArgumentError, match=r"missing jars/imagej-<version>\.jar, jars/imagej-legacy-\*\.jar"):
         locate.check_fiji_dir(partial)
 
 

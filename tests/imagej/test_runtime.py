@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 import deepij
-from deepij.errors import ArgumentError, ImageJError
+from deepij.errors import ArgumentError, ArgumentTypeError, ImageJError
 from deepij.imagej import fiji, locate
 
 
@@ -35,18 +35,33 @@ def test_settings_that_differ_from_the_running_session_are_refused(session):
 
 
 def test_bad_arguments_are_named(session, tmp_path):
-    with pytest.raises(ImageJError, match=r"ij_jar argument: ImageJ jar '.*nope\.jar' does not exist"):
+    with pytest.raises(ArgumentError, match=r"ij_jar argument: ImageJ jar '.*nope\.jar' does not exist"):
         deepij.imagej(tmp_path / "nope.jar")
-    with pytest.raises(ImageJError, match="ij_jar and fiji were both given"):
+    with pytest.raises(ArgumentError, match="ij_jar and fiji were both given"):
         deepij.imagej(locate.find_ij_jar(), fiji=tmp_path)
-    with pytest.raises(ImageJError, match=r"fiji argument: .* is not a Fiji\.app: it has no jars/ folder"):
+    with pytest.raises(ArgumentError, match=r"fiji argument: .* is not a Fiji\.app: it has no jars/ folder"):
         deepij.imagej(fiji=tmp_path)
-    with pytest.raises(ImageJError, match="headless: expected True, False or None"):
-        deepij.imagej(headless="yes")
-    with pytest.raises(ImageJError, match="contradict"):
+    with pytest.raises(ArgumentError, match="contradict"):
         deepij.imagej(headless=True, virtual_display=True)
     with pytest.raises(ArgumentError, match="max_memory: cannot read 'lots' as a memory size"):
         deepij.imagej(max_memory="lots")
+
+
+@pytest.mark.parametrize("arguments, names", [
+    ({"headless": "yes"}, r"headless: expected True, False or None, found 'yes' \(str\)"),
+    ({"virtual_display": 1}, r"virtual_display: expected True, False or None, found 1 \(int\)"),
+    ({"jvm_options": "-Xmx2g"}, r"jvm_options: expected a list of strings"),
+    ({"jvm_options": ["-Xss4m", 5]}, r"jvm_options: expected a list of strings"),
+    ({"jvm_options": 7}, r"jvm_options: expected a list of strings"),
+    ({"max_memory": [8]}, r"max_memory: expected a size such as '2GB'"),
+    ({"max_memory": True}, r"max_memory: expected a size"),
+    ({"ij_jar": 3}, r"ij_jar: expected a path"),
+    ({"fiji": 3.5}, r"fiji: expected a path"),
+])
+def test_arguments_of_the_wrong_type_are_named(session, arguments, names):
+    with pytest.raises(ArgumentTypeError, match=names) as caught:
+        deepij.imagej(**arguments)
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, deepij.DeepijError)
 
 
 def test_a_fiji_folder_conflicts_with_the_running_embedded_imagej(session, tmp_path):

@@ -34,12 +34,15 @@ import numpy as np
 import xarray as xr
 
 from deepij.axes import IMAGEJ_DIMS
+from deepij.errors import ArgumentError, ArgumentTypeError
 from deepij.imagej._java import jc, jstr
 
 # dim aliases accepted on the way in (pyimagej accepts the bioimage.io letters too)
 _DIM_ALIASES = {"x": "col", "y": "row", "z": "pln", "c": "ch", "t": "t",
                 "col": "col", "row": "row", "pln": "pln", "ch": "ch"}
-_BIT_DEPTH_DTYPES = {8: np.dtype("uint8"), 16: np.dtype("uint16"), 32: np.dtype("float32")}
+_BIT_DEPTH_DTYPES: dict[int, np.dtype[Any]] = {
+    8: np.dtype("uint8"), 16: np.dtype("uint16"), 32: np.dtype("float32"),
+}
 _COMPOSITE_MODES = {"composite": 1, "color": 2, "grayscale": 3}
 _FLOAT32_EXACT_INT = 2**24  # integers beyond this are not exact in float32
 _HUGE_PAGE = 2 * 1024 * 1024
@@ -65,7 +68,7 @@ def to_xarray(imp: Any, *, squeeze: bool = True) -> xr.DataArray:
     ('pln', 'row', 'col')
     """
     if imp is None:
-        raise ValueError("imp: expected an ij.ImagePlus, found None")
+        raise ArgumentTypeError("imp: expected an ij.ImagePlus, found None")
     width, height, channels, slices, frames = (int(v) for v in imp.getDimensions())
     bit_depth = int(imp.getBitDepth())
     rgb = bit_depth == 24
@@ -191,7 +194,8 @@ def to_imageplus(
     -----
     ``uint8`` -> 8-bit, ``uint16`` -> 16-bit, ``float32`` -> 32-bit, ``bool`` -> 8-bit 0/255 (ImageJ's mask
     convention). Other numeric types become 32-bit float; integers must then be exactly representable
-    (|value| <= 2**24), otherwise a ValueError says so.
+    (|value| <= 2**24), otherwise an ArgumentError (a ValueError) says so. Arguments of the wrong type
+    (``title=5``, ``dims=3``, a list for ``data``) raise ArgumentTypeError (a TypeError).
 
     Examples
     --------
@@ -199,6 +203,7 @@ def to_imageplus(
     >>> imp.getNSlices(), imp.getBitDepth()                             # doctest: +SKIP
     (4, 32)
     """
+    _check_to_imageplus_arguments(data, title, dims, rgb)
     array = _as_named(data, dims)
     attrs = dict(array.attrs)
     make_rgb = bool(attrs.get("rgb", False)) if rgb is None else rgb
@@ -221,6 +226,22 @@ def to_imageplus(
     return imp
 
 
+def _check_to_imageplus_arguments(data: Any, title: Any, dims: Any, rgb: Any) -> None:
+    if not isinstance(data, xr.DataArray | np.ndarray):
+        raise ArgumentTypeError(
+            f"data: expected a numpy array or xarray.DataArray, found {type(data).__name__}"
+        )
+    if title is not None and not isinstance(title, str):
+        raise ArgumentTypeError(f"title: expected a str or None, found {title!r} ({type(title).__name__})")
+    named = isinstance(dims, str | Sequence) and all(isinstance(d, str) for d in dims)
+    if dims is not None and not named:
+        raise ArgumentTypeError(
+            f"dims: expected dim names (a sequence of str such as ('pln', 'row', 'col')), found {dims!r}"
+        )
+    if rgb is not None and not isinstance(rgb, bool):
+        raise ArgumentTypeError(f"rgb: expected True, False or None, found {rgb!r}")
+
+
 def _as_named(data: xr.DataArray | np.ndarray, dims: Sequence[str] | str | None) -> xr.DataArray:
     if isinstance(data, xr.DataArray):
         array = data
@@ -232,7 +253,7 @@ def _as_named(data: xr.DataArray | np.ndarray, dims: Sequence[str] | str | None)
         if dims is None:
             defaults = {2: ("row", "col"), 3: ("pln", "row", "col")}
             if values.ndim not in defaults:
-                raise ValueError(
+                raise ArgumentError(
                     f"data: a numpy array of {values.ndim} dims needs dims=..., e.g. dims=('t', 'pln', "
                     f"'row', 'col', 'ch') (found shape {values.shape}; 2-D and 3-D arrays default to "
                     "(row, col) and (pln, row, col))"
@@ -245,7 +266,7 @@ def _as_named(data: xr.DataArray | np.ndarray, dims: Sequence[str] | str | None)
 def _dim_list(dims: Sequence[str] | str, ndim: int) -> list[str]:
     names = [dims] if isinstance(dims, str) and dims in _DIM_ALIASES else list(dims)
     if len(names) != ndim:
-        raise ValueError(f"dims: {tuple(names)} names {len(names)} dims but the array has {ndim}")
+        raise ArgumentError(f"dims: {tuple(names)} names {len(names)} dims but the array has {ndim}")
     return [_canonical_dim(n) for n in names]
 
 
@@ -254,17 +275,17 @@ def _canonical_dim(name: str) -> str:
         return _DIM_ALIASES[name]
     except KeyError:
         hint = " (a model batch axis: use deepij.axes.to_imagej_dims first)" if name == "b" else ""
-        raise ValueError(
+        raise ArgumentError(
             f"dims: {name!r} is not an ImageJ dim (expected t, pln, row, col, ch or t, z, y, x, c){hint}"
         ) from None
 
 
 def _full_layout(array: xr.DataArray) -> xr.DataArray:
     if len(set(array.dims)) != array.ndim:
-        raise ValueError(f"dims: repeated dims in {array.dims}")
+        raise ArgumentError(f"dims: repeated dims in {array.dims}")
     for needed in ("row", "col"):
         if needed not in array.dims:
-            raise ValueError(f"dims: an image needs 'row' and 'col' dims, found {tuple(array.dims)}")
+            raise ArgumentError(f"dims: an image needs 'row' and 'col' dims, found {tuple(array.dims)}")
     for dim in ("t", "pln", "ch"):
         if dim not in array.dims:
             array = array.expand_dims(dim)
@@ -281,14 +302,16 @@ def _imagej_pixels(values: np.ndarray) -> np.ndarray:
     if np.issubdtype(dtype, np.integer):
         largest = max(abs(int(values.min())), abs(int(values.max()))) if values.size else 0
         if largest > _FLOAT32_EXACT_INT:
-            raise ValueError(
+            raise ArgumentError(
                 f"data: {dtype} values up to {largest} cannot be stored exactly in an ImageJ 32-bit image "
                 "(expected |value| <= 2**24, or uint8/uint16/float32 data)"
             )
         return values.astype(np.float32)
     if np.issubdtype(dtype, np.floating):
         return values.astype(np.float32)
-    raise ValueError(f"data: dtype {dtype} cannot become an ImageJ image (expected a numeric or bool array)")
+    raise ArgumentError(
+        f"data: dtype {dtype} cannot become an ImageJ image (expected a numeric or bool array)"
+    )
 
 
 def _gray_stack(full: np.ndarray) -> Any:
@@ -299,11 +322,11 @@ def _gray_stack(full: np.ndarray) -> Any:
 def _rgb_stack(full: xr.DataArray) -> Any:
     frames, slices, channels, height, width = full.shape
     if channels != 3:
-        raise ValueError(f"data: an RGB image needs ch of size 3 (R, G, B), found {channels}")
+        raise ArgumentError(f"data: an RGB image needs ch of size 3 (R, G, B), found {channels}")
     values = full.data
     if values.dtype != np.uint8:
         if values.size and (values.min() < 0 or values.max() > 255 or not np.all(np.mod(values, 1) == 0)):
-            raise ValueError(f"data: RGB values must be integers 0-255 (found dtype {values.dtype})")
+            raise ArgumentError(f"data: RGB values must be integers 0-255 (found dtype {values.dtype})")
         values = values.astype(np.uint8)
     rgb = np.moveaxis(values, 2, -1).reshape(frames * slices, height, width, 3)
     packed = new_array((frames * slices, height, width, 4), np.uint8)
@@ -346,7 +369,7 @@ def _stack_from_planes(planes: np.ndarray) -> Any:
 def _composite_mode(attrs: dict[str, Any]) -> str:
     mode = attrs.get("composite_mode", "composite")
     if mode not in _COMPOSITE_MODES:
-        raise ValueError(f"attrs['composite_mode']: {mode!r} (expected one of {sorted(_COMPOSITE_MODES)})")
+        raise ArgumentError(f"attrs['composite_mode']: {mode!r} (expected one of {sorted(_COMPOSITE_MODES)})")
     return mode
 
 
@@ -379,7 +402,7 @@ def _axis_scale(array: xr.DataArray, dim: str, size_attr: float | None) -> tuple
         values = np.asarray(array.coords[dim].values, dtype=float)
         step = float(values[1] - values[0]) if values.size > 1 else (size_attr or 1.0)
         if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-6, atol=0):
-            raise ValueError(
+            raise ArgumentError(
                 f"coords[{dim!r}]: ImageJ needs evenly spaced coordinates (found {values[:4]}...)"
             )
         return step, -float(values[0]) / step
@@ -395,7 +418,7 @@ def _apply_display_range(imp: Any, attrs: dict[str, Any], rgb: bool) -> None:
     shown = np.asarray(shown, dtype=float)
     channels = int(imp.getNChannels())
     if shown.size not in (2, 2 * channels):
-        raise ValueError(
+        raise ArgumentError(
             f"attrs['display_range']: expected (min, max) or one pair per channel, found {shown.tolist()}"
         )
     per_channel = np.broadcast_to(shown.reshape(-1, 2), (channels, 2))

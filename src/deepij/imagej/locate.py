@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from deepij.errors import ImageJError
+from deepij.errors import ArgumentError, DeepijError, ImageJError
 
 #: Where Debian's libij-java puts ImageJ 1.x.
 SYSTEM_IJ_JAR = Path("/usr/share/java/ij.jar")
@@ -35,8 +35,10 @@ def find_ij_jar(ij_jar: str | os.PathLike[str] | None = None) -> Path:
 
     Raises
     ------
+    ArgumentError
+        When the ``ij_jar`` argument names no jar.
     ImageJError
-        When the chosen jar does not exist, or none is found anywhere (the message says how to get one).
+        When ``DEEPIJ_IJ_JAR`` names no jar, or none is found anywhere (the message says how to get one).
 
     Examples
     --------
@@ -61,14 +63,19 @@ def find_ij_jar(ij_jar: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _existing_jar(path: Path, where: str) -> Path:
+    error = _error_class(where)
     path = path.expanduser()
     if not path.is_file():
-        raise ImageJError(
-            f"{where}: ImageJ jar {str(path)!r} does not exist (expected the path of an ij.jar file)"
-        )
+        raise error(f"{where}: ImageJ jar {str(path)!r} does not exist (expected the path of an ij.jar file)")
     if path.suffix.lower() != ".jar":
-        raise ImageJError(f"{where}: {str(path)!r} is not a .jar file (expected the path of an ij.jar file)")
-    return path.resolve()
+        raise error(f"{where}: {str(path)!r} is not a .jar file (expected the path of an ij.jar file)")
+    # absolute, not resolved: a jar linked into a folder keeps that folder (its plugins/ are looked up there)
+    return Path(os.path.abspath(path))
+
+
+def _error_class(where: str) -> type[DeepijError]:
+    """ArgumentError for what the caller passed, ImageJError for settings found elsewhere (environment)."""
+    return ArgumentError if where.endswith("argument") else ImageJError
 
 
 def _newest_ij_jar(folder: Path) -> Path | None:
@@ -135,18 +142,21 @@ def check_fiji_dir(fiji: str | os.PathLike[str], *, where: str = "fiji argument"
 
     Raises
     ------
+    ArgumentError
+        For the ``fiji`` argument: naming the folder and what is missing.
     ImageJError
-        Naming the folder and what is missing.
+        The same for a folder from elsewhere (``DEEPIJ_FIJI``): a setting, not an argument.
     """
+    error = _error_class(where)
     path = Path(fiji).expanduser()
     expected = "a Fiji.app folder with jars/ij-*.jar, jars/imagej-<version>.jar and jars/imagej-legacy-*.jar"
     if not path.exists():
-        raise ImageJError(f"{where}: {str(path)!r} does not exist (expected {expected})")
+        raise error(f"{where}: {str(path)!r} does not exist (expected {expected})")
     if not path.is_dir():
-        raise ImageJError(f"{where}: {str(path)!r} is a file, not a folder (expected {expected})")
+        raise error(f"{where}: {str(path)!r} is a file, not a folder (expected {expected})")
     jars = path / "jars"
     if not jars.is_dir():
-        raise ImageJError(
+        raise error(
             f"{where}: {str(path)!r} is not a Fiji.app: it has no jars/ folder (expected {expected})"
         )
     names = [p.name for p in jars.iterdir()]
@@ -157,7 +167,7 @@ def check_fiji_dir(fiji: str | os.PathLike[str], *, where: str = "fiji argument"
     }
     missing = [label for label, pattern in wanted.items() if not any(pattern.match(n) for n in names)]
     if missing:
-        raise ImageJError(
+        raise error(
             f"{where}: {str(path)!r} is not a Fiji.app: missing {', '.join(missing)} (expected {expected})"
         )
     return path.resolve()

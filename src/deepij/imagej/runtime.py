@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepij.errors import ImageJError
+from deepij.errors import ArgumentError, ArgumentTypeError, ImageJError
 from deepij.imagej import fiji as fiji_mode
 from deepij.imagej import java_steps, jvm, locate
 from deepij.imagej.display import VirtualDisplay
@@ -41,7 +41,11 @@ def get_session(
     max_memory: str | int | None = None,
     jvm_options: Sequence[str] = (),
 ) -> Session:
-    """The process's ImageJ session, started on first use. See :func:`deepij.imagej` for the parameters."""
+    """The process's ImageJ session, started on first use. See :func:`deepij.imagej` for the parameters.
+
+    ``max_memory`` is read by :func:`deepij.sizes.parse_memory_size`: ``"8g"`` = 8 GiB (Java's letters are
+    powers of 1024), ``"2GB"`` = 2e9 bytes, an int = bytes.
+    """
     request = _validate(ij_jar, fiji, headless, virtual_display, max_memory, jvm_options)
     global _session
     with _lock:
@@ -108,18 +112,25 @@ def shutdown() -> None:
 # --------------------------------------------------------------------------------------------- start
 def _validate(ij_jar: Any, fiji: Any, headless: bool | None, virtual_display: bool | None,
               max_memory: Any, jvm_options: Sequence[str]) -> _Request:
-    if headless is not None and not isinstance(headless, bool):
-        raise ImageJError(f"headless: expected True, False or None, found {headless!r}")
-    if virtual_display is not None and not isinstance(virtual_display, bool):
-        raise ImageJError(f"virtual_display: expected True, False or None, found {virtual_display!r}")
+    for name, value in (("headless", headless), ("virtual_display", virtual_display)):
+        if value is not None and not isinstance(value, bool):
+            raise ArgumentTypeError(
+                f"{name}: expected True, False or None, found {value!r} ({type(value).__name__})"
+            )
+    for name, value in (("ij_jar", ij_jar), ("fiji", fiji)):
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise ArgumentTypeError(f"{name}: expected a path (str or os.PathLike) or None, found {value!r}")
     if headless and virtual_display:
-        raise ImageJError(
+        raise ArgumentError(
             "headless=True and virtual_display=True contradict each other (expected one of them)"
         )
-    if isinstance(jvm_options, str) or not all(isinstance(o, str) for o in jvm_options):
-        raise ImageJError(f"jvm_options: expected a list of strings, found {jvm_options!r}")
+    if isinstance(jvm_options, str | bytes) or not isinstance(jvm_options, Sequence) \
+            or not all(isinstance(o, str) for o in jvm_options):
+        raise ArgumentTypeError(
+            f"jvm_options: expected a list of strings such as ['-Xss4m'], found {jvm_options!r}"
+        )
     if ij_jar is not None and fiji is not None:
-        raise ImageJError("ij_jar and fiji were both given (expected one: an ij.jar, or a Fiji.app folder)")
+        raise ArgumentError("ij_jar and fiji were both given (expected one: an ij.jar, or a Fiji.app folder)")
     fiji_dir = locate.find_fiji_dir(fiji) if ij_jar is None else None
     jar = None
     if fiji_dir is None and (ij_jar is not None or _session is None):
@@ -201,4 +212,16 @@ def _classpath_and_options(request: _Request) -> tuple[list[Path], list[str]]:
                                                           *request.options]
     assert request.ij_jar is not None
     # deepImageJ's processing interfaces, so bundle jars link against ImageJ's own class loader
-    return [request.ij_jar, *java_steps.startup_classpath(request.ij_jar)], list(request.options)
+    return ([request.ij_jar, *java_steps.startup_classpath(request.ij_jar)],
+            [*_plugins_option(request.ij_jar, request.options), *request.options])
+
+
+def _plugins_option(ij_jar: Path, options: Sequence[str]) -> list[str]:
+    """``-Dplugins.dir`` so ImageJ loads the plugin jars in a ``plugins/`` folder next to its jar.
+
+    That is where ImageJ 1.x looks for plugins beside its own jar (the repository's ``jars/plugins/``, the
+    folder of ``DEEPIJ_IJ_JAR``); an explicit ``-Dplugins.dir`` in ``jvm_options`` wins.
+    """
+    if any(option.startswith("-Dplugins.dir=") for option in options):
+        return []
+    return [f"-Dplugins.dir={ij_jar.parent}"] if (ij_jar.parent / "plugins").is_dir() else []

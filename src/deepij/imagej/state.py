@@ -50,7 +50,7 @@ class Settings:
             binary_count=int(private_field("ij.plugin.filter.Binary", "count").getInt(None)),
             default_16bit_range=int(jc.ImagePlus.getDefault16bitRange()),
             weighted_rgb=bool(jc.Prefs.weightedColor),
-            rgb_weights=tuple(float(w) for w in jc.ColorProcessor.getWeightingFactors()),
+            rgb_weights=_three(float(w) for w in jc.ColorProcessor.getWeightingFactors()),
             divide_by_zero=float(jc.FloatBlitter.divideByZeroValue),
             global_calibration=jc.ImagePlus.getStaticGlobalCalibration(),
             # ImageJ's in-memory preferences (call("ij.Prefs.set", ...), options of many commands)
@@ -76,6 +76,11 @@ class Settings:
         current = _preferences()
         current.clear()
         current.putAll(self.preferences)
+
+
+def _three(values: Any) -> tuple[float, float, float]:
+    red, green, blue = values
+    return red, green, blue
 
 
 def _preferences() -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepij.errors import ArgumentError, ArgumentTypeError
 from deepij.imagej._java import jc, jstr
 
 
@@ -39,13 +40,13 @@ def to_dataframe(table: Any) -> pd.DataFrame:
         Any results table (the Results window's, a named table's, or one made in Python).
     """
     if table is None:
-        raise ValueError("table: expected an ij.measure.ResultsTable, found None")
+        raise ArgumentTypeError("table: expected an ij.measure.ResultsTable, found None")
     rows = int(table.size())
     columns: dict[str, Any] = {}
     for index in range(int(table.getLastColumn()) + 1):
         if not table.columnExists(index):
             continue
-        heading = jstr(table.getColumnHeading(index))
+        heading = jstr(table.getColumnHeading(index)) or f"C{index + 1}"
         columns[heading] = _column_values(table, index, rows)
     frame = pd.DataFrame(columns, index=_row_labels(table, rows))
     return frame
@@ -89,15 +90,17 @@ def to_resultstable(frame: pd.DataFrame) -> Any:
 
     Raises
     ------
-    ValueError
-        For repeated column names or cells that are neither numbers nor text.
+    ArgumentError
+        For repeated column names or cells that are neither numbers nor text (a ValueError).
+    ArgumentTypeError
+        For anything but a DataFrame (a TypeError).
     """
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"frame: expected a pandas.DataFrame, found {type(frame).__name__}")
+        raise ArgumentTypeError(f"frame: expected a pandas.DataFrame, found {type(frame).__name__}")
     headings = [str(c) for c in frame.columns]
     repeated = sorted({h for h in headings if headings.count(h) > 1})
     if repeated:
-        raise ValueError(f"frame: repeated column names {repeated} (a ResultsTable needs unique headings)")
+        raise ArgumentError(f"frame: repeated column names {repeated} (a ResultsTable needs unique headings)")
     rows = len(frame)
     from jpype import JObject
 
@@ -130,7 +133,7 @@ def _write_column(table: Any, heading: str, series: pd.Series, rows: int) -> Non
         elif isinstance(cell, str):
             table.setValue(column, row, cell)
         else:
-            raise ValueError(
+            raise ArgumentError(
                 f"frame[{heading!r}] row {row}: {type(cell).__name__} {cell!r} cannot go into a ResultsTable "
                 "(expected numbers or text)"
             )
