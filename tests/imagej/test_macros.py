@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 import deepij
-from deepij.errors import MacroError, MacroTimeoutError
+from deepij.errors import ArgumentError, ArgumentTypeError, DeepijError, MacroError, MacroTimeoutError
 from deepij.imagej import macros
 from deepij.imagej._java import jc
 
@@ -105,7 +105,7 @@ def test_macro_from_a_file_and_errors_name_it(session, tmp_path):
     assert caught.value.line == 3 and caught.value.source == str(bad)
     assert "Undefined identifier" in caught.value.macro_message
     assert "undefinedThing" in caught.value.macro_message
-    with pytest.raises(MacroError, match="does not exist"):
+    with pytest.raises(ArgumentError, match=r"macro: file '.*missing\.ijm' does not exist"):
         session.run_macro(tmp_path / "missing.ijm")
 
 
@@ -126,20 +126,23 @@ def test_exit_and_messages_do_not_fail_the_run(session):
     assert result.log.splitlines() == ["after"]
 
 
-@pytest.mark.parametrize("code, shows", [
-    ('waitForUser("click OK");\nprint("never");', "click OK"),
-    ('name = getString("Your name?", "anne");\nprint(name);', "Your name?"),
-    ('Dialog.create("Settings");\nDialog.addNumber("sigma", 2);\nDialog.show();\nprint("never");', "sigma"),
-    ('ok = getBoolean("Continue?");', "Continue?"),
-    ('Dialog.createNonBlocking("Live");\nDialog.addMessage("adjust, then OK");\nDialog.show();', "adjust"),
-    ('dir = getDirectory("Choose a folder");', "Choose a folder"),
+@pytest.mark.parametrize("code, shows, says", [
+    ('waitForUser("click OK");\nprint("never");', "click OK", "waits for user input that will never come"),
+    ('name = getString("Your name?", "anne");\nprint(name);', "Your name?", 'answers={"Your name?": "anne"}'),
+    ('Dialog.create("Settings");\nDialog.addNumber("sigma", 2);\nDialog.show();\nprint("never");', "sigma",
+     '--answer "sigma=2"'),
+    ('ok = getBoolean("Continue?");', "Continue?", 'answers={"Continue?": True}'),
+    ('Dialog.createNonBlocking("Live");\nDialog.addMessage("adjust, then OK");\nDialog.show();', "adjust",
+     "waits for user input that will never come"),
+    ('dir = getDirectory("Choose a folder");', "Choose a folder", '"Choose a folder": "/path/to/folder"'),
 ])
-def test_dialogs_waiting_for_a_user_stop_at_once(session, code, shows):
+def test_dialogs_waiting_for_a_user_stop_at_once(session, code, shows, says):
     started = time.monotonic()
-    with pytest.raises(MacroTimeoutError, match="waits for user input") as caught:
+    with pytest.raises(MacroTimeoutError) as caught:
         session.run_macro(code)
     assert time.monotonic() - started < 5
-    assert shows in str(caught.value)
+    assert shows in str(caught.value) and says in str(caught.value)
+    assert caught.value.line is not None
     assert "never" not in session.run_macro('print("fresh");').log
 
 
@@ -160,13 +163,31 @@ def test_time_limit_stops_java_code_that_ignores_the_interpreter(session, monkey
     assert session.run_macro("return \"\" + 6 * 7;").value == "42"
 
 
-def test_bad_arguments(session):
-    with pytest.raises(ValueError, match="timeout: expected a number of seconds > 0"):
-        session.run_macro("x=1;", timeout=0)
-    with pytest.raises(TypeError, match=r"image\['a'\]: expected a numpy array, xarray.DataArray or ij"):
-        session.run_macro("x=1;", image={"a": [1, 2]})
-    with pytest.raises(TypeError, match="options: expected a str or a dict"):
-        session.run_macro("x=1;", args=5)
+@pytest.mark.parametrize("arguments, error, names", [
+    ({"timeout": 0}, ArgumentError, "timeout: expected a number of seconds > 0"),
+    ({"timeout": -1.5}, ArgumentError, "timeout: expected a number of seconds > 0"),
+    ({"timeout": float("nan")}, ArgumentError, "timeout: expected a number of seconds > 0"),
+    ({"timeout": "abc"}, ArgumentTypeError, r"timeout: .* found 'abc' \(str\)"),
+    ({"timeout": True}, ArgumentTypeError, r"timeout: .* found True \(bool\)"),
+    ({"image": {"a": [1, 2]}}, ArgumentTypeError, r"image\['a'\]: expected a numpy array, xarray.DataArray"),
+    ({"image": "picture.tif"}, ArgumentTypeError, "image: expected a numpy array"),
+    ({"image": {"": np.zeros((2, 2))}}, ArgumentError, "image: dict keys are image titles"),
+    ({"image": {3: np.zeros((2, 2))}}, ArgumentTypeError, "image: dict keys are image titles"),
+    ({"image": np.zeros((2, 2, 2, 2))}, ArgumentError, r"image: data: a numpy array of 4 dims needs dims"),
+    ({"args": 5}, ArgumentTypeError, "args: expected a str or a dict"),
+    ({"answers": ["x"]}, ArgumentTypeError, "answers: expected a mapping"),
+    ({"answers": {"Folder": object()}}, ArgumentTypeError, r"answers\['Folder'\]: expected text"),
+    ({"answers": {"": "x"}}, ArgumentTypeError, "answers: keys are prompt texts"),
+])
+def test_bad_arguments_are_named(session, arguments, error, names):
+    with pytest.raises(error, match=names) as caught:
+        session.run_macro("x=1;", **arguments)
+    assert isinstance(caught.value, DeepijError)
+
+
+def test_a_macro_that_is_neither_code_nor_a_path_is_refused(session):
+    with pytest.raises(ArgumentTypeError, match="macro: expected macro code"):
+        session.run_macro(42)
 
 
 def test_no_run_leaks_into_the_next(session):

@@ -52,15 +52,20 @@ def imagej(
     virtual_display : bool, optional
         True: always use a private Xvfb, even when ``DISPLAY`` is set (nothing appears on your screen).
     max_memory : str or int, optional
-        Maximum Java heap, e.g. ``"8g"`` (default: the JVM's own, a quarter of the RAM).
+        Maximum Java heap, read by :func:`deepij.sizes.parse_memory_size` as everywhere in deepij:
+        ``"8g"`` (Java's letters) and ``"8GiB"`` are 8 GiB (8 * 1024**3 bytes), ``"2GB"`` is 2e9 bytes, an
+        int is bytes. Default: the JVM's own (a quarter of the RAM).
     jvm_options : sequence of str
         More JVM options.
 
     Raises
     ------
+    ArgumentTypeError, ArgumentError
+        An argument of the wrong type or value (named in the message): ``headless="yes"``, a jar or Fiji.app
+        path that does not exist, ``max_memory="lots"``, contradicting options.
     ImageJError
-        No jar / Java / Xvfb found, a folder that is not a Fiji.app, or settings that differ from the
-        session already running (a JVM cannot restart within one process).
+        No jar / Java / Xvfb found, ``DEEPIJ_IJ_JAR`` / ``DEEPIJ_FIJI`` naming nothing usable, or settings
+        that differ from the session already running (a JVM cannot restart within one process).
 
     Examples
     --------
@@ -73,14 +78,15 @@ def imagej(
 
 
 def run_macro(macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
-              timeout: float | None = None) -> MacroResult:
+              timeout: float | None = None, answers: Mapping[str, Any] | None = None) -> MacroResult:
     """Run an ImageJ macro in the process's session (started if needed). See :meth:`Session.run_macro`.
 
     Examples
     --------
     >>> result = deepij.run_macro("normalize.ijm", image)      # doctest: +SKIP
+    >>> result = deepij.run_macro("workshop.ijm", answers={"Choose input folder": "/data"})  # doctest: +SKIP
     """
-    return get_session().run_macro(macro, image=image, args=args, timeout=timeout)
+    return get_session().run_macro(macro, image=image, args=args, timeout=timeout, answers=answers)
 
 
 class _CallableModule(types.ModuleType):

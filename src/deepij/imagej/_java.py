@@ -12,9 +12,11 @@ from typing import Any
 _CLASSES = {
     "Analyzer": "ij.plugin.filter.Analyzer",
     "ByteOrder": "java.nio.ByteOrder",
+    "Button": "java.awt.Button",
     "ByteProcessor": "ij.process.ByteProcessor",
     "ByteArrayOutputStream": "java.io.ByteArrayOutputStream",
     "Calibration": "ij.measure.Calibration",
+    "Checkbox": "java.awt.Checkbox",
     "ColorProcessor": "ij.process.ColorProcessor",
     "CompositeImage": "ij.CompositeImage",
     "Container": "java.awt.Container",
@@ -34,6 +36,7 @@ _CLASSES = {
     "ImagePlus": "ij.ImagePlus",
     "ImageStack": "ij.ImageStack",
     "ImageWindow": "ij.gui.ImageWindow",
+    "JFileChooser": "javax.swing.JFileChooser",
     "JLabel": "javax.swing.JLabel",
     "JTextComponent": "javax.swing.text.JTextComponent",
     "Label": "java.awt.Label",
@@ -56,6 +59,7 @@ _CLASSES = {
     "Window": "java.awt.Window",
     "WindowEvent": "java.awt.event.WindowEvent",
     "WindowManager": "ij.WindowManager",
+    "YesNoCancelDialog": "ij.gui.YesNoCancelDialog",
 }
 
 

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from deepij.errors import ArgumentError, ArgumentTypeError
 from deepij.imagej._java import jc, jstr
 
 if TYPE_CHECKING:
@@ -116,10 +117,12 @@ class CommandRouter:
 
     def register(self, command: str, handler: Handler) -> None:
         """Handle ``run(command, ...)`` in Python from now on (replaces an earlier handler of that name)."""
-        if not isinstance(command, str) or not command:
-            raise ValueError(f"command: expected a non-empty command name, found {command!r}")
+        if not isinstance(command, str):
+            raise ArgumentTypeError(f"command: expected a command name (str), found {type(command).__name__}")
+        if not command.strip():
+            raise ArgumentError(f"command: expected a non-empty command name, found {command!r}")
         if not callable(handler):
-            raise TypeError(f"handler: expected a callable taking a CommandCall, found {handler!r}")
+            raise ArgumentTypeError(f"handler: expected a callable taking a CommandCall, found {handler!r}")
         with self._lock:
             self._handlers[command] = handler
 
@@ -185,11 +188,12 @@ def _is_resultstable(value: Any) -> bool:
     return hasattr(value, "getColumnHeadings") and hasattr(value, "incrementCounter")
 
 
-def format_options(options: str | Mapping[str, Any] | None) -> str:
+def format_options(options: str | Mapping[str, Any] | None, *, argument: str = "options") -> str:
     """An ImageJ option string from a dict: ``{"sigma": 2, "stack": True}`` -> ``"sigma=2 stack"``.
 
     ``True`` adds the bare key (ImageJ's checkbox style), ``False`` and ``None`` leave it out, values with
-    spaces are wrapped in ``[...]``. A string is returned unchanged.
+    spaces are wrapped in ``[...]``. A string is returned unchanged. ``argument`` names the argument in
+    the error for anything else.
 
     Examples
     --------
@@ -201,7 +205,7 @@ def format_options(options: str | Mapping[str, Any] | None) -> str:
     if isinstance(options, str):
         return options
     if not isinstance(options, Mapping):
-        raise TypeError(f"options: expected a str or a dict, found {type(options).__name__}")
+        raise ArgumentTypeError(f"{argument}: expected a str or a dict, found {type(options).__name__}")
     parts = []
     for key, value in options.items():
         if value is True:

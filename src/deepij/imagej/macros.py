@@ -8,13 +8,16 @@ Each run goes like this (on the session's macro thread, while the calling thread
 4. everything it left open is converted (images -> xarray, tables -> DataFrame, the log, its return value);
 5. ImageJ is reset again.
 
-Meanwhile the caller answers the windows nobody could click (see :mod:`deepij.imagej.dialogs`) and enforces
-the time limit. A macro that fails, waits for a user or runs too long is stopped: its interpreter is told to
+Meanwhile the caller answers the windows nobody could click (see :mod:`deepij.imagej.dialogs`; questions the
+run's ``answers`` cover: :mod:`deepij.imagej.answers`) and enforces the time limit. A macro that fails,
+waits for a user or runs too long is stopped: its interpreter is told to
 finish, its dialogs are cancelled, and if its thread still does not return, the thread is stopped or given up.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 import time
 from concurrent.futures import Future
@@ -23,10 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepij.errors import DeepijError, HeadlessError, ImageJError, MacroError, MacroTimeoutError
+from deepij.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    DeepijError,
+    HeadlessError,
+    ImageJError,
+    MacroError,
+    MacroTimeoutError,
+)
+from deepij.imagej import answers as questions
 from deepij.imagej import dialogs, results, state
 from deepij.imagej._java import jc, jstr, private_field
 from deepij.imagej.commands import format_options
+from deepij.imagej.missing_commands import command_not_found, unrecognized_command
 from deepij.imagej.worker import Worker
 
 if TYPE_CHECKING:
@@ -36,6 +49,10 @@ if TYPE_CHECKING:
 STOP_GRACE_S = 5.0
 #: How long after answering a dialog a macro thread may still wait in it before it is woken up.
 _WAKE_AFTER_S = 0.3
+#: The name of the Java thread macros run on. ImageJ reads a command's options only on threads whose name
+#: starts with "Run$_" (IJ.run renames the thread on its first command; naming it so from the start keeps
+#: that from depending on which command comes first).
+MACRO_THREAD_NAME = "Run$_deepij-macro"
 _MACRO_SUFFIXES = (".ijm", ".txt", ".mac", ".ijm.txt")
 
 
@@ -52,6 +69,10 @@ class _Run:
     message_windows: set[int] = field(default_factory=set)
     answered_at: float | None = None
     earlier_windows: set[int] = field(default_factory=set)
+    first_seen: dict[int, float] = field(default_factory=dict)
+    answers: questions.Answers = field(default_factory=dict)
+    answered: dict[str, str] = field(default_factory=dict)
+    code_lines: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -77,18 +98,19 @@ class MacroRunner:
         self.settings: state.Settings | None = None
 
     # ----------------------------------------------------------------------------------------- public
-    def run(self, macro: str | Path, image: Any = None, args: Any = None, timeout: float | None = None
-            ) -> results.MacroResult:
+    def run(self, macro: str | Path, image: Any = None, args: Any = None, timeout: float | None = None,
+            answers: Any = None) -> results.MacroResult:
         """See :meth:`deepij.imagej.session.Session.run_macro`."""
         code, source = read_macro(macro)
-        argument = format_options(args)
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout: expected a number of seconds > 0 or None, found {timeout!r}")
+        argument = format_options(args, argument="args")
+        check_timeout(timeout)
+        given_answers = questions.normalize_answers(answers)
         if self._worker is not None and self._worker.is_current() and self._active is not None:
-            return self._run_nested(code, source, image, argument)
+            return self._run_nested(code, source, image, argument, given_answers)
         with self._lock:
             inputs = self._session.prepare_inputs(image)
-            run = _Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()})
+            run = _Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()},
+                       answers=given_answers, code_lines=code.splitlines())
             self._active = run
             try:
                 future = self._current_worker().submit(lambda: self._execute(run, code, inputs, argument))
@@ -118,6 +140,8 @@ class MacroRunner:
     def _execute(self, run: _Run, code: str, inputs: list[Any], argument: str) -> _Outcome:
         """On the macro thread: clean, open inputs, run, collect, clean."""
         run.java_thread = jc.Thread.currentThread()
+        if jstr(run.java_thread.getName()) != MACRO_THREAD_NAME:
+            run.java_thread.setName(MACRO_THREAD_NAME)
         headless = self._session.headless
         state.reset(self.settings)
         try:
@@ -132,7 +156,8 @@ class MacroRunner:
             outcome.error_message = jstr(run.interp.getErrorMessage())
             outcome.error_line = _error_line(run.interp)
             if _completed(run, outcome):
-                outcome.result = results.build_result(outcome.value, log.text(), run.messages, headless)
+                outcome.result = results.build_result(outcome.value, log.text(), run.messages, headless,
+                                                      answered=run.answered)
             return outcome
         finally:
             state.reset(self.settings)
@@ -187,19 +212,17 @@ class MacroRunner:
 
     def _answer_dialogs(self, run: _Run) -> None:
         self._wake_from_vanished_dialog(run)
-        for dialog in dialogs.pending_dialogs():
+        for dialog in dialogs.pending_dialogs(run.java_thread):
             run.answered_at = time.monotonic()
-            if dialogs.window_key(dialog.window) in run.earlier_windows:
+            key = dialogs.window_key(dialog.window)
+            if key in run.earlier_windows:
                 # left over from an earlier run (AWT can bring a closed dialog back): not this macro's doing
                 dialogs.dismiss(dialog)
                 continue
             if dialog.kind == dialogs.ERROR:
-                with run.lock:
-                    if run.dialog_error is None:
-                        run.dialog_error = dialog.error_parts()
+                self._record_error_box(run, dialog)
                 dialogs.answer_ok(dialog)
             elif dialog.kind == dialogs.MESSAGE:
-                key = dialogs.window_key(dialog.window)
                 if key not in run.message_windows:  # a box answered twice is one message
                     run.message_windows.add(key)
                     run.messages.append(dialog.text)
@@ -208,14 +231,39 @@ class MacroRunner:
                 trace = dialog.text.strip()
                 self._stop(run, MacroError(f"an ImageJ command threw a Java exception:\n{trace}"))
                 dialogs.cancel(dialog)
-            else:
-                detail = f": {dialog.text.strip()!r}" if dialog.text.strip() else ""
-                kind = jstr(dialog.window.getClass().getSimpleName())
-                self._stop(run, MacroTimeoutError(
-                    f"the macro waits for user input that will never come: {kind} {dialog.title!r}{detail}; "
-                    "deepij cancelled it (macros run unattended: pass values as arguments instead)"
-                ))
-                dialogs.cancel(dialog)
+            elif self._waits_for_user(run, dialog, key):
+                self._answer_question(run, dialog)
+
+    def _waits_for_user(self, run: _Run, dialog: dialogs.OpenDialog, key: int) -> bool:
+        """True for an input dialog the macro waits in, or one that has stayed up a while (see dialogs)."""
+        first_seen = run.first_seen.setdefault(key, time.monotonic())
+        return dialog.waited_on or time.monotonic() - first_seen > dialogs.INPUT_GRACE_S
+
+    def _answer_question(self, run: _Run, dialog: dialogs.OpenDialog) -> None:
+        try:
+            if questions.answer(dialog, run.answers, run.answered):
+                return
+            error: BaseException = questions.unanswered_error(dialog)
+        except ArgumentError as bad_answer:
+            error = bad_answer
+        self._stop(run, error)
+        dialogs.cancel(dialog)
+
+    def _record_error_box(self, run: _Run, dialog: dialogs.OpenDialog) -> None:
+        """Keep the first error box's text and line, and make the macro stop after its current statement.
+
+        The interpreter's own error box ends the macro by itself; an ``IJ.error`` box (``File not found``)
+        would let it go on, as ImageJ does on a thread it does not know as a macro thread.
+        """
+        message, line, code = dialog.error_parts()
+        if line is None:
+            line = _current_line(run.interp)
+            known = line is not None and line <= len(run.code_lines)
+            code = run.code_lines[line - 1].strip() if known and line is not None else None
+        with run.lock:
+            if run.dialog_error is None:
+                run.dialog_error = (message, line, code)
+        _raise_stop_flag(run.interp)
 
     def _wake_from_vanished_dialog(self, run: _Run) -> None:
         """Wake a macro thread left waiting in a dialog that is already gone.
@@ -249,9 +297,9 @@ class MacroRunner:
         if run.dialog_error is not None:
             message, dialog_line, code = run.dialog_error
             text = f"{message}: {code}" if code else message
-            raise MacroError(text, line=dialog_line if dialog_line is not None else line, source=source)
+            raise macro_error(text, line=dialog_line if dialog_line is not None else line, source=source)
         if outcome.error_message is not None:
-            raise MacroError(outcome.error_message, line=line, source=source)
+            raise macro_error(outcome.error_message, line=line, source=source)
         if outcome.failure is not None and not _is_cancel(outcome.failure):
             raise _java_failure(outcome.failure, line, source) from outcome.failure
         if outcome.result is None:  # pragma: no cover - every other path above raised
@@ -259,11 +307,19 @@ class MacroRunner:
         return outcome.result
 
     # ----------------------------------------------------------------------------------------- nested
-    def _run_nested(self, code: str, source: str | None, image: Any, argument: str) -> results.MacroResult:
-        """A macro run from a command handler inside a running macro: inline, without cleaning anything."""
+    def _run_nested(self, code: str, source: str | None, image: Any, argument: str,
+                    answers: questions.Answers) -> results.MacroResult:
+        """A macro run from a command handler inside a running macro: inline, without cleaning anything.
+
+        The outer run's watcher answers its dialogs, with the outer run's answers and these.
+        """
         before = set(state.open_image_ids())
         self._session.open_inputs(self._session.prepare_inputs(image), reset_batch=False)
         interp = jc.Interpreter()
+        active = self._active
+        outer_answers = dict(active.answers) if active is not None else {}
+        if active is not None:
+            active.answers = {**outer_answers, **answers}
         try:
             value = jstr(interp.run(code, argument))
         except Exception as error:
@@ -271,7 +327,10 @@ class MacroRunner:
             if message is None and _is_cancel(error):
                 value = None
             else:
-                raise MacroError(message or str(error), line=_error_line(interp), source=source) from error
+                raise macro_error(message or str(error), line=_error_line(interp), source=source) from error
+        finally:
+            if active is not None:
+                active.answers = outer_answers
         new_ids = set(state.open_image_ids()) - before
         current = jc.WindowManager.getCurrentImage()
         if current is not None:
@@ -280,6 +339,26 @@ class MacroRunner:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def check_timeout(timeout: Any) -> None:
+    """A time limit is a number of seconds > 0, or None (ArgumentTypeError / ArgumentError otherwise)."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise ArgumentTypeError(
+            f"timeout: expected a number of seconds > 0 or None, found {timeout!r} ({type(timeout).__name__})"
+        )
+    seconds = float(timeout)
+    if math.isnan(seconds) or not seconds > 0:
+        raise ArgumentError(f"timeout: expected a number of seconds > 0 or None, found {timeout!r}")
+
+
+def macro_error(message: str, *, line: int | None, source: str | None) -> MacroError:
+    """The MacroError for ImageJ's error text: a CommandNotFoundError for ``Unrecognized command``."""
+    if unrecognized_command(message) is not None:
+        return command_not_found(message, line=line, source=source)
+    return MacroError(message, line=line, source=source)
+
+
 def _raise_stop_flag(interp: Any) -> None:
     """Make the running interpreter(s) finish after the current statement, without error boxes."""
     interpreters = {id(i): i for i in (interp, jc.Interpreter.getInstance()) if i is not None}
@@ -294,15 +373,16 @@ def read_macro(macro: str | Path) -> tuple[str, str | None]:
     if isinstance(macro, Path) or (isinstance(macro, str) and _looks_like_path(macro)):
         path = Path(macro).expanduser()
         if not path.is_file():
-            raise MacroError(f"macro file {str(path)!r} does not exist (expected macro code or a .ijm file)",
-                             source=str(path))
+            raise ArgumentError(
+                f"macro: file {str(path)!r} does not exist (expected macro code or the path of a .ijm file)"
+            )
         raw = path.read_bytes()
         try:
             return raw.decode("utf-8"), str(path)
         except UnicodeDecodeError:
             return raw.decode("latin-1"), str(path)  # ImageJ's own default for old macro files
     if not isinstance(macro, str):
-        raise TypeError(f"macro: expected macro code (str) or a path, found {type(macro).__name__}")
+        raise ArgumentTypeError(f"macro: expected macro code (str) or a path, found {type(macro).__name__}")
     return macro, None
 
 
@@ -353,9 +433,11 @@ def _current_line(interp: Any) -> int | None:
 def _with_line(error: BaseException, line: int | None, source: str | None) -> BaseException:
     """The error to raise for a stopped run, naming the macro line it stopped at.
 
-    MacroError (and its time-out kind) and HeadlessError keep their type; anything else a command handler
-    raised becomes a MacroError whose cause is the original exception.
+    MacroError (and its time-out kind), HeadlessError and a bad answer (ArgumentError) keep their type;
+    anything else a command handler raised becomes a MacroError whose cause is the original exception.
     """
+    if isinstance(error, ArgumentError):
+        return error
     if isinstance(error, MacroError):
         if error.line is not None or line is None:
             return error
@@ -367,7 +449,7 @@ def _with_line(error: BaseException, line: int | None, source: str | None) -> Ba
 
 
 def _cause(error: BaseException) -> BaseException | None:
-    return error.__cause__ if isinstance(error, MacroError | HeadlessError) else error
+    return error.__cause__ if isinstance(error, MacroError | HeadlessError | ArgumentError) else error
 
 
 def _java_failure(failure: BaseException, line: int | None, source: str | None) -> DeepijError:

@@ -33,6 +33,9 @@ class MacroResult:
         The macro's ``return`` value, when it has one.
     messages : list of str
         Text of message boxes (``showMessage``, ``exit("...")``) that deepij answered with OK.
+    answered : dict[str, str]
+        The questions deepij answered from ``answers=`` (prompt or field label -> the value given; fields of
+        an answered dialog that had no answer keep the value shown, and are listed too).
     current : str or None
         Key (in ``images``) of the image that was current at the end.
 
@@ -50,6 +53,7 @@ class MacroResult:
     value: str | None = None
     messages: list[str] = field(default_factory=list)
     current: str | None = None
+    answered: dict[str, str] = field(default_factory=dict)
 
     @property
     def image(self) -> xr.DataArray | None:
@@ -106,7 +110,7 @@ def collect_tables(headless: bool) -> dict[str, pd.DataFrame]:
 
 
 def build_result(value: str | None, log: str, messages: list[str], headless: bool,
-                 only_ids: set[int] | None = None) -> MacroResult:
+                 only_ids: set[int] | None = None, answered: dict[str, str] | None = None) -> MacroResult:
     """Convert everything the run left open into a :class:`MacroResult` (before ImageJ is cleaned)."""
     imps, current = collect_images(only_ids)
     return MacroResult(
@@ -117,4 +121,5 @@ def build_result(value: str | None, log: str, messages: list[str], headless: boo
         value=value,
         messages=list(messages),
         current=current,
+        answered=dict(answered or {}),
     )

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from deepij.errors import ImageJError, MacroError
+from deepij.errors import ArgumentError, ArgumentTypeError, ImageJError, MacroError
 from deepij.imagej import headless as headless_mode
 from deepij.imagej import images, state, tables
 from deepij.imagej._java import jc, jstr
@@ -81,6 +81,10 @@ class Session:
             # The hidden main window: with it ImageJ keeps a Log, shows Results/tables as windows and runs
             # every command as in the desktop application; NO_SHOW keeps it off screen.
             jc.ImageJ(jc.ImageJ.NO_SHOW)
+        if not self.headless:
+            # File.openDialog and the other file dialogs as Swing choosers, which deepij can answer (an AWT
+            # FileDialog is a native GTK window it cannot fill in); captured below, so kept between runs
+            jc.Prefs.useJFileChooser = True
         self.commands.install()
         self.commands.register("Quit", _refuse_quit)
         self.runner.settings = state.Settings.capture()
@@ -133,7 +137,7 @@ class Session:
         self._check_open()
         target = Path(path)
         if not target.parent.is_dir():
-            raise ImageJError(f"path: folder {str(target.parent)!r} does not exist (expected a folder)")
+            raise ArgumentError(f"path: folder {str(target.parent)!r} does not exist (expected a folder)")
         imp = image if _is_imageplus(image) else images.to_imageplus(image, title)
         partial = target.with_name(f".{target.name}.partial")
         original_title = imp.getTitle()
@@ -165,7 +169,7 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ macros
     def run_macro(self, macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
-                  timeout: float | None = None) -> MacroResult:
+                  timeout: float | None = None, answers: Mapping[str, Any] | None = None) -> MacroResult:
         """Run an ImageJ macro on an image and collect what it produced.
 
         Parameters
@@ -179,20 +183,33 @@ class Session:
             What the macro's ``getArgument()`` returns; a dict becomes ``"key=value key2=[two words]"``.
         timeout : float, optional
             Seconds after which the macro is stopped with :class:`~deepij.errors.MacroTimeoutError`.
-            Dialogs waiting for a user stop it at once, whatever the timeout.
+            Dialogs waiting for a user that ``answers`` does not cover stop it at once, whatever the timeout.
+        answers : dict, optional
+            Answers to the questions the macro asks, by prompt text: ``getDirectory("Choose input
+            folder")``, ``getString``, ``getNumber``, ``getBoolean``, ``File.openDialog`` by their prompt,
+            ``Dialog.*`` fields by label, e.g. ``{"Choose input folder": "/data", "sigma": 2}``. See
+            :mod:`deepij.imagej.answers`.
 
         Returns
         -------
         MacroResult
             ``.images`` (title -> xarray), ``.imageplus``, ``.tables`` (title -> DataFrame), ``.log``,
-            ``.value`` (the macro's ``return``), ``.messages``, ``.image`` (the current image at the end).
+            ``.value`` (the macro's ``return``), ``.messages``, ``.image`` (the current image at the end),
+            ``.answered`` (the questions answered from ``answers``).
 
         Raises
         ------
         MacroError
-            ImageJ reported an error: ``.macro_message`` is its text, ``.line`` the macro line.
+            ImageJ reported an error, in the interpreter or in an error box (``open`` of a missing file,
+            ``selectWindow`` of a missing title...): ``.macro_message`` is its text, ``.line`` the macro line.
+        CommandNotFoundError
+            The macro ran a command this ImageJ lacks (a Fiji plugin's): the message names the component
+            that provides it and how to make it available (see :mod:`deepij.imagej.missing_commands`).
         MacroTimeoutError
-            The macro ran past ``timeout`` or waited for user input.
+            The macro ran past ``timeout``, or asked a question ``answers`` does not cover (the message says
+            what would answer it).
+        ArgumentError, ArgumentTypeError
+            A bad argument (the message names it), or an answer the question cannot take.
         HeadlessError
             In headless mode, the macro used a command that cannot run faithfully there.
 
@@ -202,7 +219,7 @@ class Session:
         >>> blurred = result.image  # doctest: +SKIP
         """
         self._check_open()
-        return self.runner.run(macro, image=image, args=args, timeout=timeout)
+        return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers)
 
     # --------------------------------------------------------------------------- used by runs and handlers
     def prepare_inputs(self, image: Any) -> list[Any]:
@@ -212,8 +229,12 @@ class Session:
         if isinstance(image, Mapping):
             prepared = []
             for title, item in image.items():
-                if not isinstance(title, str) or not title:
-                    raise ValueError(f"image: dict keys are image titles (non-empty str), found {title!r}")
+                if not isinstance(title, str):
+                    raise ArgumentTypeError(
+                        f"image: dict keys are image titles (non-empty str), found {title!r}"
+                    )
+                if not title:
+                    raise ArgumentError("image: dict keys are image titles (non-empty str), found ''")
                 imp = self._as_imageplus(item, title, where=f"image[{title!r}]")
                 imp.setTitle(title)
                 prepared.append(imp)
@@ -226,10 +247,12 @@ class Session:
         if isinstance(item, xr.DataArray | np.ndarray):
             try:
                 return images.to_imageplus(item, title)
-            except ValueError as error:
-                raise ValueError(f"{where}: {error}") from error
-        raise TypeError(f"{where}: expected a numpy array, xarray.DataArray or ij.ImagePlus, "
-                        f"found {type(item).__name__}")
+            except ArgumentTypeError as error:
+                raise ArgumentTypeError(f"{where}: {error}") from error
+            except ArgumentError as error:
+                raise ArgumentError(f"{where}: {error}") from error
+        raise ArgumentTypeError(f"{where}: expected a numpy array, xarray.DataArray or ij.ImagePlus, "
+                                f"found {type(item).__name__}")
 
     def open_inputs(self, imps: list[Any], *, reset_batch: bool = True) -> None:
         """Open images in batch mode on the calling (macro) thread; the last one becomes current."""
