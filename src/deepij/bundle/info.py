@@ -7,6 +7,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from deepij.bundle._arguments import require_bool, require_description
 from deepij.bundle.checks import named_files
 from deepij.bundle.description import (
     FixedSize,
@@ -71,6 +72,8 @@ def summarize(description: ModelDescription, *, verify: bool = True) -> dict[str
     >>> summarize(open_bundle("my_bundle/", verify=False))["inputs"][0]["axes"]  # doctest: +SKIP
     'bcyx'
     """
+    require_description(description)
+    require_bool(verify, "verify")
     dij = description.deepimagej
     return {
         "name": description.name,

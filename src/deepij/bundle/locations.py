@@ -86,6 +86,8 @@ def find_descriptor(folder: Path) -> Path:
     >>> find_descriptor(Path("my_bundle"))  # doctest: +SKIP
     PosixPath('my_bundle/rdf.yaml')
     """
+    check_path_argument(folder, "folder")
+    folder = Path(folder)
     for name in DESCRIPTOR_NAMES:
         if (folder / name).is_file():
             return folder / name

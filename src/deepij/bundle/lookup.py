@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepij.bundle._arguments import require_text
 from deepij.bundle._yaml import load_yaml_file
 from deepij.bundle.locations import find_descriptor, models_dir_from
 from deepij.bundle.readers.common import strip_quotes
@@ -79,6 +80,7 @@ def find_model(name: str, models_dir: str | Path | None = None) -> Path:
     >>> find_model("UNet 2D Nuclei Broad", models_dir="~/Fiji.app/models")  # doctest: +SKIP
     PosixPath('/home/me/Fiji.app/models/unet2d_nuclei_broad')
     """
+    require_text(name, "name")
     wanted = strip_quotes(name)
     models = installed_models(models_dir)
     for normalize in (lambda s: s, lambda s: s.strip().casefold()):

@@ -12,6 +12,7 @@ import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 
+from deepij.bundle._arguments import require_bool, require_description, require_text
 from deepij.bundle.archive import extract_zip
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.bundle.download import download, file_sha256
@@ -58,6 +59,9 @@ def resolve_weights(description: ModelDescription, weights_format: str, *, verif
     >>> resolve_weights(model.description, "torchscript")  # doctest: +SKIP
     PosixPath('my_bundle/weights.pt')
     """
+    require_description(description)
+    require_text(weights_format, "weights_format")
+    require_bool(verify, "verify")
     fmt = WEIGHTS_ALIASES.get(weights_format, weights_format)
     entry = description.weights.get(fmt)
     if entry is None:
@@ -92,6 +96,10 @@ def resolve_file(
     >>> resolve_file(description, arch.source, arch.sha256)  # doctest: +SKIP
     PosixPath('my_bundle/unet.py')
     """
+    require_description(description)
+    require_text(source, "source")
+    require_text(sha256, "sha256", optional=True)
+    require_bool(verify, "verify")
     if source.startswith(("http://", "https://")):
         return _cached_download(description, source, sha256, verify, field)
     path = local_path(description, source, field)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deepij.bundle._arguments import require_description
 from deepij.bundle._yaml import dump_yaml
 from deepij.bundle.description import (
     ArchitectureSpec,
@@ -28,9 +29,10 @@ from deepij.bundle.description import (
     TensorSpec,
     WeightsEntry,
 )
+from deepij.bundle.locations import check_path_argument
 from deepij.bundle.readers.legacy import LEGACY_FILE_LISTS
 from deepij.bundle.writer_v0_4 import legacy_tensors, legacy_weights_extra
-from deepij.errors import BundleError
+from deepij.errors import ArgumentError
 
 WRITTEN_VERSIONS = {"0.5": "0.5.4", "0.4": "0.4.10"}
 _LONG_IDS = {"b": "batch", "c": "channel", "i": "index", "t": "time"}
@@ -81,6 +83,8 @@ def write_descriptor(description: ModelDescription, path: str | Path, format_ver
     >>> open_bundle(path).name == description.name  # doctest: +SKIP
     True
     """
+    require_description(description)
+    check_path_argument(path, "path")
     text = dump_yaml(descriptor_data(description, format_version))
     path = Path(path)
     if path.is_dir():
@@ -99,13 +103,11 @@ def write_descriptor(description: ModelDescription, path: str | Path, format_ver
 
 def descriptor_data(description: ModelDescription, format_version: str = "0.5") -> dict[str, Any]:
     """The descriptor as plain data (what :func:`write_descriptor` dumps as YAML)."""
+    require_description(description)
     version = ".".join(str(format_version).split(".")[:2])
-    if version not in WRITTEN_VERSIONS:
-        raise BundleError(
-            "cannot write this descriptor version",
-            field="format_version",
-            found=format_version,
-            expected="'0.5' or '0.4'",
+    if not isinstance(format_version, str) or version not in WRITTEN_VERSIONS:
+        raise ArgumentError(
+            f"format_version: cannot write descriptor version {format_version!r}; expected '0.5' or '0.4'"
         )
     data: dict[str, Any] = {
         "format_version": WRITTEN_VERSIONS[version],
