@@ -291,7 +291,12 @@ class DeepImageJRun:
     def predict(
         self, model: Model, image: Any, request: RunRequest, session: Session, title: str
     ) -> Prediction:
-        """Run ``model`` on ``image`` as ``request`` asks (tile, weights, processing, logging)."""
+        """Run ``model`` on ``image`` as ``request`` asks (tile, weights, processing, logging).
+
+        Tile sizes on axes the model does not tile (``C`` in ``tile=1,256,256``) are informative, as in
+        deepImageJ. 1.x's ``overlap=`` is read but not used: the margins of the tiles are the bundle's
+        declared halo, as deepImageJ 2.x and later lay them out.
+        """
         tile = request.tile_sizes(model.description.inputs[0].axes_str)
         if tile is not None:
             tiled = set(model.tiling.axes)
