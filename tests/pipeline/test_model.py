@@ -19,7 +19,6 @@ from deepij.errors import (
     TilingError,
 )
 from deepij.pipeline import Model
-from deepij.pipeline.steps import MODES
 from support.bundles import write_bundle_v0_3, write_bundle_v0_4, write_bundle_v0_5
 from support.models import (
     describe,
@@ -240,7 +239,6 @@ def test_processing_modes_apply_the_spec_ops_or_nothing(bundles):
     np.testing.assert_allclose(spec.images["output"].values, bundle.expected_output, atol=1e-4, rtol=1e-3)
     np.testing.assert_allclose(auto.images["output"].values, spec.images["output"].values, atol=1e-6)
     np.testing.assert_allclose(bare.images["output"].values, bundle.model.forward(x)[0], atol=1e-4)
-    assert set(MODES) == {"auto", "macros", "spec", "none"}
 
 
 def test_three_d_torchscript_model_tiled_in_z_y_x(tmp_path):

@@ -364,8 +364,9 @@ def _shapes_text(fed: Mapping[str, np.ndarray], description: ModelDescription) -
 
 
 def _declared_dtype(spec: TensorSpec, found: np.dtype) -> np.dtype:
+    """What the network gets: the declared ``data_type`` (float32 when none is declared)."""
     try:
-        return np.dtype(spec.data_type)
+        return np.dtype(spec.data_type or "float32")
     except TypeError:
         return np.dtype(found)
 
