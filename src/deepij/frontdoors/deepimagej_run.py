@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepij.errors import ArgumentError, InputError, ModelNotFoundError
+from deepij.errors import ArgumentError, InputError, MacroError, ModelNotFoundError
 from deepij.frontdoors.run_options import RunRequest, parse_run_options
 
 if TYPE_CHECKING:
@@ -269,6 +269,15 @@ class DeepImageJRun:
         self.models_dir: Path | None = None
 
     def __call__(self, call: CommandCall) -> None:
+        try:
+            self.run(call)
+        except ArgumentError as error:
+            # a bad option or image is an error of the macro line that called the command: it stops the macro
+            # there as a MacroError naming that line, as an error of any ImageJ command does
+            raise MacroError(f"{COMMAND}: {error}") from error
+
+    def run(self, call: CommandCall) -> None:
+        """What ``run("DeepImageJ Run", options)`` does (see the module docstring)."""
         request = parse_run_options(call.options)
         source = find_run_model(request, _imagej_dir(call.session), self.models_dir)
         model = self.models.get(source, request.weights_format)
@@ -278,7 +287,7 @@ class DeepImageJRun:
         imp = call.image
         if imp is None:
             raise InputError(
-                f"{COMMAND}: there is no image open (expected the image to process open and selected; "
+                "there is no image open (expected the image to process open and selected; "
                 "or input_path= in the 3.1 syntax)"
             )
         title = str(imp.getTitle())
