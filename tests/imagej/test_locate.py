@@ -108,7 +108,8 @@ def test_fiji_folder_checks_name_what_is_missing(tmp_path):
         locate.check_fiji_dir(empty)
     partial = tmp_path / "Partial.app"
     _jar(partial / "jars", "ij-1.54f.jar")
-    with pytest.raises(ArgumentError, match=r"missing jars/imagej-<version>\.jar, jars/imagej-legacy-\*\.jar"):
+    missing = r"missing jars/imagej-<version>\.jar, jars/imagej-legacy-\*\.jar"
+    with pytest.raises(ArgumentError, match=missing):
         locate.check_fiji_dir(partial)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -236,14 +237,40 @@ def test_binary_options_are_restored(session):
 
 
 def test_calls_from_several_threads_are_serialized(session):
+    # Each macro marks its start and end through commands served in Python (on the macro's own thread,
+    # inside the interpreter's run): the intervals of the twelve runs must not overlap.
+    spans: list[tuple[float, float, int]] = []
+    inside = []
+    lock = threading.Lock()
+
+    def enter(call):
+        with lock:
+            inside.append(time.monotonic())
+
+    def leave(call):
+        with lock:
+            spans.append((inside.pop(), time.monotonic(), len(inside)))
+
+    session.commands.register("Deepij Test Enter", enter)
+    session.commands.register("Deepij Test Leave", leave)
+
     def work(seed: int) -> bool:
         image = np.full((16, 16), float(seed), "float32")
-        result = session.run_macro(f'run("Add...", "value={seed}");\nwait(5);\nreturn "" + getPixel(0, 0);',
-                                   image=image)
+        code = (f'run("Deepij Test Enter");\nrun("Add...", "value={seed}");\nwait(20);\n'
+                'v = getPixel(0, 0);\nrun("Deepij Test Leave");\nreturn "" + v;')
+        result = session.run_macro(code, image=image)
         return result.value == str(2 * seed) and list(result.images) == ["image"]
 
-    with ThreadPoolExecutor(4) as pool:
-        assert all(pool.map(work, range(1, 13)))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(work, range(1, 13)))
+    finally:
+        session.commands.unregister("Deepij Test Enter")
+        session.commands.unregister("Deepij Test Leave")
+    assert len(spans) == 12
+    assert all(others == 0 for _, _, others in spans)  # nobody else was inside while one run was
+    ordered = sorted(spans)
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(ordered))
 
 
 def test_module_level_run_macro_uses_the_session(session):

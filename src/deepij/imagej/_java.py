@@ -91,6 +91,15 @@ def private_field(class_name: str, field_name: str) -> Any:
     return field
 
 
+def is_macro_canceled(error: BaseException) -> bool:
+    """ImageJ ends a macro (``exit``, an answered cancel, ``IJ.error`` aborting it) with
+    ``RuntimeException("Macro canceled")``."""
+    get_class = getattr(error, "getClass", None)
+    if get_class is None or str(get_class().getName()) != "java.lang.RuntimeException":
+        return False
+    return jstr(error.getMessage()) == "Macro canceled"  # type: ignore[attr-defined]
+
+
 def jstr(value: Any) -> str | None:
     """A Java string (or None) as a Python str (JPype keeps java.lang.String by default)."""
     return None if value is None else str(value)

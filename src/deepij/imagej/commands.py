@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from deepij.errors import ArgumentError, ArgumentTypeError
-from deepij.imagej._java import jc, jstr
+from deepij.imagej._java import is_macro_canceled, jc, jstr
 
 if TYPE_CHECKING:
     from deepij.imagej.session import Session
@@ -152,7 +152,8 @@ class CommandRouter:
         try:
             handler(call)
         except BaseException as error:  # a Python error must not cross into ImageJ unreported
-            self._fail(error)
+            if not is_macro_canceled(error):  # else ImageJ aborted the macro, and its error box says why
+                self._fail(error)
         return None
 
     def _fail(self, error: BaseException) -> None:

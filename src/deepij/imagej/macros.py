@@ -37,7 +37,7 @@ from deepij.errors import (
 )
 from deepij.imagej import answers as questions
 from deepij.imagej import dialogs, results, state
-from deepij.imagej._java import jc, jstr, private_field
+from deepij.imagej._java import is_macro_canceled, jc, jstr, private_field
 from deepij.imagej.commands import format_options
 from deepij.imagej.missing_commands import command_not_found, unrecognized_command
 from deepij.imagej.worker import Worker
@@ -398,9 +398,7 @@ def _completed(run: _Run, outcome: _Outcome) -> bool:
 
 def _is_cancel(error: BaseException) -> bool:
     """ImageJ ends a macro by exit() (or an answered cancel) with RuntimeException("Macro canceled")."""
-    if _java_name(error) != "java.lang.RuntimeException":
-        return False
-    return jstr(error.getMessage()) == "Macro canceled"  # type: ignore[attr-defined]
+    return is_macro_canceled(error)
 
 
 def _java_name(error: BaseException) -> str:
