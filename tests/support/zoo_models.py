@@ -194,9 +194,12 @@ def write_traced_unet(
 
 
 def _export_fixed(module: Any, path: Path, side: int) -> None:
+    import warnings
+
     import torch
 
-    with models._quiet_torch_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer warns about every size-dependent branch it freezes
         torch.onnx.export(
             module,
             (torch.zeros(1, 1, side, side),),

@@ -247,3 +247,16 @@ def test_cache_detects_corruption(tmp_path, monkeypatch):
     assert graph_cache.load(key) is None and not path.exists()
     path.write_bytes(b"not json\n...")
     assert graph_cache.load(key) is None and not path.exists()
+
+
+def test_graph_cropping_to_its_export_size_is_not_relaxed(zoo_dir):
+    """The scripted zoo U-Net crops its output to the input size; exported at 128 that crop is a constant:
+    relaxed, it would give 128-pixel outputs for larger inputs. Found on the larger-input check."""
+    path = zoo_dir / "zoo_fixed128.onnx"
+    zoo_models._export_fixed(zoo_models.zoo_unet_module(), path, 128)
+    written = zoo_models._info(path, "onnx", zoo_models.zoo_unet_module(), 3)
+    backend = load_backend(zoo_models.fixed_description(written, 128), runtime="onnxruntime")
+    [note] = [n for n in backend.notes if "needs it" in n]
+    assert "came out with 128 elements (the descriptor declares 192" in note
+    image = zoo_models.image(128)
+    _close(backend.predict([image])[0], written, image)

@@ -9,7 +9,8 @@ and the relaxed graph is trusted only when it passes three checks on random inpu
 2. on the first half of that input (a smaller size) it runs, its outputs have the sizes the descriptor's rules
    give, and the part of them at least a quarter of the fixed size away from the cut edges equals the
    original graph's output there (a network that mixes the whole image, a Flatten/Linear or a Reshape to
-   the fixed size, fails here);
+   the fixed size, fails here); and the same with that input at the start of one half as large again (a
+   graph that crops its output to the fixed size, as scripted nets exported at one size do, fails here);
 3. where the descriptor itself pins the size, the smallest step the relaxed graph accepts is found by trying
    sizes one, two, four... pixels up from the half size; the relaxed descriptor allows multiples of it.
 
@@ -175,6 +176,36 @@ class _Verifier:
                     "original's away from the cut (the network mixes the whole image)"
                 )
 
+    def same_inside_a_larger_input(self, described: ModelDescription) -> None:
+        """The fixed-size input at the start of one half as large again (new random content beyond it):
+        outputs of the declared sizes, equal to the original's away from where the content changes (a
+        graph that crops or reshapes to the fixed size fails here)."""
+        from deepij.inference.backends.onnx_conversion import outputs_agree
+
+        spec = described.inputs[0]
+        sizes = {}
+        for letter, n in self.fixed.items():
+            rule = spec.axis(letter).size
+            target = n + n // 2
+            valid = rule.smallest_at_least(target) if isinstance(rule, ParameterizedSize) else None
+            sizes[letter] = valid or target
+        shape = [sizes.get(a, n) for a, n in zip(self.spec.axes_str, self.image.shape, strict=True)]
+        larger = np.random.default_rng(4).standard_normal(shape).astype(self.image.dtype)
+        larger[tuple(slice(0, n) for n in self.image.shape)] = self.image
+        outputs = self.relaxed.predict([larger])
+        check_output_shapes(described, [larger], outputs, "the relaxed graph")
+        for out_spec, got, full in zip(described.outputs, outputs, self.reference, strict=True):
+            inner = {
+                letter: max(1, int((n - n // 4) * full.shape[out_spec.axes_str.index(letter)] / n))
+                for letter, n in self.fixed.items()
+                if letter in out_spec.axes_str
+            }
+            if not outputs_agree([_crop(full, out_spec, inner)], [_crop(got, out_spec, inner)]):
+                raise BackendError(
+                    f"on a larger input {dict(sizes)} the relaxed graph's {out_spec.name!r} differs from the "
+                    "original's where the content is the same"
+                )
+
     def smallest_step(self, start: Mapping[str, int]) -> int:
         step = 1
         while step <= min(start.values()):
@@ -243,6 +274,7 @@ def _relax(backend: Any, request: OpenRequest, model: bytes, fixed: Mapping[str,
         widened = relaxed_description(description, {description.inputs[0].name: steps}, scales)
         relaxed.description = widened
         verifier.same_inside_a_crop(half, widened)
+        verifier.same_inside_a_larger_input(widened)
     except BackendError:
         relaxed.close()
         raise
