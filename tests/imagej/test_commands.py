@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepij.errors import MacroError
+from deepij.errors import ArgumentError, ArgumentTypeError, MacroError
 from deepij.imagej.commands import format_options
 
 
@@ -87,9 +87,11 @@ def test_unregistered_command_goes_back_to_imagej(session, handlers):
 
 
 def test_register_checks_its_arguments(session):
-    with pytest.raises(ValueError, match="non-empty command name"):
+    with pytest.raises(ArgumentError, match="command: expected a non-empty command name"):
         session.commands.register("", lambda call: None)
-    with pytest.raises(TypeError, match="expected a callable"):
+    with pytest.raises(ArgumentTypeError, match=r"command: expected a command name \(str\), found int"):
+        session.commands.register(5, lambda call: None)
+    with pytest.raises(ArgumentTypeError, match="handler: expected a callable"):
         session.commands.register("X", "not callable")
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepij.axes import IMAGEJ_DIMS
+from deepij.errors import ArgumentError, ArgumentTypeError
 
 RNG = np.random.default_rng(7)
 LAYOUTS = [
@@ -87,6 +88,20 @@ def test_numpy_defaults_and_explicit_dims(session):
         session.to_imageplus(xr.DataArray(np.zeros((1, 4, 4)), dims=("b", "y", "x")))
     with pytest.raises(ValueError, match=r"needs 'row' and 'col'"):
         session.to_imageplus(np.zeros((4, 4)), dims=("pln", "row"))
+
+
+@pytest.mark.parametrize("arguments, error, says", [
+    ({"data": [[1, 2], [3, 4]]}, ArgumentTypeError, "data: expected a numpy array or xarray.DataArray"),
+    ({"title": 5}, ArgumentTypeError, r"title: expected a str or None, found 5 \(int\)"),
+    ({"dims": 3}, ArgumentTypeError, "dims: expected dim names"),
+    ({"dims": ("row", 2)}, ArgumentTypeError, "dims: expected dim names"),
+    ({"dims": ("row", "col", "pln")}, ArgumentError, r"dims: .* names 3 dims but the array has 2"),
+    ({"rgb": "yes"}, ArgumentTypeError, "rgb: expected True, False or None"),
+])
+def test_to_imageplus_names_a_bad_argument(session, arguments, error, says):
+    call = {"data": np.zeros((4, 4), "uint8"), **arguments}
+    with pytest.raises(error, match=says):
+        session.to_imageplus(call.pop("data"), **call)
 
 
 def test_other_dtypes(session):

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepij.errors import ArgumentError, ArgumentTypeError
+
 
 def test_dataframe_to_resultstable_as_imagej_sees_it(session):
     frame = pd.DataFrame({
@@ -55,12 +57,14 @@ def test_imagej_made_table_to_dataframe(session):
 def test_empty_and_bad_frames(session):
     empty = session.to_dataframe(session.to_resultstable(pd.DataFrame({"A": []})))
     assert len(empty) == 0
-    with pytest.raises(ValueError, match=r"repeated column names \['a'\]"):
+    with pytest.raises(ArgumentError, match=r"repeated column names \['a'\]"):
         session.to_resultstable(pd.DataFrame([[1, 2]], columns=["a", "a"]))
-    with pytest.raises(ValueError, match=r"frame\['obj'\] row 0: dict"):
+    with pytest.raises(ArgumentError, match=r"frame\['obj'\] row 0: dict"):
         session.to_resultstable(pd.DataFrame({"obj": [{"no": 1}]}))
-    with pytest.raises(TypeError, match=r"expected a pandas\.DataFrame"):
+    with pytest.raises(ArgumentTypeError, match=r"frame: expected a pandas\.DataFrame, found dict"):
         session.to_resultstable({"a": [1]})
+    with pytest.raises(ArgumentTypeError, match=r"table: expected an ij.measure.ResultsTable"):
+        session.to_dataframe(None)
 
 
 def test_a_large_numeric_table_is_fast_enough_to_be_columnar(session):
