@@ -163,3 +163,14 @@ def test_install_from_a_url_without_a_file_name(written: dict[str, WrittenBundle
     with LocalServer({"/records/1/files/x.zip/content": archive.read_bytes()}) as server:
         folder = install(server.url("/records/1/files/x.zip/content"), models_dir=tmp_path / "m")
     assert folder == tmp_path / "m" / "deepij test 0.4 model"
+
+
+def test_a_refused_download_is_not_kept(tmp_path: Path) -> None:
+    with LocalServer({"/m.zip": b"PK\x03\x04 not really a zip"}) as server:
+        with pytest.raises(ArchiveError, match="not a readable zip archive") as caught:
+            install(server.url("/m.zip"), models_dir=tmp_path / "m")
+        with pytest.raises(BundleError, match="names a folder"):
+            install(server.url("/m.zip/.."), models_dir=tmp_path / "m")
+        assert caught.value.file == server.url("/m.zip")  # the URL given, not the deleted download
+    assert not list((tmp_path / "cache").rglob("*.zip*")), "nothing left in the download cache"
+    assert _only_bundles(tmp_path / "m") == []

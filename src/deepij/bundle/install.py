@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -105,11 +106,13 @@ def install(
             make_readable(bundle)
             _move_into_place(bundle, destination, overwrite)
         except BundleError as exc:
-            raise _named_after(exc, staging, source) from None
+            raise _named_after(exc, staging, source, str(zip_or_url) if downloaded else None) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    if downloaded is not None:
-        downloaded.unlink(missing_ok=True)
+            if downloaded is not None:  # installed or refused, the download has served
+                downloaded.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    downloaded.parent.rmdir()
     return destination
 
 
@@ -131,14 +134,18 @@ def _usable_models_dir(folder: Path) -> Path:
     return folder
 
 
-def _named_after(error: BundleError, staging: Path, source: Path) -> BundleError:
-    """The same error naming the bundle the user gave (``model.zip: rdf.yaml``), not the staging folder
-    that is removed as the error leaves."""
-    if error.file is None or not error.file.startswith(str(staging)):
+def _named_after(error: BundleError, staging: Path, source: Path, url: str | None) -> BundleError:
+    """The same error naming the bundle the user gave (``model.zip: rdf.yaml``, or its URL), not the
+    staging folder or the downloaded file, which are removed as the error leaves."""
+    shown_source = url or str(source)
+    if error.file is not None and error.file == str(source) and url is not None:
+        shown = url
+    elif error.file is not None and error.file.startswith(str(staging)):
+        parts = Path(error.file).relative_to(staging).parts
+        parts = parts[1:] if parts[:1] == ("bundle",) else parts
+        shown = str(source.joinpath(*parts)) if source.is_dir() else f"{shown_source}: {'/'.join(parts)}"
+    else:
         return error
-    parts = Path(error.file).relative_to(staging).parts
-    parts = parts[1:] if parts[:1] == ("bundle",) else parts
-    shown = str(source.joinpath(*parts)) if source.is_dir() else f"{source}: {'/'.join(parts)}"
     if error.found is None:
         return type(error)(_message_of(error), file=shown, field=error.field, expected=error.expected)
     return type(error)(
