@@ -34,6 +34,14 @@ def test_open_of_a_missing_file_stops_the_macro_there(session, tmp_path):
     assert session.run_macro('return "" + nImages;').value == "0"  # nothing of it was left behind
 
 
+def test_an_earlier_redirect_of_error_messages_does_not_hide_the_next_runs_errors(session, tmp_path):
+    # IJ.redirectErrorMessages() lasts until the next error; save_tiff and macros can leave it set
+    session.save_tiff(np.zeros((4, 4), "uint8"), tmp_path / "saved.tif")
+    session.run_macro('call("ij.IJ.redirectErrorMessages");')
+    with pytest.raises(MacroError, match="File not found"):
+        session.run_macro(f'open("{tmp_path / "absent.tif"}");')
+
+
 def test_open_of_a_file_imagej_cannot_read_is_an_error(session, tmp_path):
     notes = tmp_path / "scan"
     notes.write_bytes(bytes(range(256)) * 8)  # no extension, no format ImageJ knows

@@ -15,7 +15,7 @@ import xarray as xr
 from deepij.errors import ArgumentError, ArgumentTypeError, ImageJError, MacroError
 from deepij.imagej import headless as headless_mode
 from deepij.imagej import images, state, tables
-from deepij.imagej._java import jc, jstr
+from deepij.imagej._java import jc, jstr, private_field
 from deepij.imagej.commands import CommandRouter
 from deepij.imagej.macros import MacroRunner
 from deepij.imagej.results import MacroResult
@@ -147,6 +147,7 @@ class Session:
                 raise ImageJError(f"{target}: ImageJ could not write the TIFF file")
             partial.replace(target)
         finally:
+            private_field("ij.IJ", "redirectErrorMessages").setBoolean(None, False)  # lasts otherwise
             imp.setTitle(original_title)  # the writer renames the image after the file
             partial.unlink(missing_ok=True)
         return target

@@ -112,6 +112,9 @@ def reset(settings: Settings | None) -> None:
         jc.IJ.log("\\Clear")
     jc.WindowManager.setTempCurrentImage(None)
     jc.Analyzer.setRedirectImage(None)  # "redirect=" of Set Measurements names an image that is gone now
+    # IJ.redirectErrorMessages() lasts until the next error: left set, the next run's errors (File not
+    # found...) would go to the Log instead of an error box, and its macro would carry on
+    private_field("ij.IJ", "redirectErrorMessages").setBoolean(None, False)
     jc.IJ.resetEscape()
     if settings is not None:
         settings.restore()
