@@ -132,7 +132,7 @@ def test_auto_tile_refuses_a_cap_below_the_outputs(convnet_model):
         backend, convnet_model.tiling, shapes, max_memory="100MB", estimate=estimate, batch_sizes=range(2, 9)
     )
     assert not choice.single_pass and choice.predicted <= choice.budget
-    assert choice.budget == pytest.approx(100e6 - 64e6)
+    assert choice.budget == pytest.approx(0.8 * 100e6 - 64e6)  # SAFETY of the cap, less the outputs
 
 
 class _FakeNet:

@@ -27,7 +27,9 @@ from deepij.inference.tiling import ModelTiling
 from deepij.sizes import format_bytes, parse_memory_size
 
 SAFETY = 0.8
-"""Fraction of the free memory a run may plan to use (the rest absorbs allocator slack and noise)."""
+"""Fraction of the free memory (or of ``max_memory``) a run may plan to use: the rest absorbs allocator and
+memory-pool slack and noise (benchmarks/bench_memory_cap.py: an 8192^2 image with spec pre/post-processing
+peaks at 0.82 of a 500MB cap above its baseline, 0.57 of 1GB)."""
 
 PROBE_SIDES = {1: (4096, 16384), 2: (128, 256), 3: (32, 64)}
 """Target probe tile sides per number of tiled axes (rounded to valid sizes)."""
@@ -75,8 +77,11 @@ def needs_no_measuring(tiling: ModelTiling, shape: Mapping[str, int]) -> bool:
     return math.prod(whole.values()) <= sides[-1] ** len(tiling.axes)
 
 
-def probe_tiles(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]]) -> list[dict[str, int]]:
-    """Two small valid tiles (or fewer when the image is smaller) to measure the model with."""
+def probe_tiles(
+    tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]], growth: int = 1
+) -> list[dict[str, int]]:
+    """Two small valid tiles (or fewer when the image is smaller) to measure the model with; ``growth``
+    multiplies their sides (for engines whose memory pool already holds what small tiles need)."""
     primary = shapes[tiling.input or ""]
     cap = tiling.single_pass_tile(primary)
     sides = PROBE_SIDES.get(len(tiling.axes), PROBE_SIDES[3])
@@ -84,11 +89,15 @@ def probe_tiles(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]]) ->
     for side in sides:
         tile = {}
         for a in tiling.axes:
-            q = tiling.smallest_valid(a, max(side, 2 * tiling.pads[a] + 1)) or cap[a]
+            q = tiling.smallest_valid(a, max(side * growth, 2 * tiling.pads[a] + 1)) or cap[a]
             tile[a] = min(q, cap[a])
         if tile not in tiles:
             tiles.append(tile)
     return tiles
+
+
+MAX_PROBE_GROWTH = 8
+"""Probe tiles grow up to this factor per side while a pass shows no more memory than its floor."""
 
 
 def estimate_memory(
@@ -97,9 +106,37 @@ def estimate_memory(
     """Measure the backend at the probe tiles and fit ``fixed + per_pixel * pixels``.
 
     The per-pixel cost is never taken below twice the input and output bytes of a pixel (a floor for
-    networks too cheap to measure above the noise).
+    networks too cheap to measure above the noise). Engines with a memory pool (onnxruntime's arena) show
+    nothing for tiles no larger than what the pool already holds, say after the passes made at loading:
+    while the fit gives no more than the floor, the probes are measured again with sides twice as large
+    (up to :data:`MAX_PROBE_GROWTH` times, never past the image).
     """
-    probes = probe_tiles(tiling, shapes)
+    growth = 1
+    while True:
+        probes = probe_tiles(tiling, shapes, growth)
+        estimate = _fit(backend, tiling, shapes, probes)
+        larger = probe_tiles(tiling, shapes, 2 * growth)
+        if estimate.per_pixel > estimate.floor or growth >= MAX_PROBE_GROWTH or larger == probes:
+            return estimate.result
+        growth *= 2
+
+
+@dataclass(frozen=True)
+class _Fit:
+    result: MemoryEstimate
+    floor: float
+
+    @property
+    def per_pixel(self) -> float:
+        return self.result.per_pixel
+
+
+def _fit(
+    backend: Backend,
+    tiling: ModelTiling,
+    shapes: Mapping[str, Mapping[str, int]],
+    probes: list[dict[str, int]],
+) -> _Fit:
     measure = forward_meter(backend)
     backend.predict(_zeros_for(tiling, shapes, probes[0]))  # warm-up: graph building, lazy weights
     measured = []
@@ -122,9 +159,10 @@ def estimate_memory(
         fixed = 0.0
     else:
         (p1, m1), (p2, m2) = measured[0], measured[-1]
-        per_pixel = max(floor, (m2 - m1) / (p2 - p1))
+        per_pixel = max(floor, (m2 - m1) / (p2 - p1), m2 / p2 if m1 <= 0 else 0.0)
         fixed = max(0.0, m2 - per_pixel * p2)
-    return MemoryEstimate(fixed, per_pixel, output_per_pixel, tuple(measured), backend.device)
+    estimate = MemoryEstimate(fixed, per_pixel, output_per_pixel, tuple(measured), backend.device)
+    return _Fit(estimate, floor)
 
 
 # --- choosing ----------------------------------------------------------------------------------------------
@@ -181,11 +219,12 @@ def choose_tile(
 
 
 def plan_budget(device: str | None, max_memory: int | str | None) -> float:
-    """Bytes a run may plan with: the free memory times :data:`SAFETY`, capped by ``max_memory``."""
-    free = available_memory(device) * SAFETY
-    if max_memory is None:
-        return free
-    return min(free, parse_memory_size(max_memory))
+    """Bytes a run may plan with: the free memory, or ``max_memory`` when it is less, times :data:`SAFETY`
+    (the margin absorbs what a fit per pixel does not see: allocator and memory-pool slack)."""
+    free = float(available_memory(device))
+    if max_memory is not None:
+        free = min(free, parse_memory_size(max_memory))
+    return free * SAFETY
 
 
 def auto_tile(

@@ -47,6 +47,15 @@ def available_memory(device: str | None = "cpu") -> int:
     return free
 
 
+def resident_bytes() -> int:
+    """This process's resident memory now (after handing freed memory back to the OS)."""
+    import psutil
+
+    gc.collect()
+    _return_free_memory()
+    return int(psutil.Process().memory_info().rss)
+
+
 def _gpu_free_memory(index: int) -> int | None:
     try:
         import torch

@@ -338,7 +338,11 @@ class Model:
             elif tile == "whole":
                 notes.append(f"tiles of the model's fixed size {plan.tile}")
             return plan, 1 if batch_size == "auto" else int(batch_size)
+        before = _resident(backend)
         estimate = self._estimate(backend, tiling, shapes, estimate_memory)
+        # What measuring left behind (an engine's memory pool keeps its probe passes' memory) is held
+        # during the run too: it counts in the budget.
+        reserved += max(0, _resident(backend) - before)
         choice = auto_tile(
             backend,
             tiling,
@@ -501,6 +505,13 @@ def _tiling_mode(mode: str) -> TilingMode:
         if known == mode:
             return known
     raise AssertionError(mode)  # _check_arguments refused it
+
+
+def _resident(backend: Backend) -> int:
+    """Resident bytes of this process when the backend runs on the CPU (0 on a GPU: its pool is apart)."""
+    from deepij.inference.meters import is_gpu_device, resident_bytes
+
+    return 0 if is_gpu_device(backend.device) else resident_bytes()
 
 
 def _sample_shapes(description: ModelDescription, inputs: Mapping[str, Any]) -> dict[str, dict[str, int]]:

@@ -1,0 +1,170 @@
+"""Does ``max_memory=`` hold? Peak resident memory of ``predict`` above its baseline, against the cap.
+
+An 8192 x 8192 float32 image (268 MB) through a model with spec pre- and post-processing, the way zoo
+bundles declare them: ``scale_range`` (1 / 99.8 percentiles per sample) before the network, ``sigmoid``
+after; the network a TorchScript stack of three 3x3 convolutions (8 hidden channels, halo 3), run with
+deepij's defaults. Each cap runs in a fresh child process. The baseline is the resident size just before
+``predict`` (model loaded, image in memory); the peak is the kernel's high-water mark of the process reset
+at that moment (``/proc/self/clear_refs``), so model loading does not count and nothing between samples is
+missed. Everything ``predict`` allocates counts: statistics, tiles, the framework's working memory, the
+output it returns.
+
+Figures printed, one per line, ``name value unit``:
+
+- ``image_mb``, ``output_mb``: the input image and the returned output;
+- ``peak_above_baseline_mb_<cap>``, ``cap_mb_<cap>``, ``peak_over_cap_<cap>`` (at most 1 when the cap holds),
+  ``tiles_<cap>``, ``seconds_<cap>``.
+
+Run: ``.venv/bin/python benchmarks/bench_memory_cap.py [--size 8192] [--caps 500MB 1GB 2GB]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _high_water_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _reset_high_water() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def child(model_path: Path, size: int, cap: str) -> dict:
+    import gc
+
+    import numpy as np
+    import psutil
+
+    from deepij.bundle.description import (
+        AxisSpec,
+        FixedSize,
+        ModelDescription,
+        ParameterizedSize,
+        ProcessingOp,
+        ReferenceSize,
+        TensorSpec,
+        WeightsEntry,
+    )
+    from deepij.pipeline import Model
+
+    spatial = ParameterizedSize(8, 1)
+    normalise = ProcessingOp(
+        "scale_range", {"mode": "per_sample", "axes": "yx", "min_percentile": 1.0, "max_percentile": 99.8}
+    )
+    inputs = (
+        TensorSpec(
+            "raw",
+            (AxisSpec("b"), AxisSpec("c", FixedSize(1)), AxisSpec("y", spatial), AxisSpec("x", spatial)),
+            processing=(normalise,),
+        ),
+    )
+    outputs = (
+        TensorSpec(
+            "out",
+            (
+                AxisSpec("b"),
+                AxisSpec("c", FixedSize(1)),
+                AxisSpec("y", ReferenceSize("raw", "y"), halo=3),
+                AxisSpec("x", ReferenceSize("raw", "x"), halo=3),
+            ),
+            processing=(ProcessingOp("sigmoid", {}),),
+        ),
+    )
+    description = ModelDescription(
+        "bench memory cap",
+        "0.5.3",
+        model_path.parent,
+        model_path.parent / "rdf.yaml",
+        inputs,
+        outputs,
+        {"torchscript": WeightsEntry("torchscript", model_path.name)},
+    )
+    model = Model(description)
+    model.backend()  # load (and convert) before measuring
+    image = (np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32) * 4000).astype(np.float32)
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    _reset_high_water()
+    start = time.perf_counter()
+    result = model.predict(image, processing="spec", max_memory=cap)
+    seconds = time.perf_counter() - start
+    peak = _high_water_bytes()
+    out = result.images["out"]
+    return {
+        "peak_above": peak - before,
+        "tiles": result.plan.n_tiles,
+        "tile": result.plan.tile,
+        "seconds": seconds,
+        "image": image.nbytes,
+        "output": out.values.nbytes,
+    }
+
+
+def write_model(folder: Path) -> Path:
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(1, 8, 3, padding=1)
+            self.b = torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.c = torch.nn.Conv2d(8, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+    torch.manual_seed(0)
+    path = folder / "net.pt"
+    torch.jit.script(Net().eval()).save(str(path))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--caps", nargs="+", default=["500MB", "1GB", "2GB"])
+    parser.add_argument("--child", nargs=3, metavar=("MODEL", "SIZE", "CAP"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        model, size, cap = args.child
+        print(json.dumps(child(Path(model), int(size), cap)))
+        return
+    from deepij.sizes import parse_memory_size
+
+    with tempfile.TemporaryDirectory() as folder:
+        model = write_model(Path(folder))
+        first = True
+        for cap in args.caps:
+            command = [sys.executable, __file__, "--child", str(model), str(args.size), cap]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+            if done.returncode != 0:
+                print(f"# cap {cap} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            if first:
+                print(f"image_mb {run['image'] / 1e6:.1f} MB")
+                print(f"output_mb {run['output'] / 1e6:.1f} MB")
+                first = False
+            limit = parse_memory_size(cap)
+            print(f"peak_above_baseline_mb_{cap} {run['peak_above'] / 1e6:.1f} MB")
+            print(f"cap_mb_{cap} {limit / 1e6:.1f} MB")
+            print(f"peak_over_cap_{cap} {run['peak_above'] / limit:.2f} ratio")
+            print(f"tiles_{cap} {run['tiles']} tiles  # tile {run['tile']}")
+            print(f"seconds_{cap} {run['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
