@@ -85,7 +85,7 @@ class TilePlan:
     outputs : mapping
         Per output name, its :class:`OutputPlan`.
     mode : str
-        ``"deepimagej"``, ``"centered"`` or ``"blend"``.
+        ``"deepimagej"``, ``"deepimagej-readback"`` or ``"blend"``.
     tiled : bool
         False when the model cannot be tiled and runs once on the whole (padded) image.
     """
