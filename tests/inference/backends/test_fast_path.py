@@ -119,6 +119,8 @@ def test_ops_that_need_the_size_are_not_relaxed(dense):
     assert [a.size for a in backend.description.inputs[0].axes if a.id == "y"] == [FixedSize(32)]
     image = zoo_models.image(32, batch=2)
     _close(backend.predict([image])[0], dense, image)
+    again = load_backend(zoo_models.fixed_description(dense, 32), runtime="onnxruntime")
+    assert any("needs it" in n and "(from the graph cache)" in n for n in again.notes)  # not tried again
 
 
 def test_contradicting_graph_skipped_for_the_next_format(dense, zoo_dir):

@@ -312,9 +312,13 @@ def fit_to_descriptor(backend: Any, request: OpenRequest) -> Any:
         return relaxed
     fixed_text = ", ".join(f"{a}={n}" for a, n in fixed.items())
     try:
+        if cached is not None:  # a graph found to need its dims before: not tried again
+            raise BackendError(str(cached.meta.get("reason", "found before")) + " (from the graph cache)")
         result = _relax(backend, request, Path(request.path).read_bytes(), fixed)
     except BackendError as error:
         reason = str(error).splitlines()[0].replace(f"{backend.label}: ", "")
+        if key and cached is None:
+            graph_cache.store(key, b"", {"relaxed": False, "reason": reason})
         if conflicts:
             raise BackendError(
                 "the graph contradicts the descriptor: "
