@@ -2,15 +2,16 @@
 
 1. reads the bundle ``examples/nuclei_bundle`` (``deepij.load``: a 0.5 rdf.yaml with deepImageJ's
    ``config.deepimagej``; the weights' sha256 are checked),
-2. runs it on the example image (or ``--image``): the bundle's pre-processing macro in ImageJ (percentile
-   normalisation), the U-Net (TorchScript), the post-processing macro in ImageJ (threshold, watershed,
-   Analyze Particles),
+2. runs it on the example image (or ``--image``) with ``model.predict(path, processing="auto")``: the
+   bundle's pre-processing macro in ImageJ (percentile normalisation), the U-Net, the post-processing macro
+   in ImageJ (threshold, watershed, Analyze Particles); ``--by-hand`` chains those three pieces one by one
+   instead (``nuclei_chain.segment``, what made the bundle's expected result),
 3. writes ``labels.tif`` and ``probability.tif`` (ImageJ TIFFs), ``Results.csv`` (area, mean probability
    and centroid of each nucleus), ``figure.png`` (input, probability and labels side by side) and ``log.txt``
    into the output folder, and prints how many nuclei it found (and, for the example image, how many the
    synthetic image was drawn with).
 
-Usage: ``python examples/demo.py --output out/demo [--image my_nuclei.tif]``
+Usage: ``python examples/demo.py --output out/demo [--image my_nuclei.tif] [--by-hand]``
 """
 
 from __future__ import annotations
@@ -31,16 +32,14 @@ BUNDLE = Path(__file__).with_name("nuclei_bundle")
 EXAMPLE = BUNDLE / "exampleImage.tif"
 
 
-def predict(model: Any, image: Path) -> Any:
-    """The bundle run on an image file, macros included; ``.images`` and ``.tables`` of what came out.
-
-    The steps are chained by hand (``nuclei_chain.segment``) until deepij's pipeline runs a bundle's ImageJ
-    macros itself; then this is ``return model.predict(image, processing="auto")``.
-    """
-    return segment(model, image)
+def predict(model: Any, image: Path, by_hand: bool = False) -> Any:
+    """The bundle run on an image file, macros included; ``.images``, ``.tables`` and ``.notes``."""
+    if by_hand:
+        return segment(model, image)
+    return model.predict(image, processing="auto")
 
 
-def run(output: Path, image: Path = EXAMPLE) -> int:
+def run(output: Path, image: Path = EXAMPLE, by_hand: bool = False) -> int:
     import deepij
 
     started = time.perf_counter()
@@ -51,14 +50,15 @@ def run(output: Path, image: Path = EXAMPLE) -> int:
           f"{time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()
-    result = predict(model, image)
+    result = predict(model, image, by_hand)
     labels = np.asarray(result.images["labels"])
     probability = np.asarray(result.images["probability"]).reshape(labels.shape)
     nuclei = result.tables["Results"]
-    print(f"ran the bundle on {image.name} {labels.shape} in {time.perf_counter() - started:.1f} s: "
-          f"pre-processing macro, network, post-processing macro")
-    for line in result.log.splitlines():
-        print(f"  ImageJ log: {line}")
+    how = "chained by hand" if by_hand else 'model.predict(processing="auto")'
+    print(f"ran the bundle on {image.name} {labels.shape} in {time.perf_counter() - started:.1f} s "
+          f"({how}): pre-processing macro, network, post-processing macro")
+    for note in result.notes:
+        print(f"  {note}")
 
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
@@ -68,7 +68,7 @@ def run(output: Path, image: Path = EXAMPLE) -> int:
         nuclei.to_csv(staging / "Results.csv", index=False)
         panels = {image.stem: read_image(image), "probability": probability, "labels": labels}
         save_figure(staging / "figure.png", panels, title=f"{model.name}: {len(nuclei)} nuclei")
-        (staging / "log.txt").write_text(result.log)
+        (staging / "notes.txt").write_text("".join(f"{note}\n" for note in result.notes))
         if output.exists():
             shutil.rmtree(output)
         staging.chmod(0o755)  # mkdtemp makes it private
@@ -76,7 +76,7 @@ def run(output: Path, image: Path = EXAMPLE) -> int:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    for name in ("labels.tif", "probability.tif", "Results.csv", "figure.png", "log.txt"):
+    for name in ("labels.tif", "probability.tif", "Results.csv", "figure.png", "notes.txt"):
         print(f"wrote {output / name}")
 
     found = f"{len(nuclei)} nuclei, mean area {nuclei['Area'].mean():.0f} px"
@@ -92,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("out/demo"), help="output folder (replaced)")
     parser.add_argument("--image", type=Path, default=EXAMPLE, help="a 2-D TIFF of nuclei (default: the "
                         "bundle's example image)")
+    parser.add_argument("--by-hand", action="store_true", help="chain run_macro, predict(processing='none') "
+                        "and run_macro instead of model.predict(processing='auto')")
     options = parser.parse_args(argv)
-    return run(options.output, options.image)
+    return run(options.output, options.image, options.by_hand)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ class ChainedPrediction:
         How long the three steps took.
     log : str
         What the macros printed.
+    notes : list of str
+        What the network run decided (its ``Prediction.notes``), then the macros' log lines.
     """
 
     images: dict[str, Any]
@@ -95,7 +97,7 @@ def segment(model: Any, image: str | Path | np.ndarray, weights_format: str = WE
         tables={"Results": post.tables["Results"]},
         seconds=seconds,
         log=normalised.log + post.log,
-        notes=list(network.notes),
+        notes=[*network.notes, *(f"ImageJ log: {line}" for line in (normalised.log + post.log).splitlines())],
     )
 
 

@@ -172,6 +172,19 @@ def test_the_shipped_expected_result_is_reproduced(chained):
     assert f"nuclei found: {len(expected_table)}" in chained["log"]
 
 
+def test_the_pipeline_reproduces_the_shipped_result_from_the_file(model):
+    # model.predict runs the descriptor's deepImageJ macros itself (processing="auto"), whatever weights
+    result = model.predict(BUNDLE / "exampleImage.tif", processing="auto")
+    expected_labels = tifffile.imread(BUNDLE / "resultImage.tif")
+    expected_table = pd.read_csv(BUNDLE / "resultTable.csv")
+    labels = np.asarray(result.images["labels"]).reshape(expected_labels.shape)
+    assert labels.max() == expected_labels.max() == len(result.tables["Results"])
+    assert np.mean(labels == expected_labels) > 0.999
+    table = result.tables["Results"][list(expected_table.columns)]
+    np.testing.assert_allclose(table["Area"], expected_table["Area"], atol=2)
+    np.testing.assert_allclose(table[["Mean", "X", "Y"]], expected_table[["Mean", "X", "Y"]], atol=0.05)
+
+
 def test_the_results_table_describes_the_labels_image(chained):
     # measured independently with scipy: pixel counts, centroids (ImageJ: pixel centres at +0.5), mean prob.
     labels, table = chained["labels"], chained["table"]
@@ -214,11 +227,12 @@ def _load_demo():
     return module
 
 
-def test_demo_writes_the_labels_the_results_and_the_figure(imagej_session, tmp_path, capsys):
+@pytest.mark.parametrize("how", [[], ["--by-hand"]], ids=["pipeline", "by-hand"])
+def test_demo_writes_the_labels_the_results_and_the_figure(imagej_session, tmp_path, capsys, how):
     output = tmp_path / "demo"
-    assert _load_demo().main(["--output", str(output)]) == 0
+    assert _load_demo().main(["--output", str(output), *how]) == 0
     assert sorted(p.name for p in output.iterdir()) == [
-        "Results.csv", "figure.png", "labels.tif", "log.txt", "probability.tif"]
+        "Results.csv", "figure.png", "labels.tif", "notes.txt", "probability.tif"]
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no staging folder left behind
     expected = pd.read_csv(BUNDLE / "resultTable.csv")
     results = pd.read_csv(output / "Results.csv")
