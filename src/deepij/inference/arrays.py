@@ -21,7 +21,7 @@ import xarray as xr
 
 from deepij.axes import IMAGEJ_TO_BIOIMAGE
 from deepij.bundle.description import AXIS_LETTERS, FixedSize, ParameterizedSize, TensorSpec
-from deepij.errors import ArgumentError, InputError, TilingError
+from deepij.errors import ArgumentError, InputError
 
 _DIM_NAMES = {"batch": "b", "channel": "c", "index": "i", "time": "t", **IMAGEJ_TO_BIOIMAGE}
 NON_FINITE = ("raise", "ignore", "propagate")
@@ -36,7 +36,7 @@ def _dims_of(
     if axes is not None:
         dims = list(axes)
         if len(dims) != image.ndim:
-            raise TilingError(
+            raise InputError(
                 f"axes: {axes!r} names {len(dims)} axes but {argument} has {image.ndim} dims {image.shape}"
             )
     elif isinstance(image, xr.DataArray):
@@ -47,7 +47,7 @@ def _dims_of(
         dims = [a for a in spec.axes_str if a != "b"]
     else:
         without_b = spec.axes_str.replace("b", "")
-        raise TilingError(
+        raise InputError(
             f"{argument}: an array of shape {image.shape} does not fit input {spec.name!r} with axes "
             f"{spec.axes_str!r}; expected {len(spec.axes)} dims ({spec.axes_str!r})"
             + (f" or {len(without_b)} ({without_b!r})" if without_b != spec.axes_str else "")
@@ -55,7 +55,7 @@ def _dims_of(
         )
     unknown = [d for d in dims if d not in AXIS_LETTERS]
     if unknown or len(set(dims)) != len(dims):
-        raise TilingError(
+        raise InputError(
             f"{argument}: dims {dims} must be distinct axis letters from {AXIS_LETTERS!r} "
             f"(or batch/channel/index/time); found {unknown or dims}"
         )
@@ -106,18 +106,19 @@ def as_tensor(
         raise ArgumentError(f"non_finite: unknown value {non_finite!r}; expected one of {list(NON_FINITE)}")
     dims = _dims_of(image, spec, axes, argument)
     data = np.asarray(image.data if isinstance(image, xr.DataArray) else image)
-    check_values(data, dims, spec, argument, non_finite)
+    names = [str(d) for d in image.dims] if isinstance(image, xr.DataArray) and axes is None else dims
+    check_values(data, names, spec, argument, non_finite)
     tensor = xr.DataArray(data, dims=dims)
     for axis in spec.axes:
         if axis.id in tensor.dims:
             continue
         if axis.id in "zyx":
-            raise TilingError(
+            raise InputError(
                 f"{argument}: input {spec.name!r} needs axis {axis.id!r} (axes {spec.axes_str!r}); the image "
                 f"has dims {dims}"
             )
         if not _accepts_one(axis.size):
-            raise TilingError(
+            raise InputError(
                 f"{argument}: input {spec.name!r} axis {axis.id!r} cannot be 1 and the image lacks it "
                 f"(dims {dims})"
             )
