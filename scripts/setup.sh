@@ -62,6 +62,6 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     "${pip[@]}" torch==2.13.0
 fi
 log "installing deepij and its dependencies into .venv"
-"${pip[@]}" -e ".[torch,tensorflow,onnx,openvino,plot,test]"
+"${pip[@]}" -e ".[torch,tensorflow,onnx,openvino,plot,dask,test]"
 echo "$want" > "$stamp"
 log "done"
