@@ -87,10 +87,11 @@ size_rules = st.builds(FixedSize, st.integers(1, 64)) | st.builds(
 )
 macro_steps = st.builds(lambda p: ImageJStep("macro", p), identifiers.map(lambda s: s + ".ijm"))
 java_steps = st.builds(
-    lambda f, c, m: ImageJStep("java", f, c, m),
-    identifiers.map(lambda s: s + ".jar"),
-    st.builds("{}.{}".format, identifiers, identifiers.map(str.capitalize)),
-    identifiers,
+    lambda f, c, m, configs: ImageJStep("java", f, c, m, configs),
+    identifiers.map(lambda s: s + ".jar") | identifiers.map(lambda s: s.capitalize() + ".class"),
+    st.none() | st.builds("{}.{}".format, identifiers, identifiers.map(str.capitalize)),
+    st.none() | identifiers.filter(lambda m: not m.endswith("routineusingimage")),
+    st.lists(identifiers.map(lambda s: s + ".txt"), max_size=2, unique=True).map(tuple),
 )
 people = st.builds(Person, names, st.none() | texts, st.none() | texts, st.none() | identifiers, st.none())
 citations = st.builds(Citation, texts, st.none() | identifiers, st.none())

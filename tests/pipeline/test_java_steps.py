@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 from scipy import ndimage
 
 import deepij
@@ -25,6 +26,10 @@ def jars(tmp_path_factory):
         "scale.jar": java.pack_jar(classes, ["ScaleFromConfig"], root / "scale.jar"),
         "threshold.jar": java.pack_jar(classes, ["org.example.seg.ThresholdMeasure"], root / "threshold.jar"),
         "check.jar": java.pack_jar(classes, ["org.example.check.CheckBitDepth"], root / "check.jar"),
+        # two pre-processing classes in one jar: only the class the spec names tells which runs
+        "both.jar": java.pack_jar(
+            classes, ["ScaleFromConfig", "org.example.check.CheckBitDepth"], root / "both.jar"
+        ),
     }
 
 
@@ -50,6 +55,27 @@ def test_a_java_step_error_names_bundle_and_step(imagej_session, jars, tmp_path)
         tmp_path / "check", jars, pre="check.jar org.example.check.CheckBitDepth", post=None
     )
     model = deepij.load(bundle.folder)
-    where = r"bundle 'deepij java steps 0.3': preprocessing step 1 of 1 \(Java step check.jar\)"
+    where = (
+        r"bundle 'deepij java steps 0.3': preprocessing step 1 of 1 "
+        r"\(Java step check.jar org.example.check.CheckBitDepth\)"
+    )
     with pytest.raises(StepError, match=rf"{where}.*CheckBitDepth.*reports an error.*32-bit"):
         model.predict(bundle.test_input.astype(np.uint8), session=imagej_session, **NATIVE)
+
+
+def test_the_named_class_runs_with_the_config_files_its_kwargs_name(imagej_session, jars, tmp_path):
+    # {spec: "File.jar Class", kwargs: config}: the class picks one of the jar's two pre-processing classes
+    # and the kwargs file is its only config file (no weights attachments here)
+    bundle = write_java_bundle_v0_3(tmp_path / "kwargs", jars, post=None)
+    (bundle.folder / "scale2.txt").write_text("scale=2\n")
+    data = yaml.safe_load(bundle.descriptor.read_text())
+    del data["weights"]["pytorch_script"]["attachments"]
+    data["config"]["deepimagej"]["prediction"]["preprocess"] = [
+        {"spec": "both.jar ScaleFromConfig", "kwargs": "scale2.txt"}
+    ]
+    bundle.descriptor.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    model = deepij.load(bundle.folder)
+    result = model.predict(bundle.test_input, session=imagej_session, **NATIVE)
+    assert result.provenance["steps"] == ["pre 1: java both.jar"]
+    expected = bundle.model.forward((bundle.test_input * np.float32(2)).astype(np.float32))[0]
+    np.testing.assert_allclose(result.images["output"].values, expected, atol=1e-5)

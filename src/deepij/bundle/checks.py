@@ -107,7 +107,8 @@ def named_files(description: ModelDescription) -> list[tuple[str, str]]:
     found += [("covers", c) for c in description.covers]
     dij = description.deepimagej
     for key, steps in (("preprocess", dij.preprocess), ("postprocess", dij.postprocess)):
-        found += [(f"config.deepimagej.prediction.{key}", step.file) for step in steps]
+        for step in steps:
+            found += [(f"config.deepimagej.prediction.{key}", p) for p in (step.file, *step.config_files)]
     for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
         for index, tensor in enumerate(tensors):
             for attribute in ("test_tensor", "sample_tensor"):

@@ -201,13 +201,17 @@ class ImageJStep:
     """A deepImageJ processing step run inside ImageJ.
 
     ``kind == "macro"``: ``file`` is a ``.ijm``/``.txt`` macro. ``kind == "java"``: ``file`` is a ``.jar`` or
-    ``.class`` and ``java_class``/``method`` name what to call (``"File.jar Class::method"`` in model.yaml).
+    ``.class``; ``java_class`` and ``method`` name what to call when the descriptor says
+    (``"File.jar Class::method"``, ``"File.jar Class"``; None: the one class of the file implementing the
+    stage's interface, through the interface's method), and ``config_files`` are the bundle files the step's
+    ``kwargs`` name, handed to it with ``setConfigFiles`` (bundle-relative, in the descriptor's order).
     """
 
     kind: Literal["macro", "java"]
     file: str
     java_class: str | None = None
     method: str | None = None
+    config_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -174,8 +174,9 @@ def _json_number(value: float) -> float | str:
 def _step(step: ImageJStep) -> str:
     if step.kind == "macro":
         return f"macro {step.file}"
-    call = f" {step.java_class}::{step.method}" if step.java_class else ""
-    return f"java {step.file}{call}"
+    call = (step.java_class or "") + (f"::{step.method}" if step.method else "")
+    configs = f" (config {', '.join(step.config_files)})" if step.config_files else ""
+    return f"java {step.file}{' ' + call if call else ''}{configs}"
 
 
 def _runtime(test_information: Any) -> float | None:

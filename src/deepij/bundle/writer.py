@@ -301,9 +301,11 @@ def deepimagej_data(config: DeepImageJConfig) -> dict[str, Any]:
 def _step(step: ImageJStep) -> dict[str, Any]:
     if step.kind == "macro":
         return {"spec": "ij.IJ::runMacroFile", "kwargs": step.file}
-    if step.java_class:
-        return {"spec": f"{step.file} {step.java_class}::{step.method or ''}"}
-    return {"spec": step.file}
+    call = (step.java_class or "") + (f"::{step.method}" if step.method else "")
+    out: dict[str, Any] = {"spec": f"{step.file} {call}" if call else step.file}
+    if step.config_files:
+        out["kwargs"] = list(step.config_files)
+    return out
 
 
 def plain(value: Any) -> Any:

@@ -351,6 +351,9 @@ class Chain:
                 f"which this installation lacks ({error})"
             ) from error
         tensors = self._java_tensors(session, stage, workspace)
+        # the step's own kwargs files first, then the weights' attachments (each once)
+        own = [str(self.description.path(f).resolve()) for f in step.config_files]
+        configs = list(dict.fromkeys([*own, *(str(p) for p in self.config_files)]))
         try:
             produced = run_java_step(
                 session,
@@ -358,7 +361,7 @@ class Chain:
                 step.java_class,
                 "pre" if stage == "pre" else "post",
                 tensors,
-                [str(p) for p in self.config_files],
+                configs,
                 method=step.method,
             )
         except DeepijError as error:

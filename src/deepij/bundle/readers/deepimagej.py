@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 from deepij.bundle.description import DeepImageJConfig, ImageJStep
@@ -34,6 +35,8 @@ _SIGNATURE_KEYS = (
 MACRO_SUFFIXES = (".ijm", ".txt", ".macro")
 JAVA_SUFFIXES = (".jar", ".class")
 _MACRO_SPEC = "ij.IJ::runMacroFile"
+# What deepImageJ 2.0/2.1 wrote after "::" for its own Java steps; it always called the interface's method.
+_INTERFACE_LABELS = frozenset({"preprocessingroutineusingimage", "postprocessingroutineusingimage"})
 _INTERPRETED = ("pyramidal_model", "allow_tiling", "model_keys", "test_information", "prediction")
 
 
@@ -103,45 +106,87 @@ def _read_prediction(node: Node) -> tuple[tuple[ImageJStep, ...], tuple[ImageJSt
 
 
 def _read_step(node: Node) -> list[ImageJStep]:
-    """One ``{spec: ..., kwargs: ...}`` item -> zero or more steps."""
+    """One ``{spec: ..., kwargs: ...}`` item -> zero or more steps.
+
+    ``{spec: ij.IJ::runMacroFile, kwargs: [a.ijm, b.txt]}`` is one macro step per file. A spec naming a
+    ``.jar``/``.class`` (``"File.jar Class::method"``, ``"File.jar Class"``, ``"File.jar"``) is one Java step
+    whose ``kwargs`` are its config files, whatever their suffix (``config.ijm`` and ``.txt`` included).
+    """
     if isinstance(node.value, str):
-        return [_java_or_macro_from_spec(node, node.value)]
+        return [_step_from_spec(node, node.value)]
     if not node.present:
         return []
-    spec = node.get("spec").text()
-    files = node.get("kwargs").text_list()
+    spec_node, kwargs_node = node.get("spec"), node.get("kwargs")
+    spec = spec_node.text()
+    files = kwargs_node.text_list()
+    blank = spec is None or spec.strip().lower() in ("", "null", "none")
+    if spec is not None and not blank and _named_file(spec, JAVA_SUFFIXES) is not None:
+        return [_step_from_spec(spec_node, spec, tuple(clean_path(f) for f in files))]
     if files:
-        call = spec.strip() if spec and spec.strip() != _MACRO_SPEC else None
-        return [_step_for_file(node.get("kwargs"), f, call) for f in files]
-    if spec is None or spec.strip().lower() in ("", "null", "none"):
+        call = spec.strip() if spec and not blank and spec.strip() != _MACRO_SPEC else None
+        return [_step_for_file(kwargs_node, f, call) for f in files]
+    if spec is None or blank:
         return []
-    return [_java_or_macro_from_spec(node.get("spec"), spec)]
+    return [_step_from_spec(spec_node, spec)]
 
 
-def _java_or_macro_from_spec(node: Node, spec: str) -> ImageJStep:
-    """``"File.jar Class::method"``, or a lone macro/jar file name."""
-    tokens = spec.split()
-    file = next((t for t in tokens if t.lower().endswith(JAVA_SUFFIXES + MACRO_SUFFIXES)), None)
+def _named_file(spec: str, suffixes: tuple[str, ...]) -> str | None:
+    """The first word of ``spec`` that is a file with one of ``suffixes``."""
+    return next((t for t in spec.split() if t.lower().endswith(suffixes)), None)
+
+
+def _step_from_spec(node: Node, spec: str, config_files: tuple[str, ...] = ()) -> ImageJStep:
+    """``"File.jar Class::method"`` (the call may be missing or partial), or a lone macro/jar file name."""
+    file = _named_file(spec, JAVA_SUFFIXES + MACRO_SUFFIXES)
     if file is None:
         raise node.error(
             "processing step names no file",
             found=spec,
             expected="'File.jar Class::method', or {spec: ij.IJ::runMacroFile, kwargs: file.ijm}",
         )
-    call = next((t for t in tokens if "::" in t), None)
-    return _step_for_file(node, file, call)
+    words = spec.split()
+    words.remove(file)
+    return _step_for_file(node, file, " ".join(words) or None, config_files)
 
 
-def _step_for_file(node: Node, file: str, call: str | None) -> ImageJStep:
+def _step_for_file(node: Node, file: str, call: str | None, config_files: tuple[str, ...] = ()) -> ImageJStep:
     file = clean_path(file)
     suffix = PurePosixPath(file).suffix.lower()
     if suffix in MACRO_SUFFIXES:
         return ImageJStep(kind="macro", file=file)
     if suffix in JAVA_SUFFIXES:
-        java_class, _, method = call.partition("::") if call else (None, "", None)
-        return ImageJStep(kind="java", file=file, java_class=java_class or None, method=method or None)
+        java_class, method = java_call(call)
+        return ImageJStep("java", file, java_class, method, config_files)
     raise node.error(
         "unknown kind of processing file",
         found=file,
         expected="an ImageJ macro (.ijm, .txt) or Java processing (.jar, .class)",
     )
+
+
+def java_call(call: str | None) -> tuple[str | None, str | None]:
+    """The class and method a Java step's spec names after its file: ``"Class::method"``, ``"Class"``,
+    ``"Class::"``, ``"::method"`` or nothing.
+
+    deepImageJ 2.x wrote the class as Java prints a list (``"[Class]"``); a list of several classes (it
+    listed every class of the bundle's steps) names none: deepImageJ itself takes the one class of the file
+    implementing the stage's interface, and so does deepij. The labels its writers put after ``::``
+    (``preProcessingRoutineUsingImage``, ``postProcessingRoutineUsingImage``) were never called by name:
+    they mean the interface's method (None).
+
+    Examples
+    --------
+    >>> java_call("my.pkg.Normalize::deepimagejPreprocessing")
+    ('my.pkg.Normalize', 'deepimagejPreprocessing')
+    >>> java_call("Normalize"), java_call(None)
+    (('Normalize', None), (None, None))
+    >>> java_call("[Normalize]::preProcessingRoutineUsingImage"), java_call("[Normalize, Threshold]")
+    (('Normalize', None), (None, None))
+    """
+    if not call or not call.strip():
+        return None, None
+    names_text, _, label = call.rpartition("::") if "::" in call else (call, "", "")
+    names = [n for n in re.split(r"[\s,\[\]]+", names_text) if n]
+    java_class = names[0] if len(names) == 1 else None
+    method = label.strip() or None
+    return java_class, None if method is not None and method.lower() in _INTERFACE_LABELS else method
