@@ -161,3 +161,12 @@ class OutputShapeError(BackendError):
 
     The message names the tensor, the axis, the declared size and the actual one.
     """
+
+
+class DeepijWarning(UserWarning):
+    """Base class of the warnings deepij gives (filter them with ``warnings.filterwarnings``)."""
+
+
+class SeamWarning(DeepijWarning):
+    """A tiled run whose declared halo is smaller than the network's measured receptive field: tile seams
+    can differ from a whole-image pass."""

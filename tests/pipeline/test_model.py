@@ -16,6 +16,7 @@ from deepij.errors import (
     ChecksumError,
     InputError,
     OutputShapeError,
+    SeamWarning,
     TilingError,
 )
 from deepij.pipeline import Model
@@ -312,7 +313,7 @@ def test_declared_halo_smaller_than_the_receptive_field_is_measured_and_warned(t
     net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3, 5, 3))  # radius 4
     small_halo = Model(describe(net, output_halo=1))
     image = RNG.random((1, 1, 60, 60), dtype=np.float32)
-    with pytest.warns(UserWarning, match=r"looks \{'y': 4, 'x': 4\} pixels far but its tiles keep only"):
+    with pytest.warns(SeamWarning, match=r"looks \{'y': 4, 'x': 4\} pixels far but its tiles keep only"):
         tiled = small_halo.predict(image, tile=24, runtime="native")
     assert "receptive radius measured: y: 4, x: 4 pixels" in " ".join(tiled.notes)
     whole = small_halo.predict(image, tile="whole", runtime="native").images["output"].values

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepij.bundle.description import ModelDescription, ParameterizedSize
+from deepij.errors import SeamWarning
 from deepij.pipeline.outputs import Prediction
 
 if TYPE_CHECKING:
@@ -399,7 +400,7 @@ class Model:
                 "makes fewer"
             )
             notes.append(message)
-            warnings.warn(message, UserWarning, stacklevel=4)
+            warnings.warn(message, SeamWarning, stacklevel=4)
         if mode == "blend" and overlap is None and short:
             width = max(short.values())
             grids = {g.axis: g for g in plan.grids}
