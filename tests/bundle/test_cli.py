@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepij.cli import main
+from deepij.frontdoors.cli import main
 from support.bundles import WrittenBundle, zip_bundle
 
 
@@ -68,7 +68,7 @@ def test_install_command(written: dict[str, WrittenBundle], tmp_path: Path, caps
 
 def test_console_script(written: dict[str, WrittenBundle], tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "deepij.cli", "info", str(written["0.5"].folder)],
+        [sys.executable, "-m", "deepij.frontdoors.cli", "info", str(written["0.5"].folder)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -121,7 +121,7 @@ def _named(bundle_copy, name: str) -> Path:
 
 def _deepij(*args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "deepij.cli", *args],
+        [sys.executable, "-m", "deepij.frontdoors.cli", *args],
         capture_output=True,
         timeout=120,
         env={**os.environ, **env},
@@ -159,7 +159,7 @@ def test_an_error_on_an_ascii_only_terminal(tmp_path: Path) -> None:
 
 def test_a_closed_pipe(written) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-m", "deepij.cli", "info", str(written["0.5"].folder)],
+        [sys.executable, "-m", "deepij.frontdoors.cli", "info", str(written["0.5"].folder)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -173,7 +173,7 @@ def test_a_closed_pipe(written) -> None:
 
 def test_a_closed_pipe_in_a_shell_pipeline(written) -> None:
     result = subprocess.run(
-        f"'{sys.executable}' -m deepij.cli info '{written['0.3'].folder}' | head -1",
+        f"'{sys.executable}' -m deepij.frontdoors.cli info '{written['0.3'].folder}' | head -1",
         shell=True,
         capture_output=True,
         timeout=120,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepij.frontdoors.cli import parse_tile
+from deepij.frontdoors.cli_run import parse_tile
 from deepij.pipeline.batch import MARKERS
 from support.bundles import write_bundle_v0_5
 
@@ -28,8 +28,8 @@ def bundle(tmp_path_factory):
 
 
 def deepij_command(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deepij.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO, env=_environment())
+    return subprocess.run([sys.executable, "-m", "deepij.frontdoors.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=_environment())
 
 
 def _environment() -> dict[str, str]:
@@ -88,8 +88,8 @@ def test_killed_halfway_then_resumed_gives_the_clean_run_files(bundle, tmp_path)
 
     out = tmp_path / "out"
     process = subprocess.Popen(
-        [sys.executable, "-m", "deepij.cli", "run", str(bundle.folder), "-i", str(tmp_path / "in"), "-o",
-         str(out)], cwd=REPO, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "deepij.frontdoors.cli", "run", str(bundle.folder), "-i", str(tmp_path / "in"),
+         "-o", str(out)], cwd=REPO, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
     def finished_images() -> int:

@@ -141,8 +141,8 @@ def test_deepij_macro_command(workshop, models_dir, tmp_path):
     answered = tmp_path / "counts"
     answered.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "deepij.cli", "macro", str(macro), "--input", str(folder), "--models-dir",
-         str(models_dir), "--answer", f"{PROMPT}={answered}"],
+        [sys.executable, "-m", "deepij.frontdoors.cli", "macro", str(macro), "--input", str(folder),
+         "--models-dir", str(models_dir), "--answer", f"{PROMPT}={answered}"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
@@ -152,8 +152,8 @@ def test_deepij_macro_command(workshop, models_dir, tmp_path):
         assert len(pd.read_csv(answered / f"{name}_nuclei.csv")) == n
 
     unanswered = subprocess.run(
-        [sys.executable, "-m", "deepij.cli", "macro", str(macro), "--input", str(folder / "nuclei_1.tif"),
-         "--models-dir", str(models_dir)],
+        [sys.executable, "-m", "deepij.frontdoors.cli", "macro", str(macro), "--input",
+         str(folder / "nuclei_1.tif"), "--models-dir", str(models_dir)],
         capture_output=True, text=True, timeout=300, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )

@@ -5,7 +5,9 @@ workshop macros run over folders.
   loaded between calls;
 - :mod:`deepij.frontdoors.workflow`: ``deepij macro WORKFLOW.ijm`` / :func:`run_workflow`, prompts answered
   by their text;
-- :mod:`deepij.frontdoors.cli`: the ``deepij`` command line.
+- :mod:`deepij.frontdoors.cli`: the ``deepij`` command line (``main``), its subcommands in
+  :mod:`~deepij.frontdoors.cli_bundle` (info, install), :mod:`~deepij.frontdoors.cli_run` (run) and
+  :mod:`~deepij.frontdoors.cli_macro` (macro, demo).
 
 Nothing below this package imports it.
 """

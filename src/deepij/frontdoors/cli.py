@@ -1,212 +1,69 @@
-"""The ``deepij run``, ``deepij macro`` and ``deepij demo`` subcommands (added to the ``deepij`` command).
+"""The ``deepij`` command: the one place its subcommands are put together.
+
+Each group of subcommands lives in a small module of its own, and each subcommand is a small function that
+calls the package's public API:
+
+- :mod:`deepij.frontdoors.cli_bundle`: ``deepij info`` and ``deepij install``;
+- :mod:`deepij.frontdoors.cli_run`: ``deepij run``;
+- :mod:`deepij.frontdoors.cli_macro`: ``deepij macro`` and ``deepij demo``.
 
 Exit status: 0 when everything was done, 1 when some image (or run) failed or the bundle could not be used,
 2 for a usage error (an unknown option, a missing input, a value that cannot be read).
 
 Examples
 --------
+``deepij info old_bundle.zip``
+
 ``deepij run old_bundle.zip --input images/ --output out/ --tile 256,256 --resume``
 
 ``deepij macro workshop.ijm --input images/ --answer "Choose the output folder=out/"``
+
+>>> args = build_parser().parse_args(["info", "old_bundle.zip", "--json"])
+>>> args.command, args.bundle, args.json
+('info', 'old_bundle.zip', True)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-USAGE_ERROR = 2
-_EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+from deepij.frontdoors import cli_bundle, cli_macro, cli_run
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Add ``run``, ``macro`` and ``demo`` to the ``deepij`` command's subcommands."""
-    _add_run(commands)
-    _add_macro(commands)
-    _add_demo(commands)
-
-
-# --- deepij run ------------------------------------------------------------------------------------------
-
-
-def _add_run(commands: argparse._SubParsersAction) -> None:
-    run = commands.add_parser(
-        "run",
-        help="run a bundle on an image or on each image of a folder",
-        description=(
-            "Run a bundle (folder, descriptor, zip, URL, or the name of an installed model) on an image or "
-            "each image of a folder, with its pre- and post-processing. Outputs are ImageJ TIFFs and CSV "
-            "tables named after each image; every file is written atomically, and --resume after a stop "
-            "(even kill -9) redoes only the images not finished. A bad image is reported and skipped. "
-            "Exit status: 0 all done, 1 some failed, 2 usage."
-        ),
+def build_parser() -> argparse.ArgumentParser:
+    """The ``deepij`` parser with every subcommand; each sets ``handler`` (``args -> exit status``)."""
+    parser = argparse.ArgumentParser(
+        prog="deepij",
+        description="Run deepImageJ bundles and BioImage Model Zoo models, with their ImageJ processing.",
     )
-    run.add_argument("bundle", help="bundle folder, descriptor, zip, URL, or installed model name")
-    run.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
-    run.add_argument("--output", "-o", required=True, help="the folder to write the outputs into")
-    run.add_argument("--tile", help="tile size: 256, 256,256 (the input's tiled axes in order), y=256,x=512, "
-                     "or suggested / whole / image (default: chosen to fit in memory)")
-    run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
-    run.add_argument("--processing", default="auto", choices=("auto", "macros", "spec", "none"),
-                     help="the bundle's ImageJ steps, its spec ops, or none (default: auto, what the bundle "
-                     "declares)")
-    run.add_argument("--weights-format", help="which of the bundle's weights to run (e.g. onnx, torchscript)")
-    run.add_argument("--resume", action="store_true", help="skip the images an earlier run finished")
-    run.add_argument("--models-dir", help="where to look up a model given by name")
-    progress = run.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="show a progress bar (default: on a terminal)")
-    progress.add_argument("--no-progress", dest="progress", action="store_false")
-    run.set_defaults(handler=_run_bundle)
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cli_bundle.add_commands(commands)  # info, install
+    cli_run.add_commands(commands)  # run
+    cli_macro.add_commands(commands)  # macro, demo
+    return parser
 
 
-def parse_tile(text: str | None) -> Any:
-    """``--tile`` as :meth:`Model.predict` takes it.
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``deepij`` command on ``argv`` (default: the process's arguments); the exit status.
 
-    Examples
-    --------
-    >>> parse_tile("256"), parse_tile("128,256"), parse_tile("y=128,x=256"), parse_tile("suggested")
-    (256, (128, 256), {'y': 128, 'x': 256}, 'suggested')
+    Without a subcommand it prints the help and returns 2.
     """
-    from deepij.errors import ArgumentError
-
-    if text is None:
-        return None
-    value = text.strip()
-    if value in ("suggested", "whole", "image"):
-        return value
-    parts = [p.strip() for p in value.split(",") if p.strip()]
-    try:
-        if parts and all("=" in p for p in parts):
-            sizes: Any = {k.strip().lower(): int(v) for k, v in (p.split("=", 1) for p in parts)}
-            numbers = list(sizes.values())
-        else:
-            numbers = [int(p) for p in parts]
-            sizes = numbers[0] if len(numbers) == 1 else tuple(numbers)
-    except ValueError:
-        numbers = []
-    if not numbers or any(n < 1 for n in numbers):
-        raise ArgumentError(
-            f"--tile {text}: expected 256, 256,256, y=256,x=256, suggested, whole or image"
-        )
-    return sizes
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
 
 
-def _run_bundle(args: argparse.Namespace) -> int:
-    import deepij
-    from deepij.errors import ArgumentError, DeepijError
-    from deepij.pipeline.batch import image_files, run_batch
+def _version() -> str:
+    from deepij import __version__
 
-    try:
-        tile = parse_tile(args.tile)
-        files = image_files(args.input)
-        model = deepij.load(_bundle_source(args.bundle, args.models_dir))
-    except ArgumentError as error:
-        print(f"deepij run: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except DeepijError as error:
-        print(f"deepij run: {error}", file=sys.stderr)
-        return 1
-    options = {"tile": tile, "device": args.device, "processing": args.processing,
-               "weights_format": args.weights_format}
-    try:
-        report = run_batch(model, files, args.output, resume=args.resume, progress=args.progress,
-                           **{k: v for k, v in options.items() if v is not None})
-    except ArgumentError as error:
-        print(f"deepij run: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    finally:
-        model.close()
-    print(report.summary())
-    return report.exit_code
+    return f"deepij {__version__}"
 
 
-def _bundle_source(bundle: str, models_dir: str | None) -> str | Path:
-    """A path, zip or URL as given; a name that is none of them is looked up among installed models."""
-    from deepij.bundle.locations import is_url
-
-    if is_url(bundle) or Path(bundle).expanduser().exists():
-        return bundle
-    from deepij.bundle import find_model
-
-    return find_model(bundle, models_dir)
-
-
-# --- deepij macro ----------------------------------------------------------------------------------------
-
-
-def _add_macro(commands: argparse._SubParsersAction) -> None:
-    macro = commands.add_parser(
-        "macro",
-        help="run a workshop macro (with its run(\"DeepImageJ Run\", ...) calls), on each file of a folder",
-        description=(
-            "Run an ImageJ macro unchanged in deepij's ImageJ: once, or once per file of --input with that "
-            "file open as the current image. Prompts (getDirectory, getString, getNumber, Dialog fields) are "
-            "answered by their text with --answer; an unanswered one stops the run and shows the --answer "
-            "that would answer it. run(\"DeepImageJ Run\", ...) finds its models in --models-dir first. "
-            "With --output, the images and tables each run leaves are written there (TIFF, CSV)."
-        ),
-    )
-    macro.add_argument("workflow", metavar="WORKFLOW.ijm", help="the macro file")
-    macro.add_argument("--input", "-i", help="an image file or a folder: the macro runs once per file")
-    macro.add_argument("--output", "-o", help="write the images and tables each run leaves into this folder")
-    macro.add_argument("--models-dir", help="where run(\"DeepImageJ Run\", \"model=NAME ...\") looks first")
-    macro.add_argument("--answer", "-a", action="append", default=[], metavar="PROMPT=VALUE",
-                       help="answer the prompt PROMPT with VALUE (repeat for several)")
-    macro.add_argument("--timeout", type=float, help="seconds per run before it is stopped")
-    macro.set_defaults(handler=_run_macro)
-
-
-def _run_macro(args: argparse.Namespace) -> int:
-    from deepij.errors import ArgumentError, DeepijError
-    from deepij.frontdoors.workflow import parse_answers, run_workflow
-
-    try:
-        answers = parse_answers(args.answer)
-        report = run_workflow(args.workflow, inputs=args.input, output=args.output,
-                              models_dir=args.models_dir, answers=answers, timeout=args.timeout)
-    except ArgumentError as error:
-        print(f"deepij macro: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except DeepijError as error:
-        print(f"deepij macro: {error}", file=sys.stderr)
-        return 1
-    for outcome in report.failed:
-        print(f"deepij macro: {outcome.source.name}: {outcome.error}", file=sys.stderr)
-    print(report.summary())
-    return report.exit_code
-
-
-# --- deepij demo -----------------------------------------------------------------------------------------
-
-
-def _add_demo(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser(
-        "demo",
-        help="run the demo (examples/demo.py) of a deepij source checkout",
-        description="Run examples/demo.py: ImageJ inside Python runs a lab macro on an image and writes what "
-        "it produced. Arguments after 'demo' go to the demo (e.g. --output out/demo).",
-    )
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help="arguments for examples/demo.py")
-    demo.set_defaults(handler=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    import runpy
-
-    script = _EXAMPLES / "demo.py"
-    if not script.is_file():
-        print(f"deepij demo: {script} not found (the demo ships with deepij's source checkout, not with an "
-              "installed package)", file=sys.stderr)
-        return 1
-    saved = sys.argv
-    sys.argv = [str(script), *args.demo_args]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    finally:
-        sys.argv = saved
-    return 0
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,35 +1,26 @@
-"""The ``deepij`` command. Each subcommand is a small function here that calls the package's public API."""
+"""``deepij info`` and ``deepij install``: the bundle commands.
+
+``deepij info BUNDLE`` summarizes a bundle (folder, descriptor, zip or URL), ``--json`` for a machine;
+``deepij install ZIP_OR_URL`` checks, unpacks and installs one into a models folder.
+
+Examples
+--------
+``deepij info old_bundle.zip --json``
+
+``deepij install https://zenodo.org/record/.../files/model.zip --models-dir ~/Fiji.app/models``
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import TextIO
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="deepij",
-        description="Run deepImageJ bundles and BioImage Model Zoo models, with their ImageJ processing.",
-    )
-    parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``info`` and ``install`` to the ``deepij`` command's subcommands."""
     _add_info_command(commands)
     _add_install_command(commands)
-    from deepij.frontdoors.cli import add_commands
-
-    add_commands(commands)  # run, macro, demo
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return 2
-    return int(args.handler(args) or 0)
 
 
 def _add_info_command(commands: argparse._SubParsersAction) -> None:
@@ -116,13 +107,3 @@ def _run_install(args: argparse.Namespace) -> int:
         _print_out("deepij install: stopped; nothing was installed", sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     return _print_out(printable(f"installed {folder}"), sys.stdout)
-
-
-def _version() -> str:
-    from deepij import __version__
-
-    return f"deepij {__version__}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

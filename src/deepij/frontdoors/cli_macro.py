@@ -1,0 +1,114 @@
+"""``deepij macro`` (users' workshop macros, prompts answered by their text) and ``deepij demo``.
+
+Exit status: 0 when every run was done, 1 when some run failed or the macro could not be used, 2 for a
+usage error.
+
+Examples
+--------
+``deepij macro workshop.ijm --input images/ --answer "Choose the output folder=out/"``
+
+``deepij demo --output out/demo``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deepij.frontdoors.cli_run import USAGE_ERROR
+
+_EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``macro`` and ``demo`` to the ``deepij`` command's subcommands."""
+    _add_macro(commands)
+    _add_demo(commands)
+
+
+def _add_macro(commands: argparse._SubParsersAction) -> None:
+    macro = commands.add_parser(
+        "macro",
+        help='run a workshop macro (with its run("DeepImageJ Run", ...) calls), on each file of a folder',
+        description=(
+            "Run an ImageJ macro unchanged in deepij's ImageJ: once, or once per file of --input with that "
+            "file open as the current image. Prompts (getDirectory, getString, getNumber, Dialog fields) are "
+            "answered by their text with --answer; an unanswered one stops the run and shows the --answer "
+            'that would answer it. run("DeepImageJ Run", ...) finds its models in --models-dir first. '
+            "With --output, the images and tables each run leaves are written there (TIFF, CSV)."
+        ),
+    )
+    macro.add_argument("workflow", metavar="WORKFLOW.ijm", help="the macro file")
+    macro.add_argument("--input", "-i", help="an image file or a folder: the macro runs once per file")
+    macro.add_argument("--output", "-o", help="write the images and tables each run leaves into this folder")
+    macro.add_argument("--models-dir", help='where run("DeepImageJ Run", "model=NAME ...") looks first')
+    macro.add_argument(
+        "--answer",
+        "-a",
+        action="append",
+        default=[],
+        metavar="PROMPT=VALUE",
+        help="answer the prompt PROMPT with VALUE (repeat for several)",
+    )
+    macro.add_argument("--timeout", type=float, help="seconds per run before it is stopped")
+    macro.set_defaults(handler=_run_macro)
+
+
+def _run_macro(args: argparse.Namespace) -> int:
+    from deepij.errors import ArgumentError, DeepijError
+    from deepij.frontdoors.workflow import parse_answers, run_workflow
+
+    try:
+        answers = parse_answers(args.answer)
+        report = run_workflow(
+            args.workflow,
+            inputs=args.input,
+            output=args.output,
+            models_dir=args.models_dir,
+            answers=answers,
+            timeout=args.timeout,
+        )
+    except ArgumentError as error:
+        print(f"deepij macro: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except DeepijError as error:
+        print(f"deepij macro: {error}", file=sys.stderr)
+        return 1
+    for outcome in report.failed:
+        print(f"deepij macro: {outcome.source.name}: {outcome.error}", file=sys.stderr)
+    print(report.summary())
+    return report.exit_code
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="run the demo (examples/demo.py) of a deepij source checkout",
+        description="Run examples/demo.py: ImageJ inside Python runs a lab macro on an image and writes what "
+        "it produced. Arguments after 'demo' go to the demo (e.g. --output out/demo).",
+    )
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER, help="arguments for examples/demo.py")
+    demo.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import runpy
+
+    script = _EXAMPLES / "demo.py"
+    if not script.is_file():
+        print(
+            f"deepij demo: {script} not found (the demo ships with deepij's source checkout, not with an "
+            "installed package)",
+            file=sys.stderr,
+        )
+        return 1
+    saved = sys.argv
+    sys.argv = [str(script), *args.demo_args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0

@@ -1,0 +1,146 @@
+"""``deepij run``: a bundle on an image or on each image of a folder.
+
+Outputs are ImageJ TIFFs and CSV tables named after each image, written atomically; ``--resume`` redoes only
+the images an earlier run did not finish. Exit status: 0 all done, 1 some image failed or the bundle could
+not be used, 2 a usage error.
+
+Examples
+--------
+``deepij run old_bundle.zip --input images/ --output out/ --tile 256,256 --resume``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+USAGE_ERROR = 2
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``run`` to the ``deepij`` command's subcommands."""
+    _add_run(commands)
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run a bundle on an image or on each image of a folder",
+        description=(
+            "Run a bundle (folder, descriptor, zip, URL, or the name of an installed model) on an image or "
+            "each image of a folder, with its pre- and post-processing. Outputs are ImageJ TIFFs and CSV "
+            "tables named after each image; every file is written atomically, and --resume after a stop "
+            "(even kill -9) redoes only the images not finished. A bad image is reported and skipped. "
+            "Exit status: 0 all done, 1 some failed, 2 usage."
+        ),
+    )
+    run.add_argument("bundle", help="bundle folder, descriptor, zip, URL, or installed model name")
+    run.add_argument("--input", "-i", required=True, help="an image file or a folder of images")
+    run.add_argument("--output", "-o", required=True, help="the folder to write the outputs into")
+    run.add_argument(
+        "--tile",
+        help="tile size: 256, 256,256 (the input's tiled axes in order), y=256,x=512, "
+        "or suggested / whole / image (default: chosen to fit in memory)",
+    )
+    run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
+    run.add_argument(
+        "--processing",
+        default="auto",
+        choices=("auto", "macros", "spec", "none"),
+        help="the bundle's ImageJ steps, its spec ops, or none (default: auto, what the bundle declares)",
+    )
+    run.add_argument("--weights-format", help="which of the bundle's weights to run (e.g. onnx, torchscript)")
+    run.add_argument("--resume", action="store_true", help="skip the images an earlier run finished")
+    run.add_argument("--models-dir", help="where to look up a model given by name")
+    progress = run.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar (default: on a terminal)",
+    )
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    run.set_defaults(handler=_run_bundle)
+
+
+def parse_tile(text: str | None) -> Any:
+    """``--tile`` as :meth:`Model.predict` takes it.
+
+    Examples
+    --------
+    >>> parse_tile("256"), parse_tile("128,256"), parse_tile("y=128,x=256"), parse_tile("suggested")
+    (256, (128, 256), {'y': 128, 'x': 256}, 'suggested')
+    """
+    from deepij.errors import ArgumentError
+
+    if text is None:
+        return None
+    value = text.strip()
+    if value in ("suggested", "whole", "image"):
+        return value
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    try:
+        if parts and all("=" in p for p in parts):
+            sizes: Any = {k.strip().lower(): int(v) for k, v in (p.split("=", 1) for p in parts)}
+            numbers = list(sizes.values())
+        else:
+            numbers = [int(p) for p in parts]
+            sizes = numbers[0] if len(numbers) == 1 else tuple(numbers)
+    except ValueError:
+        numbers = []
+    if not numbers or any(n < 1 for n in numbers):
+        raise ArgumentError(f"--tile {text}: expected 256, 256,256, y=256,x=256, suggested, whole or image")
+    return sizes
+
+
+def _run_bundle(args: argparse.Namespace) -> int:
+    import deepij
+    from deepij.errors import ArgumentError, DeepijError
+    from deepij.pipeline.batch import image_files, run_batch
+
+    try:
+        tile = parse_tile(args.tile)
+        files = image_files(args.input)
+        model = deepij.load(_bundle_source(args.bundle, args.models_dir))
+    except ArgumentError as error:
+        print(f"deepij run: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except DeepijError as error:
+        print(f"deepij run: {error}", file=sys.stderr)
+        return 1
+    options = {
+        "tile": tile,
+        "device": args.device,
+        "processing": args.processing,
+        "weights_format": args.weights_format,
+    }
+    try:
+        report = run_batch(
+            model,
+            files,
+            args.output,
+            resume=args.resume,
+            progress=args.progress,
+            **{k: v for k, v in options.items() if v is not None},
+        )
+    except ArgumentError as error:
+        print(f"deepij run: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    finally:
+        model.close()
+    print(report.summary())
+    return report.exit_code
+
+
+def _bundle_source(bundle: str, models_dir: str | None) -> str | Path:
+    """A path, zip or URL as given; a name that is none of them is looked up among installed models."""
+    from deepij.bundle.locations import is_url
+
+    if is_url(bundle) or Path(bundle).expanduser().exists():
+        return bundle
+    from deepij.bundle import find_model
+
+    return find_model(bundle, models_dir)
