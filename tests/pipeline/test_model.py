@@ -13,6 +13,7 @@ from deepij.bundle.description import AxisSpec, FixedSize, ParameterizedSize, Te
 from deepij.errors import (
     ArgumentError,
     ArgumentTypeError,
+    BackendError,
     ChecksumError,
     InputError,
     OutputShapeError,
@@ -434,3 +435,68 @@ def test_output_shape_contradicting_the_description_is_refused(tmp_path):
         r"description declares exactly 1",
     ):
         model.predict(RNG.random((1, 1, 20, 20), dtype=np.float32), runtime="native")
+
+
+
+def _fixed_onnx_convnet(folder: Path, side: int):
+    """A convnet (receptive radius 8) exported to ONNX with every dim fixed to ``side``, as zoo ONNX files
+    often are, under a descriptor pinning that size too (as the zoo's nuclei U-Net pins 512)."""
+    from support import models, zoo_models
+
+    kw = {"kernel_sizes": (5, 5, 5, 5), "hidden": 4}
+    module = models.convnet_module(**kw)
+    path = folder / f"fixed{side}.onnx"
+    zoo_models._export_fixed(module, path, side)
+    written = models._convnet_info(path, "onnx", module, kw)
+    return written, zoo_models.fixed_description(written, side)
+
+
+def _mirror_reference(written, image, halo=8):
+    """The network on the image mirror-padded by its halo (= its receptive radius: what exact tiles give)."""
+    pad = ((0, 0), (0, 0), (halo, halo), (halo, halo))
+    return written.forward(np.pad(image, pad, mode="reflect"))[0][:, :, halo:-halo, halo:-halo]
+
+
+def test_a_relaxed_graph_is_planned_with_its_own_size_rules(tmp_path, monkeypatch):
+    # The graph fixes 512 and so does the descriptor; relaxed (and verified) it takes any size, and tiles
+    # are planned with those rules: a 2048^2 image does not run in 512 tiles (25 of them) but, since this
+    # small net fits in memory, in one pass on the image as it is.
+    monkeypatch.setenv("DEEPIJ_CACHE_DIR", str(tmp_path / "cache"))
+    written, description = _fixed_onnx_convnet(tmp_path, 512)
+    model = Model(description)
+    image = RNG.random((1, 1, 2048, 2048), dtype=np.float32)
+    result = model.predict(image, processing="none", runtime="onnxruntime")
+    assert any("fixed y=512, x=512 relaxed" in n for n in result.notes)
+    assert result.plan.tile == {"y": 2048, "x": 2048} and result.plan.n_tiles == 1
+    np.testing.assert_allclose(result.images["output"].values, written.forward(image)[0], atol=1e-4)
+    # a tile size the bundle's descriptor refuses, the relaxed graph takes
+    part = image[..., :700, :500]
+    explicit = model.predict(part, tile=(400, 300), processing="none", runtime="onnxruntime")
+    assert explicit.plan.tile == {"y": 400, "x": 300} and explicit.plan.n_tiles == 4
+    np.testing.assert_allclose(explicit.images["output"].values, _mirror_reference(written, part), atol=1e-4)
+    with pytest.raises(TilingError, match=r"tile: y=400 is not a valid size"):
+        model.tiling.plan({"input": {"c": 1, "y": 700, "x": 500}}, (400, 300))  # the descriptor's rules
+
+
+def test_a_bad_image_fails_before_any_weights_load(tmp_path, convnet):
+    # Weights no framework can load (a file of junk): every image that passes the checks gets to the
+    # loading and fails there, so an InputError on a bad image proves the checks ran first.
+    net, _ = convnet
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a TorchScript archive")
+    weights = {"torchscript": WeightsEntry("torchscript", junk.name)}
+    model = Model(describe(net, root=tmp_path, weights=weights))
+    image = RNG.random((1, 1, 20, 20), dtype=np.float32)
+    with pytest.raises(BackendError, match=r"junk\.pt"):
+        model.predict(image)
+    bad = image.copy()
+    bad[0, 0, 3, 4] = np.nan
+    for unusable, pattern in (
+        (bad, r"1 pixel is NaN or infinite \(the first at b=0, c=0, y=3, x=4"),
+        (image.astype(np.complex64), "complex values"),
+        (image[:, :, :0], r"the image is empty"),
+        (image[0, 0, 0], r"needs axis 'x'"),
+    ):
+        with pytest.raises(InputError, match=pattern):
+            model.predict(unusable, axes="y" if unusable.ndim == 1 else None)
+    assert model._backends == {}

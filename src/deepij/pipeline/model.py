@@ -58,6 +58,7 @@ class Model:
         self._estimates: dict[tuple[int, tuple], MemoryEstimate] = {}
         self._receptive: dict[tuple[int, tuple], ReceptiveField | None] = {}
         self._tiling: ModelTiling | None = None
+        self._backend_tilings: dict[int, ModelTiling] = {}
 
     @property
     def name(self) -> str:
@@ -71,6 +72,22 @@ class Model:
 
             self._tiling = analyse_tiling(self.description)
         return self._tiling
+
+    def tiling_for(self, backend: Backend) -> ModelTiling:
+        """How ``backend``'s network can be tiled: the rules of the description it runs under.
+
+        They can allow more than the bundle's: an ONNX graph whose fixed dims were relaxed (and verified)
+        takes other sizes than the one its descriptor pins (see
+        :mod:`deepij.inference.backends.onnx_relax`), so tiles and memory are planned with them.
+        """
+        if backend.description is self.description:
+            return self.tiling
+        key = id(backend.description)  # kept alive by the backend, which this model holds
+        if key not in self._backend_tilings:
+            from deepij.inference.tiling import analyse_tiling
+
+            self._backend_tilings[key] = analyse_tiling(backend.description)
+        return self._backend_tilings[key]
 
     def backend(
         self, weights_format: str | None = None, device: str | None = None, runtime: str = "auto"
@@ -92,6 +109,7 @@ class Model:
         self._backends.clear()
         self._estimates.clear()
         self._receptive.clear()
+        self._backend_tilings.clear()
 
     def __repr__(self) -> str:
         return f"Model({self.description.name!r}, format_version={self.description.format_version!r})"
@@ -213,9 +231,15 @@ class Model:
             source = read_source(
                 image, self.description, axes=axes, input_title=input_title, session=chain.session
             )
-            backend = self.backend(weights_format, device, runtime)  # first: steps get its attachments
+            # A bad image fails before any weights load, unless ImageJ pre-processing makes the network's
+            # input: then the checks run on what the macros leave.
+            checked = None
+            if not _imagej_makes_inputs(chain):
+                checked = self._inputs(chain.pre(source), None, non_finite)
+            backend = self.backend(weights_format, device, runtime)
             notes = list(getattr(backend, "notes", []))
-            raw = self._inputs(chain.pre(source, backend.weights), None, non_finite)
+            made = chain.pre(source, backend.weights)  # the ImageJ steps, with the weights' attachments
+            raw = checked if checked is not None else self._inputs(made, None, non_finite)
             # Spec ops (and the cast to the declared types) run per tile: no processed copy of the image.
             streamed = stream_processing(
                 self.description,
@@ -224,7 +248,8 @@ class Model:
                 ignore_nan=non_finite == "ignore",
                 blend=mode == "blend",
             )
-            masks = _non_finite_masks(self.tiling, self.description, raw) if non_finite == "ignore" else {}
+            rules = self.tiling_for(backend)
+            masks = _non_finite_masks(rules, self.description, raw) if non_finite == "ignore" else {}
             held = streamed.held_bytes + sum(m.nbytes for m in masks.values())
             ready = streamed.inputs
             plan, batch = self._plan(
@@ -321,7 +346,7 @@ class Model:
     ) -> tuple[TilePlan, int]:
         from deepij.inference.memory import auto_tile, choose_batch, estimate_memory
 
-        tiling = self.tiling
+        tiling = self.tiling_for(backend)
         shapes = _sample_shapes(self.description, inputs)
         primary = self.description.input(tiling.input) if tiling.input else self.description.inputs[0]
         samples = math.prod(
@@ -382,7 +407,7 @@ class Model:
 
         from deepij.inference.receptive import measure_receptive_field
 
-        tiling = self.tiling
+        tiling = self.tiling_for(backend)
         shapes = _sample_shapes(self.description, inputs)
         key = (id(backend), _fixed_sizes(tiling, shapes))
         if key not in self._receptive:
@@ -497,6 +522,11 @@ def _check_arguments(
             f"not {axes!r}"
         )
     return _tiling_mode(tiling or "deepimagej")
+
+
+def _imagej_makes_inputs(chain: Chain) -> bool:
+    """Whether ImageJ pre-processing steps make the network's inputs (the image is checked after them)."""
+    return chain.mode == "macros" and bool(chain.description.deepimagej.preprocess)
 
 
 def _tiling_mode(mode: str) -> TilingMode:
