@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepij.errors import ArgumentError, ArgumentTypeError, MacroError
+from deepij.errors import ArgumentError, ArgumentTypeError, DeepijError, ImageJError, MacroError
 from deepij.imagej.commands import format_options
 
 
@@ -60,10 +60,46 @@ def test_failing_handler_stops_the_macro_with_its_error(session, handlers):
     assert session.run_macro('return "ok";').value == "ok"
 
 
+@pytest.mark.parametrize("raised", [
+    ArgumentError("sigma: expected a number, found 'wide'"),
+    ArgumentTypeError("model: expected a name (str), found int"),
+    ImageJError("no such table: 'Counts'"),
+    KeyError("tile"),
+])
+def test_every_handler_error_is_a_macro_error_at_the_calling_line(session, handlers, raised):
+    # the macro's author wrote the options the handler could not take: the error belongs to that line
+    def handler(call):
+        raise raised
+
+    handlers("Deepij Test Bad Option", handler)
+    with pytest.raises(MacroError) as caught:
+        session.run_macro('print("a");\nrun("Deepij Test Bad Option", "sigma=wide");\nprint("never");')
+    error = caught.value
+    assert not isinstance(error, ValueError | TypeError | LookupError)
+    assert type(error) is MacroError and error.line == 2
+    assert error.__cause__ is raised
+    original = str(raised) if isinstance(raised, DeepijError) else f"KeyError: {raised}"
+    assert error.macro_message == f"Deepij Test Bad Option: {original}"
+    assert session.run_macro('return "ok";').value == "ok"
+
+
+def test_a_handlers_own_macro_error_keeps_its_text(session, handlers):
+    def handler(call):
+        raise MacroError("Deepij Test Refuses: not with these options")
+
+    handlers("Deepij Test Refuses", handler)
+    with pytest.raises(MacroError) as caught:
+        session.run_macro('x = 1;\nx = 2;\nrun("Deepij Test Refuses");')
+    assert caught.value.macro_message == "Deepij Test Refuses: not with these options"
+    assert caught.value.line == 3
+
+
 def test_handler_without_image_gets_a_clear_error(session, handlers):
     handlers("Deepij Test Needs Image", lambda call: call.image_xarray())
-    with pytest.raises(MacroError, match="Deepij Test Needs Image: there is no image open"):
+    with pytest.raises(MacroError) as caught:
         session.run_macro('run("Deepij Test Needs Image");')
+    # named once: CommandCall's own errors already start with the command
+    assert caught.value.macro_message.startswith("Deepij Test Needs Image: there is no image open")
 
 
 def test_handler_can_run_a_nested_macro(session, handlers):

@@ -100,6 +100,19 @@ def is_macro_canceled(error: BaseException) -> bool:
     return jstr(error.getMessage()) == "Macro canceled"  # type: ignore[attr-defined]
 
 
+def java_name(error: BaseException | Any) -> str:
+    """The Java class name of an exception that came out of Java (a Python exception's type name)."""
+    get_class = getattr(error, "getClass", None)
+    return (jstr(get_class().getName()) or "") if get_class is not None else type(error).__name__
+
+
+def java_summary(error: BaseException | Any) -> str:
+    """``java.lang.IllegalStateException: its message`` (the class alone when there is no message)."""
+    name = java_name(error)
+    message = jstr(error.getMessage()) if hasattr(error, "getMessage") else str(error)
+    return f"{name}: {message}" if message else name
+
+
 def jstr(value: Any) -> str | None:
     """A Java string (or None) as a Python str (JPype keeps java.lang.String by default)."""
     return None if value is None else str(value)

@@ -23,22 +23,37 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from deepij.errors import ArgumentError, ArgumentTypeError
+from deepij.errors import ArgumentError, ArgumentTypeError, DeepijError, MacroError
 from deepij.imagej._java import is_macro_canceled, jc, jstr
-
-if TYPE_CHECKING:
-    from deepij.imagej.session import Session
 
 _log = logging.getLogger("deepij.imagej")
 
-Handler = Callable[["CommandCall"], None]
+
+class CommandHost(Protocol):
+    """What commands need of a session (:class:`deepij.imagej.session.Session` is one).
+
+    Naming only this keeps this module free of the session module, which builds on it.
+    """
+
+    def to_xarray(self, imp: Any, *, squeeze: bool = True) -> Any: ...
+    def to_imageplus(self, data: Any, title: str | None = None) -> Any: ...
+    def to_resultstable(self, frame: Any) -> Any: ...
+    def publish_image(self, imp: Any) -> None: ...
+    def publish_table(self, table: Any, title: str) -> None: ...
+
+
+#: The session type handlers see: ``CommandCall[Session]`` for a session's router.
+HostT = TypeVar("HostT", bound=CommandHost)
+Handler = Callable[["CommandCall[HostT]"], None]
 #: A policy gets a command name and returns an exception to refuse it with, or None to let ImageJ run it.
 Policy = Callable[[str], BaseException | None]
+#: Stops the running macro because of an error; False when no macro runs (``MacroRunner.fail_current``).
+StopMacro = Callable[[BaseException], bool]
 
 
-class CommandCall:
+class CommandCall(Generic[HostT]):
     """One interception of ``run(command, options)``: what a handler gets.
 
     Attributes
@@ -51,7 +66,7 @@ class CommandCall:
         The ImageJ session (conversions, tables...).
     """
 
-    def __init__(self, command: str, options: str, session: Session) -> None:
+    def __init__(self, command: str, options: str, session: HostT) -> None:
         self.command = command
         self.options = options
         self.session = session
@@ -93,12 +108,16 @@ class CommandCall:
         return f"CommandCall({self.command!r}, options={self.options!r})"
 
 
-class CommandRouter:
-    """The session's command listener: Python handlers by command name, plus an optional refusal policy."""
+class CommandRouter(Generic[HostT]):
+    """The session's command listener: Python handlers by command name, plus an optional refusal policy.
 
-    def __init__(self, session: Session) -> None:
+    ``stop_macro`` is told of a handler's failure (or a refusal) to stop the running macro with it.
+    """
+
+    def __init__(self, session: HostT, stop_macro: StopMacro) -> None:
         self._session = session
-        self._handlers: dict[str, Handler] = {}
+        self._stop_macro = stop_macro
+        self._handlers: dict[str, Handler[HostT]] = {}
         self._lock = threading.Lock()
         self._policy: Policy | None = None
         self._listener: Any = None
@@ -115,8 +134,13 @@ class CommandRouter:
             jc.Executer.removeCommandListener(self._listener)
             self._listener = None
 
-    def register(self, command: str, handler: Handler) -> None:
-        """Handle ``run(command, ...)`` in Python from now on (replaces an earlier handler of that name)."""
+    def register(self, command: str, handler: Handler[HostT]) -> None:
+        """Handle ``run(command, ...)`` in Python from now on (replaces an earlier handler of that name).
+
+        Whatever the handler raises stops the macro at the line that ran the command, as a
+        :class:`~deepij.errors.MacroError` (an error of the handler's own kind is its ``__cause__``): the
+        macro's author wrote that line and its options.
+        """
         if not isinstance(command, str):
             raise ArgumentTypeError(f"command: expected a command name (str), found {type(command).__name__}")
         if not command.strip():
@@ -131,7 +155,7 @@ class CommandRouter:
         with self._lock:
             self._handlers.pop(command, None)
 
-    def handlers(self) -> Mapping[str, Handler]:
+    def handlers(self) -> Mapping[str, Handler[HostT]]:
         with self._lock:
             return dict(self._handlers)
 
@@ -153,13 +177,39 @@ class CommandRouter:
             handler(call)
         except BaseException as error:  # a Python error must not cross into ImageJ unreported
             if not is_macro_canceled(error):  # else ImageJ aborted the macro, and its error box says why
-                self._fail(error)
+                self._fail(handler_failure(command, error))
         return None
 
     def _fail(self, error: BaseException) -> None:
-        if not self._session.runner.fail_current(error):
+        if not self._stop_macro(error):
             _log.error("ImageJ command failed outside a macro run: %s", error)
             self.failures.append(error)
+
+
+def handler_failure(command: str | None, error: BaseException) -> MacroError:
+    """The MacroError a handler's exception stops the macro with: its text, under the command's name.
+
+    A MacroError (a nested macro's, a refusal) stays as it is. Anything else, a bad option reported as an
+    ArgumentError included, is an error of the macro line that ran the command; the original exception is
+    the ``__cause__``. ``command`` None: a handler not known by name.
+
+    Examples
+    --------
+    >>> str(handler_failure("DeepImageJ Run", ValueError("model= is missing")))
+    'macro: DeepImageJ Run: ValueError: model= is missing'
+    >>> handler_failure("Segment", KeyError("x")).__cause__
+    KeyError('x')
+    """
+    if isinstance(error, MacroError):
+        return error
+    text = str(error) if isinstance(error, DeepijError) else f"{type(error).__name__}: {error}"
+    if command is None:
+        text = f"a command handler failed: {text}"
+    elif not text.startswith(f"{command}:"):  # errors of CommandCall name the command already
+        text = f"{command}: {text}"
+    failure = MacroError(text)
+    failure.__cause__ = error
+    return failure
 
 
 def _current_options() -> str:

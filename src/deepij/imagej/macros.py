@@ -16,15 +16,17 @@ finish, its dialogs are cancelled, and if its thread still does not return, the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from deepij.errors import (
     ArgumentError,
@@ -37,13 +39,10 @@ from deepij.errors import (
 )
 from deepij.imagej import answers as questions
 from deepij.imagej import dialogs, results, state
-from deepij.imagej._java import is_macro_canceled, jc, jstr, private_field
-from deepij.imagej.commands import format_options
+from deepij.imagej._java import is_macro_canceled, java_name, jc, jstr, private_field
+from deepij.imagej.commands import format_options, handler_failure
 from deepij.imagej.missing_commands import command_not_found, unrecognized_command
 from deepij.imagej.worker import Worker
-
-if TYPE_CHECKING:
-    from deepij.imagej.session import Session
 
 #: How long a stopped macro gets to wind down before its thread is stopped, then given up.
 STOP_GRACE_S = 5.0
@@ -54,6 +53,23 @@ _WAKE_AFTER_S = 0.3
 #: that from depending on which command comes first).
 MACRO_THREAD_NAME = "Run$_deepij-macro"
 _MACRO_SUFFIXES = (".ijm", ".txt", ".mac", ".ijm.txt")
+
+
+class LogCapture(Protocol):
+    def text(self) -> str: ...
+
+
+class MacroHost(Protocol):
+    """What runs need of a session (:class:`deepij.imagej.session.Session` is one).
+
+    Naming only this keeps this module free of the session module, which builds on it.
+    """
+
+    headless: bool
+
+    def prepare_inputs(self, image: Any) -> list[Any]: ...
+    def open_inputs(self, imps: list[Any], *, reset_batch: bool = True) -> None: ...
+    def log_capture(self) -> contextlib.AbstractContextManager[LogCapture]: ...
 
 
 @dataclass
@@ -90,7 +106,7 @@ class _Outcome:
 class MacroRunner:
     """Runs macros for one session (see the module docstring)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: MacroHost) -> None:
         self._session = session
         self._lock = threading.RLock()
         self._worker: Worker | None = None
@@ -120,16 +136,37 @@ class MacroRunner:
             return self._conclude(run, outcome, source)
 
     def fail_current(self, error: BaseException) -> bool:
-        """Stop the running macro because of ``error`` (a command handler failed). False when none runs."""
+        """Stop the running macro because of ``error`` (a command failed). False when none runs.
+
+        The run then raises a MacroError at the line it stopped at (a HeadlessError stays one); any other
+        exception becomes a MacroError whose ``__cause__`` it is.
+        """
         run = self._active
         if run is None:
             return False
+        if not isinstance(error, MacroError | HeadlessError):
+            error = handler_failure(None, error)
         self._stop(run, error)
         return True
 
     @property
     def in_macro_thread(self) -> bool:
+        """True on the thread macros run on (in a command handler called by a running macro)."""
         return self._worker is not None and self._worker.is_current()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Hold ImageJ for Java work that must not overlap a macro run (see ``Session.exclusive``).
+
+        Yields False with the lock every run takes held, or True without taking it when called on the macro
+        thread: the running macro holds it already (its caller waits for it), and its watcher answers the
+        windows the work opens.
+        """
+        if self.in_macro_thread:
+            yield True
+            return
+        with self._lock:
+            yield False
 
     # ----------------------------------------------------------------------------------------- the run
     def _current_worker(self) -> Worker:
@@ -401,14 +438,6 @@ def _is_cancel(error: BaseException) -> bool:
     return is_macro_canceled(error)
 
 
-def _java_name(error: BaseException) -> str:
-    """The Java class name of an exception that came out of Java ("" for a Python exception)."""
-    get_class = getattr(error, "getClass", None)
-    if get_class is None:
-        return ""
-    return jstr(get_class().getName()) or ""
-
-
 def _error_line(interp: Any) -> int | None:
     """The line ImageJ reported the error on (kept in a package-private field), else the line it was at."""
     try:
@@ -431,8 +460,10 @@ def _current_line(interp: Any) -> int | None:
 def _with_line(error: BaseException, line: int | None, source: str | None) -> BaseException:
     """The error to raise for a stopped run, naming the macro line it stopped at.
 
-    MacroError (and its time-out kind), HeadlessError and a bad answer (ArgumentError) keep their type;
-    anything else a command handler raised becomes a MacroError whose cause is the original exception.
+    MacroError (and its time-out and not-found kinds) and HeadlessError keep their type. An ArgumentError
+    here is an answer from run_macro's ``answers=`` that the question cannot take (a bad argument of the
+    run itself); command handlers' errors arrive as MacroErrors (:func:`~deepij.imagej.commands.
+    handler_failure`).
     """
     if isinstance(error, ArgumentError):
         return error
@@ -440,10 +471,9 @@ def _with_line(error: BaseException, line: int | None, source: str | None) -> Ba
         if error.line is not None or line is None:
             return error
         return type(error)(error.macro_message, line=line, source=source or error.source)
-    if isinstance(error, HeadlessError):
-        return type(error)(f"{error} ({source or 'macro'}, line {line})") if line is not None else error
-    text = str(error) if isinstance(error, DeepijError) else f"{type(error).__name__}: {error}"
-    return MacroError(f"a command handler failed: {text}", line=line, source=source)
+    if isinstance(error, HeadlessError) and line is not None:
+        return type(error)(f"{error} ({source or 'macro'}, line {line})")
+    return error
 
 
 def _cause(error: BaseException) -> BaseException | None:
@@ -451,7 +481,7 @@ def _cause(error: BaseException) -> BaseException | None:
 
 
 def _java_failure(failure: BaseException, line: int | None, source: str | None) -> DeepijError:
-    name = _java_name(failure) or type(failure).__name__
+    name = java_name(failure)
     if "HeadlessException" in name:
         return HeadlessError(
             f"{source or 'macro'}, line {line}: the macro needs a window or dialog, which a headless ImageJ "

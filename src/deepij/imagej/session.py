@@ -46,6 +46,9 @@ class Session:
         The pyimagej gateway (fiji and attached modes).
     commands : CommandRouter
         Python handlers for ImageJ commands (:meth:`CommandRouter.register`).
+    runner : MacroRunner
+        What runs the macros (:meth:`run_macro`); ``runner.in_macro_thread`` tells a command handler's
+        code that it runs inside a macro.
     startup_seconds : float
         Time to start the JVM (0 when deepij did not start it).
 
@@ -67,8 +70,8 @@ class Session:
         self.gateway = gateway
         self.virtual_display = virtual_display
         self.startup_seconds = startup_seconds
-        self.commands = CommandRouter(self)
         self.runner = MacroRunner(self)
+        self.commands: CommandRouter[Session] = CommandRouter(self, self.runner.fail_current)
         self.closed = False
 
     def initialize(self) -> None:
@@ -222,6 +225,23 @@ class Session:
         self._check_open()
         return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers)
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Hold ImageJ for Java work that must not overlap a macro run (a bundle's Java step, say).
+
+        Macro runs wait while the block runs, and the block waits for a running macro to end. Yields
+        False, or True when called from inside a running macro (a command handler): that run already
+        holds ImageJ, so nothing is taken (taking it would wait for ever) and its watcher answers the
+        windows the work opens.
+
+        Examples
+        --------
+        >>> with session.exclusive() as inside_macro:                  # doctest: +SKIP
+        ...     imp = jc.IJ.openImage("cells.tif")  # no macro runs meanwhile
+        """
+        with self.runner.exclusive() as inside_macro:
+            yield inside_macro
+
     # --------------------------------------------------------------------------- used by runs and handlers
     def prepare_inputs(self, image: Any) -> list[Any]:
         """ImagePlus objects (in opening order) for a run's ``image`` argument."""
@@ -272,6 +292,20 @@ class Session:
             jc.WindowManager.setTempCurrentImage(imp)
         else:
             imp.show()
+
+    def withdraw_image(self, imp: Any) -> None:
+        """Take an ImagePlus out of the running macro's images, keeping its pixels (undoes publish_image).
+
+        For Python code called from inside a macro (a command handler) that opened intermediate images
+        the macro must not see: they leave batch mode's list, or lose their window.
+
+        Examples
+        --------
+        >>> session.withdraw_image(intermediate)  # doctest: +SKIP
+        """
+        if jc.Interpreter.isBatchMode():
+            jc.Interpreter.removeBatchModeImage(imp)
+        state.detach_window(imp)
 
     def publish_table(self, table: Any, title: str) -> None:
         """Make a ResultsTable ImageJ's ``Results`` (title ``"Results"``) or a named table."""
