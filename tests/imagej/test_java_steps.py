@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from deepij.errors import ArgumentError, ArgumentTypeError, ImageJError, StepError
-from deepij.imagej import java_steps
-from deepij.imagej.java_steps import class_file_name, run_java_step
+from deepij.imagej import java_steps, locate
+from deepij.imagej.java_steps import class_file_name, interfaces_jar, run_java_step
 from support.java import compile_steps, pack_jar
 
 STEPS = ["org.example.seg.ThresholdMeasure", "ScaleFromConfig", "org.example.check.CheckBitDepth",
@@ -69,8 +69,8 @@ def test_processing_jar_is_on_imagej_class_path_and_current(session):
 
 def test_processing_jar_built_when_missing_and_only_then(tmp_path, monkeypatch):
     target = tmp_path / "build" / "deepij-processing.jar"
-    monkeypatch.setattr(java_steps, "PROCESSING_JAR", target)
-    monkeypatch.setattr(java_steps, "_STAMP", target.with_name(target.name + ".sha256"))
+    monkeypatch.setattr(interfaces_jar, "PROCESSING_JAR", target)
+    monkeypatch.setattr(interfaces_jar, "_STAMP", target.with_name(target.name + ".sha256"))
     with pytest.raises(ImageJError, match=r"run scripts/setup\.sh"):
         java_steps.processing_jar(build=False)
     built = java_steps.processing_jar()
@@ -91,10 +91,10 @@ def test_processing_jar_built_when_missing_and_only_then(tmp_path, monkeypatch):
 
 def test_processing_jar_without_javac_says_how_to_get_it(tmp_path, monkeypatch):
     target = tmp_path / "deepij-processing.jar"
-    monkeypatch.setattr(java_steps, "PROCESSING_JAR", target)
-    monkeypatch.setattr(java_steps, "_STAMP", target.with_name(target.name + ".sha256"))
+    monkeypatch.setattr(interfaces_jar, "PROCESSING_JAR", target)
+    monkeypatch.setattr(interfaces_jar, "_STAMP", target.with_name(target.name + ".sha256"))
     # a Java home with a JVM but no compiler (a JRE), and nothing on PATH
-    real = java_steps.locate.find_libjvm(java_steps.locate.find_java_home())
+    real = locate.find_libjvm(locate.find_java_home())
     jre = tmp_path / "jre"
     (jre / "lib" / "server").mkdir(parents=True)
     (jre / "lib" / "server" / "libjvm.so").symlink_to(real)
