@@ -31,7 +31,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepij.errors import ArgumentError, InputError, MacroError, ModelNotFoundError
+from deepij.errors import ArgumentError, InputError, ModelNotFoundError
 from deepij.frontdoors.run_options import RunRequest, parse_run_options
 
 if TYPE_CHECKING:
@@ -269,12 +269,8 @@ class DeepImageJRun:
         self.models_dir: Path | None = None
 
     def __call__(self, call: CommandCall) -> None:
-        try:
-            self.run(call)
-        except ArgumentError as error:
-            # a bad option or image is an error of the macro line that called the command: it stops the macro
-            # there as a MacroError naming that line, as an error of any ImageJ command does
-            raise MacroError(f"{COMMAND}: {error}") from error
+        # what it raises (a bad option, no image) stops the macro as a MacroError at the calling line
+        self.run(call)
 
     def run(self, call: CommandCall) -> None:
         """What ``run("DeepImageJ Run", options)`` does (see the module docstring)."""
