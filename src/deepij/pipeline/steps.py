@@ -334,7 +334,7 @@ class Chain:
             line = f", line {error.line}" if error.line is not None else ""
             raise StepError(f"{self._where(stage, index, step)}{line}: {error.macro_message}") from error
         if session.runner.in_macro_thread:
-            _forget(result.imageplus.values())
+            _forget(session, result.imageplus.values())
         workspace.images = dict(result.imageplus)
         workspace.converted = dict(result.images)
         workspace.current = result.current
@@ -425,20 +425,15 @@ def _imagej_attrs(image: xr.DataArray) -> xr.DataArray:
     return result
 
 
-def _forget(imps: Any) -> None:
+def _forget(session: Session, imps: Any) -> None:
     """Take a step's images out of the ImageJ a macro is running in, keeping their pixels.
 
     A step run from inside a macro (``run("DeepImageJ Run", ...)`` served by a command handler) runs nested:
     ImageJ is not cleaned after it, so its images would be left among the calling macro's. They stay in the
     workspace and are opened again for the next step; :meth:`Prediction.show` opens the outputs.
     """
-    from deepij.imagej import state
-    from deepij.imagej._java import jc
-
     for imp in imps:
-        if jc.Interpreter.isBatchMode():
-            jc.Interpreter.removeBatchModeImage(imp)
-        state.detach_window(imp)
+        session.withdraw_image(imp)
 
 
 def _like(image: xr.DataArray, original: xr.DataArray) -> xr.DataArray:
