@@ -1,0 +1,121 @@
+"""The tile plan as a Dask graph: the lazy result equals the in-memory tiled run exactly (same windows, same
+code), for every layout (deepImageJ's grid, the read-back shift, blending), looped dims, batches of tiles,
+other output sizes and per-tile processing; each forward task reads only its tile and halo."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+from deepij.inference.lazy import lazy_tiled, tile_window
+from deepij.inference.runner import run_tiled
+from deepij.inference.tiling import analyse_tiling
+from support.numpy_nets import ConvSpec, NumpyConvBackend, conv_description
+
+RNG = np.random.default_rng(11)
+
+
+def both(spec, description, data, dims, *, chunks, tile, mode="deepimagej", batch_size=1, **options):
+    """(in-memory result, lazy result, plan, backend) of one plan on one image."""
+    backend = NumpyConvBackend(description, spec)
+    sample = {d: n for d, n in zip(dims, data.shape, strict=True) if d in description.inputs[0].axes_str}
+    sample.pop("b", None)
+    plan = analyse_tiling(description).plan({"raw": sample}, tile=tile, mode=mode)
+    eager = run_tiled(backend, plan, {"raw": xr.DataArray(data, dims=dims)}, batch_size=batch_size, **options)
+    lazy_input = xr.DataArray(da.from_array(data, chunks=chunks), dims=dims)
+    lazy = lazy_tiled(lambda: backend, plan, {"raw": lazy_input}, batch_size=batch_size, **options)
+    return eager["out"], lazy["out"], plan, backend
+
+
+@pytest.mark.parametrize("mode", ["deepimagej", "deepimagej-readback", "blend"])
+def test_lazy_equals_in_memory_exactly(mode):
+    spec = ConvSpec(kernel_sizes=(3, 5), hidden=2)
+    description = conv_description(spec, step=4)
+    data = RNG.random((1, 1, 70, 53), dtype=np.float32)
+    tile = 24 if mode != "deepimagej-readback" else 64
+    eager, lazy, plan, _ = both(spec, description, data, ("b", "c", "y", "x"), chunks=(1, 1, 16, 20),
+                                tile=tile, mode=mode)
+    assert plan.n_tiles > 1 or mode == "deepimagej-readback"
+    assert isinstance(lazy.data, da.Array) and lazy.dims == eager.dims
+    assert lazy.dtype == eager.dtype
+    np.testing.assert_array_equal(lazy.values, eager.values)
+
+
+def test_chunks_are_the_tiles_write_regions():
+    spec = ConvSpec(kernel_sizes=(3,))
+    description = conv_description(spec)
+    data = RNG.random((1, 1, 50, 41), dtype=np.float32)
+    _, lazy, plan, _ = both(spec, description, data, ("b", "c", "y", "x"), chunks=(1, 1, 25, 41), tile=18)
+    grids = {g.axis: g for g in plan.grids}
+    for letter, chunks in zip("yx", lazy.data.chunks[2:], strict=True):
+        assert chunks == tuple(stop - start for start, stop in grids[letter].write)
+
+
+def test_looped_dims_batches_and_a_larger_output():
+    spec = ConvSpec(kernel_sizes=(3, 3), scale=2.0)
+    description = conv_description(spec, min_size=8, step=8, batch=None)
+    data = RNG.random((3, 2, 1, 30, 26), dtype=np.float32)  # t, b, c, y, x
+    eager, lazy, _, _ = both(spec, description, data, ("t", "b", "c", "y", "x"),
+                             chunks=(1, 1, 1, 16, 16), tile=16, batch_size=3)
+    assert lazy.dims == ("t", "b", "c", "y", "x") and lazy.shape == (3, 2, 1, 60, 52)
+    np.testing.assert_array_equal(lazy.values, eager.values)
+
+
+def test_per_tile_processing_runs_as_in_memory():
+    spec = ConvSpec(kernel_sizes=(3,))
+    description = conv_description(spec)
+    data = (RNG.random((1, 1, 40, 40)) * 100).astype(np.uint16)
+
+    def prepare(block, axes, sample):
+        return (block - 50.0) / 10.0
+
+    def finish(block, axes, sample):
+        return (block > 0).astype(np.uint8)
+
+    eager, lazy, _, _ = both(spec, description, data, ("b", "c", "y", "x"), chunks=(1, 1, 20, 20), tile=16,
+                             prepare={"raw": prepare}, finish={"out": finish})
+    assert lazy.dtype == np.uint8
+    np.testing.assert_array_equal(lazy.values, eager.values)
+
+
+def test_each_forward_pass_reads_only_its_window():
+    spec = ConvSpec(kernel_sizes=(5,))
+    description = conv_description(spec)
+    data = RNG.random((1, 1, 64, 64), dtype=np.float32)
+    sample = {"c": 1, "y": 64, "x": 64}
+    plan = analyse_tiling(description).plan({"raw": sample}, tile=24)
+    seen = []
+
+    class Recording(NumpyConvBackend):
+        def predict(self, inputs):
+            seen.append(inputs[0].shape)
+            return super().predict(inputs)
+
+    backend = Recording(description, spec)
+    read = []
+
+    def reader(block, block_info=None):
+        read.append(block_info[0]["array-location"])
+        return block
+
+    source = da.from_array(data, chunks=(1, 1, 8, 8)).map_blocks(reader, dtype=data.dtype)
+    lazy = lazy_tiled(lambda: backend, plan, {"raw": xr.DataArray(source, dims=("b", "c", "y", "x"))})["out"]
+    assert seen == [(1, 1, 24, 24)]  # one forward pass so far: the first batch, to learn the outputs
+    read.clear()
+    with dask.config.set(scheduler="synchronous"):
+        first_chunk = lazy.data.blocks[0, 0, 0, 0].compute()
+    # The first chunk is the first tile's (computed already, to learn the outputs' types): nothing read.
+    assert first_chunk.shape == (1, 1, 24 - 2 * plan.grids[0].pad, 24 - 2 * plan.grids[1].pad)
+    assert read == []
+    with dask.config.set(scheduler="synchronous"):
+        lazy.data.blocks[0, 0, 1, 1].compute()
+    tile = list(plan.tiles())[plan.grids[1].n_tiles + 1]
+    window = tile_window(plan, "cyx", 3, tile)
+    rows = {(loc[2][0], loc[2][1]) for loc in read}
+    assert min(r[0] for r in rows) == window[1].start // 8 * 8
+    assert max(r[1] for r in rows) <= -(-window[1].stop // 8) * 8  # the 8-pixel chunks holding the window
+    assert len(read) < (64 // 8) ** 2 / 2
+    assert seen == [(1, 1, 24, 24)] * 2
