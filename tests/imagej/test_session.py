@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import deepij.errors
 import deepij.imagej
 
 PACKAGE = Path(deepij.imagej.__file__).parent
@@ -110,6 +111,27 @@ def test_withdrawn_image_leaves_the_macro_and_keeps_its_pixels(session, handlers
     assert withdrawn.value == "2|0|kept"
     assert "scratch" not in withdrawn.images
     np.testing.assert_array_equal(session.to_xarray(kept["imp"]).values, scratch)  # not flushed
+
+
+@pytest.mark.parametrize("outer", ["true", "false"])
+def test_batch_mode_read_and_given_back_inside_a_macro(session, handlers, outer):
+    # a handler that runs a nested step (which switches batch mode on) gives the macro back its own mode;
+    # the macro's is("batch mode") tells what ImageJ's interpreter sees
+    seen = []
+
+    def handler(call):
+        before = call.session.batch_mode
+        seen.append(before)
+        call.session.run_macro('setBatchMode(true);\nnewImage("step", "8-bit black", 4, 4, 1);')
+        call.session.batch_mode = before
+
+    handlers("Deepij Test Batch Mode", handler)
+    code = f'setBatchMode({outer});\nrun("Deepij Test Batch Mode");\nreturn "" + is("batch mode");'
+    result = session.run_macro(code)
+    assert seen == [outer == "true"]
+    assert result.value == ("1" if outer == "true" else "0")
+    with pytest.raises(deepij.errors.ArgumentTypeError, match="batch_mode: expected True or False"):
+        session.batch_mode = "yes"
 
 
 # ------------------------------------------------------------------------------------------ layering

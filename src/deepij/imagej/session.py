@@ -293,6 +293,27 @@ class Session:
         else:
             imp.show()
 
+    @property
+    def batch_mode(self) -> bool:
+        """Whether ImageJ is in batch mode (images without windows, as after ``setBatchMode(true)``).
+
+        Setting it switches only the flag, e.g. to give a calling macro back its own mode after Python code
+        ran a step inside it (:meth:`open_inputs` switches batch mode on); images opened in batch mode stay
+        where they are.
+
+        Examples
+        --------
+        >>> before = session.batch_mode              # doctest: +SKIP
+        >>> session.batch_mode = before              # doctest: +SKIP
+        """
+        return bool(jc.Interpreter.isBatchMode())
+
+    @batch_mode.setter
+    def batch_mode(self, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise ArgumentTypeError(f"batch_mode: expected True or False, found {on!r}")
+        jc.Interpreter.batchMode = on
+
     def withdraw_image(self, imp: Any) -> None:
         """Take an ImagePlus out of the running macro's images, keeping its pixels (undoes publish_image).
 
