@@ -70,6 +70,14 @@ def test_a_linked_jar_keeps_its_folder(no_env, tmp_path):
     assert locate.find_ij_jar(link) == link
 
 
+def test_a_jar_linked_into_the_repository_jars_keeps_that_folder(no_env, tmp_path):
+    # what the missing-command advice suggests: link Debian's ij.jar into jars/, plugins into jars/plugins/
+    real = _jar(tmp_path / "usr-share-java", "ij.jar")
+    (no_env / "ij.jar").symlink_to(real)
+    found = locate.find_ij_jar()
+    assert found == no_env / "ij.jar" and found.parent / "plugins" == no_env / "plugins"
+
+
 def test_no_jar_anywhere_says_how_to_get_one(no_env, tmp_path, monkeypatch):
     monkeypatch.setattr(locate, "SYSTEM_IJ_JAR", tmp_path / "absent" / "ij.jar")
     with pytest.raises(ImageJError, match=r"apt-get install libij-java"):

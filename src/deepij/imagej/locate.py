@@ -84,7 +84,8 @@ def _newest_ij_jar(folder: Path) -> Path | None:
     jars = [p for p in folder.iterdir() if p.is_file() and _IJ_JAR_NAME.match(p.name)]
     if not jars:
         return None
-    return max(jars, key=lambda p: _version_key(p.name)).resolve()
+    # absolute, not resolved: a link to Debian's ij.jar dropped here keeps jars/plugins/ as its plugins
+    return Path(os.path.abspath(max(jars, key=lambda p: _version_key(p.name))))
 
 
 def _version_key(name: str) -> tuple[int, ...]:

@@ -135,6 +135,7 @@ def _how_to_use(provider: Provider | None) -> str:
     return (
         "To use it with deepij, start deepij on a local Fiji that has it: "
         'deepij.imagej(fiji="/path/Fiji.app") (or DEEPIJ_FIJI=/path/Fiji.app), '
-        f"or put {jar} into a plugins/ folder next to the ImageJ jar deepij starts "
-        "(the repository's jars/plugins/, or the plugins/ folder beside $DEEPIJ_IJ_JAR)."
+        f"or put {jar} into the plugins/ folder next to the ImageJ jar deepij starts, read when ImageJ "
+        "starts: the repository's jars/plugins/ when an ij.jar is in jars/ (a link to "
+        "/usr/share/java/ij.jar will do), or the plugins/ folder beside $DEEPIJ_IJ_JAR."
     )
