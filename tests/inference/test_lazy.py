@@ -119,3 +119,38 @@ def test_each_forward_pass_reads_only_its_window():
     assert max(r[1] for r in rows) <= -(-window[1].stop // 8) * 8  # the 8-pixel chunks holding the window
     assert len(read) < (64 // 8) ** 2 / 2
     assert seen == [(1, 1, 24, 24)] * 2
+
+
+# --- statistics of spec ops with Dask -------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["float", "ties", "uint16", "narrow"])
+def test_percentiles_are_numpys_exactly(kind, monkeypatch):
+    from deepij.inference import lazy_statistics
+
+    monkeypatch.setattr(lazy_statistics, "EXACT_BELOW", 50)  # make the search refine several times
+    monkeypatch.setattr(lazy_statistics, "BINS", 16)
+    rng = np.random.default_rng(3)
+    values = {
+        "float": rng.standard_normal((2, 60, 70)).astype(np.float32),
+        "ties": rng.integers(0, 4, (2, 60, 70)).astype(np.float32),
+        "uint16": rng.integers(0, 65535, (2, 60, 70)).astype(np.uint16),
+        "narrow": (1.0 + rng.random((2, 60, 70)) * 1e-6).astype(np.float32),
+    }[kind]
+    image = xr.DataArray(da.from_array(values, chunks=(1, 25, 30)), dims=("c", "y", "x"))
+    qs = (0.0, 1.0, 37.5, 99.8, 100.0)
+    found = lazy_statistics.DaskStats(image).percentiles(("y", "x"), qs)
+    expected = np.percentile(values, qs, axis=(1, 2))
+    for q, f, e in zip(qs, found, expected, strict=True):
+        assert f.dims == ("c",)
+        np.testing.assert_array_equal(f.values, e.astype(np.float64), err_msg=f"percentile {q}")
+
+
+def test_mean_and_std_over_the_whole_image():
+    from deepij.inference.lazy_statistics import DaskStats
+
+    values = np.random.default_rng(4).random((3, 50, 40)) * 1000
+    image = xr.DataArray(da.from_array(values.astype(np.float32), chunks=(1, 20, 20)), dims=("t", "y", "x"))
+    mean, std = DaskStats(image).mean_std(("y", "x"))
+    as_float = values.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(mean.values, as_float.mean(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(std.values, as_float.std(axis=(1, 2)), rtol=1e-10)
