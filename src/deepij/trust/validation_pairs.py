@@ -1,0 +1,237 @@
+"""What ``deepij validate`` compares: pairs of (reference, test) images from arrays, files or folders.
+
+- two arrays (numpy, xarray) or two files (TIFF, ``.npy``, any image ImageJ opens): one pair;
+- two folders: the images of the reference folder, each paired with the test image of the same name
+  (``test_suffix`` allows ``cells_output.tif`` for ``cells.tif``, as ``deepij run`` names its outputs);
+  extensions may differ (``cells.tif`` against ``cells.npy``).
+
+Images are read only when a pair is measured (:meth:`ImagePair.load`), so a folder of many large images
+is compared one pair at a time. Singleton axes are dropped; what remains must be 2-D or 3-D.
+
+Examples
+--------
+>>> pairs = image_pairs("ground_truth/", "predictions/", test_suffix="_output")  # doctest: +SKIP
+>>> [p.name for p in pairs]  # doctest: +SKIP
+['cells_01', 'cells_02']
+>>> image_pairs(np.zeros((8, 8)), np.ones((8, 8)))[0].name
+'image'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepij.errors import ArgumentError, ArgumentTypeError, InputError
+
+PathLike = str | Path
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One reference image and the test image compared with it (files or arrays, read by :meth:`load`).
+
+    Attributes
+    ----------
+    name : str
+        The pair's name in the results: the reference file's name without extension, or ``"image"``.
+    reference, test : Path or array
+        A file to read, or the image itself.
+    """
+
+    name: str
+    reference: Any
+    test: Any
+
+    @property
+    def reference_label(self) -> str:
+        """How the results name the reference: its file name, or ``"reference"`` for an array."""
+        return _label(self.reference, "reference")
+
+    @property
+    def test_label(self) -> str:
+        """How the results name the test image: its file name, or ``"test"`` for an array."""
+        return _label(self.test, "test")
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both images as arrays of the same 2-D or 3-D shape (singleton axes dropped).
+
+        Raises
+        ------
+        InputError
+            A file that cannot be read, an image that is not 2-D or 3-D, non-finite pixels, or shapes that
+            differ (the message names both files).
+        """
+        reference = _read(self.reference, "reference")
+        test = _read(self.test, "test")
+        if reference.shape != test.shape:
+            raise InputError(
+                f"test: {_where(self.test, 'test')} has shape {test.shape}, the reference "
+                f"{_where(self.reference, 'reference')} has {reference.shape} (expected the same shape)"
+            )
+        return reference, test
+
+    def describe(self) -> str:
+        """``reference 'X', test 'Y'`` for messages (``reference and test arrays`` for arrays)."""
+        if not isinstance(self.reference, Path) and not isinstance(self.test, Path):
+            return "reference and test arrays"
+        return f"reference {_where(self.reference, 'reference')}, test {_where(self.test, 'test')}"
+
+
+def image_pairs(reference: Any, test: Any, *, test_suffix: str = "") -> list[ImagePair]:
+    """The pairs to compare (see the module docstring), in the reference folder's name order.
+
+    Raises
+    ------
+    ArgumentError
+        A path that does not exist, a folder against a file, an empty folder, reference images without a
+        test image of the same name (or test images without a reference), or two test files for one name.
+    ArgumentTypeError
+        Something that is neither a path nor an array.
+    """
+    if not isinstance(test_suffix, str):
+        raise ArgumentTypeError(f"test_suffix: expected a str, found {type(test_suffix).__name__}")
+    if _is_path(reference) or _is_path(test):
+        reference_path = _existing(reference, "reference")
+        test_path = _existing(test, "test")
+        if reference_path.is_dir() != test_path.is_dir():
+            kind = {True: "a folder", False: "a file"}
+            raise ArgumentError(
+                f"test: {str(test_path)!r} is {kind[test_path.is_dir()]} but the reference "
+                f"{str(reference_path)!r} is {kind[reference_path.is_dir()]} "
+                "(expected two files or two folders)"
+            )
+        if reference_path.is_dir():
+            return _folder_pairs(reference_path, test_path, test_suffix)
+        return [ImagePair(_stem(reference_path), reference_path, test_path)]
+    return [ImagePair("image", _array(reference, "reference"), _array(test, "test"))]
+
+
+def _folder_pairs(reference: Path, test: Path, test_suffix: str) -> list[ImagePair]:
+    references = _images_in(reference, "reference")
+    tests = _images_in(test, "test")
+    by_name: dict[str, list[Path]] = {}
+    for path in tests:
+        by_name.setdefault(_stem(path), []).append(path)
+    pairs: list[ImagePair] = []
+    missing: list[str] = []
+    used: set[Path] = set()
+    for path in references:
+        wanted = _stem(path) + test_suffix
+        found = by_name.get(wanted, [])
+        if len(found) > 1:
+            raise ArgumentError(
+                f"test: folder {str(test)!r} holds {', '.join(p.name for p in found)} for reference "
+                f"{path.name} (expected one test image named {wanted}.*)"
+            )
+        if not found:
+            missing.append(path.name)
+            continue
+        pairs.append(ImagePair(_stem(path), path, found[0]))
+        used.add(found[0])
+    extra = [p.name for p in tests if p not in used]
+    if missing or extra:
+        problems = []
+        if missing:
+            suffix = f" + {test_suffix!r}" if test_suffix else ""
+            problems.append(f"no test image in {str(test)!r} for {_listing(missing)} (looked for the same "
+                            f"name{suffix}, any image extension)")
+        if extra:
+            problems.append(f"no reference image in {str(reference)!r} for {_listing(extra)}")
+        raise ArgumentError("test: unmatched images: " + "; ".join(problems))
+    return pairs
+
+
+def _images_in(folder: Path, argument: str) -> list[Path]:
+    from deepij.pipeline.batch import IMAGE_SUFFIXES
+
+    files = sorted(
+        (p for p in folder.iterdir()
+         if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES)),
+        key=lambda p: p.name,
+    )
+    if not files:
+        raise ArgumentError(
+            f"{argument}: folder {str(folder)!r} holds no image file (expected files ending in "
+            f"{', '.join(IMAGE_SUFFIXES)})"
+        )
+    return files
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str | Path)
+
+
+def _existing(value: Any, argument: str) -> Path:
+    if not _is_path(value):
+        raise ArgumentTypeError(
+            f"{argument}: expected a file or folder path like the other image, found {type(value).__name__}"
+        )
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ArgumentError(f"{argument}: {str(path)!r} does not exist (expected an image file or a folder)")
+    return path
+
+
+def _array(value: Any, argument: str) -> Any:
+    if hasattr(value, "dims") and hasattr(value, "values"):
+        return value
+    if isinstance(value, np.ndarray | list | tuple):
+        return np.asarray(value)
+    raise ArgumentTypeError(
+        f"{argument}: expected an image (numpy array, xarray, file or folder path), "
+        f"found {type(value).__name__}"
+    )
+
+
+def _label(source: Any, default: str) -> str:
+    return source.name if isinstance(source, Path) else default
+
+
+def _where(source: Any, default: str) -> str:
+    return repr(str(source)) if isinstance(source, Path) else f"({default} array)"
+
+
+def _read(source: Any, argument: str) -> np.ndarray:
+    if isinstance(source, Path):
+        from deepij.pipeline.image_files import read_image_file
+
+        values = np.asarray(read_image_file(source, session=_session).values)
+    else:
+        values = np.asarray(getattr(source, "values", source))
+    if values.dtype == object or values.dtype.kind not in "biuf":
+        raise InputError(f"{argument}: {_where(source, argument)} holds {values.dtype} values "
+                         "(expected a real-valued image)")
+    image = values.squeeze() if values.ndim > 2 else values
+    if image.ndim not in (2, 3):
+        raise InputError(
+            f"{argument}: {_where(source, argument)} has shape {values.shape} (expected a 2-D image or a 3-D "
+            "stack once axes of size 1 are dropped)"
+        )
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise InputError(f"{argument}: {_where(source, argument)} holds NaN or infinite pixels "
+                         "(expected finite values)")
+    return image
+
+
+def _session() -> Any:
+    """ImageJ, for image formats only it reads (PNG, JPEG...)."""
+    from deepij.imagej import imagej
+
+    return imagej()
