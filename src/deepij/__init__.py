@@ -9,7 +9,8 @@ deep-learning framework installed:
 - ``deepij.load(bundle)`` reads a bundle into a :class:`~deepij.pipeline.Model`
   (``.description``, ``.predict``);
 - ``deepij.find_model(name)`` / ``deepij.install(zip_or_url)`` look up and install bundles;
-- ``deepij.run_workflow(macro, inputs=..., answers=...)`` runs a workshop macro over a folder.
+- ``deepij.run_workflow(macro, inputs=..., answers=...)`` runs a workshop macro over a folder;
+- ``deepij.test_bundle(bundle)`` reproduces a bundle's expected outputs from its test inputs.
 
 Every error deepij raises on purpose is a :class:`DeepijError`, importable from here.
 """
@@ -81,6 +82,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "find_model": ("deepij.bundle", "find_model"),
     "install": ("deepij.bundle", "install"),
     "run_workflow": ("deepij.frontdoors.workflow", "run_workflow"),
+    "test_bundle": ("deepij.trust.reproduce", "test_bundle"),
 }
 
 __all__ += list(_LAZY)

@@ -5,7 +5,8 @@ calls the package's public API:
 
 - :mod:`deepij.frontdoors.cli_bundle`: ``deepij info`` and ``deepij install``;
 - :mod:`deepij.frontdoors.cli_run`: ``deepij run``;
-- :mod:`deepij.frontdoors.cli_macro`: ``deepij macro`` and ``deepij demo``.
+- :mod:`deepij.frontdoors.cli_macro`: ``deepij macro`` and ``deepij demo``;
+- :mod:`deepij.frontdoors.cli_test`: ``deepij test``.
 
 Exit status: 0 when everything was done, 1 when some image (or run) failed or the bundle could not be used,
 2 for a usage error (an unknown option, a missing input, a value that cannot be read).
@@ -29,7 +30,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from deepij.frontdoors import cli_bundle, cli_macro, cli_run
+from deepij.frontdoors import cli_bundle, cli_macro, cli_run, cli_test
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_bundle.add_commands(commands)  # info, install
     cli_run.add_commands(commands)  # run
     cli_macro.add_commands(commands)  # macro, demo
+    cli_test.add_commands(commands)  # test
     return parser
 
 
