@@ -15,11 +15,14 @@ Inside ImageJ (deepImageJ 2.x's rules)
 --------------------------------------
 Pre-processing: the input is the current image, titled as the input (a file's name); each step runs on
 what the previous one left. Afterwards, an open image titled like an input tensor is that input; otherwise
-the current image is (the first input). Post-processing: the network's outputs are open, titled by output
-name (the last current); afterwards every open image and table is an output, by title. Each macro runs from
-a clean ImageJ with the images the previous step left (the current one current); tables do not carry from
-one macro to the next (each starts with an empty Results) but every table a post-processing step leaves is
-an output.
+the current image is (the first input). Post-processing: the network's image outputs are open, titled by
+output name (the last current), and its table outputs are open as tables titled as deepImageJ shows them
+(``<model name>_<output name>_<input title without extension>``, see
+:func:`~deepij.pipeline.step_tables.output_table_title`); afterwards every open image and table is an
+output, by title (the network's own under their output names). Each macro runs with the images the previous
+step left (the current one current) and the tables it left open: a pre-processing macro's Results is the
+next step's Results (post-processing steps included), as in the one ImageJ deepImageJ runs them in
+(:mod:`deepij.pipeline.step_tables`). Tables left open at the end are outputs.
 
 A failing step raises :class:`~deepij.errors.StepError` naming the bundle, the step (stage, number, file)
 and, for macros, the line and ImageJ's message. ImageJ is left clean (no images or tables open), and the
@@ -45,6 +48,7 @@ import xarray as xr
 from deepij.bundle.description import ImageJStep, ModelDescription, TensorSpec, WeightsEntry
 from deepij.errors import ArgumentError, DeepijError, MacroError, StepError
 from deepij.pipeline.sources import Calibration, Source, check_inputs, output_calibration, to_letters
+from deepij.pipeline.step_tables import macro_with_tables, output_table_title
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,6 +169,8 @@ class Chain:
         self.notes: list[str] = []
         self.calibration = Calibration()
         self.config_files: list[Path] = []
+        self.input_title = "image"
+        self._left_tables: dict[str, pd.DataFrame] = {}  # open after the pre-processing steps
         if processing == "auto" and self.mode == "spec" and has_imagej_steps(description):
             self.notes.append("ImageJ is not available here: the bundle's spec ops ran instead of its macros")
 
@@ -191,6 +197,7 @@ class Chain:
         this chain runs them; checked against the model's inputs
         (:func:`~deepij.pipeline.sources.check_inputs`)."""
         self.calibration = source.calibration
+        self.input_title = source.title
         if weights is not None:
             self.config_files = [self.description.path(f).resolve() for f in weights.attachments]
         steps = self.description.deepimagej.preprocess
@@ -201,6 +208,7 @@ class Chain:
         workspace = self._open_inputs(session, source)
         for index, step in enumerate(steps):
             self._run_step(session, "pre", index, step, workspace)
+        self._left_tables = dict(workspace.tables)
         images = self._network_inputs(session, workspace)
         check_inputs(images, self.description)
         return images
@@ -257,7 +265,7 @@ class Chain:
         tensors = {name: self._calibrated(name, tensor) for name, tensor in outputs.items()}
         steps = self.description.deepimagej.postprocess
         if self.mode != "macros" or not steps:
-            return StepOutputs(tensors)
+            return StepOutputs(tensors, tables=dict(self._left_tables))
         session = self.session()
         workspace = self._open_outputs(session, tensors)
         for index, step in enumerate(steps):
@@ -282,7 +290,7 @@ class Chain:
             else:
                 image = _imagej_attrs(to_imagej_dims(tensors[spec.name]))
                 images[spec.name] = session.to_imageplus(image, title=spec.name)
-        return _Workspace(images, next(reversed(images), None), tables)
+        return _Workspace(images, next(reversed(images), None), {**self._left_tables, **tables})
 
     def _collect_outputs(self, session: Session, workspace: _Workspace, tensors: Tensors) -> StepOutputs:
         result = StepOutputs(dict(tensors))
@@ -328,17 +336,36 @@ class Chain:
     def _run_macro(
         self, session: Session, stage: str, index: int, step: ImageJStep, path: Path, workspace: _Workspace
     ) -> None:
+        titles = self._table_titles(stage)
+        shown = {titles.get(key, key): frame for key, frame in workspace.tables.items()}
+        nested = session.runner.in_macro_thread
+        batch = session.batch_mode if nested else None
         try:
-            result = session.run_macro(path, image=workspace.ordered())
+            with macro_with_tables(session, path, shown) as macro:
+                result = session.run_macro(macro, image=workspace.ordered())
+            if nested:
+                _forget(session, result.imageplus.values())
         except MacroError as error:
             line = f", line {error.line}" if error.line is not None else ""
             raise StepError(f"{self._where(stage, index, step)}{line}: {error.macro_message}") from error
-        if session.runner.in_macro_thread:
-            _forget(session, result.imageplus.values())
+        finally:
+            if batch is not None:
+                session.batch_mode = batch  # the calling macro's own: running a step switches it on
         workspace.images = dict(result.imageplus)
         workspace.converted = dict(result.images)
         workspace.current = result.current
-        workspace.tables.update(result.tables)
+        names = {title: key for key, title in titles.items()}
+        workspace.tables = {names.get(title, title): frame for title, frame in result.tables.items()}
+
+    def _table_titles(self, stage: str) -> dict[str, str]:
+        """Network table output name -> the title the post-processing steps see it under."""
+        if stage != "post":
+            return {}
+        return {
+            spec.name: output_table_title(self.description.name, spec.name, self.input_title)
+            for spec in self.description.outputs
+            if spec.is_table
+        }
 
     def _run_java(
         self, session: Session, stage: str, index: int, step: ImageJStep, path: Path, workspace: _Workspace
