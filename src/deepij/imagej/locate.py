@@ -85,7 +85,8 @@ def _newest_ij_jar(folder: Path) -> Path | None:
     if not jars:
         return None
     # absolute, not resolved: a link to Debian's ij.jar dropped here keeps jars/plugins/ as its plugins
-    return Path(os.path.abspath(max(jars, key=lambda p: _version_key(p.name))))
+    newest = max(jars, key=lambda p: _version_key(p.name))
+    return Path(os.path.abspath(newest))
 
 
 def _version_key(name: str) -> tuple[int, ...]:
