@@ -6,7 +6,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/python examples/demo.py --output out/demo
+	.venv/bin/deepij demo --output out/demo
 
 test: setup
 	.venv/bin/ruff check src tests benchmarks examples
