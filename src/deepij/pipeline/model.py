@@ -218,7 +218,19 @@ class Model:
         >>> result = model.predict(image, tile=256, max_memory="2GB")  # doctest: +SKIP
         >>> result.images["output"].sel(b=0, c=0).shape  # doctest: +SKIP
         (2048, 2048)
+
+        A dask array, a dask-backed DataArray or a Zarr / OME-Zarr path runs lazily (images bigger than
+        memory): the outputs are dask arrays, see :mod:`deepij.pipeline.lazy_predict`.
         """
+        from deepij.pipeline.lazy_predict import is_lazy_input, predict_lazy
+
+        if is_lazy_input(image):
+            return predict_lazy(
+                self, image, processing=processing, session=session, input_title=input_title,
+                logging=logging, progress=progress, tile=tile, device=device, weights_format=weights_format,
+                max_memory=max_memory, axes=axes, tiling=tiling, overlap=overlap, batch_size=batch_size,
+                runtime=runtime, non_finite=non_finite,
+            )
         from deepij.inference.runner import run_tiled
         from deepij.pipeline.progress import Reporter
         from deepij.pipeline.sources import read_source

@@ -1,0 +1,314 @@
+"""``model.predict`` on an image bigger than memory: a dask array, a dask-backed DataArray, or a Zarr /
+OME-Zarr path. The result is lazy: its images are dask arrays computed tile by tile
+(:mod:`deepij.inference.lazy`), to be written chunk by chunk (:func:`deepij.pipeline.zarr_io.write_ome_zarr`)
+or computed in parts.
+
+- Spec ops: statistics are taken with Dask over the whole image first (exact mean/std and percentiles,
+  :mod:`deepij.inference.lazy_statistics`); element-wise chains then run on each tile, output chains without
+  statistics on each tile result. An output chain with statistics reads the network's whole output, so the
+  network runs twice for it (once for the statistics, once for the values).
+- ImageJ steps need the whole image in one JVM. An image that fits in memory (``max_memory``, else the RAM
+  available) is read and run the ordinary way; a larger one is refused with an
+  :class:`~deepij.errors.InputError` that says so and what to do.
+- ``tile=None`` takes tiles with a valid region of about ``LAZY_TILE`` pixels per axis (not the whole
+  image, as the in-memory path may).
+
+Examples
+--------
+>>> result = model.predict("big.ome.zarr", processing="spec")  # doctest: +SKIP
+>>> result.images["output"].data  # doctest: +SKIP
+dask.array<deepij-output-output, shape=(1, 1, 16384, 16384), ...>
+>>> write_ome_zarr(result.images["output"], "out.ome.zarr")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from deepij.errors import ArgumentError, InputError
+from deepij.inference.lazy_statistics import is_lazy
+
+if TYPE_CHECKING:
+    from deepij.bundle.description import ModelDescription, TensorSpec
+    from deepij.pipeline.model import Model
+    from deepij.pipeline.outputs import Prediction
+
+LAZY_TILE = 256
+"""Valid pixels per tiled axis a lazy run's tiles aim at when no tile size is given."""
+IMAGEJ_COPIES = 3
+"""Copies of an image (as float32) an ImageJ run holds at once: the Python image, the ImagePlus, an output."""
+
+
+def is_lazy_input(image: Any) -> bool:
+    """Whether ``predict`` should run lazily: a dask array, a dask-backed DataArray or a Zarr path (or a
+    mapping of inputs holding one)."""
+    from deepij.pipeline.zarr_io import is_zarr
+
+    if isinstance(image, Mapping):
+        return any(is_lazy_input(v) for v in image.values())
+    return is_zarr(image) or is_lazy(image)
+
+
+def predict_lazy(model: Model, image: Any, **options: Any) -> Prediction:
+    """:meth:`Model.predict` for a lazy image (module notes); ``options`` are predict's."""
+    from deepij.pipeline.model import _check_arguments
+    from deepij.pipeline.steps import choose_mode
+
+    mode = _check_arguments(
+        options["tile"], options["tiling"], options["overlap"], options["batch_size"],
+        options["max_memory"], options["non_finite"], options["axes"],
+    )
+    if options["non_finite"] == "ignore":
+        raise ArgumentError(
+            "non_finite: 'ignore' is not available for lazy images (dask arrays, Zarr); expected 'raise' or "
+            "'propagate', or compute the image first"
+        )
+    images, title = _lazy_images(image, model.description, options["axes"])
+    processing = choose_mode(model.description, options["processing"])
+    if processing == "macros":
+        return _in_memory(model, images, title, options)
+    return _run_lazy(model, images, title, processing, mode, options)
+
+
+def _lazy_images(
+    image: Any, description: ModelDescription, axes: str | Mapping[str, str] | None
+) -> tuple[dict[str, xr.DataArray], str]:
+    """Per input, the image as a lazy DataArray with letter dims; and the input's title."""
+    import dask.array as da
+
+    from deepij.pipeline.sources import name_array, to_letters
+    from deepij.pipeline.zarr_io import is_zarr, read_zarr
+
+    specs = description.inputs
+    given = dict(image) if isinstance(image, Mapping) else {specs[0].name: image}
+    if len(specs) != len(given) or set(given) != {s.name for s in specs}:
+        raise InputError(
+            f"image: model {description.name!r} has inputs {[s.name for s in specs]}; expected one image "
+            f"for each (found {sorted(given)})"
+        )
+    per_input = axes if isinstance(axes, Mapping) else {s.name: axes for s in specs}
+    images, titles = {}, []
+    for spec in specs:
+        item, letters = given[spec.name], per_input.get(spec.name)
+        if is_zarr(item):
+            named = read_zarr(item, axes=letters)
+        elif isinstance(item, xr.DataArray):
+            named = to_letters(item) if letters is None else xr.DataArray(item.data, dims=tuple(letters))
+        else:
+            data = item if isinstance(item, da.Array) else da.from_array(np.asarray(item))
+            # Name the dims by the numpy rule on a zero-byte stand-in (the image itself is not read).
+            stand_in = np.broadcast_to(np.zeros((), dtype=data.dtype), data.shape)
+            named = xr.DataArray(data, dims=name_array(stand_in, spec, letters).dims)
+        if not is_lazy(named):
+            named = named.chunk()
+        images[spec.name] = named
+        titles.append(str(named.name) if named.name is not None else "image")
+    return images, titles[0]
+
+
+def _memory_limit(max_memory: int | str | None) -> int:
+    from deepij.inference.meters import available_memory
+    from deepij.sizes import parse_memory_size
+
+    return parse_memory_size(max_memory) if max_memory is not None else available_memory("cpu")
+
+
+def _in_memory(
+    model: Model, images: dict[str, xr.DataArray], title: str, options: dict[str, Any]
+) -> Prediction:
+    """ImageJ steps: the whole image in one JVM, when it fits."""
+    from deepij.sizes import format_bytes
+
+    needed = sum(int(i.size) * 4 for i in images.values()) * IMAGEJ_COPIES
+    limit = _memory_limit(options["max_memory"])
+    if needed > limit:
+        shapes = {n: dict(i.sizes) for n, i in images.items()}
+        raise InputError(
+            f"image: model {model.name!r} processes its images in ImageJ, which needs the whole image in one "
+            f"JVM: an image of {shapes} needs about {format_bytes(needed)} there ({IMAGEJ_COPIES} float32 "
+            f"copies) but the memory limit is {format_bytes(limit)}. Run its spec ops instead "
+            "(processing='spec', or deepij run --processing spec) if the bundle declares them, or cut the "
+            "image into parts that fit, or raise max_memory on a machine with more memory"
+        )
+    computed = {
+        n: xr.DataArray(np.asarray(i.data), dims=i.dims, attrs=i.attrs, name=i.name)
+        for n, i in images.items()
+    }
+    single = next(iter(computed.values())) if len(computed) == 1 else computed
+    prediction = model.predict(single, **{**options, "input_title": options["input_title"] or title})
+    prediction.notes.append("a lazy image with ImageJ steps: read whole (it fits in memory), run in ImageJ")
+    return prediction
+
+
+def _run_lazy(
+    model: Model,
+    images: dict[str, xr.DataArray],
+    title: str,
+    processing: str,
+    mode: Any,
+    options: dict[str, Any],
+) -> Prediction:
+    from deepij.inference.lazy import lazy_tiled
+    from deepij.pipeline.model import _with_step_outputs
+    from deepij.pipeline.model_ref import BackendRef
+    from deepij.pipeline.progress import Reporter
+    from deepij.pipeline.sources import Calibration, Source
+    from deepij.pipeline.steps import Chain
+
+    description = model.description
+    with Reporter(model.name, options["progress"], options["logging"]):
+        chain = Chain(description, processing, None, None)
+        source = Source(images, options["input_title"] or title, Calibration.of(next(iter(images.values()))))
+        backend = model.backend(options["weights_format"], options["device"], options["runtime"])
+        notes = list(getattr(backend, "notes", []))
+        named = chain.pre(source)
+        raw = {s.name: _lazy_tensor(named[s.name], s, options["non_finite"]) for s in description.inputs}
+        ready, prepare, finish, pending = _lazy_processing(
+            description, raw, processing == "spec", mode == "blend"
+        )
+        plan = _lazy_plan(model, backend, ready, options, mode, notes)
+        batch = 1 if options["batch_size"] == "auto" else int(options["batch_size"])
+        network = BackendRef.of(model, options["weights_format"], options["device"], options["runtime"])
+        outputs = lazy_tiled(network, plan, ready, batch_size=batch, prepare=prepare, finish=finish)
+        outputs = _post(description, outputs, raw, pending)
+        notes.append(f"lazy run: {plan.n_tiles} tiles per sample, output chunks are their write regions")
+        finished = chain.post(outputs, raw, spec_applied=True)
+        prediction = model._result(finished.tensors, plan, batch, backend, notes + chain.notes)
+        return _with_step_outputs(prediction, finished, chain, source.title, description)
+
+
+def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.DataArray:
+    """The image as the input's tensor: the size-1 axes it lacks added (batch, one channel), its values
+    checked (non-finite pixels counted with Dask, one read, unless ``non_finite="propagate"``)."""
+    import dask.array as da
+
+    if image.dtype.kind not in "biuf":
+        raise InputError(
+            f"image[{spec.name!r}]: values of type {image.dtype} cannot be a model input; expected numbers"
+        )
+    for axis in spec.axes:
+        if axis.id not in image.dims:
+            if axis.id in "zyx":
+                raise InputError(
+                    f"image[{spec.name!r}]: input {spec.name!r} needs axis {axis.id!r} (axes "
+                    f"{spec.axes_str!r}); the image has dims {list(image.dims)}"
+                )
+            image = image.expand_dims(axis.id)
+    order = [a for a in spec.axes_str if a in image.dims]
+    image = image.transpose(*[d for d in image.dims if d not in order], *order)
+    if non_finite == "raise" and image.dtype.kind == "f":
+        bad = int(da.count_nonzero(~da.isfinite(image.data)).compute())
+        if bad:
+            raise InputError(
+                f"image[{spec.name!r}]: {bad} NaN or infinite pixels; expected finite values "
+                "(non_finite='propagate' runs them as they are)"
+            )
+    return image
+
+
+def _lazy_processing(
+    description: ModelDescription, raw: Mapping[str, xr.DataArray], spec_ops: bool, blend: bool
+) -> tuple[dict[str, xr.DataArray], dict[str, Any], dict[str, Any], list[str]]:
+    """(inputs for the graph, per-tile input chains, per-tile output chains, outputs processed afterwards):
+    :func:`deepij.processing.stream.stream_processing` with statistics taken by Dask."""
+    from deepij.inference.lazy_statistics import prepare_lazy_chain
+    from deepij.processing.chain import reads_data
+    from deepij.processing.spec import declared_dtype
+    from deepij.processing.stream import _tile_output
+
+    inputs, prepare = {}, {}
+    for spec in description.inputs:
+        chain = prepare_lazy_chain(
+            raw[spec.name],
+            spec.processing if spec_ops else (),
+            spec,
+            where=f"inputs[{spec.name!r}].preprocessing",
+            descriptor=description.descriptor,
+            references=raw,
+        )
+        if chain.block_safe:
+            inputs[spec.name] = raw[spec.name]
+            if chain.steps:
+                prepare[spec.name] = chain.tile_transform()
+        else:
+            dtype = declared_dtype(spec)
+            whole = chain(raw[spec.name])
+            inputs[spec.name] = whole if dtype is None else whole.astype(dtype)
+    finish, pending = {}, []
+    referenced = {
+        str(op.kwargs.get("reference_tensor"))
+        for o in description.outputs
+        for op in o.processing
+        if op.kwargs and op.kwargs.get("reference_tensor")
+    }
+    for spec in description.outputs:
+        if not spec_ops:
+            continue
+        if not blend and spec.name not in referenced and not reads_data(spec.processing):
+            finish[spec.name] = _tile_output(description, spec)
+        else:
+            pending.append(spec.name)
+    return inputs, prepare, finish, pending
+
+
+def _post(
+    description: ModelDescription,
+    outputs: dict[str, xr.DataArray],
+    raw: Mapping[str, xr.DataArray],
+    pending: list[str],
+) -> dict[str, xr.DataArray]:
+    """Output chains that need the whole output (statistics, blending), lazily; cast to declared types."""
+    from deepij.inference.lazy_statistics import prepare_lazy_chain
+    from deepij.processing.spec import declared_dtype
+
+    references = {**raw, **outputs}
+    chains = {
+        name: prepare_lazy_chain(
+            outputs[name],
+            description.output(name).processing,
+            description.output(name),
+            where=f"outputs[{name!r}].postprocessing",
+            descriptor=description.descriptor,
+            references=references,
+        )
+        for name in pending
+    }
+    result = dict(outputs)
+    for name, chain in chains.items():
+        dtype = declared_dtype(description.output(name))
+        done = chain(outputs[name]).transpose(*outputs[name].dims)
+        result[name] = done if dtype is None else done.astype(dtype)
+    return result
+
+
+def _lazy_plan(
+    model: Model,
+    backend: Any,
+    inputs: Mapping[str, xr.DataArray],
+    options: dict[str, Any],
+    mode: Any,
+    notes: list[str],
+) -> Any:
+    """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels (module notes); the receptive
+    field measured as the in-memory run measures it."""
+    from deepij.pipeline.model import _sample_shapes
+
+    tiling = model.tiling
+    shapes = _sample_shapes(model.description, inputs)
+    tile: Any = options["tile"]
+    if tile is None and tiling.input and tiling.tileable:
+        primary = shapes[tiling.input]
+        tile = {}
+        for a in tiling.axes:
+            want = min(primary[a], LAZY_TILE) + 2 * tiling.pads[a]
+            tile[a] = tiling.smallest_valid(a, want) or tiling.largest_valid(a) or want
+        notes.append(f"tile {tile}: about {LAZY_TILE} valid pixels per axis (lazy image)")
+    plan = tiling.plan(shapes, tile, mode, options["overlap"])
+    if plan.tiled and plan.n_tiles > 1:
+        overlap = options["overlap"]
+        plan = model._check_receptive_field(backend, plan, dict(inputs), tile, mode, overlap, notes)
+    return plan

@@ -1,0 +1,82 @@
+"""A loaded model found again in any process: what Dask tasks carry instead of a loaded network.
+
+A :class:`ModelRef` names a model by its descriptor and a token. In the process that loaded it, it gives that
+:class:`~deepij.pipeline.model.Model` back; in another process (a Dask worker) it loads the model once from
+its descriptor and keeps it for the process's life, so a worker never reloads the network per task.
+:class:`BackendRef` adds the weights, device and runtime: it is the ``backend`` a lazy tile graph calls.
+
+Examples
+--------
+>>> ref = BackendRef.of(model, None, "cpu", "auto")  # doctest: +SKIP
+>>> ref() is model.backend(None, "cpu", "auto")  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deepij.inference.backends.base import Backend
+    from deepij.pipeline.model import Model
+
+LOADED: dict[str, Model] = {}
+LOADING = threading.Lock()
+
+
+# --- the model in every process -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model by where it comes from. In a process that loaded it, the loaded :class:`Model`; anywhere
+    else (a Dask worker) it is loaded once from its descriptor and kept for the process's life."""
+
+    descriptor: str
+    allow_code: bool
+    verify: bool
+    token: str
+
+    @classmethod
+    def of(cls, model: Model) -> ModelRef:
+        """The reference of a loaded model (the model is registered in this process under it)."""
+        token = getattr(model, "_deepij_token", None)
+        if token is None:
+            token = uuid.uuid4().hex
+            model._deepij_token = token  # type: ignore[attr-defined]
+        with LOADING:
+            LOADED.setdefault(token, model)
+        descriptor = str(Path(model.description.descriptor).resolve())
+        return cls(descriptor, model.allow_code, model.verify, token)
+
+    def model(self) -> Model:
+        with LOADING:
+            model = LOADED.get(self.token)
+            if model is None:
+                from deepij.pipeline.model import load
+
+                model = load(self.descriptor, allow_code=self.allow_code, verify=self.verify)
+                model._deepij_token = self.token  # type: ignore[attr-defined]
+                LOADED[self.token] = model
+            return model
+
+
+@dataclass(frozen=True)
+class BackendRef:
+    """The loaded network of a :class:`ModelRef` (what :func:`deepij.inference.lazy.lazy_tiled` calls)."""
+
+    model: ModelRef
+    weights_format: str | None
+    device: str | None
+    runtime: str
+
+    @classmethod
+    def of(cls, model: Model, weights_format: str | None, device: str | None, runtime: str) -> BackendRef:
+        return cls(ModelRef.of(model), weights_format, device, runtime)
+
+    def __call__(self) -> Backend:
+        return self.model.model().backend(self.weights_format, self.device, self.runtime)

@@ -1,0 +1,243 @@
+"""Zarr and OME-Zarr images in and out, chunk by chunk: images bigger than memory.
+
+- :func:`read_zarr`: an OME-Zarr image (0.4 or 0.5: its first, full-resolution level; axes, pixel sizes and
+  units from its ``multiscales`` metadata) or a plain Zarr array (dims from ``dimension_names`` or xarray's
+  ``_ARRAY_DIMENSIONS``, else ``axes=``) as a lazy, dask-backed DataArray with letter dims. Nothing is read
+  but metadata until it is computed.
+- :func:`write_ome_zarr`: a (lazy) image as an OME-Zarr 0.5 image through ``ome-zarr``, one Zarr chunk per
+  chunk of the dask array (computed and written one by one, never the whole image at once), axes, pixel
+  sizes and units kept. It is written under a hidden temporary name and renamed into place: the store is
+  there complete or not at all.
+
+Examples
+--------
+>>> image = read_zarr("big.ome.zarr")  # doctest: +SKIP
+>>> image.dims, image.attrs["pixel_size"]  # doctest: +SKIP
+(('c', 'y', 'x'), {'y': 0.5, 'x': 0.5})
+>>> write_ome_zarr(result.images["output"], "out.ome.zarr")  # doctest: +SKIP
+PosixPath('out.ome.zarr')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from deepij.errors import ArgumentError, InputError
+
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+"""Names that are Zarr stores (folders)."""
+_OME_ORDER = "tczyx"
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def is_zarr(path: Any) -> bool:
+    """Whether ``path`` names a Zarr store: a ``.zarr`` folder or one holding Zarr metadata.
+
+    Examples
+    --------
+    >>> is_zarr("images/big.ome.zarr"), is_zarr("cells.tif"), is_zarr(42)
+    (True, False, False)
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    folder = Path(path)
+    if folder.name.lower().endswith(ZARR_SUFFIXES):
+        return True
+    return folder.is_dir() and any((folder / m).is_file() for m in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def read_zarr(path: str | os.PathLike[str], *, axes: str | None = None) -> xr.DataArray:
+    """A Zarr / OME-Zarr image as a lazy DataArray with letter dims (module notes).
+
+    Parameters
+    ----------
+    path : path
+        The store (an OME-Zarr image group, or a Zarr array).
+    axes : str, optional
+        Letters naming the dims of a plain array without dim names (e.g. ``"zyx"``).
+
+    Raises
+    ------
+    InputError
+        Not a Zarr store, or its dims cannot be named.
+    """
+    import dask.array as da
+    import zarr
+
+    source = Path(path).expanduser()
+    try:
+        node = zarr.open(str(source), mode="r")
+    except Exception as error:  # zarr raises several kinds for a missing or broken store
+        raise InputError(f"image: {str(source)!r} is not a readable Zarr store ({error})") from error
+    pixel_size: dict[str, float] = {}
+    unit = None
+    if isinstance(node, zarr.Group):
+        multiscales = _multiscales(node.attrs, source)
+        names = [str(a["name"] if isinstance(a, Mapping) else a) for a in multiscales.get("axes", [])]
+        level = multiscales["datasets"][0]
+        array: Any = node[str(level["path"])]
+        scale = _scale(level, multiscales, len(names))
+        units = {str(a["name"]): a.get("unit") for a in multiscales["axes"] if isinstance(a, Mapping)}
+        pixel_size = {n: s for n, s in zip(names, scale, strict=False) if n in "zyx" and s is not None}
+        unit = next((units[n] for n in ("x", "y", "z") if units.get(n)), None)
+        dims = list(axes) if axes else names
+    else:
+        array = node
+        dims = list(axes) if axes else _array_dims(array)
+    if len(dims) != array.ndim or not dims:
+        raise InputError(
+            f"image: {str(source)!r} holds an array of shape {tuple(array.shape)} whose dims are not named "
+            f"(found {dims or 'none'}); expected OME-Zarr axes, Zarr dimension names, or axes= (e.g. 'zyx')"
+        )
+    data = da.from_zarr(array)
+    attrs: dict[str, Any] = {}
+    if pixel_size:
+        attrs["pixel_size"] = pixel_size
+        attrs["unit"] = unit or "pixel"
+    return xr.DataArray(data, dims=tuple(dims), attrs=attrs, name=source.name)
+
+
+def _multiscales(attrs: Mapping[str, Any], source: Path) -> dict[str, Any]:
+    ome = attrs.get("ome", attrs)  # 0.5 keeps its metadata under "ome", 0.4 at the top
+    found = ome.get("multiscales") if isinstance(ome, Mapping) else None
+    if not found:
+        raise InputError(
+            f"image: {str(source)!r} is a Zarr group without OME-Zarr 'multiscales' metadata; expected an "
+            "OME-Zarr image (or give the path of one of its arrays)"
+        )
+    return dict(found[0])
+
+
+def _scale(level: Mapping[str, Any], multiscales: Mapping[str, Any], ndim: int) -> list[float | None]:
+    """The level's pixel size per axis (its scale, times the multiscale's own when it has one)."""
+    scale: list[float | None] = [1.0] * ndim
+    for transforms in (level.get("coordinateTransformations"), multiscales.get("coordinateTransformations")):
+        for transform in transforms or []:
+            if transform.get("type") == "scale" and len(transform.get("scale", [])) == ndim:
+                scale = [float(a or 1.0) * float(b) for a, b in zip(scale, transform["scale"], strict=True)]
+    return scale
+
+
+def _array_dims(array: Any) -> list[str]:
+    names = getattr(array.metadata, "dimension_names", None)
+    if names and all(names):
+        return [str(n) for n in names]
+    return [str(n) for n in array.attrs.get("_ARRAY_DIMENSIONS", [])]
+
+
+def write_ome_zarr(image: xr.DataArray, path: str | os.PathLike[str]) -> Path:
+    """Write a (lazy) image as an OME-Zarr 0.5 image, chunk by chunk (module notes).
+
+    Parameters
+    ----------
+    image : xarray.DataArray
+        Letter dims among ``t, c, z, y, x`` (a batch of one is dropped); ``attrs["pixel_size"]`` and
+        ``attrs["unit"]`` become the axes' scale and unit.
+    path : path
+        The store to make (replaced if it exists).
+
+    Raises
+    ------
+    ArgumentError
+        Dims OME-Zarr cannot hold (a batch of several images, table axes).
+    """
+    import dask.array as da
+    import zarr
+    from ome_zarr.writer import write_image
+
+    laid_out = _ome_layout(image)
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = laid_out.data if isinstance(laid_out.data, da.Array) else da.from_array(laid_out.data)
+    regular = tuple(max(c[0], 1) for c in data.chunks)
+    data = data.rechunk(regular)  # Zarr chunks are regular: a chunk is written by one task only
+    sizes = image.attrs.get("pixel_size") or {}
+    unit = str(image.attrs.get("unit") or "")
+    dims = [str(d) for d in laid_out.dims]
+    scale = {d: float(sizes.get(d, 1.0)) for d in dims}
+    units = {d: _ome_unit(unit) for d in dims if d in sizes and _ome_unit(unit)}
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        group = zarr.open_group(str(partial), mode="w")
+        write_image(
+            data,
+            group,
+            scale_factors=[],
+            axes="".join(dims),
+            scale=scale,
+            axes_units=units or None,
+            storage_options={"chunks": regular},
+            name=str(image.name or "image"),
+        )
+        _replace_folder(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _ome_layout(image: xr.DataArray) -> xr.DataArray:
+    """The image with OME-Zarr's dims only, in its order (t, c, z, y, x)."""
+    dims = [str(d) for d in image.dims]
+    if "b" in dims:
+        if image.sizes["b"] != 1:
+            raise ArgumentError(
+                f"image: a batch of {image.sizes['b']} images cannot be one OME-Zarr image (dims {dims}); "
+                "expected a batch of one, or save each image (image.isel(b=k)) apart"
+            )
+        image = image.isel(b=0)
+        dims.remove("b")
+    unknown = [d for d in dims if d not in _OME_ORDER]
+    if unknown:
+        raise ArgumentError(
+            f"image: dims {unknown} cannot be OME-Zarr axes (dims {dims}); expected letters of "
+            f"{_OME_ORDER!r}"
+        )
+    return image.transpose(*(d for d in _OME_ORDER if d in dims))
+
+
+_UNITS = {
+    "micron": "micrometer", "µm": "micrometer", "um": "micrometer", "nm": "nanometer", "mm": "millimeter"
+}
+
+
+def _ome_unit(unit: str) -> str:
+    """A unit as OME-Zarr names it (ImageJ's ``micron`` -> ``micrometer``); empty for pixels."""
+    if unit.lower() in ("", "pixel", "pixels"):
+        return ""
+    return _UNITS.get(unit, unit)
+
+
+def _replace_folder(partial: Path, target: Path) -> None:
+    """Put a finished store in place: the old one (if any) is moved aside first, then removed."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(target, old)
+    os.replace(partial, target)
+    if old is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old)
+
+
+def chunk_bytes(image: xr.DataArray) -> int:
+    """Bytes of the largest chunk of a lazy image (what one task holds of it).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> chunk_bytes(xr.DataArray(da.zeros((100, 100), chunks=50, dtype="float32"), dims=("y", "x")))
+    10000
+    """
+    chunks = getattr(image.data, "chunks", None)
+    if chunks is None:
+        return int(image.nbytes)
+    return int(np.prod([max(c) for c in chunks])) * image.dtype.itemsize
