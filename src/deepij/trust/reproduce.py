@@ -245,8 +245,9 @@ def _formats(description: ModelDescription, weights_format: str | None) -> list[
     name = canonical_format(weights_format)
     if name not in description.weights:
         raise ArgumentError(
-            f"weights_format: the bundle has no {weights_format!r} weights; it has "
-            f"{list(description.weights)}"
+            f"weights_format: the bundle has no {weights_format!r} weights"
+            + (f" ({name})" if name != weights_format else "")
+            + f"; it has {list(description.weights)}"
         )
     return [name]
 
@@ -730,7 +731,8 @@ def tiled_difference(
     reference = np.asarray(whole.values, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         difference = np.abs(got - reference)
-        difference[np.isnan(got) & np.isnan(reference)] = 0.0
+        agree = np.isnan(got) & np.isnan(reference)
+        difference[agree] = 0.0
     inside = np.ones(got.shape, dtype=bool)
     positions: dict[int, tuple[str, np.ndarray]] = {}
     maps = plan.outputs[name].maps
@@ -744,7 +746,8 @@ def tiled_difference(
         inside &= along.reshape([-1 if j == k else 1 for j in range(got.ndim)])
         positions[k] = (m.input_axis, pixel)
     with np.errstate(invalid="ignore"):
-        beyond = inside & ~(difference <= tolerance.absolute + tolerance.relative * np.abs(reference))
+        allowed = tolerance.absolute + tolerance.relative * np.abs(reference)
+        beyond = inside & ~agree & ~(difference <= allowed)
     inner = np.where(inside, np.nan_to_num(difference, nan=np.inf), -1.0)
     worst, distance = None, None
     if inside.any():

@@ -244,9 +244,10 @@ def compare_arrays(
         difference = np.abs(got_values - expected_values)
         both_nan = np.isnan(got_values) & np.isnan(expected_values)
         same_infinity = np.isinf(expected_values) & (got_values == expected_values)
-        difference[both_nan | same_infinity] = 0.0
+        agree = both_nan | same_infinity
+        difference[agree] = 0.0
         allowed = tolerance.absolute + tolerance.relative * np.abs(expected_values)
-        mismatched = ~(difference <= allowed)  # NaN against a number is mismatched
+        mismatched = ~(difference <= allowed) & ~agree  # NaN against a number is mismatched
         relative = difference / (np.abs(expected_values) + _RELATIVE_FLOOR)
     count = int(mismatched.sum())
     size = int(expected_values.size)
