@@ -296,25 +296,51 @@ class DeepImageJRun:
     def predict(
         self, model: Model, image: Any, request: RunRequest, session: Session, title: str
     ) -> Prediction:
-        """Run ``model`` on ``image`` as ``request`` asks (tile, weights, processing, logging).
+        """Run ``model`` on ``image`` as ``request`` asks (tile, weights, processing, logging, margin).
 
         Tile sizes on axes the model does not tile (``C`` in ``tile=1,256,256``) are informative, as in
-        deepImageJ. 1.x's ``overlap=`` is read but not used: the margins of the tiles are the bundle's
-        declared halo, as deepImageJ 2.x and later lay them out.
+        deepImageJ. 1.x's ``overlap=`` is the margin cut from each side of every patch: when it is more than
+        the bundle's declared halo, the tiles keep that margin (``margin=`` of :meth:`Model.predict`); the
+        Prediction's notes say which margin was used.
+
+        Raises
+        ------
+        ArgumentError
+            ``overlap=`` that leaves nothing of a patch (``patch=``/``tile=``, or the model's fixed size).
         """
+        from deepij.errors import TilingError
+
         tile = request.tile_sizes(model.description.inputs[0].axes_str)
         if tile is not None:
             tiled = set(model.tiling.axes)
             tile = {axis: size for axis, size in tile.items() if axis in tiled}
-        return model.predict(
-            image,
-            tile=tile or None,
-            weights_format=request.weights_format,
-            processing=processing_for(request, model),
-            session=session,
-            input_title=title,
-            logging=request.logging,
-        )
+        overlap = request.overlap
+        if overlap is not None and tile and model.tiling.tileable:
+            small = {axis: size for axis, size in tile.items() if size <= 2 * overlap}
+            if small:
+                axis, size = next(iter(small.items()))
+                raise ArgumentError(
+                    f"overlap={overlap}: a margin of {overlap} pixels on each side leaves nothing of the "
+                    f"{size}-pixel patch along {axis}; expected overlap < {(size + 1) // 2} or a larger patch"
+                )
+        try:
+            prediction = model.predict(
+                image,
+                tile=tile or None,
+                weights_format=request.weights_format,
+                processing=processing_for(request, model),
+                session=session,
+                input_title=title,
+                logging=request.logging,
+                margin=overlap,
+            )
+        except TilingError as error:
+            if overlap is not None and str(error).startswith("margin:"):
+                raise ArgumentError(f"overlap={overlap}: {str(error).removeprefix('margin: ')}") from error
+            raise
+        if overlap is not None:
+            prediction.notes.append(f"overlap={overlap} (deepImageJ 1.x) was taken as the tiles' margin")
+        return prediction
 
     def _run_on_files(self, call: CommandCall, request: RunRequest, model: Model) -> None:
         from deepij.pipeline.batch import image_files

@@ -130,6 +130,7 @@ class Model:
         axes: str | Mapping[str, str] | None = None,
         tiling: str | None = None,
         overlap: int | None = None,
+        margin: int | None = None,
         batch_size: int | str = "auto",
         runtime: str = "auto",
         non_finite: str = "raise",
@@ -185,6 +186,11 @@ class Model:
             exceeds the declared halo).
         overlap : int, optional
             Pixels shared by neighbouring tiles with ``tiling="blend"``.
+        margin : int, optional
+            Pixels cut from each side of every tile (deepImageJ 1.x's ``overlap=``), when more than the
+            bundle's declared halo: the tiles keep that margin (a single pass is mirror-padded by it). The
+            notes say the margin used. A fixed tile size it leaves nothing of is a TilingError naming
+            ``margin``.
         batch_size : int or "auto"
             Tiles per forward pass for models with a batch axis; "auto" fills the memory budget (up to 8).
         runtime : str
@@ -238,6 +244,7 @@ class Model:
         from deepij.processing.stream import stream_processing
 
         mode = _check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes)
+        _check_margin(margin)
         with Reporter(self.name, progress, logging) as report:
             chain = Chain(self.description, processing, session, report)
             source = read_source(
@@ -265,7 +272,8 @@ class Model:
             held = streamed.held_bytes + sum(m.nbytes for m in masks.values())
             ready = streamed.inputs
             plan, batch = self._plan(
-                backend, ready, tile, mode, overlap, batch_size, max_memory, notes, reserved=held
+                backend, ready, tile, mode, overlap, batch_size, max_memory, notes, reserved=held,
+                margin=margin,
             )
             outputs = run_tiled(
                 backend,
@@ -330,6 +338,7 @@ class Model:
         notes: list[str],
         *,
         reserved: float = 0.0,
+        margin: int | None = None,
     ) -> tuple[TilePlan, int]:
         """The tiles and the batch size of this run (measuring the model's memory when a choice needs it).
 
@@ -337,11 +346,13 @@ class Model:
         memory budget. When the image takes several tiles, the network's receptive field is measured: a
         declared halo smaller than it is noted and warned about, and blending overlaps by it.
         """
+        if margin is not None:
+            notes.append(_margin_note(self.tiling_for(backend), margin))
         plan, batch = self._tiles(
-            backend, inputs, tile, mode, overlap, batch_size, max_memory, notes, reserved
+            backend, inputs, tile, mode, overlap, batch_size, max_memory, notes, reserved, margin
         )
         if plan.tiled and plan.n_tiles > 1:
-            plan = self._check_receptive_field(backend, plan, inputs, tile, mode, overlap, notes)
+            plan = self._check_receptive_field(backend, plan, inputs, tile, mode, overlap, notes, margin)
         return plan, batch
 
     def _tiles(
@@ -355,10 +366,11 @@ class Model:
         max_memory: int | str | None,
         notes: list[str],
         reserved: float,
+        margin: int | None = None,
     ) -> tuple[TilePlan, int]:
         from deepij.inference.memory import auto_tile, choose_batch, estimate_memory
 
-        tiling = self.tiling_for(backend)
+        tiling = _with_margin(self.tiling_for(backend), margin)
         shapes = _sample_shapes(self.description, inputs)
         primary = self.description.input(tiling.input) if tiling.input else self.description.inputs[0]
         samples = math.prod(
@@ -369,7 +381,8 @@ class Model:
         accepted = _batch_sizes(primary) if batch_size == "auto" else ()
         if not _needs_memory_estimate(tiling, shapes, tile, accepted, samples, max_memory):
             if tile is None and tiling.input:
-                tile = "image" if tiling.image_is_valid(shapes[tiling.input]) else "whole"
+                as_is = margin is None and tiling.image_is_valid(shapes[tiling.input])
+                tile = "image" if as_is else "whole"
             plan = tiling.plan(shapes, tile, _tiling_mode(mode), overlap)
             if tile in ("image", "whole") and plan.n_tiles == 1:
                 notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
@@ -393,7 +406,8 @@ class Model:
         )
         if choice.note:
             notes.append(f"tile: {choice.note}")
-        if tile is None and choice.single_pass and tiling.image_is_valid(shapes[tiling.input or ""]):
+        as_is = margin is None and tiling.image_is_valid(shapes[tiling.input or ""])
+        if tile is None and choice.single_pass and as_is:
             tile = "image"  # the whole image as it is, as the zoo's tools run it
             notes.append("the whole image fits in memory: one pass, unpadded")
         elif tile is None:
@@ -413,13 +427,14 @@ class Model:
         mode: str,
         overlap: int | None,
         notes: list[str],
+        margin: int | None = None,
     ) -> TilePlan:
         """Measure (once per backend) how far the network looks; warn when tiles' margins are smaller."""
         import warnings
 
         from deepij.inference.receptive import measure_receptive_field
 
-        tiling = self.tiling_for(backend)
+        tiling = _with_margin(self.tiling_for(backend), margin)
         shapes = _sample_shapes(self.description, inputs)
         key = (id(backend), _fixed_sizes(tiling, shapes))
         if key not in self._receptive:
@@ -539,6 +554,52 @@ def _check_arguments(
 def _imagej_makes_inputs(chain: Chain) -> bool:
     """Whether ImageJ pre-processing steps make the network's inputs (the image is checked after them)."""
     return chain.mode == "macros" and bool(chain.description.deepimagej.preprocess)
+
+
+def _check_margin(margin: Any) -> None:
+    from deepij.errors import ArgumentError, ArgumentTypeError
+
+    if margin is None:
+        return
+    if isinstance(margin, bool) or not isinstance(margin, int):
+        raise ArgumentTypeError(f"margin: expected a whole number of pixels, not {margin!r}")
+    if margin < 0:
+        raise ArgumentError(f"margin: expected a whole number of pixels >= 0, not {margin}")
+
+
+def _with_margin(tiling: ModelTiling, margin: int | None) -> ModelTiling:
+    """``tiling`` whose tiles keep at least ``margin`` pixels per side (cut from each tile's border).
+
+    Raises
+    ------
+    TilingError
+        A fixed tile size (``margin:`` names the argument) that such a margin leaves nothing of.
+    """
+    from dataclasses import replace
+
+    from deepij.bundle.description import FixedSize
+    from deepij.errors import TilingError
+
+    if margin is None or not tiling.tileable or all(p >= margin for p in tiling.pads.values()):
+        return tiling
+    for axis in tiling.axes:
+        rule = tiling.rules[axis]
+        if isinstance(rule, FixedSize) and rule.value <= 2 * margin:
+            raise TilingError(
+                f"margin: {margin} pixels per side leave nothing of the model's fixed tile "
+                f"{axis}={rule.value}; expected at most {(rule.value - 1) // 2}"
+            )
+    return replace(tiling, pads={a: max(p, margin) for a, p in tiling.pads.items()})
+
+
+def _margin_note(tiling: ModelTiling, margin: int) -> str:
+    declared = dict(tiling.pads)
+    if not tiling.tileable:
+        return f"margin {margin}: the model runs in one pass (not tiled), no tile margins are cut"
+    if all(p >= margin for p in declared.values()):
+        return f"tile margin: the declared halo {declared} pixels per side (margin {margin} is within it)"
+    used = {a: max(p, margin) for a, p in declared.items()}
+    return f"tile margin {used} pixels per side (margin {margin}; the bundle declares {declared})"
 
 
 def _tiling_mode(mode: str) -> TilingMode:
