@@ -118,6 +118,19 @@ def test_a_deepimagej_0_3_bundle_reproduces_its_result_through_its_macros(imagej
     assert report.format("torchscript").tiled == []
 
 
+def test_example_files_without_a_deepimagej_section_are_not_a_test(tmp_path):
+    # the same exampleImage/resultImage files, but nothing says deepImageJ made them with its steps
+    import shutil
+
+    copy = tmp_path / "zoo_only"
+    shutil.copytree(DEMO, copy)
+    rdf = yaml.safe_load((copy / "rdf.yaml").read_text())
+    del rdf["config"]["deepimagej"]
+    (copy / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
+    cases, notes = reproduce.find_cases(deepij.load(copy).description)
+    assert [(c.kind, c.processing) for c in cases] == [("test tensors", "spec")] and notes == []
+
+
 # --- a bundle that does not -----------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ What is compared (the *cases*):
   0.3 bundles (made by deepImageJ) with their deepImageJ steps, the way deepImageJ made the outputs.
 - **deepImageJ example**: ``exampleImage.tif`` through the deepImageJ steps (ImageJ macros, Java) against
   ``resultImage.tif`` and the result table (``resultTable.csv``), as ``config.deepimagej.test_information``
-  names them (else those usual names). The expected image is the output or step image of the same shape
+  names them (else those usual names), in bundles with a ``config.deepimagej`` section. The expected image is the output or step image of the same shape
   (same pixel type first, then the closest); the table the one with its columns.
 
 Each case runs on the whole image, as the zoo runs it (``tile="image"``: the image as it is; a size the
@@ -301,9 +301,12 @@ def _test_tensor_case(description: ModelDescription) -> tuple[dict[str, str], tu
 def _example_case(
     description: ModelDescription, notes: list[str]
 ) -> tuple[dict[str, str], tuple[Expected, ...]] | None:
-    if len(description.inputs) != 1:
-        return None
+    from deepij.pipeline.steps import has_imagej_steps
+
     info = description.deepimagej.test_information
+    # only deepImageJ made these files, with its own steps: without its config they are not a test
+    if len(description.inputs) != 1 or not (info or has_imagej_steps(description)):
+        return None
     named_inputs = _named_files(info.get("inputs"))
     named_outputs = _named_files(info.get("outputs"))
     inputs = [f for f in named_inputs or list(EXAMPLE_INPUTS) if _in_bundle(description, f)]
