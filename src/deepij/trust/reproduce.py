@@ -8,8 +8,9 @@ What is compared (the *cases*):
   0.3 bundles (made by deepImageJ) with their deepImageJ steps, the way deepImageJ made the outputs.
 - **deepImageJ example**: ``exampleImage.tif`` through the deepImageJ steps (ImageJ macros, Java) against
   ``resultImage.tif`` and the result table (``resultTable.csv``), as ``config.deepimagej.test_information``
-  names them (else those usual names), in bundles with a ``config.deepimagej`` section. The expected image is the output or step image of the same shape
-  (same pixel type first, then the closest); the table the one with its columns.
+  names them (else those usual names), in bundles with a ``config.deepimagej`` section. The expected image
+  is the output or step image of the same shape (same pixel type first, then the closest); the table the
+  one with its columns.
 
 Each case runs on the whole image, as the zoo runs it (``tile="image"``: the image as it is; a size the
 network cannot take gets one mirror-padded pass), and is judged with the bundle's tolerance
