@@ -83,11 +83,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "install": ("deepij.bundle", "install"),
     "run_workflow": ("deepij.frontdoors.workflow", "run_workflow"),
     "test_bundle": ("deepij.trust.reproduce", "test_bundle"),
+    "validate": ("deepij.trust.validate", "validate"),
 }
 
 __all__ += list(_LAZY)
 
-SESSION_HOOKS: list[str] = ["deepij.frontdoors.deepimagej_run:install"]
+SESSION_HOOKS: list[str] = ["deepij.frontdoors.deepimagej_run:install",
+                            "deepij.frontdoors.deepimagej_validate:install"]
 """``"module:function"`` names each new ImageJ session calls with itself once it is ready. The session imports
 them only then, so ``import deepij`` stays light and the ``imagej`` package never imports what sits above it
 (this one registers ``run("DeepImageJ Run", ...)``)."""

@@ -123,6 +123,16 @@ class Validation:
         target = Path(path)
         return write_atomically(target, self.table.to_csv(index=False).encode())
 
+    def records(self) -> list[dict[str, Any]]:
+        """The rows of :attr:`table` as JSON-ready dicts (NaN ``None``, infinities ``"inf"``/``"-inf"``).
+
+        Examples
+        --------
+        >>> validate(np.ones((2, 2)), np.ones((2, 2)), metrics=["RMSE", "SNR"]).records()
+        [{'reference': 'reference', 'test': 'test', 'RMSE': 0.0, 'SNR': 'inf'}]
+        """
+        return _records(self.table)
+
     def to_json(self, path: str | Path) -> Path:
         """Write ``{"metrics": [...rows], "per_label": [...rows], "notes": [...]}`` atomically.
 

@@ -37,7 +37,8 @@ class ImagePair:
     Attributes
     ----------
     name : str
-        The pair's name in the results: the reference file's name without extension, or ``"image"``.
+        The pair's name in the results: the reference file's name without extension, a named xarray's
+        name, or ``"image"``.
     reference, test : Path or array
         A file to read, or the image itself.
     """
@@ -48,12 +49,12 @@ class ImagePair:
 
     @property
     def reference_label(self) -> str:
-        """How the results name the reference: its file name, or ``"reference"`` for an array."""
+        """How the results name the reference: its file name (or xarray name), else ``"reference"``."""
         return _label(self.reference, "reference")
 
     @property
     def test_label(self) -> str:
-        """How the results name the test image: its file name, or ``"test"`` for an array."""
+        """How the results name the test image: its file name (or xarray name), else ``"test"``."""
         return _label(self.test, "test")
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +77,7 @@ class ImagePair:
 
     def describe(self) -> str:
         """``reference 'X', test 'Y'`` for messages (``reference and test arrays`` for arrays)."""
-        if not isinstance(self.reference, Path) and not isinstance(self.test, Path):
+        if not (_label(self.reference, "") or _label(self.test, "")):
             return "reference and test arrays"
         return f"reference {_where(self.reference, 'reference')}, test {_where(self.test, 'test')}"
 
@@ -107,7 +108,8 @@ def image_pairs(reference: Any, test: Any, *, test_suffix: str = "") -> list[Ima
         if reference_path.is_dir():
             return _folder_pairs(reference_path, test_path, test_suffix)
         return [ImagePair(_stem(reference_path), reference_path, test_path)]
-    return [ImagePair("image", _array(reference, "reference"), _array(test, "test"))]
+    reference_image, test_image = _array(reference, "reference"), _array(test, "test")
+    return [ImagePair(_label(reference_image, "image"), reference_image, test_image)]
 
 
 def _folder_pairs(reference: Path, test: Path, test_suffix: str) -> list[ImagePair]:
@@ -201,11 +203,18 @@ def _array(value: Any, argument: str) -> Any:
 
 
 def _label(source: Any, default: str) -> str:
-    return source.name if isinstance(source, Path) else default
+    """A file's name, a named xarray's name (an ImageJ image's title), else ``default``."""
+    if isinstance(source, Path):
+        return source.name
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) and name else default
 
 
 def _where(source: Any, default: str) -> str:
-    return repr(str(source)) if isinstance(source, Path) else f"({default} array)"
+    if isinstance(source, Path):
+        return repr(str(source))
+    name = _label(source, "")
+    return f"image {name!r}" if name else f"({default} array)"
 
 
 def _read(source: Any, argument: str) -> np.ndarray:
