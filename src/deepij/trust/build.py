@@ -909,17 +909,12 @@ def _write_bundle(spec: _Spec, array: np.ndarray, onnx: bool | str, notes: list[
     model = Model(description)
     primary = spec.written.format
     try:
-        zoo = model.predict(
-            test_input,
-            processing="spec" if spec.spec_ops else "none",
-            weights_format=primary,
-            runtime="native",
-            logging="mute",
-        )
-        for k, (name, letters) in enumerate(spec.layout.output_axes.items()):
-            result = zoo.images[name].transpose(*letters).values.astype(np.float32)
-            np.save(spec.root / _output_file(k, name), result)
+        # What the zoo's tools reproduce: the spec ops, then the network on the test input as it is (no
+        # padding: a valid network's output is smaller), in numpy and the network's own framework.
         backend = model.backend(primary, None, "native")
+        outputs = backend.predict([_network_input(description, test_input)])
+        for k, name in enumerate(spec.layout.output_axes):
+            np.save(spec.root / _output_file(k, name), np.asarray(outputs[k], dtype=np.float32))
         memory = forward_meter(backend)(lambda: backend.predict([test_input]))
         if description.deepimagej.preprocess or description.deepimagej.postprocess:
             from deepij.imagej import imagej
@@ -949,6 +944,17 @@ def _write_bundle(spec: _Spec, array: np.ndarray, onnx: bool | str, notes: list[
         int(memory),
         runtime,
     )
+
+
+def _network_input(description: ModelDescription, test_input: np.ndarray) -> np.ndarray:
+    """The test input after the input's spec pre-processing ops (none: as it is), in its axes."""
+    import xarray as xr
+
+    from deepij.processing.spec import preprocess
+
+    spec = description.inputs[0]
+    ready = preprocess(description, {spec.name: xr.DataArray(test_input, dims=list(spec.axes_str))})
+    return np.asarray(ready[spec.name].transpose(*spec.axes_str).values)
 
 
 def _test_input(spec: _Spec, description: ModelDescription, tensor: np.ndarray) -> np.ndarray:

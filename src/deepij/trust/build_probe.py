@@ -362,8 +362,15 @@ def _impulses(
     return radius, at_border
 
 
+UNKNOWN_GRID = 8
+"""Impulse positions along an axis of fixed size, whose pooling grid the sizes cannot show: grids up to 8
+(3 poolings) are covered."""
+
+
 def _grid(rule: FixedSize | ParameterizedSize) -> int:
-    return rule.step if isinstance(rule, ParameterizedSize) else 0
+    if isinstance(rule, ParameterizedSize) and rule.step > 0:
+        return rule.step
+    return UNKNOWN_GRID
 
 
 def _spread(

@@ -18,7 +18,7 @@ the module.
 Examples
 --------
 >>> written = write_weights(net, Path("my_bundle"), example=image)  # doctest: +SKIP
->>> written.format, written.file
+>>> written.format, written.file  # doctest: +SKIP
 ('torchscript', 'weights_torchscript.pt')
 """
 

@@ -1,0 +1,287 @@
+"""deepij.build: bundles from trained networks, with min/step/halo measured on the network.
+
+Expected values come from the networks' architectures (tests/support: a convnet's receptive radius is the
+sum of its kernels' half widths; a U-Net with 2 poolings takes multiples of 4 and sees 23 pixels, the
+support of its linearised network), from the networks' own framework (eager torch forward passes), from
+normalisations computed here in numpy, from ImageJ (the bundle's macros) and from bioimageio.spec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+import deepij
+from deepij.bundle import open_bundle
+from deepij.bundle.description import FixedSize, ParameterizedSize, ReferenceSize
+from deepij.errors import ArgumentError
+from support.models import write_onnx_unet, write_torchscript_convnet
+from support.zoo_models import write_fixed_onnx_unet
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC_PYTHON = REPO / "benchmarks" / ".venv-bioimageio" / "bin" / "python"
+CHECK_SCRIPT = REPO / "benchmarks" / "check_built_bundle.py"
+
+
+def _zero_mean_unit_variance(x: np.ndarray) -> np.ndarray:
+    """The spec op by its formula: population std, eps 1e-6, over the whole sample."""
+    x = x.astype(np.float64)
+    return ((x - x.mean()) / (x.std() + 1e-6)).astype(np.float32)
+
+
+def _no_staging_left(parent: Path) -> bool:
+    return not [p for p in parent.iterdir() if p.name.startswith(".deepij-build-")]
+
+
+@pytest.fixture(scope="module")
+def convnet(tmp_path_factory, imagej_session):
+    """A scripted convnet (kernels 3, 7, 5: receptive radius 6) built with a zero_mean_unit_variance
+    macro and op, from a 2-D 16-bit example."""
+    folder = tmp_path_factory.mktemp("convnet")
+    net = write_torchscript_convnet(folder / "net.pt", kernel_sizes=(3, 7, 5))
+    rng = np.random.default_rng(3)
+    example = (rng.random((72, 80)) * 3000 + 500).astype(np.uint16)
+    built = deepij.build(
+        net.path,
+        folder / "bundle",
+        example=example,
+        name="test convnet",
+        description="A convnet for the build tests.",
+        preprocessing="zero_mean_unit_variance",
+        authors=["deepij tests"],
+    )
+    return net, example, built
+
+
+@pytest.fixture(scope="module")
+def unet(tmp_path_factory):
+    """An ONNX U-Net with 2 poolings (step 4, receptive radius 23), no processing."""
+    folder = tmp_path_factory.mktemp("unet")
+    net = write_onnx_unet(folder / "unet.onnx", depth=2, base=4)
+    example = np.random.default_rng(5).random((1, 1, 96, 96)).astype(np.float32)
+    built = deepij.build(net.path, folder / "bundle", example=example, name="test unet", authors=["tests"])
+    return net, example, built
+
+
+def test_convnet_halo_min_step_are_the_architectures(convnet):
+    net, _, built = convnet
+    assert net.halo == 6  # 1 + 3 + 2
+    assert built.receptive_radius == {"y": 6, "x": 6}
+    assert built.network_sizes == {"y": ParameterizedSize(1, 1), "x": ParameterizedSize(1, 1)}
+    assert built.halo == {"output": {"y": 6, "x": 6}}
+    spec = built.description.inputs[0]
+    # the smallest tile that keeps a valid pixel once 6 are cropped from each side: 2*6 + 1
+    assert spec.axis("y").size == ParameterizedSize(13, 1) == spec.axis("x").size
+    assert built.description.outputs[0].axis("y").halo == 6
+    assert set(built.weights) == {"torchscript", "onnx"}
+    assert built.description.weights["onnx"].parent == "torchscript"
+    assert built.memory_peak >= 0 and built.runtime > 0
+
+
+def test_convnet_test_tensors_are_the_network_on_the_normalised_example(convnet):
+    net, example, built = convnet
+    test_input = np.load(built.folder / "test_input.npy")
+    test_output = np.load(built.folder / "test_output.npy")
+    assert test_input.shape == (1, 1, 72, 80) and test_input.dtype == np.float32
+    np.testing.assert_array_equal(test_input[0, 0], example.astype(np.float32))
+    [expected] = net.forward(_zero_mean_unit_variance(test_input))
+    np.testing.assert_allclose(test_output, expected, atol=1e-4, rtol=1e-4)
+    assert built.description.inputs[0].processing[0].name == "zero_mean_unit_variance"
+
+
+def test_convnet_round_trip_through_load_and_predict(convnet):
+    _, _, built = convnet
+    model = deepij.load(built.folder)
+    test_input = np.load(built.folder / "test_input.npy")
+    for weights in ("torchscript", "onnx"):
+        result = model.predict(test_input, processing="spec", weights_format=weights)
+        np.testing.assert_allclose(
+            result.images["output"].transpose("b", "c", "y", "x").values,
+            np.load(built.folder / "test_output.npy"),
+            atol=1e-4,
+            rtol=1e-4,
+        )
+
+
+def test_convnet_example_through_imagej_gives_the_result_image(convnet):
+    net, example, built = convnet
+    result_image = tifffile.imread(built.folder / "resultImage.tif")
+    # ImageJ ran the generated macro: it must be the spec op's formula (sample std converted)
+    [by_formula] = net.forward(_zero_mean_unit_variance(example[None, None]))
+    np.testing.assert_allclose(result_image, by_formula[0, 0], atol=1e-4, rtol=1e-4)
+    run = deepij.load(built.folder).predict(built.folder / "exampleImage.tif")  # macros, in ImageJ
+    np.testing.assert_allclose(np.squeeze(run.images["output"].values), result_image, atol=1e-4, rtol=1e-4)
+    assert tifffile.imread(built.folder / "exampleImage.tif").dtype == np.uint16
+
+
+def test_convnet_descriptor_carries_deepimagej_config(convnet):
+    _, _, built = convnet
+    config = built.description.deepimagej
+    assert [s.file for s in config.preprocess] == ["zero_mean_unit_variance.ijm"]
+    assert config.postprocess == ()
+    info = config.test_information
+    assert info["inputs"][0]["size"] == "80 x 72 x 1 x 1"  # W x H x C x Z, as deepImageJ writes it
+    assert info["runtime"].endswith(" s") and info["memory_peak"].endswith(" MB")
+    for name in ("README.md", "cover.png", "zero_mean_unit_variance.ijm", "exampleImage.tif"):
+        assert (built.folder / name).is_file()
+    from PIL import Image
+
+    assert Image.open(built.folder / "cover.png").size == (640, 320)
+    assert "# Validation" in (built.folder / "README.md").read_text()
+
+
+def test_zip_opens_with_load_and_reads_back_the_same_fields(convnet):
+    _, _, built = convnet
+    assert built.zip is not None and built.zip.is_file()
+    from_zip, from_folder = open_bundle(built.zip), open_bundle(built.folder)
+    for field in ("name", "inputs", "outputs", "deepimagej", "authors", "cite", "license", "covers"):
+        assert getattr(from_zip, field) == getattr(from_folder, field), field
+    assert {k: (w.source, w.sha256) for k, w in from_zip.weights.items()} == {
+        k: (w.source, w.sha256) for k, w in from_folder.weights.items()
+    }
+    result = deepij.load(built.zip).predict(np.load(built.folder / "test_input.npy"), processing="spec")
+    np.testing.assert_allclose(
+        result.images["output"].values, np.load(built.folder / "test_output.npy"), atol=1e-4, rtol=1e-4
+    )
+
+
+def test_deepij_test_passes_on_the_built_bundle(convnet):
+    _, _, built = convnet
+    report = deepij.test_bundle(built.zip, tiled=False)
+    assert report.status == "passed", report.to_text()
+
+
+def _validate_with_bioimageio_spec(folder: Path) -> dict:
+    if not SPEC_PYTHON.exists():
+        pytest.skip("benchmarks/.venv-bioimageio is not there (benchmarks/setup_bioimageio_env.sh makes it)")
+    done = subprocess.run(
+        [str(SPEC_PYTHON), str(CHECK_SCRIPT), str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_bioimageio_spec_validates_built_bundles(convnet, unet):
+    for _, _, built in (convnet, unet):
+        result = _validate_with_bioimageio_spec(built.folder)
+        assert result["status"] == "valid-format", result
+        assert result["errors"] == []
+
+
+def test_onnx_unet_two_poolings(unet):
+    net, _, built = unet
+    assert (net.min_size, net.step, net.halo) == (4, 4, 23)
+    assert built.network_sizes == {"y": ParameterizedSize(4, 4), "x": ParameterizedSize(4, 4)}
+    assert built.receptive_radius == {"y": 23, "x": 23}
+    assert built.halo == {"output": {"y": 24, "x": 24}}  # 23 rounded up to the pooling grid
+    # smallest 4 + 4k leaving a valid pixel once 24 are cropped from each side: 52
+    assert built.description.inputs[0].axis("x").size == ParameterizedSize(52, 4)
+    assert built.weights == ("onnx",)
+
+
+def test_onnx_unet_reproduces_and_its_halo_makes_tiles_exact(unet):
+    net, example, built = unet
+    test_output = np.load(built.folder / "test_output.npy")
+    [expected] = net.forward(example)  # the eager torch module the ONNX was exported from
+    np.testing.assert_allclose(test_output, expected, atol=1e-4, rtol=1e-4)
+    model = deepij.load(built.zip)
+    whole = model.predict(example).images["output"].values
+    np.testing.assert_allclose(whole, test_output, atol=1e-5, rtol=1e-5)
+    tiled = model.predict(example, tile=56).images["output"].values  # valid region 8: 12 tiles per axis
+    inside = (slice(None), slice(None), slice(24, -24), slice(24, -24))  # beyond the mirrored border
+    np.testing.assert_allclose(tiled[inside], whole[inside], atol=1e-5, rtol=1e-5)
+
+
+def test_torch_module_with_valid_convolutions(tmp_path):
+    import torch
+
+    from support.torch_nets import ConvNet
+
+    torch.manual_seed(0)
+    module = ConvNet(kernel_sizes=(3, 3, 3), padding="valid").eval()  # radius 3, output 6 smaller
+    example = np.random.default_rng(1).standard_normal((1, 1, 40, 40)).astype(np.float32)
+    built = deepij.build(module, tmp_path / "valid", example=example, name="valid convnet", authors=["t"])
+    assert built.receptive_radius == {"y": 3, "x": 3}
+    assert built.network_sizes["y"] == ParameterizedSize(7, 1)  # 2*3 + 1: the smallest size that runs
+    assert built.halo == {"output": {"y": 0, "x": 0}}  # valid convolutions crop their own border
+    out_y = built.description.outputs[0].axis("y")
+    assert out_y.size == ReferenceSize("input", "y", 1.0, -6.0) and out_y.halo == 0
+    assert built.description.inputs[0].axis("y").size == ParameterizedSize(7, 1)
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(example)).numpy()
+    test_output = np.load(built.folder / "test_output.npy")
+    assert test_output.shape == (1, 1, 34, 34)
+    np.testing.assert_allclose(test_output, expected, atol=1e-5, rtol=1e-5)
+    model = deepij.load(built.zip)
+    # deepImageJ's way: the image mirrored by the 3 pixels the network crops, an output of the input's size
+    mirrored = np.pad(example, ((0, 0), (0, 0), (3, 3), (3, 3)), mode="reflect")
+    with torch.inference_mode():
+        padded = module(torch.from_numpy(mirrored)).numpy()
+    np.testing.assert_allclose(model.predict(example).images["output"].values, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_fixed_size_network_whose_halo_exceeds_its_size_is_refused(tmp_path):
+    net = write_fixed_onnx_unet(tmp_path / "fixed.onnx", side=32, depth=2, base=4)
+    example = np.zeros((1, 1, 32, 32), np.float32)
+    with pytest.raises(ArgumentError, match=r"fixed to 32.*receptive|receptive.*fixed to 32"):
+        deepij.build(net.path, tmp_path / "out", example=example, name="fixed", authors=["t"])
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.zip").exists()
+    assert _no_staging_left(tmp_path)
+
+
+def test_min_size_too_small_for_the_halo_is_refused(tmp_path):
+    net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3, 7, 5))  # radius 6
+    example = np.zeros((1, 1, 32, 32), np.float32)
+    with pytest.raises(ArgumentError, match=r"min_size: 12 leaves no valid pixel.*halo of 6"):
+        deepij.build(net.path, tmp_path / "out", example=example, name="n", min_size=12, authors=["t"])
+    assert not (tmp_path / "out").exists() and _no_staging_left(tmp_path)
+    built = deepij.build(net.path, tmp_path / "ok", example=example, name="n", min_size=13, zip=False)
+    assert built.description.inputs[0].axis("y").size == ParameterizedSize(13, 1) and built.zip is None
+
+
+def test_example_of_a_size_the_network_does_not_take(tmp_path):
+    net = write_onnx_unet(tmp_path / "unet.onnx", depth=2, base=4)
+    with pytest.raises(ArgumentError, match=r"example: its size along 'y' is 50.*4 \+ k\*4.*52"):
+        deepij.build(net.path, tmp_path / "out", example=np.zeros((50, 64), np.float32), name="u")
+    assert not (tmp_path / "out").exists() and _no_staging_left(tmp_path)
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    (tmp_path / "out").mkdir()
+    net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3,))
+    with pytest.raises(ArgumentError, match="exists already"):
+        deepij.build(net.path, tmp_path / "out", example=np.zeros((16, 16), np.float32), name="n")
+
+
+def test_cli_build(tmp_path, capsys):
+    from deepij.frontdoors import cli
+
+    net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(5, 3))  # radius 3
+    np.save(tmp_path / "example.npy", np.random.default_rng(2).random((1, 1, 24, 24)).astype(np.float32))
+    argv = ["build", str(net.path), str(tmp_path / "b"), "--example", str(tmp_path / "example.npy")]
+    assert cli.main([*argv, "--name", "cli net", "--no-zip", "--no-onnx", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["receptive_radius"] == {"y": 3, "x": 3}
+    assert summary["declared_sizes"]["y"] == {"min": 7, "step": 1} and summary["weights"] == ["torchscript"]
+    assert summary["zip"] is None and not (tmp_path / "b.zip").exists()
+    assert cli.main([*argv, "--name", "cli net"]) == 1  # the folder exists now
+    assert "exists already" in capsys.readouterr().err
+    assert math.isfinite(summary["runtime_s"])
+
+
+def test_fixed_size_accepts_graph_fixed_sizes_with_room(tmp_path):
+    net = write_fixed_onnx_unet(tmp_path / "fixed.onnx", side=64, depth=2, base=4)
+    example = np.random.default_rng(0).random((1, 1, 64, 64)).astype(np.float32)
+    built = deepij.build(net.path, tmp_path / "out", example=example, name="fixed 64", zip=False)
+    assert built.network_sizes == {"y": FixedSize(64), "x": FixedSize(64)}
+    assert built.description.inputs[0].axis("y").size == FixedSize(64)
+    assert built.receptive_radius == {"y": 23, "x": 23} == {"y": net.halo, "x": net.halo}
+    assert built.halo == {"output": {"y": 23, "x": 23}}  # no step to round to; 64 - 2*23 = 18 valid pixels
