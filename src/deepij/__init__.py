@@ -83,6 +83,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "install": ("deepij.bundle", "install"),
     "run_workflow": ("deepij.frontdoors.workflow", "run_workflow"),
     "test_bundle": ("deepij.trust.reproduce", "test_bundle"),
+    "build": ("deepij.trust.build", "build"),
     "validate": ("deepij.trust.validate", "validate"),
 }
 

@@ -30,7 +30,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from deepij.frontdoors import cli_bundle, cli_macro, cli_run, cli_test, cli_validate
+from deepij.frontdoors import cli_build, cli_bundle, cli_macro, cli_run, cli_test, cli_validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_commands(commands)  # run
     cli_macro.add_commands(commands)  # macro, demo
     cli_test.add_commands(commands)  # test
+    cli_build.add_commands(commands)  # build
     cli_validate.add_commands(commands)  # validate
     return parser
 
