@@ -285,3 +285,54 @@ def test_fixed_size_accepts_graph_fixed_sizes_with_room(tmp_path):
     assert built.description.inputs[0].axis("y").size == FixedSize(64)
     assert built.receptive_radius == {"y": 23, "x": 23} == {"y": net.halo, "x": net.halo}
     assert built.halo == {"output": {"y": 23, "x": 23}}  # no step to round to; 64 - 2*23 = 18 valid pixels
+
+
+POST_MACRO = """// a test post-processing step: threshold the output at its mean, measure the objects
+getStatistics(area, mean);
+run("Duplicate...", "title=work");
+setThreshold(mean, 1e30);
+setOption("BlackBackground", true);
+run("Convert to Mask");
+run("Set Measurements...", "area centroid decimal=3");
+run("Analyze Particles...", "size=0-Infinity pixel show=Masks display clear");
+rename("mask");
+"""
+
+
+def test_scale_range_macro_and_a_post_processing_macro(tmp_path, imagej_session):
+    net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3,))
+    (tmp_path / "segment.ijm").write_text(POST_MACRO)
+    rng = np.random.default_rng(4)
+    example = (rng.gamma(2.0, 300.0, (64, 64)) + 100).astype(np.float32)
+    built = deepij.build(
+        net.path,
+        tmp_path / "b",
+        example=example,
+        name="scaled",
+        preprocessing="per_sample_scale_range",
+        postprocessing=tmp_path / "segment.ijm",
+        zip=False,
+    )
+    op = built.description.inputs[0].processing[0]
+    assert (op.name, op.kwargs["min_percentile"], op.kwargs["max_percentile"]) == ("scale_range", 1.0, 99.8)
+    low, high = np.percentile(example, (1.0, 99.8))  # numpy's linear percentiles: the spec op's
+    [by_formula] = net.forward(((example - low) / (high - low + 1e-6)).astype(np.float32)[None, None])
+    np.testing.assert_allclose(np.load(built.folder / "test_output.npy"), by_formula, atol=1e-5, rtol=1e-5)
+    mask = tifffile.imread(built.folder / "resultImage.tif")
+    assert set(np.unique(mask)) <= {0, 255}
+    import pandas as pd
+    from scipy import ndimage
+
+    table = pd.read_csv(built.folder / "resultTable.csv")
+    assert "Area" in table.columns and len(table) > 0
+    outputs = built.description.deepimagej.test_information["outputs"]
+    assert [o["type"] for o in outputs] == ["image", "ResultsTable"]
+    network = by_formula[0, 0]
+    objects = ndimage.label(network >= network.mean(), structure=np.ones((3, 3)))[1]  # 8-connected
+    assert abs(objects - len(table)) <= 2  # the macro's normalisation is within a histogram bin
+    assert abs(int((mask > 0).sum()) - int((network >= network.mean()).sum())) <= 0.01 * mask.size
+    run = deepij.load(built.folder).predict(built.folder / "exampleImage.tif")
+    np.testing.assert_array_equal(np.squeeze(run.images["mask"].values), mask)
+    # the macro's 4096-bin percentiles are within a bin of numpy's exact ones
+    through_imagej = np.squeeze(run.images["output"].values)
+    np.testing.assert_allclose(through_imagej, network, atol=2e-3 * float(np.ptp(network)))
