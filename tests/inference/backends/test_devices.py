@@ -64,3 +64,15 @@ def test_torch_would_pick_the_gpu(monkeypatch):
     assert torch_runner.torch_device(None) == "cuda:0"
     assert torch_runner.torch_device("cuda:1") == "cuda:1"
     assert torch_runner.torch_device("cpu") == "cpu"
+
+
+def test_no_nvidia_driver_means_torch_sees_no_gpu():
+    """What lets a start-up skip importing torch to count GPUs: without a driver, torch counts none."""
+    import torch
+
+    from deepij.inference.backends import devices
+
+    if not devices.cuda_driver_present():
+        assert torch.cuda.device_count() == 0 and torch_runner.gpu_count() == 0
+    else:
+        assert torch_runner.gpu_count() == (torch.cuda.device_count() if torch.cuda.is_available() else 0)

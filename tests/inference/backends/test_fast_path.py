@@ -18,7 +18,7 @@ import pytest
 
 from deepij.bundle.description import FixedSize, ParameterizedSize, WeightsEntry
 from deepij.errors import BackendError, OutputShapeError
-from deepij.inference.backends import graph_cache, load_backend, runtime_choice
+from deepij.inference.backends import devices, graph_cache, load_backend, runtime_choice
 from support import models, zoo_models
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -191,15 +191,17 @@ CHILD = textwrap.dedent(
     from deepij.inference.backends import load_backend
     written = models.WrittenModel(Path({path!r}), "torchscript", ("input",), ("bcyx",), (1,), ("output",),
                                   ("bcyx",), (1,), forward=None, min_size=8, step=8)
-    backend = load_backend(models.describe(written), device="cpu", runtime="onnxruntime")
+    backend = load_backend(models.describe(written), device={device!r}, runtime="onnxruntime")
+    backend.predict([__import__("numpy").zeros((1, 1, 40, 40), "float32")])
     print(backend.runtime)
+    print("imported:", sorted(m for m in ("onnx", "openvino", "tensorflow", "torch") if m in sys.modules))
     print("\\n".join(backend.notes))
     """
 )
 
 
-def _child(path, cache):
-    code = CHILD.format(tests=str(ROOT / "tests"), path=str(path))
+def _child(path, cache, device="cpu"):
+    code = CHILD.format(tests=str(ROOT / "tests"), path=str(path), device=device)
     env = dict(os.environ, DEEPIJ_CACHE_DIR=str(cache))
     return subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -217,9 +219,15 @@ def test_conversion_cached_across_processes_and_corrupt_entries_rebuilt(zoo_dir,
     cache = tmp_path / "cache"
     cold = _finish(_child(written.path, cache))
     assert cold.startswith("onnxruntime") and "from the graph cache" not in cold
+    assert "'torch'" in cold.splitlines()[1]  # loaded, exported, verified against torch
     [entry] = list((cache / graph_cache.FOLDER).glob(f"*{graph_cache.SUFFIX}"))
+    # A warm start runs the converted graph from the cache: torch (~2 s to import) and onnx are never
+    # imported, nor OpenVINO (onnxruntime is forced here), nor TensorFlow.
     warm = _finish(_child(written.path, cache))
     assert "frozen TorchScript graph; from the graph cache" in warm
+    assert warm.splitlines()[1] == "imported: []"
+    if not devices.cuda_driver_present():  # "is there a GPU?" is answered without torch too
+        assert _finish(_child(written.path, cache, device=None)).splitlines()[1] == "imported: []"
     entry.write_bytes(entry.read_bytes()[:-100])  # truncated, as by a full disk
     rebuilt = _finish(_child(written.path, cache))
     assert "from the graph cache" not in rebuilt  # the corrupt entry was removed and rebuilt

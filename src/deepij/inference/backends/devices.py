@@ -8,7 +8,9 @@ works, ``"cuda"`` / ``"cuda:N"`` (or ``"gpu"`` / ``"gpu:N"``) must exist or the 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from deepij.errors import BackendError
 
@@ -90,3 +92,22 @@ def is_gpu(device: str | None) -> bool:
     """True when ``device`` asks for a GPU (``cuda``, ``cuda:N``, ``gpu``)."""
     request = parse_device(device)
     return request is not None and request.kind == "cuda"
+
+
+def cuda_driver_present() -> bool:
+    """Whether this machine may have a CUDA GPU, answered without importing a framework.
+
+    On Linux a CUDA device needs NVIDIA's kernel driver (``/proc/driver/nvidia``, ``/dev/nvidia0``...) or
+    WSL's GPU bridge (``/dev/dxg``); with none of them no framework sees a GPU, so the ~2 s it takes to
+    import torch just to count none is saved. Elsewhere the answer is True (ask the framework).
+
+    Examples
+    --------
+    >>> isinstance(cuda_driver_present(), bool)
+    True
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    if Path("/proc/driver/nvidia/version").exists() or Path("/dev/dxg").exists():
+        return True
+    return any(Path("/dev").glob("nvidia[0-9]*"))

@@ -72,6 +72,27 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256("\n".join(str(p) for p in parts).encode()).hexdigest()[:40]
 
 
+def versions(*packages: str) -> tuple[str, ...]:
+    """``"name version"`` of each installed package (``"name absent"`` when it is not), read from the
+    installed metadata: a cache key is made without importing the frameworks (torch alone takes ~2 s),
+    so a warm start never imports one it does not run.
+
+    Examples
+    --------
+    >>> versions("numpy")[0].startswith("numpy ")
+    True
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in packages:
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package} absent")
+    return tuple(found)
+
+
 def entry_path(key: str) -> Path:
     return cache_folder() / f"{key}{SUFFIX}"
 

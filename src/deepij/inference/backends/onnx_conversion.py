@@ -24,6 +24,7 @@ from deepij.bundle.description import (
     ParameterizedSize,
     ReferenceSize,
     TensorSpec,
+    WeightsEntry,
 )
 from deepij.errors import BackendError, OutputShapeError
 from deepij.inference.backends import graph_cache
@@ -215,35 +216,49 @@ def _verified(backend: TorchModuleBackend, model: bytes, threads: int | None) ->
     return converted
 
 
-def conversion_key(backend: TorchModuleBackend, source: Path | None) -> str | None:
-    """The graph-cache key of this module's conversion: its weights' (and architecture file's) sha256 and
-    the versions of deepij, torch, onnx and onnxruntime; None without a source file."""
+def conversion_key(
+    description: ModelDescription, weights: WeightsEntry, source: Path | None
+) -> str | None:
+    """The graph-cache key of a torch entry's conversion: its weights' (and architecture file's) sha256 and
+    the versions of deepij, torch, onnx and onnxruntime (read without importing them); None without a
+    source file."""
     if source is None:
         return None
-    import onnx
-    import onnxruntime
-    import torch
-
     import deepij
 
     try:
-        parts = [backend.weights.sha256 or graph_cache.file_sha256(source)]
-        architecture = backend.weights.architecture
+        parts = [weights.sha256 or graph_cache.file_sha256(source)]
+        architecture = weights.architecture
         if architecture is not None:
             parts.append(repr((architecture.source, architecture.callable, dict(architecture.kwargs))))
             if architecture.source.endswith(".py"):
-                parts.append(graph_cache.file_sha256(backend.description.path(architecture.source)))
+                parts.append(graph_cache.file_sha256(description.path(architecture.source)))
     except OSError:
         return None
     return graph_cache.cache_key(
         *parts,
         CONVERSION,
         f"deepij {deepij.__version__}",
-        f"torch {torch.__version__}",
-        f"onnx {onnx.__version__}",
-        f"onnxruntime {onnxruntime.__version__}",
-        repr([(s.name, s.axes_str, s.data_type) for s in backend.description.inputs]),
+        *graph_cache.versions("torch", "onnx", "onnxruntime"),
+        repr([(s.name, s.axes_str, s.data_type) for s in description.inputs]),
     )
+
+
+def cached_conversion(
+    description: ModelDescription, weights: WeightsEntry, source: Path | None, threads: int | None = None
+) -> OnnxRuntimeBackend | None:
+    """The converted graph of a torch entry from the graph cache, run with onnxruntime on the CPU; None when
+    it is not there. Needs neither torch nor onnx: a warm start loads no torch at all."""
+    key = conversion_key(description, weights, source)
+    cached = graph_cache.load(key) if key else None
+    if cached is None:
+        return None
+    converted = OnnxRuntimeBackend(description, weights, cached.model, "cpu", threads)
+    converted.notes.append(
+        f"{weights.format} weights converted to ONNX ({cached.meta.get('route', '?')}; from the graph cache) "
+        "and run with onnxruntime (runtime='native' keeps torch)"
+    )
+    return converted
 
 
 def convert_to_onnxruntime(
@@ -263,15 +278,10 @@ def convert_to_onnxruntime(
         When torch's own outputs on the probe contradict the descriptor.
     """
     fmt = backend.weights.format
-    key = conversion_key(backend, source)
-    cached = graph_cache.load(key) if key else None
+    cached = cached_conversion(backend.description, backend.weights, source, threads)
     if cached is not None:
-        converted = OnnxRuntimeBackend(backend.description, backend.weights, cached.model, "cpu", threads)
-        converted.notes.append(
-            f"{fmt} weights converted to ONNX ({cached.meta.get('route', '?')}; from the graph cache) "
-            "and run with onnxruntime (runtime='native' keeps torch)"
-        )
-        return converted
+        return cached
+    key = conversion_key(backend.description, backend.weights, source)
     failures = []
     for route, _ in _routes(backend.module):
         try:

@@ -340,9 +340,6 @@ def fit_to_descriptor(backend: Any, request: OpenRequest) -> Any:
 
 
 def _cache_key(request: OpenRequest) -> str | None:
-    import onnx
-    import onnxruntime
-
     import deepij
 
     try:
@@ -353,8 +350,7 @@ def _cache_key(request: OpenRequest) -> str | None:
         digest,
         OPERATION,
         f"deepij {deepij.__version__}",
-        f"onnx {onnx.__version__}",
-        f"onnxruntime {onnxruntime.__version__}",
+        *graph_cache.versions("onnx", "onnxruntime"),
         _rules_text(request.description),
     )
 

@@ -41,9 +41,6 @@ def _graph_digest(source: Path | bytes) -> str:
 
 
 def _choice_key(backend: Any) -> str | None:
-    import onnxruntime
-    import openvino
-
     import deepij
 
     try:
@@ -54,8 +51,7 @@ def _choice_key(backend: Any) -> str | None:
         digest,
         CHOICE,
         f"deepij {deepij.__version__}",
-        f"onnxruntime {onnxruntime.__version__}",
-        f"openvino {openvino.__version__}",
+        *graph_cache.versions("onnxruntime", "openvino"),
         f"threads {backend.threads or os.cpu_count()}",
         repr([(s.name, [(a.id, a.size) for a in s.axes]) for s in backend.description.inputs]),
     )

@@ -171,13 +171,16 @@ def _open(
             f"no runtime for weights format {entry.format!r} in deepij (expected one of {list(ADAPTERS)})"
         )
     strategy = _strategy(entry.format, runtime)
-    adapter = importlib.import_module(ADAPTERS[entry.format])
     path = weights_path(description, entry.format, verify)
-    backend = adapter.open_backend(OpenRequest(description, entry, path, device, allow_code, threads, verify))
-    if strategy == "native":
-        return backend
+    backend = _converted_before(description, entry, path, device, allow_code, strategy, threads)
+    if backend is None:
+        adapter = importlib.import_module(ADAPTERS[entry.format])
+        request = OpenRequest(description, entry, path, device, allow_code, threads, verify)
+        backend = adapter.open_backend(request)
+        if strategy == "native":
+            return backend
     try:
-        if entry.format in _TORCH_FORMATS:
+        if backend.runtime == "torch":
             if backend.device != "cpu":
                 if strategy in _ONNX_ENGINES:
                     backend.notes.append(
@@ -197,6 +200,30 @@ def _open(
         backend.close()
         raise
     return backend
+
+
+def _converted_before(
+    description: ModelDescription,
+    entry: WeightsEntry,
+    path: Path,
+    device: str | None,
+    allow_code: bool,
+    strategy: str,
+    threads: int | None,
+) -> Backend | None:
+    """Torch weights converted by an earlier process, straight from the graph cache (torch is not even
+    imported), when they are to run converted on the CPU; None otherwise."""
+    if entry.format not in _TORCH_FORMATS or strategy == "native":
+        return None
+    if entry.format == "pytorch_state_dict" and not allow_code:
+        return None  # the adapter refuses it with the reason; a cached graph does not lift that
+    request = parse_device(device)
+    on_cpu = request.kind == "cpu" if request is not None else not _torch_sees_gpu()
+    if not on_cpu or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    from deepij.inference.backends.onnx_conversion import cached_conversion
+
+    return cached_conversion(description, entry, path, threads)
 
 
 def _faster_engine(backend: Backend, strategy: str, threads: int | None, source: Path) -> Backend:

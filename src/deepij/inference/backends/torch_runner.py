@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,12 +10,15 @@ import numpy as np
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError
-from deepij.inference.backends.devices import choose_device
+from deepij.inference.backends.devices import choose_device, cuda_driver_present
 from deepij.inference.backends.graph import GraphBackend, GraphTensor, match_tensors
 
 
 def gpu_count() -> int:
-    """How many CUDA GPUs torch sees (the one query tests replace to act as if a GPU were there)."""
+    """How many CUDA GPUs torch sees (the one query tests replace to act as if a GPU were there); 0 without
+    importing torch on a machine with no NVIDIA driver (:func:`~.devices.cuda_driver_present`)."""
+    if "torch" not in sys.modules and not cuda_driver_present():
+        return 0
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
