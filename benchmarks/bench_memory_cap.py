@@ -15,7 +15,8 @@ Figures printed, one per line, ``name value unit``:
 - ``peak_above_baseline_mb_<cap>``, ``cap_mb_<cap>``, ``peak_over_cap_<cap>`` (at most 1 when the cap holds),
   ``tiles_<cap>``, ``seconds_<cap>``.
 
-Run: ``.venv/bin/python benchmarks/bench_memory_cap.py [--size 8192] [--caps 500MB 1GB 2GB]``.
+Run: ``.venv/bin/python benchmarks/bench_memory_cap.py [--size 8192] [--caps 500MB 1GB 2GB] [--runtime R]``
+(``--runtime onnxruntime`` / ``openvino`` fixes the engine; ``auto`` lets the load-time probe choose).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _reset_high_water() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def child(model_path: Path, size: int, cap: str) -> dict:
+def child(model_path: Path, size: int, cap: str, runtime: str = "auto") -> dict:
     import gc
 
     import numpy as np
@@ -93,13 +94,13 @@ def child(model_path: Path, size: int, cap: str) -> dict:
         {"torchscript": WeightsEntry("torchscript", model_path.name)},
     )
     model = Model(description)
-    model.backend()  # load (and convert) before measuring
+    model.backend(runtime=runtime)  # load (and convert) before measuring
     image = (np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32) * 4000).astype(np.float32)
     gc.collect()
     before = psutil.Process().memory_info().rss
     _reset_high_water()
     start = time.perf_counter()
-    result = model.predict(image, processing="spec", max_memory=cap)
+    result = model.predict(image, processing="spec", max_memory=cap, runtime=runtime)
     seconds = time.perf_counter() - start
     peak = _high_water_bytes()
     out = result.images["out"]
@@ -108,6 +109,7 @@ def child(model_path: Path, size: int, cap: str) -> dict:
         "tiles": result.plan.n_tiles,
         "tile": result.plan.tile,
         "seconds": seconds,
+        "runtime": result.runtime,
         "image": image.nbytes,
         "output": out.values.nbytes,
     }
@@ -136,11 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--caps", nargs="+", default=["500MB", "1GB", "2GB"])
+    parser.add_argument("--runtime", default="auto", help="what runs the network (auto, onnxruntime...)")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "SIZE", "CAP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         model, size, cap = args.child
-        print(json.dumps(child(Path(model), int(size), cap)))
+        print(json.dumps(child(Path(model), int(size), cap, args.runtime)))
         return
     from deepij.sizes import parse_memory_size
 
@@ -149,6 +152,7 @@ def main() -> None:
         first = True
         for cap in args.caps:
             command = [sys.executable, __file__, "--child", str(model), str(args.size), cap]
+            command += ["--runtime", args.runtime]
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
             if done.returncode != 0:
                 print(f"# cap {cap} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -162,7 +166,7 @@ def main() -> None:
             print(f"peak_above_baseline_mb_{cap} {run['peak_above'] / 1e6:.1f} MB")
             print(f"cap_mb_{cap} {limit / 1e6:.1f} MB")
             print(f"peak_over_cap_{cap} {run['peak_above'] / limit:.2f} ratio")
-            print(f"tiles_{cap} {run['tiles']} tiles  # tile {run['tile']}")
+            print(f"tiles_{cap} {run['tiles']} tiles  # tile {run['tile']}, runtime {run['runtime']}")
             print(f"seconds_{cap} {run['seconds']:.1f} s")
 
 

@@ -500,3 +500,19 @@ def test_a_bad_image_fails_before_any_weights_load(tmp_path, convnet):
         with pytest.raises(InputError, match=pattern):
             model.predict(unusable, axes="y" if unusable.ndim == 1 else None)
     assert model._backends == {}
+
+
+def test_a_memory_cap_makes_the_onnx_engine_hold_memory_exactly(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPIJ_CACHE_DIR", str(tmp_path / "cache"))
+    written, description = _fixed_onnx_convnet(tmp_path, 64)
+    model = Model(description)
+    image = RNG.random((1, 1, 300, 200), dtype=np.float32)
+    run = {"processing": "none", "runtime": "onnxruntime", "tile": (64, 64)}
+    capped = model.predict(image, max_memory="30MB", **run)
+    backend = model.backend(runtime="onnxruntime")
+    assert backend.exact_memory is True and capped.plan.n_tiles > 1
+    free = model.predict(image, **run)
+    assert model.backend(runtime="onnxruntime") is backend and backend.exact_memory is False
+    reference = _mirror_reference(written, image)
+    np.testing.assert_allclose(capped.images["output"].values, reference, atol=1e-4)
+    np.testing.assert_allclose(free.images["output"].values, reference, atol=1e-4)

@@ -256,6 +256,7 @@ class Model:
             if not _imagej_makes_inputs(chain):
                 checked = self._inputs(chain.pre(source), None, non_finite)
             backend = self.backend(weights_format, device, runtime)
+            self._hold_memory(backend, exact=max_memory is not None)
             notes = list(getattr(backend, "notes", []))
             made = chain.pre(source, backend.weights)  # the ImageJ steps, with the weights' attachments
             raw = checked if checked is not None else self._inputs(made, None, non_finite)
@@ -461,6 +462,14 @@ class Model:
             notes.append(f"blending overlap {width} pixels (the measured receptive radius)")
             return tiling.plan(shapes, plan.tile, "blend", width)
         return plan
+
+    def _hold_memory(self, backend: Backend, exact: bool) -> None:
+        """Under a memory cap the engine's memory must follow what each pass needs (onnxruntime's arena
+        grows by doubling otherwise); without one it keeps its faster pool. A switch rebuilds the engine:
+        what was measured on it no longer holds."""
+        if backend.hold_memory_exactly(exact):
+            for key in [k for k in self._estimates if k[0] == id(backend)]:
+                del self._estimates[key]
 
     def _estimate(
         self, backend: Backend, tiling: ModelTiling, shapes: Mapping, measure: Callable

@@ -130,3 +130,19 @@ def _entry(fmt, source):
     from deepij.bundle.description import WeightsEntry
 
     return WeightsEntry(fmt, source)
+
+
+def test_exact_memory_rebuilds_the_session_and_keeps_the_outputs(convnet, rng):
+    # Under a memory cap the session runs on an arena that grows by what is asked (module notes of
+    # onnx_runtime); the network's outputs are the same either way.
+    torchscript, onnx_net = convnet
+    backend = load_backend(models.describe(onnx_net), runtime="onnxruntime")
+    image = rng.standard_normal((2, 1, 40, 33)).astype(np.float32)
+    pooled = backend.session
+    assert backend.exact_memory is False
+    assert backend.hold_memory_exactly(True) is True and backend.session is not pooled
+    assert backend.hold_memory_exactly(True) is False  # already so: nothing rebuilt
+    np.testing.assert_allclose(backend.predict([image])[0], onnx_net.forward(image)[0], rtol=1e-5, atol=1e-5)
+    assert backend.hold_memory_exactly(False) is True and backend.exact_memory is False
+    torch_backend = load_backend(models.describe(torchscript), runtime="native")
+    assert torch_backend.hold_memory_exactly(True) is False  # torch frees what a pass used

@@ -64,6 +64,13 @@ class Backend(ABC):
             One per ``description.outputs``, in that order and in that tensor's axes.
         """
 
+    def hold_memory_exactly(self, exact: bool) -> bool:
+        """Make the engine's memory follow what each pass needs (``exact``, for runs under a memory cap)
+        or let it keep the faster pool it has by default. Returns True when that changed the engine (memory
+        measured before no longer holds); engines whose memory already follows their passes return False.
+        """
+        return False
+
     def close(self) -> None:
         """Release the framework's resources (sessions, GPU memory). The backend is unusable after."""
         self.closed = True
