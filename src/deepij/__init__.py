@@ -82,6 +82,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "find_model": ("deepij.bundle", "find_model"),
     "install": ("deepij.bundle", "install"),
     "run_workflow": ("deepij.frontdoors.workflow", "run_workflow"),
+    "run_many": ("deepij.pipeline.distributed", "run_many"),
     "test_bundle": ("deepij.trust.reproduce", "test_bundle"),
     "build": ("deepij.trust.build", "build"),
     "validate": ("deepij.trust.validate", "validate"),

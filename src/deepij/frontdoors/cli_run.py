@@ -2,11 +2,17 @@
 
 Outputs are ImageJ TIFFs and CSV tables named after each image, written atomically; ``--resume`` redoes only
 the images an earlier run did not finish. Exit status: 0 all done, 1 some image failed or the bundle could
-not be used, 2 a usage error.
+not be used, 2 a usage error. ``--workers N`` (a local Dask cluster) or ``--scheduler ADDRESS`` (a running
+one) spread the images over worker processes (:mod:`deepij.pipeline.distributed`); a Zarr / OME-Zarr input
+is an image bigger than memory, run tile by tile and written as OME-Zarr chunk by chunk.
 
 Examples
 --------
 ``deepij run old_bundle.zip --input images/ --output out/ --tile 256,256 --resume``
+
+``deepij run bundle/ --input images/ --output out/ --workers 4``
+
+``deepij run bundle/ --input big.ome.zarr --output out.ome.zarr --processing spec``
 """
 
 from __future__ import annotations
@@ -54,6 +60,16 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--weights-format", help="which of the bundle's weights to run (e.g. onnx, torchscript)")
     run.add_argument("--resume", action="store_true", help="skip the images an earlier run finished")
     run.add_argument("--models-dir", help="where to look up a model given by name")
+    scale = run.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes (each loads the model once)",
+    )
+    scale.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on the Dask cluster at ADDRESS (tcp://host:8786)"
+    )
     progress = run.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress",
@@ -100,10 +116,13 @@ def _run_bundle(args: argparse.Namespace) -> int:
     import deepij
     from deepij.errors import ArgumentError, DeepijError
     from deepij.pipeline.batch import image_files, run_batch
+    from deepij.pipeline.zarr_io import is_zarr
 
     try:
         tile = parse_tile(args.tile)
-        files = image_files(args.input)
+        if args.workers is not None and args.workers < 1:
+            raise ArgumentError(f"--workers {args.workers}: expected a positive number of worker processes")
+        files = [] if is_zarr(args.input) else image_files(args.input)
         model = deepij.load(_bundle_source(args.bundle, args.models_dir))
     except ArgumentError as error:
         print(f"deepij run: {error}", file=sys.stderr)
@@ -117,15 +136,21 @@ def _run_bundle(args: argparse.Namespace) -> int:
         "processing": args.processing,
         "weights_format": args.weights_format,
     }
+    chosen = {k: v for k, v in options.items() if v is not None}
+    scale_out = {"workers": args.workers, "scheduler": args.scheduler}
     try:
-        report = run_batch(
-            model,
-            files,
-            args.output,
-            resume=args.resume,
-            progress=args.progress,
-            **{k: v for k, v in options.items() if v is not None},
-        )
+        if not files:
+            return _run_zarr(model, args, chosen, scale_out)
+        if args.workers is not None or args.scheduler is not None:
+            from deepij.pipeline.distributed import run_many
+
+            report = run_many(
+                model, files, args.output, resume=args.resume, progress=args.progress, **scale_out, **chosen
+            )
+        else:
+            report = run_batch(
+                model, files, args.output, resume=args.resume, progress=args.progress, **chosen
+            )
     except ArgumentError as error:
         print(f"deepij run: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -133,6 +158,25 @@ def _run_bundle(args: argparse.Namespace) -> int:
         model.close()
     print(report.summary())
     return report.exit_code
+
+
+def _run_zarr(
+    model: Any, args: argparse.Namespace, options: dict[str, Any], scale_out: dict[str, Any]
+) -> int:
+    """A Zarr / OME-Zarr input: the outputs written as OME-Zarr, chunk by chunk."""
+    from deepij.errors import DeepijError
+    from deepij.pipeline.distributed import run_zarr
+
+    try:
+        written = run_zarr(model, args.input, args.output, **scale_out, **options)
+    except DeepijError as error:
+        if isinstance(error, ValueError):
+            raise  # an argument error: the caller's usage error
+        print(f"deepij run: {error}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 def _bundle_source(bundle: str, models_dir: str | None) -> str | Path:

@@ -1,0 +1,346 @@
+"""Many images across Dask workers: ``deepij.run_many(model, files, output, client=...)`` and
+``deepij run --workers N`` / ``--scheduler ADDRESS``.
+
+Each worker process loads the network once and keeps it (:class:`ModelWorker`, a Dask ``WorkerPlugin``;
+tasks find the loaded model through a :class:`ModelRef`), and starts its own ImageJ only when the bundle
+runs ImageJ steps (one JVM per process, started by the first such image). Threads are shared out so that
+N workers do not oversubscribe the cores: one Dask thread per worker, and ``cores // N`` threads for the
+framework (``OMP_NUM_THREADS`` and friends, torch's and onnxruntime's intra-op threads).
+
+The guarantees are :func:`deepij.pipeline.batch.run_batch`'s: outputs written atomically with a completion
+marker last, ``resume=True`` skips what an earlier run finished, one bad image is reported and skipped, a
+summary at the end. A worker that dies mid-image (killed, out of memory) loses nothing: Dask runs its task
+again on another worker; the image's files are complete or absent (temporary name, then rename), always
+under the same names, so an image is never written twice or half; what the dead worker left half-written
+is removed at the end.
+
+Examples
+--------
+>>> from dask.distributed import Client, LocalCluster                            # doctest: +SKIP
+>>> client = Client(LocalCluster(n_workers=4, threads_per_worker=1))              # doctest: +SKIP
+>>> report = deepij.run_many(deepij.load("bundle/"), "images/", "out/", client=client)  # doctest: +SKIP
+>>> print(report.summary())                                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from deepij.errors import ArgumentError
+from deepij.pipeline.model_ref import LOADED, LOADING, BackendRef, ModelRef
+
+if TYPE_CHECKING:
+    from deepij.pipeline.batch import BatchReport, ImageOutcome
+    from deepij.pipeline.model import Model
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+"""Environment variables that cap the frameworks' threads in a worker process."""
+
+def framework_threads(workers: int, cores: int | None = None) -> int:
+    """Framework threads per worker so that ``workers`` processes share the cores without oversubscribing.
+
+    Examples
+    --------
+    >>> framework_threads(2, cores=16), framework_threads(4, cores=2)
+    (8, 1)
+    """
+    return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+
+
+class ModelWorker(WorkerPlugin):
+    """A Dask worker plugin: caps the frameworks' threads, loads the network once and keeps it.
+
+    Parameters
+    ----------
+    backend : BackendRef
+        The network to load (the model, weights, device, runtime).
+    threads : int
+        Framework threads for this worker (:func:`framework_threads`).
+    """
+
+    name = "deepij-model"
+
+    def __init__(self, backend: BackendRef, threads: int) -> None:
+        self.backend = backend
+        self.threads = threads
+
+    def setup(self, worker: Any = None) -> None:
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(self.threads)
+        model = self.backend.model.model()
+        key = (self.backend.weights_format, self.backend.device, self.backend.runtime)
+        if key not in model._backends:
+            from deepij.inference.backends import load_backend
+
+            model._backends[key] = load_backend(
+                model.description,
+                self.backend.weights_format,
+                self.backend.device,
+                model.allow_code,
+                runtime=self.backend.runtime,
+                verify=model.verify,
+                threads=self.threads,
+            )
+        if "torch" in sys.modules:  # torch's thread count is process-wide
+            from deepij.inference.backends.torch_runner import set_threads
+
+            set_threads(self.threads)
+
+    def teardown(self, worker: Any = None) -> None:
+        with LOADING:
+            model = LOADED.pop(self.backend.model.token, None)
+        if model is not None:
+            model.close()
+
+
+# --- running images on workers --------------------------------------------------------------------------
+
+
+def run_many(
+    model: Model,
+    inputs: str | Path | Sequence[str | Path],
+    output: str | Path,
+    *,
+    client: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_image: Callable[[ImageOutcome], None] | None = None,
+    **predict_options: Any,
+) -> BatchReport:
+    """Run ``model`` on each image on Dask workers and save its outputs into ``output``.
+
+    Parameters
+    ----------
+    model : Model
+        A loaded model; each worker loads its own copy once (from the same bundle).
+    inputs, output, resume, progress, on_image, **predict_options
+        As for :func:`deepij.pipeline.batch.run_batch`.
+    client : dask.distributed.Client, optional
+        The cluster to use. Otherwise ``scheduler`` (the address of a running scheduler) or a local
+        cluster of ``workers`` processes is started for the run and closed after it.
+    workers : int, optional
+        Worker processes of the local cluster (default: one per core).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``).
+
+    Returns
+    -------
+    BatchReport
+        One outcome per image, in the order of the inputs; ``summary()``, ``exit_code``.
+
+    Raises
+    ------
+    ArgumentError
+        No input image, an output folder that cannot be made, or ``client`` with ``workers``/``scheduler``.
+    """
+    from deepij.pipeline.batch import (
+        MARKERS,
+        BatchReport,
+        _finished,
+        _progress_bar,
+        image_files,
+        output_prefixes,
+        remove_leftovers,
+    )
+
+    if client is not None and (workers is not None or scheduler is not None):
+        raise ArgumentError("client: give a client, or workers=/scheduler= to make one, not both")
+    files = [Path(p) for p in inputs] if isinstance(inputs, Sequence) and not isinstance(inputs, str) else (
+        image_files(inputs))
+    if not files:
+        raise ArgumentError("inputs: no image to run on (expected a file, a folder or a list of files)")
+    folder = Path(output).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ArgumentError(f"output: {str(folder)!r} is a file (expected a folder)")
+    (folder / MARKERS).mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)
+    prefixes = output_prefixes(files)
+    outcomes: dict[Path, ImageOutcome] = {}
+    todo = []
+    for source in files:
+        done = _finished(source, folder, prefixes[source]) if resume else None
+        if done is not None:
+            outcomes[source] = done
+        else:
+            todo.append(source)
+    with (
+        _client(client, workers, scheduler) as (active, count),
+        _progress_bar(len(files), progress) as advance,
+    ):
+        for source in files:
+            if source in outcomes:
+                _tell(outcomes[source], on_image, advance)
+        if todo:
+            ref = BackendRef.of(
+                model,
+                predict_options.get("weights_format"),
+                predict_options.get("device"),
+                predict_options.get("runtime", "auto"),
+            )
+            active.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
+            for outcome in _run_on_workers(active, ref.model, todo, folder, prefixes, predict_options):
+                outcomes[outcome.source] = outcome
+                _tell(outcome, on_image, advance)
+    remove_leftovers(folder)  # what a killed worker left half-written
+    return BatchReport([outcomes[f] for f in files], folder)
+
+
+def _tell(outcome: ImageOutcome, on_image: Callable[[ImageOutcome], None] | None, advance: Any) -> None:
+    if on_image is not None:
+        on_image(outcome)
+    advance(outcome.source.name, outcome.status)
+
+
+def _run_on_workers(
+    client: Any,
+    ref: ModelRef,
+    files: Sequence[Path],
+    folder: Path,
+    prefixes: Mapping[Path, str],
+    options: Mapping[str, Any],
+) -> Iterator[ImageOutcome]:
+    """Submit one task per image; yield outcomes as they finish (a task lost with its worker runs again
+    elsewhere; one that keeps killing workers is reported as failed)."""
+    from dask.distributed import as_completed
+
+    from deepij.pipeline.batch import ImageOutcome
+
+    token = uuid.uuid4().hex[:8]
+    futures = {
+        client.submit(
+            run_image, ref, source, folder, prefixes[source], dict(options),
+            key=f"deepij-image-{index}-{token}", pure=False,
+        ): source
+        for index, source in enumerate(files)
+    }
+    for future in as_completed(futures):
+        source = futures[future]
+        try:
+            outcome = future.result()
+        except Exception as error:  # the task itself failed (its workers died), not the image
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            outcome = ImageOutcome(source, "failed", 0.0, error=message)
+        yield outcome
+
+
+def run_image(
+    ref: ModelRef, source: Path, folder: Path, prefix: str, options: Mapping[str, Any]
+) -> ImageOutcome:
+    """One image on a worker, as :func:`~deepij.pipeline.batch.run_batch` runs it (atomic outputs, marker
+    last); the outcome without the exception object (it may not travel between processes)."""
+    from dataclasses import replace
+
+    from deepij.pipeline.batch import _run_one
+
+    started = time.perf_counter()
+    outcome = _run_one(ref.model(), source, folder, prefix, options)
+    outcome = replace(outcome, exception=None, seconds=time.perf_counter() - started)
+    return outcome
+
+
+@contextlib.contextmanager
+def _client(client: Any, workers: int | None, scheduler: str | None) -> Iterator[tuple[Any, int]]:
+    """(the client to use, how many workers share this machine's cores); a cluster made here is closed."""
+    if client is not None:
+        yield client, _worker_count(client)
+        return
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as remote:
+            _say_dashboard(remote)
+            yield remote, _worker_count(remote)
+        return
+    count = workers or os.cpu_count() or 1
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ArgumentError(f"workers: expected a positive number of worker processes, not {workers!r}")
+    threads = framework_threads(count)
+    env = {variable: str(threads) for variable in THREAD_VARIABLES}
+    dashboard = ":0" if _has_bokeh() else None
+    with (
+        LocalCluster(
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=dashboard,
+            env=env,
+        ) as cluster,
+        Client(cluster) as local,
+    ):
+        _say_dashboard(local)
+        yield local, count
+
+
+def _worker_count(client: Any) -> int:
+    """Workers that share one machine's cores (the most on any one host)."""
+    hosts: dict[str, int] = {}
+    for address in client.scheduler_info().get("workers", {}):
+        host = address.rsplit(":", 1)[0]
+        hosts[host] = hosts.get(host, 0) + 1
+    return max(hosts.values(), default=1)
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
+
+
+def _say_dashboard(client: Any) -> None:
+    if _has_bokeh() and getattr(client, "dashboard_link", None):
+        print(f"deepij: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
+
+
+def run_zarr(
+    model: Model,
+    source: str | Path,
+    output: str | Path,
+    *,
+    client: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    **predict_options: Any,
+) -> list[Path]:
+    """Run ``model`` on a Zarr / OME-Zarr image bigger than memory and write each image output as OME-Zarr,
+    chunk by chunk (``deepij run --input big.ome.zarr --output out.ome.zarr``).
+
+    The one image output goes to ``output``; with several, each to ``<output>_<name>.ome.zarr`` next to it.
+    The tiles run on ``client`` (or a cluster made from ``workers`` / ``scheduler``), else on Dask's threads
+    in this process.
+
+    Examples
+    --------
+    >>> run_zarr(deepij.load("bundle/"), "big.ome.zarr", "out.ome.zarr", processing="spec")  # doctest: +SKIP
+    [PosixPath('out.ome.zarr')]
+    """
+    from deepij.pipeline.zarr_io import write_ome_zarr
+
+    target = Path(output).expanduser()
+    context = (
+        _client(client, workers, scheduler)
+        if client is not None or workers is not None or scheduler is not None
+        else contextlib.nullcontext((None, 1))
+    )
+    with context:
+        prediction = model.predict(str(source), **predict_options)
+        names = list(prediction.images)
+        written = []
+        for name in names:
+            if len(names) == 1:
+                path = target
+            else:
+                stem = target.name[: -len(".ome.zarr")] if target.name.endswith(".ome.zarr") else target.stem
+                path = target.with_name(f"{stem}_{name}.ome.zarr")
+            written.append(write_ome_zarr(prediction.images[name].rename(name), path))
+    return written
