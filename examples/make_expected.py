@@ -3,15 +3,22 @@
 Needs the weights and test tensors ``train_demo_model.py`` writes. Then:
 
 1. ``exampleImage.tif``: the synthetic image of seed ``nuclei_data.EXAMPLE_SEED`` (512 x 512, 16-bit,
-   written with ImageJ's own TIFF writer);
-2. ``rdf.yaml``: the 0.5 descriptor, with the sha256 of the weights and test tensors;
+   written with ImageJ's own TIFF writer); ``sample_input.tif`` and ``sample_output.tif``: the test tensors
+   as 32-bit ImageJ TIFFs (the zoo reads sample tensors as images, never ``.npy``);
+2. ``rdf.yaml``: the 0.5 descriptor, with the sha256 of the weights, test and sample tensors;
 3. the expected result, chaining deepij's pieces by hand (``nuclei_chain.segment``): the pre-processing
    macro in ImageJ, the network with ``processing="none"`` (TorchScript weights), the post-processing macro
    in ImageJ; written as ``resultImage.tif`` (the labels, 16-bit) and ``resultTable.csv`` (the Results);
 4. ``cover.png``: the example image and its labels;
 5. ``rdf.yaml`` again, with the measured runtime in ``config.deepimagej.test_information``.
 
-Usage: ``python examples/make_expected.py [--bundle examples/nuclei_bundle]``
+The descriptor is valid for bioimageio.spec 0.5 (space axes without a unit: ``pixel`` is not one of its
+units; tensor descriptions of at most 128 characters; image sample tensors) and keeps ``config.deepimagej``
+for deepImageJ. ``--descriptor-only`` rewrites the sample tensors and ``rdf.yaml`` alone (steps 1 and 5,
+keeping the runtime ``rdf.yaml`` records) from the files already in the bundle: the example image, its
+expected result and the cover stay as they are.
+
+Usage: ``python examples/make_expected.py [--bundle examples/nuclei_bundle] [--descriptor-only]``
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from train_demo_model import ONNX, SPEC_PERCENTILES, TEST_INPUT, TEST_OUTPUT, TO
 BUNDLE = Path(__file__).with_name("nuclei_bundle")
 EXAMPLE_IMAGE, RESULT_IMAGE, RESULT_TABLE = "exampleImage.tif", "resultImage.tif", "resultTable.csv"
 COVER = "cover.png"
+SAMPLE_INPUT, SAMPLE_OUTPUT = "sample_input.tif", "sample_output.tif"
+SAMPLES = {TEST_INPUT: SAMPLE_INPUT, TEST_OUTPUT: SAMPLE_OUTPUT}
+"""Each test tensor and the image written from it as its sample tensor."""
 NAME = "deepij demo nuclei U-Net"
 HALO = 24
 """The network's receptive field reaches 22 pixels; the halo is the next multiple of 4 (2 poolings)."""
@@ -44,10 +54,15 @@ def sha256(path: Path) -> str:
 
 
 def _space_axis(axis: str, size: Any, halo: int = 0) -> dict[str, Any]:
-    entry: dict[str, Any] = {"type": "space", "id": axis, "size": size, "unit": "pixel"}
+    # no unit: the 0.5 spec knows lengths (micrometer, ...) only, and these synthetic pixels have none
+    entry: dict[str, Any] = {"type": "space", "id": axis, "size": size}
     if halo:
         entry["halo"] = halo
     return entry
+
+
+def _file(folder: Path, name: str) -> dict[str, str]:
+    return {"source": name, "sha256": sha256(folder / name)}
 
 
 def descriptor(folder: Path, runtime: str | None = None) -> dict[str, Any]:
@@ -80,16 +95,16 @@ def descriptor(folder: Path, runtime: str | None = None) -> dict[str, Any]:
         "inputs": [
             {
                 "id": "input",
-                "description": "One fluorescence channel (nuclear stain), any intensity range; normalised by "
-                "per_sample_scale_range.ijm in ImageJ, or by the scale_range op below elsewhere.",
+                "description": "Nuclear stain, one channel, any intensity range; normalised by "
+                "per_sample_scale_range.ijm in ImageJ or by the scale_range op.",  # 128 characters at most
                 "axes": [
                     {"type": "batch"},
                     {"type": "channel", "channel_names": ["nuclei"]},
                     _space_axis("y", {"min": 64, "step": 16}),
                     _space_axis("x", {"min": 64, "step": 16}),
                 ],
-                "test_tensor": {"source": TEST_INPUT, "sha256": sha256(folder / TEST_INPUT)},
-                "sample_tensor": {"source": TEST_INPUT, "sha256": sha256(folder / TEST_INPUT)},
+                "test_tensor": _file(folder, TEST_INPUT),
+                "sample_tensor": _file(folder, SAMPLE_INPUT),
                 "data": {"type": "float32"},
                 "preprocessing": [
                     {"id": "scale_range", "kwargs": {"axes": ["y", "x"],
@@ -108,8 +123,8 @@ def descriptor(folder: Path, runtime: str | None = None) -> dict[str, Any]:
                     _space_axis("y", {"tensor_id": "input", "axis_id": "y"}, HALO),
                     _space_axis("x", {"tensor_id": "input", "axis_id": "x"}, HALO),
                 ],
-                "test_tensor": {"source": TEST_OUTPUT, "sha256": sha256(folder / TEST_OUTPUT)},
-                "sample_tensor": {"source": TEST_OUTPUT, "sha256": sha256(folder / TEST_OUTPUT)},
+                "test_tensor": _file(folder, TEST_OUTPUT),
+                "sample_tensor": _file(folder, SAMPLE_OUTPUT),
                 "data": {"type": "float32", "range": [0.0, 1.0]},
             }
         ],
@@ -150,6 +165,21 @@ def write_descriptor(folder: Path, runtime: str | None = None) -> Path:
     return _write_atomically(folder / "rdf.yaml", text.encode())
 
 
+def write_sample_tensors(session: Any, folder: Path) -> None:
+    """``sample_input.tif`` and ``sample_output.tif``: the test tensors' ``(y, x)`` planes, 32-bit, with
+    ImageJ's writer (the values unchanged)."""
+    for test, sample in SAMPLES.items():
+        plane = np.load(folder / test)[0, 0]
+        session.save_tiff(plane, folder / sample, title=Path(sample).stem)
+
+
+def recorded_runtime(folder: Path) -> str | None:
+    """The runtime the bundle's ``rdf.yaml`` records in ``config.deepimagej.test_information``."""
+    recorded = yaml.safe_load((folder / "rdf.yaml").read_text(encoding="utf-8"))
+    runtime: str | None = recorded["config"]["deepimagej"]["test_information"]["runtime"]
+    return runtime
+
+
 def _write_atomically(path: Path, data: bytes) -> Path:
     handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -166,10 +196,18 @@ def _write_atomically(path: Path, data: bytes) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=BUNDLE, help="the bundle folder (weights written)")
-    folder = parser.parse_args(argv).bundle
+    parser.add_argument("--descriptor-only", action="store_true",
+                        help="rewrite only the sample tensors and rdf.yaml (the shipped result stays)")
+    options = parser.parse_args(argv)
+    folder = options.bundle
     import deepij
 
     session = deepij.imagej()
+    write_sample_tensors(session, folder)
+    if options.descriptor_only:
+        write_descriptor(folder, runtime=recorded_runtime(folder))
+        print(f"wrote {SAMPLE_INPUT}, {SAMPLE_OUTPUT} and rdf.yaml in {folder}")
+        return 0
     nuclei = synthetic_nuclei(EXAMPLE_SIZE, EXAMPLE_COUNT, seed=EXAMPLE_SEED)
     session.save_tiff(nuclei.image, folder / EXAMPLE_IMAGE, title="exampleImage")
     write_descriptor(folder)
@@ -186,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(table)} ({int(labels.max())} labels), mean area {table['Area'].mean():.0f} px, "
           f"probability range {probability.min():.3f}..{probability.max():.3f}, in {result.seconds:.1f} s "
           f"(histogram bins {HISTOGRAM_BINS})")
-    print(f"wrote {RESULT_IMAGE}, {RESULT_TABLE}, {COVER} and rdf.yaml in {folder}")
+    print(f"wrote {RESULT_IMAGE}, {RESULT_TABLE}, {COVER}, {SAMPLE_INPUT}, {SAMPLE_OUTPUT} and rdf.yaml in "
+          f"{folder}")
     return 0
 
 
