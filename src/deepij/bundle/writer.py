@@ -8,8 +8,6 @@ and ``format_version`` differ). What a version cannot express is refused with a 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from deepij.bundle.locations import check_path_argument
 from deepij.bundle.readers.legacy import LEGACY_FILE_LISTS
 from deepij.bundle.writer_v0_4 import legacy_tensors, legacy_weights_extra
 from deepij.errors import ArgumentError
+from deepij.files import write_atomically
 
 WRITTEN_VERSIONS = {"0.5": "0.5.4", "0.4": "0.4.10"}
 _LONG_IDS = {"b": "batch", "c": "channel", "i": "index", "t": "time"}
@@ -90,15 +89,7 @@ def write_descriptor(description: ModelDescription, path: str | Path, format_ver
     if path.is_dir():
         path = path / "rdf.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, text)
 
 
 def descriptor_data(description: ModelDescription, format_version: str = "0.5") -> dict[str, Any]:

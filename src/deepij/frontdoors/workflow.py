@@ -27,13 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepij.errors import ArgumentError, ArgumentTypeError
-from deepij.pipeline.batch import (
-    BatchReport,
-    ImageOutcome,
-    image_files,
-    output_prefixes,
-    write_atomically,
-)
+from deepij.files import write_atomically
+from deepij.pipeline.batch import BatchReport, ImageOutcome, image_files, output_prefixes
 
 if TYPE_CHECKING:
     from deepij.imagej.session import Session

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from deepij.errors import ArgumentError
+from deepij.files import PARTIAL_SUFFIX, write_atomically
 
 if TYPE_CHECKING:
     from deepij.pipeline.model import Model
@@ -45,7 +44,7 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".png", ".jpg", ".jpeg", ".bmp", 
 """The files of a folder that are images to run on (case-insensitive)."""
 MARKERS = ".deepij-batch"
 """The folder (inside the output folder) of the per-image completion markers."""
-_TEMPORARY = (".partial", ".tmp")
+_TEMPORARY = (PARTIAL_SUFFIX, ".tmp")
 
 Status = Literal["done", "already done", "failed"]
 
@@ -280,30 +279,7 @@ def _write_marker(marker: Path, source: Path, folder: Path, outputs: Sequence[Pa
         "source": _source_record(source),
         "outputs": [str(p.resolve().relative_to(folder.resolve())) for p in outputs],
     }
-    write_atomically(marker, json.dumps(record, indent=1).encode("utf-8"))
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that the file is there complete or not at all (temp file, fsync,
-    rename).
-
-    Examples
-    --------
-    >>> write_atomically(Path("out/notes.txt"), b"done")  # doctest: +SKIP
-    PosixPath('out/notes.txt')
-    """
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
+    write_atomically(marker, json.dumps(record, indent=1), sync=True)  # the record that says an image is done
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

@@ -12,7 +12,6 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepij.errors import ArgumentError
+from deepij.files import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,11 +186,13 @@ class Prediction:
             for name, image in self.images.items():
                 path = target / f"{_file_stem(name, prefix)}.tif"
                 info = self._info(name)
-                _atomic_write(path, lambda p, image=image, info=info: _write_tiff(p, image, info))
+                with atomic_path(path) as partial:
+                    _write_tiff(partial, image, info)
                 written.append(path)
             for name, frame in self.tables.items():
                 path = target / f"{_file_stem(name, prefix)}.csv"
-                _atomic_write(path, lambda p, frame=frame: _write_csv(p, frame))
+                with atomic_path(path) as partial:
+                    _write_csv(partial, frame)
                 written.append(path)
         except BaseException:
             for path in written:
@@ -277,16 +279,6 @@ def _file_stem(name: str, prefix: str | None) -> str:
     if not isinstance(prefix, str):
         raise ArgumentError(f"prefix: expected a str or None, found {type(prefix).__name__}")
     return f"{_UNSAFE.sub('_', prefix)}_{cleaned}"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
 
 
 def _imagej_layout(image: xr.DataArray) -> xr.DataArray:

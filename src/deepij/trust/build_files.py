@@ -12,13 +12,13 @@ Examples
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from deepij.files import atomic_path
 
 IMAGEJ_ORDER = "tzcyx"
 """The order of ImageJ hyperstack dims (TZCYX), which ImageJ TIFFs are written in."""
@@ -99,17 +99,9 @@ def write_cover(images: Sequence[np.ndarray], path: Path) -> Path:
 def zip_folder(folder: Path, target: Path) -> Path:
     """The folder's files at the root of a zip (how the zoo and deepImageJ ship bundles), written
     atomically."""
-    handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-                archive.write(file, file.relative_to(folder).as_posix())
-        os.chmod(partial, 0o644)  # mkstemp makes it private
-        os.replace(partial, target)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            archive.write(file, file.relative_to(folder).as_posix())
     return target
 
 

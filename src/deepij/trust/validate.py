@@ -118,7 +118,7 @@ class Validation:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write :attr:`table` as CSV (``inf`` as ``inf``, NaN as an empty cell), atomically."""
-        from deepij.pipeline.batch import write_atomically
+        from deepij.files import write_atomically
 
         target = Path(path)
         return write_atomically(target, self.table.to_csv(index=False).encode())
@@ -138,7 +138,7 @@ class Validation:
 
         NaN is ``null``; infinities are the strings ``"inf"`` and ``"-inf"`` (JSON has no number for them).
         """
-        from deepij.pipeline.batch import write_atomically
+        from deepij.files import write_atomically
 
         document = {
             "metrics": _records(self.table),
@@ -154,7 +154,7 @@ class Validation:
         target.mkdir(parents=True, exist_ok=True)
         written = [self.to_csv(target / "validation.csv"), self.to_json(target / "validation.json")]
         if not self.per_label.empty:
-            from deepij.pipeline.batch import write_atomically
+            from deepij.files import write_atomically
 
             csv = self.per_label.to_csv(index=False).encode()
             written.append(write_atomically(target / "validation_labels.csv", csv))
