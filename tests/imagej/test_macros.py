@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -84,6 +85,109 @@ def test_several_input_images_by_title_and_dict_args(session):
     assert result.value == "second|mode=fast label=[two words] flag"
     assert set(result.images) == {"first", "second", "sum"}
     assert result.images["sum"].values.max() == 13
+
+
+# --- tables= : Results and named tables open when the macro starts -----------------------------------------
+
+MEASUREMENTS = pd.DataFrame({"Area": [12.0, 30.0, 7.5], "Mean": [101.0, 88.5, 240.0]})
+SUM_AND_EXTEND_RESULTS = """// what a lab macro does with the measurements it finds in the Results table
+n = nResults;
+total = 0;
+for (i = 0; i < n; i++)
+    total = total + getResult("Area", i);
+setResult("Area", n, total);
+setResult("Mean", n, getResult("Mean", 2) / 2);
+updateResults();
+return "" + n + " " + total;
+"""
+
+
+def test_a_macro_reads_and_extends_the_given_results(session):
+    result = session.run_macro(SUM_AND_EXTEND_RESULTS, tables={"Results": MEASUREMENTS})
+    assert result.value == "3 49.5"  # 12 + 30 + 7.5
+    table = result.tables["Results"]
+    assert table["Area"].tolist() == [12.0, 30.0, 7.5, 49.5]
+    assert table["Mean"].tolist() == [101.0, 88.5, 240.0, 120.0]
+    assert MEASUREMENTS["Area"].tolist() == [12.0, 30.0, 7.5]  # the caller's frame is not touched
+
+
+def test_a_macro_reads_and_changes_a_named_table(session):
+    wells = pd.DataFrame({"well": ["B2", "C7"], "dilution": [4.0, 16.0]})
+    result = session.run_macro("""
+        selectWindow("plate layout");
+        first = Table.get("dilution", 1, "plate layout");
+        Table.set("dilution", 0, first * 2, "plate layout");
+        Table.set("done", 1, 1, "plate layout");
+        Table.update("plate layout");
+        return "" + Table.size("plate layout") + " " + Table.getString("well", 1, "plate layout") + " "
+            + isOpen("plate layout");
+    """, tables={"plate layout": wells})
+    assert result.value == "2 C7 1"
+    changed = result.tables["plate layout"]
+    assert changed["well"].tolist() == ["B2", "C7"]
+    assert changed["dilution"].tolist() == [32.0, 16.0]
+    assert changed["done"].tolist() == [0.0, 1.0]  # ImageJ fills a new column's other rows with 0
+    assert "Results" not in result.tables  # only the named table was given and none was measured
+
+
+def test_results_and_named_tables_together_with_an_image(session):
+    image = np.arange(16, dtype="float32").reshape(4, 4)
+    counts = pd.DataFrame({"objects": [3.0]})
+    result = session.run_macro("""
+        scale = Table.get("factor", 0, "calibration");
+        run("Multiply...", "value=" + scale);
+        return "" + getResult("objects", 0) + " " + getPixel(3, 3) + " " + getTitle();
+    """, image={"cells": image}, tables={"Results": counts, "calibration": pd.DataFrame({"factor": [0.5]})})
+    assert result.value == "3 7.5 cells"  # pixel (3, 3) is 15, halved
+    np.testing.assert_array_equal(result.images["cells"].values, image * 0.5)
+    assert list(result.tables) == ["Results", "calibration"]
+
+
+def test_a_given_resultstable_is_copied(session):
+    mine = session.to_resultstable(pd.DataFrame({"Area": [1.0, 2.0]}))
+    result = session.run_macro('setResult("Area", 0, 99);\nupdateResults();', tables={"Results": mine})
+    assert result.tables["Results"]["Area"].tolist() == [99.0, 2.0]
+    assert session.to_dataframe(mine)["Area"].tolist() == [1.0, 2.0]  # ImageJ was cleaned; ours is intact
+
+
+def test_given_tables_do_not_outlive_their_run(session):
+    session.run_macro("x = 1;", tables={"Results": MEASUREMENTS, "plate layout": MEASUREMENTS})
+    assert session.run_macro('return "" + nResults + " " + isOpen("plate layout");').value == "0 0"
+
+
+def test_a_table_window_activated_after_its_run_is_not_the_next_runs_results(session):
+    # ImageJ's event thread can deliver a table window's activation after the run that showed it ended (and
+    # its window was closed): ImageJ then makes that closed window its front table again, and getResult
+    # falls back to the front table when Results is empty. Here the late activation is done by hand, as
+    # the event thread's handler does it (WindowManager.setWindow).
+    left = session.run_macro('Table.create("layout");\nTable.set("Mean", 0, 5);\nTable.update("layout");')
+    assert left.tables["layout"]["Mean"].tolist() == [5.0]
+    closed = next(w for w in jc.Window.getWindows() if str(getattr(w, "getTitle", lambda: "")()) == "layout")
+    jc.WindowManager.setWindow(jc.Frame @ closed)
+    with pytest.raises(MacroError, match="No results found"):
+        session.run_macro('mean = getResult("Mean", nResults - 1);')
+
+
+@pytest.mark.parametrize("tables, error, names", [
+    ([("Results", MEASUREMENTS)], ArgumentTypeError, r"tables: expected a dict of table title -> pandas"),
+    ({3: MEASUREMENTS}, ArgumentTypeError, r"tables: dict keys are table titles \(non-empty str\), found 3"),
+    ({" ": MEASUREMENTS}, ArgumentError, r"tables: dict keys are table titles \(non-empty str\), found ' '"),
+    ({"counts": [1, 2]}, ArgumentTypeError,
+     r"tables\['counts'\]: expected a pandas DataFrame or ij.measure.ResultsTable, found list"),
+    ({"counts": pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])}, ArgumentError,
+     r"tables\['counts'\]: repeated column names \['a'\]"),
+    ({"counts": pd.DataFrame({"when": [object()]})}, ArgumentError,
+     r"tables\['counts'\]\['when'\] row 0: object .* cannot go into a ResultsTable"),
+])
+def test_bad_tables_are_named(session, tables, error, names):
+    with pytest.raises(error, match=names):
+        session.run_macro("x = 1;", tables=tables)
+
+
+def test_module_level_run_macro_takes_tables(session):
+    result = deepij.run_macro('return "" + nResults + " " + getResult("Mean", 1);',
+                              tables={"Results": MEASUREMENTS})
+    assert result.value == "3 88.5"
 
 
 def test_imageplus_input_is_processed_in_place(session):

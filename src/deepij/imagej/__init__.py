@@ -78,15 +78,18 @@ def imagej(
 
 
 def run_macro(macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
-              timeout: float | None = None, answers: Mapping[str, Any] | None = None) -> MacroResult:
+              timeout: float | None = None, answers: Mapping[str, Any] | None = None,
+              tables: Mapping[str, Any] | None = None) -> MacroResult:
     """Run an ImageJ macro in the process's session (started if needed). See :meth:`Session.run_macro`.
 
     Examples
     --------
     >>> result = deepij.run_macro("normalize.ijm", image)      # doctest: +SKIP
     >>> result = deepij.run_macro("workshop.ijm", answers={"Choose input folder": "/data"})  # doctest: +SKIP
+    >>> result = deepij.run_macro("sum areas.ijm", tables={"Results": measurements})  # doctest: +SKIP
     """
-    return get_session().run_macro(macro, image=image, args=args, timeout=timeout, answers=answers)
+    return get_session().run_macro(macro, image=image, args=args, timeout=timeout, answers=answers,
+                                   tables=tables)
 
 
 class _CallableModule(types.ModuleType):

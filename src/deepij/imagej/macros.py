@@ -3,7 +3,8 @@
 Each run goes like this (on the session's macro thread, while the calling thread watches):
 
 1. ImageJ is reset to a clean state (no images, tables, ROIs, log; settings as at start-up);
-2. the input images are opened in batch mode, the last one current;
+2. the input images are opened in batch mode, the last one current, then the run's tables (``Results``
+   and named tables);
 3. the macro runs in ImageJ's own interpreter (``ij.macro.Interpreter``);
 4. everything it left open is converted (images -> xarray, tables -> DataFrame, the log, its return value);
 5. ImageJ is reset again.
@@ -69,6 +70,8 @@ class MacroHost(Protocol):
 
     def prepare_inputs(self, image: Any) -> list[Any]: ...
     def open_inputs(self, imps: list[Any], *, reset_batch: bool = True) -> None: ...
+    def prepare_tables(self, tables: Any) -> list[tuple[str, Any]]: ...
+    def open_tables(self, prepared: list[tuple[str, Any]]) -> None: ...
     def log_capture(self) -> contextlib.AbstractContextManager[LogCapture]: ...
 
 
@@ -115,21 +118,24 @@ class MacroRunner:
 
     # ----------------------------------------------------------------------------------------- public
     def run(self, macro: str | Path, image: Any = None, args: Any = None, timeout: float | None = None,
-            answers: Any = None) -> results.MacroResult:
+            answers: Any = None, tables: Any = None) -> results.MacroResult:
         """See :meth:`deepij.imagej.session.Session.run_macro`."""
         code, source = read_macro(macro)
         argument = format_options(args, argument="args")
         check_timeout(timeout)
         given_answers = questions.normalize_answers(answers)
         if self._worker is not None and self._worker.is_current() and self._active is not None:
-            return self._run_nested(code, source, image, argument, given_answers)
+            return self._run_nested(code, source, image, argument, given_answers, tables)
         with self._lock:
             inputs = self._session.prepare_inputs(image)
+            given_tables = self._session.prepare_tables(tables)
             run = _Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()},
                        answers=given_answers, code_lines=code.splitlines())
             self._active = run
             try:
-                future = self._current_worker().submit(lambda: self._execute(run, code, inputs, argument))
+                future = self._current_worker().submit(
+                    lambda: self._execute(run, code, inputs, given_tables, argument)
+                )
                 outcome = self._watch(run, future, timeout)
             finally:
                 self._active = None
@@ -174,8 +180,9 @@ class MacroRunner:
             self._worker = Worker()
         return self._worker
 
-    def _execute(self, run: _Run, code: str, inputs: list[Any], argument: str) -> _Outcome:
-        """On the macro thread: clean, open inputs, run, collect, clean."""
+    def _execute(self, run: _Run, code: str, inputs: list[Any], given_tables: list[tuple[str, Any]],
+                 argument: str) -> _Outcome:
+        """On the macro thread: clean, open inputs and tables, run, collect, clean."""
         run.java_thread = jc.Thread.currentThread()
         if jstr(run.java_thread.getName()) != MACRO_THREAD_NAME:
             run.java_thread.setName(MACRO_THREAD_NAME)
@@ -183,6 +190,7 @@ class MacroRunner:
         state.reset(self.settings)
         try:
             self._session.open_inputs(inputs)
+            self._session.open_tables(given_tables)
             run.interp = jc.Interpreter()
             outcome = _Outcome()
             with self._session.log_capture() as log:
@@ -345,13 +353,18 @@ class MacroRunner:
 
     # ----------------------------------------------------------------------------------------- nested
     def _run_nested(self, code: str, source: str | None, image: Any, argument: str,
-                    answers: questions.Answers) -> results.MacroResult:
+                    answers: questions.Answers, tables: Any) -> results.MacroResult:
         """A macro run from a command handler inside a running macro: inline, without cleaning anything.
 
-        The outer run's watcher answers its dialogs, with the outer run's answers and these.
+        The outer run's watcher answers its dialogs, with the outer run's answers and these. Its tables open
+        among the outer macro's (replacing its Results when ``"Results"`` is given), as a command it runs
+        would open them.
         """
         before = set(state.open_image_ids())
-        self._session.open_inputs(self._session.prepare_inputs(image), reset_batch=False)
+        inputs = self._session.prepare_inputs(image)
+        given_tables = self._session.prepare_tables(tables)
+        self._session.open_inputs(inputs, reset_batch=False)
+        self._session.open_tables(given_tables)
         interp = jc.Interpreter()
         active = self._active
         outer_answers = dict(active.answers) if active is not None else {}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from deepij.errors import ArgumentError, ArgumentTypeError, ImageJError, MacroError
+from deepij.errors import ArgumentError, ArgumentTypeError, HeadlessError, ImageJError, MacroError
 from deepij.imagej import headless as headless_mode
 from deepij.imagej import images, state, tables
 from deepij.imagej._java import jc, jstr, private_field
@@ -173,7 +173,8 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ macros
     def run_macro(self, macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
-                  timeout: float | None = None, answers: Mapping[str, Any] | None = None) -> MacroResult:
+                  timeout: float | None = None, answers: Mapping[str, Any] | None = None,
+                  tables: Mapping[str, Any] | None = None) -> MacroResult:
         """Run an ImageJ macro on an image and collect what it produced.
 
         Parameters
@@ -193,6 +194,14 @@ class Session:
             folder")``, ``getString``, ``getNumber``, ``getBoolean``, ``File.openDialog`` by their prompt,
             ``Dialog.*`` fields by label, e.g. ``{"Choose input folder": "/data", "sigma": 2}``. See
             :mod:`deepij.imagej.answers`.
+        tables : dict, optional
+            Tables open when the macro starts, by title: pandas DataFrames or ``ij.measure.ResultsTable``
+            objects (copied: the macro never changes the caller's). ``"Results"`` becomes ImageJ's Results
+            table, what ``nResults``, ``getResult`` and ``setResult`` use; any other title is a named table
+            (a table window), what ``Table.get(column, row, title)``, ``Table.size(title)``, ``isOpen`` and
+            ``selectWindow`` find. They open in dict order, after the images; the last one is in front (where
+            ImageJ looks for results when the Results table is empty). What the macro leaves in them comes
+            back in ``.tables``. A headless ImageJ has no table windows: only ``"Results"`` can be given.
 
         Returns
         -------
@@ -215,15 +224,21 @@ class Session:
         ArgumentError, ArgumentTypeError
             A bad argument (the message names it), or an answer the question cannot take.
         HeadlessError
-            In headless mode, the macro used a command that cannot run faithfully there.
+            In headless mode, the macro used a command that cannot run faithfully there, or ``tables`` has a
+            named table (it would need a table window).
 
         Examples
         --------
         >>> result = session.run_macro('run("Gaussian Blur...", "sigma=7");', image)   # doctest: +SKIP
         >>> blurred = result.image  # doctest: +SKIP
+        >>> areas = pd.DataFrame({"Area": [1.0, 2.0]})
+        >>> counted = session.run_macro('setResult("Area", nResults, 3);',
+        ...                             tables={"Results": areas})  # doctest: +SKIP
+        >>> counted.tables["Results"]["Area"].tolist()  # doctest: +SKIP
+        [1.0, 2.0, 3.0]
         """
         self._check_open()
-        return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers)
+        return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers, tables=tables)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[bool]:
@@ -274,6 +289,51 @@ class Session:
                 raise ArgumentError(f"{where}: {error}") from error
         raise ArgumentTypeError(f"{where}: expected a numpy array, xarray.DataArray or ij.ImagePlus, "
                                 f"found {type(item).__name__}")
+
+    def prepare_tables(self, tables: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+        """(title, ResultsTable) pairs, in opening order, for a run's ``tables`` argument (copies of the
+        caller's tables: ImageJ is cleaned after the run, which empties the tables it had open)."""
+        if tables is None:
+            return []
+        if not isinstance(tables, Mapping):
+            raise ArgumentTypeError(
+                "tables: expected a dict of table title -> pandas DataFrame or ij.measure.ResultsTable, "
+                f"found {type(tables).__name__}"
+            )
+        prepared = []
+        for title, table in tables.items():
+            if not isinstance(title, str):
+                raise ArgumentTypeError(
+                    f"tables: dict keys are table titles (non-empty str), found {title!r}"
+                )
+            if not title.strip():
+                raise ArgumentError(f"tables: dict keys are table titles (non-empty str), found {title!r}")
+            if self.headless and title != "Results":
+                raise HeadlessError(
+                    f"tables[{title!r}]: a named table needs a table window, which a headless ImageJ cannot "
+                    'show (only "Results" can be given there; start deepij without headless=True)'
+                )
+            prepared.append((title, self._as_resultstable(table, where=f"tables[{title!r}]")))
+        return prepared
+
+    def _as_resultstable(self, table: Any, *, where: str) -> Any:
+        if isinstance(table, pd.DataFrame):
+            try:
+                return tables.to_resultstable(table)
+            except ArgumentTypeError as error:
+                raise ArgumentTypeError(_renamed(error, where)) from error
+            except ArgumentError as error:
+                raise ArgumentError(_renamed(error, where)) from error
+        if _is_resultstable(table):
+            return table.clone()
+        raise ArgumentTypeError(
+            f"{where}: expected a pandas DataFrame or ij.measure.ResultsTable, found {type(table).__name__}"
+        )
+
+    def open_tables(self, prepared: list[tuple[str, Any]]) -> None:
+        """Open tables for the running macro (on its thread): ``Results`` as ImageJ's, others as named."""
+        for title, table in prepared:
+            self.publish_table(table, title)
 
     def open_inputs(self, imps: list[Any], *, reset_batch: bool = True) -> None:
         """Open images in batch mode on the calling (macro) thread; the last one becomes current."""
@@ -398,6 +458,16 @@ class _LogText:
 
 def _is_imageplus(value: Any) -> bool:
     return hasattr(value, "getProcessor") and hasattr(value, "getStack") and hasattr(value, "getTitle")
+
+
+def _is_resultstable(value: Any) -> bool:
+    return hasattr(value, "getColumnHeadings") and hasattr(value, "incrementCounter")
+
+
+def _renamed(error: Exception, where: str) -> str:
+    """A conversion error's message about its ``frame`` argument, told of ``where`` the frame was given."""
+    message = str(error)
+    return where + message[len("frame"):] if message.startswith("frame") else f"{where}: {message}"
 
 
 def _run_session_hooks(session: Session) -> None:

@@ -8,6 +8,7 @@ never changes what the next one computes.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,7 @@ def reset(settings: Settings | None) -> None:
     _clear_tables()
     _clear_roi_managers()
     _close_other_windows()
+    _forget_closed_windows()
     if jc.IJ.getInstance() is not None and jc.IJ.getLog() is not None:
         jc.IJ.log("\\Clear")
     jc.WindowManager.setTempCurrentImage(None)
@@ -161,6 +163,31 @@ def _clear_tables() -> None:
             table.reset()
             jc.WindowManager.removeWindow(window)
             window.dispose()
+
+
+def _forget_closed_windows() -> None:
+    """Drop ImageJ's references to the front window and table when those windows are closed.
+
+    A table window's activation event can reach the event thread after the window was closed: ImageJ then
+    makes it its front window (and table) again. ``getResult``/``nResults`` read the front table when
+    Results is empty, so the next run would read the closed table's rows (its text panel keeps them).
+    Letting the event thread handle what is queued first makes that late event land before the check.
+    """
+    if bool(jc.GraphicsEnvironment.isHeadless()):
+        return
+    if not bool(jc.EventQueue.isDispatchThread()):
+        from jpype import JClass
+
+        # an unstarted Thread is a Runnable that does nothing: once it has run, earlier events have too
+        done = JClass("java.util.concurrent.FutureTask")(jc.Thread(), None)
+        jc.EventQueue.invokeLater(done)
+        with contextlib.suppress(Exception):  # a busy event thread: the references are still checked
+            done.get(1000, JClass("java.util.concurrent.TimeUnit").MILLISECONDS)
+    for name in ("frontWindow", "frontFrame", "frontTable"):
+        field = private_field("ij.WindowManager", name)
+        window = field.get(None)
+        if window is not None and not bool(window.isDisplayable()):
+            field.set(None, None)
 
 
 def _clear_roi_managers() -> None:
