@@ -15,14 +15,14 @@ Inside ImageJ (deepImageJ 2.x's rules)
 --------------------------------------
 Pre-processing: the input is the current image, titled as the input (a file's name); each step runs on
 what the previous one left. Afterwards, an open image titled like an input tensor is that input; otherwise
-the current image is (the first input). Post-processing: the network's image outputs are open, titled by
-output name (the last current), and its table outputs are open as tables titled as deepImageJ shows them
-(``<model name>_<output name>_<input title without extension>``, see
-:func:`~deepij.pipeline.step_tables.output_table_title`); afterwards every open image and table is an
-output, by title (the network's own under their output names). Each macro runs with the images the previous
-step left (the current one current) and the tables it left open: a pre-processing macro's Results is the
-next step's Results (post-processing steps included), as in the one ImageJ deepImageJ runs them in
-(:mod:`deepij.pipeline.step_tables`). Tables left open at the end are outputs.
+the current image is (the first input). Post-processing: the network's outputs are open under the titles
+deepImageJ gives them (``<model name>_<output name>_<input title without extension>``, see
+:func:`~deepij.pipeline.step_tables.output_title`): images (the last current), and tables as named tables;
+afterwards every open image and table is an output, by title (the network's own under their output names).
+Each macro runs with the images the previous step left (the current one current) and the tables it left
+open: a pre-processing macro's Results is the next step's Results (post-processing steps included), as in
+the one ImageJ deepImageJ runs them in (:mod:`deepij.pipeline.step_tables`). Tables left open at the end are
+outputs. Java post-processing steps get the outputs by output name, as deepImageJ's map has them.
 
 A failing step raises :class:`~deepij.errors.StepError` naming the bundle, the step (stage, number, file)
 and, for macros, the line and ImageJ's message. ImageJ is left clean (no images or tables open), and the
@@ -48,7 +48,7 @@ import xarray as xr
 from deepij.bundle.description import ImageJStep, ModelDescription, TensorSpec, WeightsEntry
 from deepij.errors import ArgumentError, DeepijError, MacroError, StepError
 from deepij.pipeline.sources import Calibration, Source, check_inputs, output_calibration, to_letters
-from deepij.pipeline.step_tables import macro_with_tables, output_table_title
+from deepij.pipeline.step_tables import by_name, by_title, names_of, output_title, tables_imagej_holds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -282,14 +282,15 @@ class Chain:
         from deepij.axes import to_imagej_dims
         from deepij.inference.arrays import table_frame
 
-        images: dict[str, Any] = {}
+        titles = self._output_titles("post")
+        images: dict[str, Any] = {}  # by output name, each ImagePlus titled as deepImageJ titles it
         tables: dict[str, pd.DataFrame] = {}
         for spec in self.description.outputs:
             if spec.is_table:
                 tables[spec.name] = table_frame(tensors[spec.name], spec)
             else:
                 image = _imagej_attrs(to_imagej_dims(tensors[spec.name]))
-                images[spec.name] = session.to_imageplus(image, title=spec.name)
+                images[spec.name] = session.to_imageplus(image, title=titles[spec.name])
         return _Workspace(images, next(reversed(images), None), {**self._left_tables, **tables})
 
     def _collect_outputs(self, session: Session, workspace: _Workspace, tensors: Tensors) -> StepOutputs:
@@ -300,7 +301,9 @@ class Chain:
             )
             spec = _named(self.description.outputs, title)
             if spec is not None and not spec.is_table:
-                result.tensors[title] = Calibration.of(image).apply(_like(image, tensors[title]))
+                # named as the network's output, not by the title it had in ImageJ
+                network = _like(image, tensors[title]).rename(title)
+                result.tensors[title] = Calibration.of(image).apply(network)
             else:
                 result.images[title] = Calibration.of(image).apply(image)
         for spec in self.description.outputs:
@@ -336,13 +339,12 @@ class Chain:
     def _run_macro(
         self, session: Session, stage: str, index: int, step: ImageJStep, path: Path, workspace: _Workspace
     ) -> None:
-        titles = self._table_titles(stage)
-        shown = {titles.get(key, key): frame for key, frame in workspace.tables.items()}
+        titles = self._output_titles(stage)
+        tables, kept = tables_imagej_holds(by_title(workspace.tables, titles), headless=session.headless)
         nested = session.runner.in_macro_thread
         batch = session.batch_mode if nested else None
         try:
-            with macro_with_tables(session, path, shown) as macro:
-                result = session.run_macro(macro, image=workspace.ordered())
+            result = session.run_macro(path, image=by_title(workspace.ordered(), titles), tables=tables)
             if nested:
                 _forget(session, result.imageplus.values())
         except MacroError as error:
@@ -351,20 +353,19 @@ class Chain:
         finally:
             if batch is not None:
                 session.batch_mode = batch  # the calling macro's own: running a step switches it on
-        workspace.images = dict(result.imageplus)
-        workspace.converted = dict(result.images)
-        workspace.current = result.current
-        names = {title: key for key, title in titles.items()}
-        workspace.tables = {names.get(title, title): frame for title, frame in result.tables.items()}
+        keys = names_of(result.imageplus, titles)
+        workspace.images = {keys[title]: imp for title, imp in result.imageplus.items()}
+        workspace.converted = {keys[title]: image for title, image in result.images.items()}
+        workspace.current = keys.get(result.current) if result.current is not None else None
+        workspace.tables = {**by_name(kept, titles), **by_name(result.tables, titles)}
 
-    def _table_titles(self, stage: str) -> dict[str, str]:
-        """Network table output name -> the title the post-processing steps see it under."""
+    def _output_titles(self, stage: str) -> dict[str, str]:
+        """Network output name -> the title the post-processing macros see it under (deepImageJ's)."""
         if stage != "post":
             return {}
         return {
-            spec.name: output_table_title(self.description.name, spec.name, self.input_title)
+            spec.name: output_title(self.description.name, spec.name, self.input_title)
             for spec in self.description.outputs
-            if spec.is_table
         }
 
     def _run_java(
