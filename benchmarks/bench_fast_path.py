@@ -62,8 +62,8 @@ inputs:
       - type: batch
       - type: channel
         channel_names: [raw]
-      - {{type: space, id: y, size: {{min: 64, step: 16}}}}
-      - {{type: space, id: x, size: {{min: 64, step: 16}}}}
+      - {{type: space, id: y, size: {{min: 96, step: 16}}}}
+      - {{type: space, id: x, size: {{min: 96, step: 16}}}}
     test_tensor: {{source: test_input.npy}}
     data: {{type: float32}}
 outputs:
@@ -107,7 +107,7 @@ def write_bundles(workdir: Path) -> tuple[Path, Path]:
     scripted = zoo_models.write_scripted_zoo_unet(bundle / "unet.pt", depth=DEPTH, base=BASE)
     module = zoo_models.zoo_unet_module(depth=DEPTH, base=BASE)
     zoo_models._export_fixed(module, bundle / "unet_fixed512.onnx", FIXED)
-    test_input = np.random.default_rng(1).random((1, 1, 64, 64), dtype=np.float32)
+    test_input = np.random.default_rng(1).random((1, 1, 96, 96), dtype=np.float32)  # > 2 halos
     np.save(bundle / "test_input.npy", test_input)
     np.save(bundle / "test_output.npy", scripted.forward(test_input)[0])
     (bundle / "README.md").write_text("Benchmark model written by deepij's benchmarks/bench_fast_path.py.\n")

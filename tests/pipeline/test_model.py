@@ -15,6 +15,7 @@ from deepij.errors import (
     ArgumentTypeError,
     BackendError,
     ChecksumError,
+    DeepijWarning,
     InputError,
     OutputShapeError,
     SeamWarning,
@@ -389,6 +390,7 @@ def test_unusable_images_are_refused(convnet, image, pattern):
         ({"overlap": 1.5}, ArgumentTypeError, r"overlap: expected a whole number"),
         ({"axes": 5}, ArgumentTypeError, r"axes: expected letters"),
         ({"non_finite": "zero"}, ArgumentError, r"non_finite: unknown value 'zero'"),
+        ({"precision": "half"}, ArgumentError, r"precision: unknown value 'half'; expected one of \['float"),
     ],
 )
 def test_bad_arguments_name_the_argument(convnet, kwargs, error, pattern):
@@ -516,3 +518,12 @@ def test_a_memory_cap_makes_the_onnx_engine_hold_memory_exactly(tmp_path, monkey
     reference = _mirror_reference(written, image)
     np.testing.assert_allclose(capped.images["output"].values, reference, atol=1e-4)
     np.testing.assert_allclose(free.images["output"].values, reference, atol=1e-4)
+
+
+def test_float16_asked_on_the_cpu_runs_float32_and_says_so(convnet):
+    net, model = convnet
+    image = RNG.random((1, 1, 20, 20), dtype=np.float32)
+    with pytest.warns(DeepijWarning, match=r"precision='float16' refused, float32 runs"):
+        result = model.predict(image, runtime="native", precision="float16", device="cpu")
+    assert any("precision='float16' refused" in n for n in result.notes)
+    np.testing.assert_allclose(result.images["output"].values, net.forward(image)[0], atol=1e-5)

@@ -54,7 +54,8 @@ class Model:
         self.description = description
         self.allow_code = allow_code
         self.verify = verify
-        self._backends: dict[tuple[str | None, str | None, str], Backend] = {}
+        self._backends: dict[tuple[str | None, ...], Backend] = {}
+        """Loaded networks by (weights format, device, runtime), and precision when not float32."""
         self._estimates: dict[tuple[int, tuple], MemoryEstimate] = {}
         self._receptive: dict[tuple[int, tuple], ReceptiveField | None] = {}
         self._tiling: ModelTiling | None = None
@@ -90,15 +91,28 @@ class Model:
         return self._backend_tilings[key]
 
     def backend(
-        self, weights_format: str | None = None, device: str | None = None, runtime: str = "auto"
+        self,
+        weights_format: str | None = None,
+        device: str | None = None,
+        runtime: str = "auto",
+        precision: str = "float32",
     ) -> Backend:
-        """The loaded network for these weights and device, loaded on first use and kept."""
-        key = (weights_format, device, runtime)
+        """The loaded network for these weights, device, runtime and precision, loaded on first use and
+        kept."""
+        key: tuple[str | None, ...] = (weights_format, device, runtime)
+        if precision != "float32":
+            key += (precision,)
         if key not in self._backends:
             from deepij.inference.backends import load_backend
 
             self._backends[key] = load_backend(
-                self.description, weights_format, device, self.allow_code, runtime=runtime, verify=self.verify
+                self.description,
+                weights_format,
+                device,
+                self.allow_code,
+                runtime=runtime,
+                verify=self.verify,
+                precision=precision,
             )
         return self._backends[key]
 
@@ -134,6 +148,7 @@ class Model:
         batch_size: int | str = "auto",
         runtime: str = "auto",
         non_finite: str = "raise",
+        precision: str = "float32",
     ) -> Prediction:
         """Run the model on an image: pre-processing, tiled inference, post-processing.
 
@@ -204,6 +219,10 @@ class Model:
             0 there (after pre-processing, so they do not spread through its receptive field), and the
             floating-point outputs are NaN again at those pixels. ``"propagate"``: run the values as they
             are.
+        precision : {"float32", "float16"}
+            ``"float16"``: half precision where a GPU runtime runs the model and a probe at load
+            reproduces float32 within the bundle's reproduction tolerance; else float32, with a note and a
+            warning saying why (:mod:`deepij.inference.backends.precision`).
 
         Returns
         -------
@@ -243,7 +262,7 @@ class Model:
         from deepij.pipeline.steps import Chain
         from deepij.processing.stream import stream_processing
 
-        mode = _check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes)
+        mode = _check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes, precision)
         _check_margin(margin)
         with Reporter(self.name, progress, logging) as report:
             chain = Chain(self.description, processing, session, report)
@@ -255,7 +274,7 @@ class Model:
             checked = None
             if not _imagej_makes_inputs(chain):
                 checked = self._inputs(chain.pre(source), None, non_finite)
-            backend = self.backend(weights_format, device, runtime)
+            backend = self.backend(weights_format, device, runtime, precision)
             self._hold_memory(backend, exact=max_memory is not None)
             notes = list(getattr(backend, "notes", []))
             made = chain.pre(source, backend.weights)  # the ImageJ steps, with the weights' attachments
@@ -521,10 +540,12 @@ def _check_arguments(
     max_memory: Any,
     non_finite: str,
     axes: Any,
+    precision: str = "float32",
 ) -> TilingMode:
     """Refuse bad arguments of :meth:`Model.predict` before anything runs; the tiling mode to use."""
     from deepij.errors import ArgumentError, ArgumentTypeError
     from deepij.inference.arrays import NON_FINITE
+    from deepij.inference.backends.precision import PRECISIONS
     from deepij.inference.tiling import TILE_WORDS, TILING_MODES
     from deepij.sizes import parse_memory_size
 
@@ -552,6 +573,8 @@ def _check_arguments(
         parse_memory_size(max_memory)
     if non_finite not in NON_FINITE:
         raise ArgumentError(f"non_finite: unknown value {non_finite!r}; expected one of {list(NON_FINITE)}")
+    if precision not in PRECISIONS:
+        raise ArgumentError(f"precision: unknown value {precision!r}; expected one of {list(PRECISIONS)}")
     if axes is not None and not isinstance(axes, (str, Mapping)):
         raise ArgumentTypeError(
             "axes: expected letters naming the image's dims (e.g. 'zyx') or a mapping per input, "

@@ -256,6 +256,7 @@ def load_backend(
     runtime: str = "auto",
     threads: int | None = None,
     verify: bool = True,
+    precision: str = "float32",
 ) -> Backend:
     """Load the bundle's network, ready to :meth:`~deepij.inference.backends.base.Backend.predict` many times.
 
@@ -279,6 +280,10 @@ def load_backend(
         Intra-op threads of the engine (torch's setting is process-wide); None keeps the framework default.
     verify : bool
         Check weights files against their sha256 (passed to :func:`deepij.bundle.resolve_weights`).
+    precision : {"float32", "float16"}
+        ``"float16"``: half precision on a GPU runtime (torch on CUDA) when a probe at load reproduces the
+        float32 outputs within the bundle's reproduction tolerance; otherwise float32 runs and the notes
+        (and a warning) say why (:mod:`deepij.inference.backends.precision`).
 
     Returns
     -------
@@ -298,8 +303,11 @@ def load_backend(
     ('torchscript', 'openvino', 'cpu')
     >>> [mask] = backend.predict([image])  # doctest: +SKIP
     """
+    from deepij.inference.backends.precision import apply_precision, check_precision
+
     if runtime not in RUNTIMES:
         raise BackendError(f"runtime={runtime!r} is not known (expected one of {list(RUNTIMES)})")
+    check_precision(precision)
     formats = candidate_formats(description, weights_format, device)
     skipped: list[str] = []
     for fmt in formats:
@@ -323,7 +331,11 @@ def load_backend(
         for note in skipped:
             log.warning("%s: %s", description.name, note)
         backend.notes[:0] = skipped
-        return backend
+        try:
+            return apply_precision(backend, precision)
+        except BaseException:
+            backend.close()
+            raise
     raise BackendError(
         f"{description.descriptor}: none of the weights could be loaded:\n  " + "\n  ".join(skipped)
     )

@@ -66,6 +66,16 @@ class TorchModuleBackend(GraphBackend):
         if dtype is None:
             dtype = np.dtype(description.inputs[0].data_type) if description.inputs else None
         self._bind([GraphTensor((s.name,), None, dtype) for s in description.inputs], None)
+        self.half = False
+        """Whether the module runs in float16 (:mod:`deepij.inference.backends.precision`)."""
+
+    def use_half(self, half: bool) -> None:
+        """Cast the module's floating-point parameters to float16 (``half``) or float32; inputs follow the
+        module's dtype, outputs are handed back in float32."""
+        self.module = self.module.half() if half else self.module.float()
+        self.half = half
+        dtype = module_dtype(self.module)
+        self._bind([GraphTensor((s.name,), None, dtype) for s in self.description.inputs], None)
 
     def _run(self, graph_inputs: list[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -83,7 +93,10 @@ class TorchModuleBackend(GraphBackend):
                     f"{self.label}: the network failed on inputs of shape "
                     f"{[tuple(a.shape) for a in graph_inputs]}: {error}"
                 ) from error
-            return [t.numpy() if on_cpu else t.cpu().numpy() for t in self._as_list(result)]
+            outputs = self._as_list(result)
+            if self.half:
+                outputs = [t.float() if t.dtype == torch.float16 else t for t in outputs]
+            return [t.numpy() if on_cpu else t.cpu().numpy() for t in outputs]
 
     def _as_list(self, result: Any) -> list[Any]:
         import torch
