@@ -10,10 +10,12 @@ What it exercises (each step prints ``name value unit`` lines, or ``# skipped: w
 4. TensorFlow on the GPU: a small SavedModel with ``device="cuda"`` (needs a GPU build of TensorFlow);
 5. memory probing: ``deepij.inference.meters.available_memory("cuda:0")`` against torch's own
    ``mem_get_info``, and the forward-pass meter on one tile;
-6. half precision: the U-Net in float16 on the GPU against float32 (time and largest difference). deepij
-   runs float32 unless a bundle ships float16 weights; this measures whether an opt-in would pay.
+6. half precision: ``precision="float16"`` on CUDA (kept when a probe at load reproduces float32 within the
+   bundle's tolerance), its largest difference and speed-up against float32, and its refusal (with a note)
+   for an ONNX graph.
 
-On a machine without a GPU it says so, checks that the automatic choice is the CPU, and exits 0.
+On a machine without a GPU it says so, checks that the automatic choice is the CPU and that
+``precision="float16"`` is refused there with a note, and exits 0.
 Usage: ``.venv/bin/python benchmarks/gpu_check.py [--side 1024] [--repeats 5]``.
 """
 
@@ -71,6 +73,12 @@ def cpu_only(folder: Path) -> int:
     backend = load_backend(models.describe(unet))
     print(f"# no GPU here: the automatic choice ran {backend.runtime} on {backend.device}", flush=True)
     assert backend.device == "cpu", backend.device
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        half = load_backend(models.describe(unet), precision="float16")
+    [note] = [n for n in half.notes if "precision" in n]
+    print(f"# precision='float16' on the CPU: {note}", flush=True)
+    assert "refused" in note, note
     print("# nothing else to check without a GPU: run this on a GPU machine", flush=True)
     return 0
 
@@ -166,21 +174,35 @@ def check_memory(unet: object, image: np.ndarray) -> None:
 
 
 def check_half(unet: object, image: np.ndarray, repeats: int) -> None:
+    """The opt-in: ``load_backend(precision="float16")`` on CUDA (checked at load against float32 on a
+    probe), its outputs and time against the float32 backend; and an ONNX graph refused with a note."""
     import torch
 
-    module = torch.jit.load(str(unet.path), map_location="cuda:0").eval()  # type: ignore[attr-defined]
-    x32 = torch.from_numpy(image).cuda()
-    with torch.inference_mode():
-        reference = module(x32)
-        full = best_seconds(lambda: module(x32), repeats, torch.cuda.synchronize)
-        half_module = module.half()
-        x16 = x32.half()
-        half_out = half_module(x16)
-        half = best_seconds(lambda: half_module(x16), repeats, torch.cuda.synchronize)
-    emit("half_vs_float_max_abs_diff", float((half_out.float() - reference).abs().max()), "1")
-    emit("half_pass_s", half, "s")
-    emit("float_pass_s", full, "s")
-    emit("half_speedup_ratio", full / half, "x")
+    from deepij.errors import BackendError
+    from deepij.inference.backends import load_backend
+    from support import models
+
+    description = models.describe(unet)  # type: ignore[arg-type]
+    full = load_backend(description, device="cuda:0", runtime="native")
+    half = load_backend(description, device="cuda:0", runtime="native", precision="float16")
+    print(f"# float16: {[n for n in half.notes if 'precision' in n]}", flush=True)
+    assert getattr(half, "half", False), "precision='float16' was refused on CUDA for the benchmark U-Net"
+    reference, got = full.predict([image])[0], half.predict([image])[0]
+    assert got.dtype == np.float32, got.dtype
+    emit("half_vs_float_max_abs_diff", float(np.abs(got - reference).max()), "1")
+    half_s = best_seconds(lambda: half.predict([image]), repeats, torch.cuda.synchronize)
+    full_s = best_seconds(lambda: full.predict([image]), repeats, torch.cuda.synchronize)
+    emit("half_pass_s", half_s, "s")
+    emit("float_pass_s", full_s, "s")
+    emit("half_speedup_ratio", full_s / half_s, "x")
+    onnx_unet = models.write_onnx_unet(Path(str(unet.path)).with_name("half.onnx"))  # type: ignore[attr-defined]
+    try:
+        with warnings.catch_warnings(record=True):
+            refused = load_backend(models.describe(onnx_unet), device="cuda:0", precision="float16")
+    except BackendError as error:  # onnxruntime without its CUDA provider
+        print(f"# onnx + float16 not tried: {str(error).splitlines()[0][:160]}", flush=True)
+        return
+    print(f"# onnx + float16: {[n for n in refused.notes if 'precision' in n]}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
