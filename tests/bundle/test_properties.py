@@ -264,6 +264,13 @@ def descriptions(draw: st.DrawFn, legacy: bool = False) -> ModelDescription:
     if legacy and draw(st.booleans()):  # 0.4 lists test files at the top level: all tensors have one or none
         inputs = tuple(dataclasses.replace(t, test_tensor=draw(paths)) for t in inputs)
         outputs = tuple(dataclasses.replace(t, test_tensor=draw(paths)) for t in outputs)
+    weights = draw(weights_entries())
+    documentation = draw(st.none() | paths)
+    covers = tuple(draw(st.lists(paths, max_size=2)))
+    attachments = tuple(draw(st.lists(paths, max_size=2)))
+    named = [documentation, *covers, *attachments, *(a for e in weights.values() for a in e.attachments)]
+    named += [f for t in (*inputs, *outputs) for f in (t.test_tensor, t.sample_tensor)]
+    digests = {path: draw(sha) for path in dict.fromkeys(f for f in named if f is not None)}
     description = ModelDescription(
         name=draw(names),
         format_version="",
@@ -271,7 +278,7 @@ def descriptions(draw: st.DrawFn, legacy: bool = False) -> ModelDescription:
         descriptor=Path("rdf.yaml"),
         inputs=inputs,
         outputs=outputs,
-        weights=draw(weights_entries()),
+        weights=weights,
         description=draw(texts),
         id=draw(st.none() | identifiers),
         version=draw(st.none() | versions),
@@ -281,12 +288,13 @@ def descriptions(draw: st.DrawFn, legacy: bool = False) -> ModelDescription:
             draw(st.lists(st.builds(Citation, texts, st.none() | identifiers, st.none()), max_size=2))
         ),
         license=draw(st.none() | st.sampled_from(["MIT", "BSD-3-Clause", "CC-BY-4.0"])),
-        documentation=draw(st.none() | paths),
+        documentation=documentation,
         tags=tuple(draw(st.lists(texts, max_size=3))),
-        covers=tuple(draw(st.lists(paths, max_size=2))),
-        attachments=tuple(draw(st.lists(paths, max_size=2))),
+        covers=covers,
+        attachments=attachments,
         deepimagej=draw(deepimagej_configs()),
-        config=draw(extra_dicts({"deepimagej"})),
+        config=draw(extra_dicts({"deepimagej", "deepij"})),  # config.deepij holds 0.4's file sha256
+        file_sha256={path: d for path, d in digests.items() if d is not None},
         extra=draw(extra_dicts(set(METADATA_KEYS) | set(LEGACY_FILE_LISTS))),
     )
     try:
@@ -309,7 +317,7 @@ def _round_trip(description: ModelDescription, version: str) -> ModelDescription
 @SETTINGS
 @given(descriptions())
 def test_round_trip_0_5(description: ModelDescription) -> None:
-    again = _round_trip(description, "0.5")
+    again = _round_trip(description, "0.5")  # file sha256 included (file_sha256 compares too)
     assert again.format_version == "0.5.4"
     assert _comparable(again) == _comparable(description)
 
@@ -425,6 +433,7 @@ def test_mutated_real_descriptors(written, version: str, data: st.DataObject) ->
         again = _round_trip(description, "0.5")
         assert again.inputs == description.inputs and again.outputs == description.outputs
         assert again.weights == description.weights and again.name == description.name
+        assert again.file_sha256 == description.file_sha256
         try:
             data_0_4 = descriptor_data(description, "0.4")
         except BundleError as error:

@@ -12,7 +12,8 @@ numpy from the network's own forward pass:
 - :func:`write_bundle_v0_4`: zoo ``rdf.yaml`` 0.4.10: the same normalisation twice, as a spec op
   (``zero_mean_unit_variance``) AND as a deepImageJ macro; torchscript (+ onnx, + pytorch_state_dict).
 - :func:`write_bundle_v0_5`: ``rdf.yaml`` (or ``bioimageio.yaml``) 0.5.4 with axis objects, size
-  references, ``test_tensor``/``sample_tensor`` inside the tensors, spec ops with ``id``; torchscript
+  references, ``test_tensor``/``sample_tensor`` inside the tensors, spec ops with ``id``, an attachment
+  (``training_log.csv``), the test tensors and the attachment with their sha256; torchscript
   (+ onnx, + state dict).
 - :func:`zip_bundle` packs any of them (optionally wrapped in a top folder, as zipping a folder does).
 
@@ -402,6 +403,11 @@ def write_bundle_v0_4(
 # --- rdf.yaml 0.5 ----------------------------------------------------------------------------------------
 
 
+TRAINING_LOG = "training_log.csv"
+TRAINING_LOG_TEXT = "epoch,loss,val_loss\n1,0.693,0.690\n2,0.412,0.431\n3,0.298,0.322\n"
+"""The 0.5 bundle's attachment, as zoo bundles attach their training records."""
+
+
 def write_bundle_v0_5(
     folder: str | Path,
     *,
@@ -422,6 +428,7 @@ def write_bundle_v0_5(
     expected = (1.0 / (1.0 + np.exp(-net_out.astype(np.float64)))).astype(np.float32)
     np.save(folder / "test_input.npy", test_input)
     np.save(folder / "test_output.npy", expected)
+    (folder / TRAINING_LOG).write_text(TRAINING_LOG_TEXT)
 
     weights_data: dict[str, Any] = {}
     for fmt, info in written.items():
@@ -453,6 +460,7 @@ def write_bundle_v0_5(
         "license": "MIT",
         "documentation": {"source": "README.md"},
         "tags": ["test"],
+        "attachments": [{"source": TRAINING_LOG, "sha256": sha256_file(folder / TRAINING_LOG)}],
         "inputs": [
             {
                 "id": "raw",

@@ -5,6 +5,8 @@ Readers call :func:`check_description` last; :func:`minimum_size` is also useful
 
 from __future__ import annotations
 
+import re
+
 from deepij.bundle.description import (
     FixedSize,
     ModelDescription,
@@ -17,6 +19,7 @@ from deepij.bundle.paths import inside_bundle, is_url
 from deepij.errors import BundleError
 
 _MAX_REFERENCE_DEPTH = 8
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_description(description: ModelDescription) -> None:
@@ -28,6 +31,7 @@ def check_description(description: ModelDescription) -> None:
     """
     _check_weights(description)
     _check_paths(description)
+    check_file_sha256(description)
     _check_names(description)
     for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
         for index, tensor in enumerate(tensors):
@@ -109,14 +113,82 @@ def named_files(description: ModelDescription) -> list[tuple[str, str]]:
     for key, steps in (("preprocess", dij.preprocess), ("postprocess", dij.postprocess)):
         for step in steps:
             found += [(f"config.deepimagej.prediction.{key}", p) for p in (step.file, *step.config_files)]
+    for kind, index, attribute, path in _tensor_files(description):
+        legacy_list = f"{attribute.split('_')[0]}_{kind}"
+        found.append((legacy_list if legacy else f"{kind}[{index}].{attribute}", path))
+    return [(where, path) for where, path in found if path and not is_url(path)]
+
+
+def sha256_references(description: ModelDescription) -> list[tuple[str, str]]:
+    """The file references whose sha256 :attr:`ModelDescription.file_sha256` holds, as ``(field, path)``,
+    URLs included: attachments of the weights and of the bundle, documentation, covers, test and sample
+    tensors (``field`` is where 0.5 writes the reference: ``attachments[0]``, ``outputs[0].test_tensor``).
+    """
+    legacy = _legacy(description)
+    found: list[tuple[str, str]] = []
+    for fmt, entry in description.weights.items():
+        found += [(f"weights.{fmt}.attachments[{i}]", a) for i, a in enumerate(entry.attachments)]
+    found += [(f"attachments[{i}]", a) for i, a in enumerate(description.attachments)]
+    if description.documentation is not None:
+        found.append(("documentation", description.documentation))
+    found += [(f"covers[{i}]", c) for i, c in enumerate(description.covers)]
+    for kind, index, attribute, path in _tensor_files(description):
+        legacy_list = f"{attribute.split('_')[0]}_{kind}"
+        found.append((f"{legacy_list}[{index}]" if legacy else f"{kind}[{index}].{attribute}", path))
+    return found
+
+
+def files_with_sha256(description: ModelDescription) -> list[tuple[str, str, str]]:
+    """The bundle files (URLs left out) the descriptor gives a sha256 of their own, each once, as
+    ``(field, path, sha256)``; ``field`` names the sha256 (``outputs[0].test_tensor.sha256``).
+
+    Examples
+    --------
+    >>> files_with_sha256(open_bundle("my_bundle/", verify=False))[:1]  # doctest: +SKIP
+    [('inputs[0].test_tensor.sha256', 'test_input.npy', '71dd0d6b...')]
+    """
+    found, seen = [], set()
+    for where, path in sha256_references(description):
+        digest = description.file_sha256.get(path)
+        if digest is None or path in seen or is_url(path):
+            continue
+        seen.add(path)
+        found.append((f"{where}.sha256", path, digest))
+    return found
+
+
+def _tensor_files(description: ModelDescription) -> list[tuple[str, int, str, str]]:
+    """``(kind, index, attribute, path)`` of each test and sample tensor file."""
+    found = []
     for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
         for index, tensor in enumerate(tensors):
             for attribute in ("test_tensor", "sample_tensor"):
                 path = getattr(tensor, attribute)
                 if path is not None:
-                    where = f"{attribute.split('_')[0]}_{kind}" if legacy else f"{kind}[{index}].{attribute}"
-                    found.append((where, path))
-    return [(where, path) for where, path in found if path and not is_url(path)]
+                    found.append((kind, index, attribute, path))
+    return found
+
+
+def check_file_sha256(description: ModelDescription) -> None:
+    """Raise a :class:`BundleError` unless each sha256 of :attr:`ModelDescription.file_sha256` belongs to a
+    file reference a descriptor writes it beside (a writer would lose it otherwise) and is a sha256."""
+    named = {path for _, path in sha256_references(description)}
+    for path, digest in description.file_sha256.items():
+        if path not in named:
+            raise BundleError(
+                "a sha256 is given for a file the descriptor does not name",
+                file=description.descriptor,
+                field="config.deepij.file_sha256",  # inline sha256 always sit beside a named file
+                found=path,
+                expected="the sha256 of a test or sample tensor, attachment, documentation or cover it names",
+            )
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            raise BundleError(
+                f"not a sha256 digest for the file {path!r}",
+                file=description.descriptor,
+                found=digest,
+                expected="64 lowercase hexadecimal characters",
+            )
 
 
 def _check_paths(description: ModelDescription) -> None:

@@ -13,6 +13,9 @@ Conventions
   readers double it. 0.5's ``ref_axis.scale / axis.scale`` is folded into ``scale``.
 - Paths inside a description are relative to :attr:`ModelDescription.root` (or are URLs); use
   :meth:`ModelDescription.path` to resolve them.
+- A file reference's sha256 (0.5 ``{source, sha256}``) is kept in :attr:`ModelDescription.file_sha256`,
+  by path, for every file but the weights and architecture files, whose entries hold theirs
+  (:attr:`WeightsEntry.sha256`, :attr:`ArchitectureSpec.sha256`).
 - Weights formats have canonical names: ``torchscript`` (also for ``pytorch_script``),
   ``tensorflow_saved_model_bundle``, ``onnx``, ``pytorch_state_dict``, ``keras_hdf5``, ``keras_v3``,
   ``tensorflow_js``.
@@ -164,7 +167,8 @@ class TensorSpec:
     """An input or output tensor.
 
     ``processing`` is the tensor's spec preprocessing (inputs) or postprocessing (outputs), in order.
-    ``test_tensor`` / ``sample_tensor`` are bundle-relative paths (``.npy`` test data, sample images).
+    ``test_tensor`` / ``sample_tensor`` are bundle-relative paths (``.npy`` test data, sample images); their
+    sha256 is in :attr:`ModelDescription.file_sha256`.
     """
 
     name: str
@@ -294,6 +298,10 @@ class ModelDescription:
         The descriptor file itself.
     weights : Mapping[str, WeightsEntry]
         Canonical format name -> entry, in descriptor order.
+    file_sha256 : Mapping[str, str]
+        The sha256 the descriptor gives a file it names, by path as in the description (lowercase hex): test
+        and sample tensors, attachments (the bundle's and the weights'), documentation, covers. Files given
+        without one are absent. Weights and architecture files keep theirs in their entries.
     extra : Mapping[str, Any]
         Top-level fields the reader does not interpret, kept as found.
     """
@@ -318,6 +326,7 @@ class ModelDescription:
     attachments: tuple[str, ...] = ()
     deepimagej: DeepImageJConfig = field(default_factory=DeepImageJConfig)
     config: Mapping[str, Any] = field(default_factory=dict)
+    file_sha256: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def path(self, relative: str, field: str | None = None) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deepij.bundle._arguments import require_bool, require_description
-from deepij.bundle.checks import named_files
+from deepij.bundle.checks import files_with_sha256, named_files
 from deepij.bundle.description import (
     FixedSize,
     ImageJStep,
@@ -64,6 +64,20 @@ def weights_status(description: ModelDescription, fmt: str, *, verify: bool = Tr
     return "verified" if cached_sha256(path) == entry.sha256 else "sha256 mismatch"
 
 
+def file_status(description: ModelDescription, relative: str, sha256: str, *, verify: bool = True) -> str:
+    """The state of a file the descriptor gives a sha256 (not a weights file): ``verified``, ``present``
+    (not checked), ``sha256 mismatch`` or ``missing``."""
+    try:
+        path = local_path(description, relative)
+    except BundleError:
+        return "missing"
+    if not path.is_file():
+        return "missing"
+    if not verify:
+        return "present"
+    return "verified" if cached_sha256(path) == sha256 else "sha256 mismatch"
+
+
 def summarize(description: ModelDescription, *, verify: bool = True) -> dict[str, Any]:
     """The bundle in plain data (JSON-ready).
 
@@ -102,6 +116,15 @@ def summarize(description: ModelDescription, *, verify: bool = True) -> dict[str
             }
             for fmt, entry in description.weights.items()
         },
+        "file_sha256": [
+            {
+                "field": field,
+                "path": path,
+                "sha256": digest,
+                "status": file_status(description, path, digest, verify=verify),
+            }
+            for field, path, digest in files_with_sha256(description)
+        ],
         "missing_files": missing_files(description),
     }
 
@@ -235,6 +258,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append("  weights:")
     for fmt, entry in summary["weights"].items():
         lines.append(f"    {fmt:<30} {entry['status']:<16} {entry['source']}")
+    if summary.get("file_sha256"):
+        lines.append("  files with a sha256:")
+        lines += [f"    {f['field']:<30} {f['status']:<16} {f['path']}" for f in summary["file_sha256"]]
     if summary.get("missing_files"):
         lines.append("  missing files (named by the descriptor, not in the bundle folder):")
         lines += [f"    {m['path']}  ({m['field']})" for m in summary["missing_files"]]

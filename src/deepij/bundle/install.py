@@ -19,7 +19,7 @@ from deepij.bundle.locations import (
     is_url,
     models_dir_from,
 )
-from deepij.bundle.opening import verify_present_weights
+from deepij.bundle.opening import verify_present_files, verify_present_weights
 from deepij.bundle.readers import read_description
 from deepij.bundle.staging import make_readable, make_staging, remove_stale, terminate_as_interrupt
 from deepij.errors import ArgumentTypeError, BundleError
@@ -51,7 +51,8 @@ def install(
     overwrite : bool
         Replace an installed bundle of the same folder name (otherwise that is an error).
     verify : bool
-        Check weights against their sha256 before installing.
+        Check weights, and the other files the descriptor gives a sha256 (test tensors, attachments...),
+        against it before installing.
     progress : callable, optional
         Download progress, ``progress(done, total)``.
     limits : ArchiveLimits, optional
@@ -102,6 +103,7 @@ def install(
             description = read_description(load_yaml_file(descriptor), descriptor)
             if verify:
                 verify_present_weights(description)
+                verify_present_files(description)
             destination = target_dir / _folder_name(source, description.name)
             make_readable(bundle)
             _move_into_place(bundle, destination, overwrite)

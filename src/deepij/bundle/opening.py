@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from deepij.bundle._yaml import load_yaml_file
 from deepij.bundle.archive import extract_zip
+from deepij.bundle.checks import files_with_sha256
 from deepij.bundle.description import ModelDescription
 from deepij.bundle.download import download, file_sha256, url_file_name
 from deepij.bundle.locations import (
@@ -34,7 +35,9 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
         (safely) into deepij's cache once and read from there.
     verify : bool
         Check every weights file present in the bundle against its sha256 now (default), as deepImageJ
-        does; ``False`` skips the checks (then also pass ``verify=False`` to :func:`resolve_weights`).
+        does, and every other file the descriptor gives a sha256 (test and sample tensors, attachments,
+        documentation, covers); ``False`` skips the checks (then also pass ``verify=False`` to
+        :func:`resolve_weights`).
 
     Returns
     -------
@@ -46,7 +49,8 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
         ``source`` that is not a path or URL (e.g. None), ``verify`` that is not a bool.
     BundleError
         Missing or unreadable descriptor, invalid fields (the message names file, field, what was found
-        and what was expected); :class:`~deepij.errors.ChecksumError` for a weights file that does not match;
+        and what was expected); :class:`~deepij.errors.ChecksumError` for a file that does not match its
+        sha256 (naming the file and the field);
         :class:`~deepij.errors.ArchiveError` for an unsafe or broken zip.
 
     Examples
@@ -62,6 +66,7 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
     description = read_description(load_yaml_file(descriptor), descriptor)
     if verify:
         verify_present_weights(description)
+        verify_present_files(description)
     return description
 
 
@@ -76,6 +81,15 @@ def verify_present_weights(description: ModelDescription) -> None:
             check_sha256(path, entry.sha256, field=f"weights.{fmt}.sha256")
         elif fmt != TF_FORMAT and path.exists():
             raise BundleError("weights path is not a file", file=path, field=f"weights.{fmt}.source")
+
+
+def verify_present_files(description: ModelDescription) -> None:
+    """Check each bundle file present that the descriptor gives a sha256 (test and sample tensors,
+    attachments, documentation, covers) against it; missing ones are for ``deepij info`` to list."""
+    for field, relative, digest in files_with_sha256(description):
+        path = local_path(description, relative, field)
+        if path.is_file():
+            check_sha256(path, digest, field=field)
 
 
 def _descriptor_of(source: str | Path) -> Path:

@@ -3,6 +3,9 @@
 Reading what :func:`write_descriptor` wrote gives the same description back (only ``root``, ``descriptor``
 and ``format_version`` differ). What a version cannot express is refused with a :class:`BundleError`
 (0.4: inputs sized by reference, outputs referring to several tensors).
+
+The sha256 of files (:attr:`ModelDescription.file_sha256`) go beside their references in 0.5
+(``{source, sha256}``); 0.4 references are plain paths, so there they go to ``config.deepij.file_sha256``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from deepij.bundle._arguments import require_description
 from deepij.bundle._yaml import dump_yaml
+from deepij.bundle.checks import check_file_sha256
 from deepij.bundle.description import (
     ArchitectureSpec,
     AxisSpec,
@@ -28,9 +32,10 @@ from deepij.bundle.description import (
     WeightsEntry,
 )
 from deepij.bundle.locations import check_path_argument
+from deepij.bundle.readers.common import DEEPIJ_CONFIG, FILE_SHA256_CONFIG
 from deepij.bundle.readers.legacy import LEGACY_FILE_LISTS
 from deepij.bundle.writer_v0_4 import legacy_tensors, legacy_weights_extra
-from deepij.errors import ArgumentError
+from deepij.errors import ArgumentError, BundleError
 from deepij.files import write_atomically
 
 WRITTEN_VERSIONS = {"0.5": "0.5.4", "0.4": "0.4.10"}
@@ -74,7 +79,7 @@ def write_descriptor(description: ModelDescription, path: str | Path, format_ver
     Raises
     ------
     BundleError
-        The description cannot be expressed in that version.
+        The description cannot be expressed in that version, or gives a sha256 for a file it does not name.
 
     Examples
     --------
@@ -95,6 +100,7 @@ def write_descriptor(description: ModelDescription, path: str | Path, format_ver
 def descriptor_data(description: ModelDescription, format_version: str = "0.5") -> dict[str, Any]:
     """The descriptor as plain data (what :func:`write_descriptor` dumps as YAML)."""
     require_description(description)
+    check_file_sha256(description)  # a sha256 with no reference to stand by would be lost
     version = ".".join(str(format_version).split(".")[:2])
     if not isinstance(format_version, str) or version not in WRITTEN_VERSIONS:
         raise ArgumentError(
@@ -111,10 +117,14 @@ def descriptor_data(description: ModelDescription, format_version: str = "0.5") 
         data["outputs"] = [_tensor(t, description, is_output=True) for t in description.outputs]
     else:
         data.update(legacy_tensors(description))
-    data["weights"] = {fmt: _weights(entry, version) for fmt, entry in description.weights.items()}
+    data["weights"] = {
+        fmt: _weights(entry, description, version) for fmt, entry in description.weights.items()
+    }
     config = dict(description.config)
     if description.deepimagej != DeepImageJConfig():
         config["deepimagej"] = deepimagej_data(description.deepimagej)
+    if version == "0.4" and description.file_sha256:
+        config[DEEPIJ_CONFIG] = _with_file_sha256(config.get(DEEPIJ_CONFIG), description)
     if config:
         data["config"] = config
     for key, value in description.extra.items():
@@ -138,15 +148,42 @@ def _metadata(d: ModelDescription, version: str) -> dict[str, Any]:
     if d.cite:
         out["cite"] = [{k: v for k, v in vars(c).items() if v is not None} for c in d.cite]
     if d.documentation is not None:
-        out["documentation"] = d.documentation
+        out["documentation"] = _file(d.documentation, d) if version == "0.5" else d.documentation
     if d.tags:
         out["tags"] = list(d.tags)
     if d.covers:
-        out["covers"] = list(d.covers)
+        out["covers"] = [_file(c, d) for c in d.covers] if version == "0.5" else list(d.covers)
     if d.attachments:
-        files = list(d.attachments)
-        out["attachments"] = [{"source": f} for f in files] if version == "0.5" else {"files": files}
+        out["attachments"] = _attachments(d.attachments, d, version)
     return out
+
+
+def _file(path: str, d: ModelDescription, *, as_mapping: bool = False) -> Any:
+    """A 0.5 file reference: ``{source, sha256}`` when the sha256 is known, else the path as it is
+    (``as_mapping=True``: ``{source}`` even then, for fields that take only file descriptions)."""
+    digest = d.file_sha256.get(path)
+    if digest is not None:
+        return {"source": path, "sha256": digest}
+    return {"source": path} if as_mapping else path
+
+
+def _attachments(files: tuple[str, ...], d: ModelDescription, version: str) -> Any:
+    if version == "0.5":
+        return [_file(f, d, as_mapping=True) for f in files]
+    return {"files": list(files)}
+
+
+def _with_file_sha256(section: Any, d: ModelDescription) -> dict[str, Any]:
+    """``config.deepij`` of a 0.4 descriptor with the files' sha256 in it."""
+    if section is not None and not isinstance(section, Mapping):
+        raise BundleError(
+            "cannot be written as a 0.4 descriptor: config.deepij is not a mapping, so the files' sha256 "
+            "have no place",
+            file=d.descriptor,
+            field="config.deepij",
+            found=section,
+        )
+    return {**(section or {}), FILE_SHA256_CONFIG: dict(d.file_sha256)}
 
 
 # --- 0.5 tensors -----------------------------------------------------------------------------------------
@@ -163,9 +200,9 @@ def _tensor(t: TensorSpec, d: ModelDescription, is_output: bool) -> dict[str, An
         out["description"] = t.description
     out["axes"] = [_axis(a, d) for a in t.axes]
     if t.test_tensor is not None:
-        out["test_tensor"] = {"source": t.test_tensor}
+        out["test_tensor"] = _file(t.test_tensor, d, as_mapping=True)
     if t.sample_tensor is not None:
-        out["sample_tensor"] = {"source": t.sample_tensor}
+        out["sample_tensor"] = _file(t.sample_tensor, d, as_mapping=True)
     extra = dict(t.extra)
     data: dict[str, Any] = {"type": t.data_type}
     extra_data = extra.pop("data", None)
@@ -240,7 +277,7 @@ def _op_05(op: ProcessingOp) -> dict[str, Any]:
 # --- weights and config ----------------------------------------------------------------------------------
 
 
-def _weights(entry: WeightsEntry, version: str) -> dict[str, Any]:
+def _weights(entry: WeightsEntry, d: ModelDescription, version: str) -> dict[str, Any]:
     out: dict[str, Any] = {"source": entry.source}
     if entry.sha256 is not None:
         out["sha256"] = entry.sha256
@@ -254,8 +291,7 @@ def _weights(entry: WeightsEntry, version: str) -> dict[str, Any]:
     if entry.parent is not None:
         out["parent"] = entry.parent
     if entry.attachments:
-        files = list(entry.attachments)
-        out["attachments"] = [{"source": f} for f in files] if version == "0.5" else {"files": files}
+        out["attachments"] = _attachments(entry.attachments, d, version)
     out.update({k: v for k, v in entry.extra.items() if k not in out})
     return out
 

@@ -16,7 +16,9 @@ from deepij.bundle.readers._node import Node
 from deepij.bundle.readers.common import (
     METADATA_KEYS,
     MODEL_LEVEL_ARCHITECTURE_KEYS,
+    config_without_file_sha256,
     extra_fields,
+    read_file_sha256,
     read_metadata,
     read_weights,
 )
@@ -98,9 +100,12 @@ def read_description(data: Any, descriptor: Path, root: Path | None = None) -> M
         outputs=outputs,
         weights=weights,
         deepimagej=read_deepimagej(config),
-        config={k: v for k, v in config.mapping(allow_missing=True).items() if k != "deepimagej"},
+        config=config_without_file_sha256(
+            {k: v for k, v in config.mapping(allow_missing=True).items() if k != "deepimagej"}
+        ),
         extra=extra,
         **read_metadata(doc),
+        file_sha256=read_file_sha256(doc, tensor_files=minor == "0.5"),
     )
     check_description(description)
     return description

@@ -86,6 +86,74 @@ def file_list(node: Node) -> tuple[str, ...]:
     return tuple(out)
 
 
+DEEPIJ_CONFIG = "deepij"
+FILE_SHA256_CONFIG = "file_sha256"
+"""``config.deepij.file_sha256``: where deepij writes the sha256 of files in a 0.4 descriptor, whose file
+references are plain paths (``{path: sha256}``; ``config`` is the one place 0.4 leaves free)."""
+
+
+def read_file_sha256(doc: Node, *, tensor_files: bool) -> dict[str, str]:
+    """The sha256 the descriptor gives the files it names (path -> digest), weights and architecture files
+    aside: from file descriptions ``{source, sha256}`` (0.5; 0.3/0.4 lists written so are read too) and from
+    ``config.deepij.file_sha256``. A file given two different digests is a :class:`BundleError`.
+
+    Parameters
+    ----------
+    doc : Node
+        The descriptor, whose fields were read already (their shapes are checked there).
+    tensor_files : bool
+        Read the tensors' ``test_tensor`` / ``sample_tensor`` (0.5; 0.3/0.4 list them at the top level).
+    """
+    references = [doc.get("documentation"), *_file_nodes(doc.get("covers"))]
+    references += _file_nodes(doc.get("attachments"))
+    for _, entry in doc.get("weights").items():
+        references += _file_nodes(entry.get("attachments"))
+    for key in ("inputs", "outputs") if tensor_files else ():
+        for tensor in doc.get(key).elements():
+            references += [tensor.get("test_tensor"), tensor.get("sample_tensor")]
+    digests: dict[str, str] = {}
+    for node in references:
+        if isinstance(node.value, dict):
+            path = file_reference(node)
+            digest = sha256_of(node.get("sha256"))
+            if path and digest:
+                _add_digest(digests, path, digest, node.get("sha256"))
+    listed = doc.get("config").get(DEEPIJ_CONFIG)
+    if isinstance(listed.value, dict):
+        for path, digest_node in listed.get(FILE_SHA256_CONFIG).items():
+            digest = sha256_of(digest_node)
+            if digest:
+                _add_digest(digests, clean_path(str(path)), digest, digest_node)
+    return digests
+
+
+def _file_nodes(node: Node) -> list[Node]:
+    """The elements of a file list, as :func:`file_list` reads it."""
+    if isinstance(node.value, dict):
+        node = node.get("files")
+    return node.elements(allow_scalar=True)
+
+
+def _add_digest(digests: dict[str, str], path: str, digest: str, where: Node) -> None:
+    known = digests.setdefault(path, digest)
+    if known != digest:
+        raise where.error(
+            f"two different sha256 given for the file {path!r}",
+            found=digest,
+            expected=f"{known} (as given first)",
+        )
+
+
+def config_without_file_sha256(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without ``deepij.file_sha256`` (read into :attr:`ModelDescription.file_sha256`), and
+    without ``deepij`` when nothing else was in it."""
+    section = config.get(DEEPIJ_CONFIG)
+    if not isinstance(section, dict) or FILE_SHA256_CONFIG not in section:
+        return dict(config)
+    rest = {k: v for k, v in section.items() if k != FILE_SHA256_CONFIG}
+    return {k: rest if k == DEEPIJ_CONFIG else v for k, v in config.items() if k != DEEPIJ_CONFIG or rest}
+
+
 def sha256_of(node: Node) -> str | None:
     value = node.text()
     if value is None or not value.strip():
