@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import deepij
-from deepij.errors import ArgumentError, BundleError
+from deepij.errors import ArgumentError, BundleError, ChecksumError
 from deepij.frontdoors.cli import main
 from deepij.trust import reproduce
 from deepij.trust.reproduce_compare import Tolerance, compare_arrays, reproduction_tolerance
@@ -171,6 +171,29 @@ def test_a_missing_expected_file_fails_and_says_so(tmp_path):
     assert report.status == "failed"
     (comparison,) = report.format("torchscript").comparisons
     assert not comparison.passed and "test_output.npy" in comparison.problem
+
+
+def test_a_test_output_that_is_not_the_file_described_is_never_compared(tmp_path, capsys):
+    bundle = write_bundle_v0_5(tmp_path / "b05")
+    path = bundle.folder / "test_output.npy"
+    described = hashlib.sha256(path.read_bytes()).hexdigest()
+    # the same values in other bytes (Fortran order): compared, they would pass; the sha256 says no
+    np.save(path, np.asfortranarray(bundle.expected_output[0, 0])[None, None])
+    np.testing.assert_array_equal(np.load(path), bundle.expected_output)
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert found != described
+    with pytest.raises(ChecksumError) as caught:  # opened with verify (the default): refused, as weights are
+        deepij.test_bundle(bundle.folder, tiled=False)
+    assert caught.value.field == "outputs[0].test_tensor.sha256" and Path(caught.value.file) == path
+    assert main(["test", str(bundle.folder), "--no-tiled"]) == 1
+    assert "test_output.npy" in capsys.readouterr().err
+    # a model loaded with verify=False runs, but the comparison is refused, naming the file
+    report = deepij.test_bundle(deepij.load(bundle.folder, verify=False), tiled=False)
+    assert report.status == "failed"
+    (comparison,) = report.format("torchscript").comparisons
+    assert not comparison.passed and comparison.elements == 0
+    assert "test_output.npy" in comparison.problem and "outputs[0].test_tensor.sha256" in comparison.problem
+    assert found in comparison.problem and described in comparison.problem
 
 
 # --- seams ----------------------------------------------------------------------------------------------

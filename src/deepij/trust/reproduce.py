@@ -359,8 +359,9 @@ def _test_format(
         report.error = f"the weights do not load: {exc}"
         return report
     report.runtime, report.device = backend.runtime, backend.device
-    runnable = [c for c in cases if not _missing(model.description, c)]
-    report.comparisons += [m for c in cases for m in _missing(model.description, c)]
+    unusable = [_missing(model.description, c) or _mismatched(model.description, c) for c in cases]
+    runnable = [c for c, problems in zip(cases, unusable, strict=True) if not problems]
+    report.comparisons += [m for problems in unusable for m in problems]
     wholes: list[tuple[Case, Any, Prediction]] = []
 
     def run_whole_images() -> None:
@@ -408,6 +409,34 @@ def _missing(description: ModelDescription, case: Case) -> list[Comparison]:
     tolerance = Tolerance(math.nan, math.nan, math.nan, "not applied")
     return [
         failed_comparison(case.kind, e.output or "?", e.file, tolerance, f"not in the bundle: {absent}")
+        for e in case.expected
+    ]
+
+
+def _mismatched(description: ModelDescription, case: Case) -> list[Comparison]:
+    """Failed comparisons for a case whose files differ from the sha256 the descriptor gives them, even when
+    the model was loaded with ``verify=False``: an expected output that is not the file described is no
+    reference, and other inputs give other outputs."""
+    from deepij.bundle.checks import files_with_sha256
+    from deepij.bundle.weights import cached_sha256
+
+    described = {path: (field, digest) for field, path, digest in files_with_sha256(description)}
+    problems = []
+    for file in (*case.inputs.values(), *(e.file for e in case.expected)):
+        if file not in described:
+            continue
+        field, digest = described[file]
+        actual = cached_sha256(description.path(file))
+        if actual != digest:
+            problems.append(
+                f"{file} does not match the sha256 the descriptor gives it ({field}: found {actual}, "
+                f"expected {digest}): not the file described, so not compared"
+            )
+    if not problems:
+        return []
+    tolerance = Tolerance(math.nan, math.nan, math.nan, "not applied")
+    return [
+        failed_comparison(case.kind, e.output or "?", e.file, tolerance, "; ".join(problems))
         for e in case.expected
     ]
 
