@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING, Any
 from deepij.bundle.description import ModelDescription, ParameterizedSize
 from deepij.errors import SeamWarning
 from deepij.pipeline.outputs import Prediction
+from deepij.pipeline.predict_parts import (
+    check_arguments,
+    make_prediction,
+    sample_shapes,
+    tiling_mode,
+    with_step_outputs,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -21,9 +28,9 @@ if TYPE_CHECKING:
     from deepij.inference.memory import MemoryEstimate
     from deepij.inference.plan import TilePlan
     from deepij.inference.receptive import ReceptiveField
-    from deepij.inference.tiling import ModelTiling, TilingMode
+    from deepij.inference.tiling import ModelTiling
     from deepij.pipeline.progress import ProgressEvent
-    from deepij.pipeline.steps import Chain, StepOutputs
+    from deepij.pipeline.steps import Chain
 
 Tensors = dict[str, "xr.DataArray"]
 
@@ -38,7 +45,8 @@ class Model:
     allow_code : bool
         Allow the bundle's Python code to run (``pytorch_state_dict`` architectures).
     verify : bool
-        Check weights files against their sha256 before loading them (False: trust them as they are).
+        Check weights and the other files the descriptor gives a sha256 for (test tensors, attachments)
+        before using them (False: trust them as they are).
 
     Examples
     --------
@@ -96,9 +104,16 @@ class Model:
         device: str | None = None,
         runtime: str = "auto",
         precision: str = "float32",
+        *,
+        threads: int | None = None,
     ) -> Backend:
         """The loaded network for these weights, device, runtime and precision, loaded on first use and
-        kept."""
+        kept.
+
+        ``threads``: intra-op threads of the engine when this call loads it (a Dask worker shares the
+        cores out, :mod:`deepij.pipeline.distributed`); a network already loaded is kept as it is, and
+        later calls without ``threads`` find it.
+        """
         key: tuple[str | None, ...] = (weights_format, device, runtime)
         if precision != "float32":
             key += (precision,)
@@ -113,6 +128,7 @@ class Model:
                 runtime=runtime,
                 verify=self.verify,
                 precision=precision,
+                threads=threads,
             )
         return self._backends[key]
 
@@ -262,7 +278,7 @@ class Model:
         from deepij.pipeline.steps import Chain
         from deepij.processing.stream import stream_processing
 
-        mode = _check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes, precision)
+        mode = check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes, precision)
         _check_margin(margin)
         with Reporter(self.name, progress, logging) as report:
             chain = Chain(self.description, processing, session, report)
@@ -295,6 +311,7 @@ class Model:
                 backend, ready, tile, mode, overlap, batch_size, max_memory, notes, reserved=held,
                 margin=margin,
             )
+            plan = self.check_receptive_field(backend, plan, ready, tile, mode, overlap, notes, margin)
             outputs = run_tiled(
                 backend,
                 plan,
@@ -306,8 +323,10 @@ class Model:
             )
             outputs = _masked(streamed.post(outputs), plan, masks, notes)
             finished = chain.post(outputs, raw, spec_applied=True)
-            prediction = self._result(finished.tensors, plan, batch, backend, notes + chain.notes)
-            return _with_step_outputs(prediction, finished, chain, source.title, self.description)
+            prediction = make_prediction(
+                self.description, finished.tensors, plan, batch, backend, notes + chain.notes
+            )
+            return with_step_outputs(prediction, finished, chain, source.title, self.description)
 
     # --- steps ---------------------------------------------------------------------------------------------
 
@@ -363,35 +382,14 @@ class Model:
         """The tiles and the batch size of this run (measuring the model's memory when a choice needs it).
 
         ``reserved``: bytes the run holds besides outputs and tiles (processed inputs, masks), counted in the
-        memory budget. When the image takes several tiles, the network's receptive field is measured: a
-        declared halo smaller than it is noted and warned about, and blending overlaps by it.
+        memory budget.
         """
-        if margin is not None:
-            notes.append(_margin_note(self.tiling_for(backend), margin))
-        plan, batch = self._tiles(
-            backend, inputs, tile, mode, overlap, batch_size, max_memory, notes, reserved, margin
-        )
-        if plan.tiled and plan.n_tiles > 1:
-            plan = self._check_receptive_field(backend, plan, inputs, tile, mode, overlap, notes, margin)
-        return plan, batch
-
-    def _tiles(
-        self,
-        backend: Backend,
-        inputs: Tensors,
-        tile: Any,
-        mode: str,
-        overlap: int | None,
-        batch_size: int | str,
-        max_memory: int | str | None,
-        notes: list[str],
-        reserved: float,
-        margin: int | None = None,
-    ) -> tuple[TilePlan, int]:
         from deepij.inference.memory import auto_tile, choose_batch, estimate_memory
 
+        if margin is not None:
+            notes.append(_margin_note(self.tiling_for(backend), margin))
         tiling = _with_margin(self.tiling_for(backend), margin)
-        shapes = _sample_shapes(self.description, inputs)
+        shapes = sample_shapes(self.description, inputs)
         primary = self.description.input(tiling.input) if tiling.input else self.description.inputs[0]
         samples = math.prod(
             int(n)
@@ -403,7 +401,7 @@ class Model:
             if tile is None and tiling.input:
                 as_is = margin is None and tiling.image_is_valid(shapes[tiling.input])
                 tile = "image" if as_is else "whole"
-            plan = tiling.plan(shapes, tile, _tiling_mode(mode), overlap)
+            plan = tiling.plan(shapes, tile, tiling_mode(mode), overlap)
             if tile in ("image", "whole") and plan.n_tiles == 1:
                 notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
             elif tile == "whole":
@@ -433,12 +431,12 @@ class Model:
         elif tile is None:
             tile = choice.tile
             notes.append(f"tile {choice.tile} chosen for a budget of {choice.budget / 1e6:.0f} MB")
-        plan = tiling.plan(shapes, tile, _tiling_mode(mode), overlap)
+        plan = tiling.plan(shapes, tile, tiling_mode(mode), overlap)
         if batch_size != "auto":
             return plan, int(batch_size)
         return plan, choose_batch(estimate, plan, choice.budget, samples, accepted)
 
-    def _check_receptive_field(
+    def check_receptive_field(
         self,
         backend: Backend,
         plan: TilePlan,
@@ -449,13 +447,17 @@ class Model:
         notes: list[str],
         margin: int | None = None,
     ) -> TilePlan:
-        """Measure (once per backend) how far the network looks; warn when tiles' margins are smaller."""
+        """``plan``, or a blending plan that overlaps by the measured receptive radius: when the image takes
+        several tiles, how far the network looks is measured (once per backend and sizes), and a declared
+        halo smaller than it is noted and warned about (:class:`~deepij.errors.SeamWarning`)."""
         import warnings
 
         from deepij.inference.receptive import measure_receptive_field
 
+        if not plan.tiled or plan.n_tiles <= 1:
+            return plan
         tiling = _with_margin(self.tiling_for(backend), margin)
-        shapes = _sample_shapes(self.description, inputs)
+        shapes = sample_shapes(self.description, inputs)
         key = (id(backend), _fixed_sizes(tiling, shapes))
         if key not in self._receptive:
             self._receptive[key] = measure_receptive_field(backend, tiling, shapes)
@@ -472,7 +474,7 @@ class Model:
                 "makes fewer"
             )
             notes.append(message)
-            warnings.warn(message, SeamWarning, stacklevel=4)
+            warnings.warn(message, SeamWarning, stacklevel=3)  # the caller of predict
         if mode == "blend" and overlap is None and short:
             width = max(short.values())
             grids = {g.axis: g for g in plan.grids}
@@ -497,90 +499,6 @@ class Model:
         if key not in self._estimates:
             self._estimates[key] = measure(backend, tiling, shapes)
         return self._estimates[key]
-
-    def _result(
-        self, outputs: Tensors, plan: TilePlan, batch: int, backend: Backend, notes: list[str]
-    ) -> Prediction:
-        from deepij.inference.arrays import table_frame
-
-        images, tables = {}, {}
-        for spec in self.description.outputs:
-            if spec.is_table:
-                tables[spec.name] = table_frame(outputs[spec.name], spec)
-            else:
-                images[spec.name] = outputs[spec.name]
-        return Prediction(
-            images, tables, plan, batch, backend.weights.format, backend.device, notes, backend.runtime
-        )
-
-
-def _with_step_outputs(
-    prediction: Prediction,
-    finished: StepOutputs,
-    chain: Chain,
-    input_title: str,
-    description: ModelDescription,
-) -> Prediction:
-    """The prediction with what the processing steps left (images and tables by title) and how it was made."""
-    from deepij.pipeline.outputs import provenance
-
-    prediction.images.update(finished.images)
-    prediction.tables.update(finished.tables)
-    prediction.model_name = description.name
-    prediction.input_title = input_title
-    prediction.provenance = provenance(description, prediction, chain.mode, chain.ran)
-    return prediction
-
-
-def _check_arguments(
-    tile: Any,
-    tiling: str | None,
-    overlap: Any,
-    batch_size: Any,
-    max_memory: Any,
-    non_finite: str,
-    axes: Any,
-    precision: str = "float32",
-) -> TilingMode:
-    """Refuse bad arguments of :meth:`Model.predict` before anything runs; the tiling mode to use."""
-    from deepij.errors import ArgumentError, ArgumentTypeError
-    from deepij.inference.arrays import NON_FINITE
-    from deepij.inference.backends.precision import PRECISIONS
-    from deepij.inference.tiling import TILE_WORDS, TILING_MODES
-    from deepij.sizes import parse_memory_size
-
-    if isinstance(tile, str) and tile not in TILE_WORDS:
-        raise ArgumentError(
-            f"tile: unknown value {tile!r}; expected sizes per axis or one of {list(TILE_WORDS)}"
-        )
-    if isinstance(tile, bool) or not isinstance(tile, (type(None), str, int, tuple, list, Mapping)):
-        raise ArgumentTypeError(
-            f"tile: expected an int, a sequence or a mapping of sizes, or a word, not {tile!r}"
-        )
-    if tiling is not None and tiling not in TILING_MODES:
-        raise ArgumentError(f"tiling: unknown value {tiling!r}; expected one of {list(TILING_MODES)}")
-    if overlap is not None:
-        if isinstance(overlap, bool) or not isinstance(overlap, int):
-            raise ArgumentTypeError(f"overlap: expected a whole number of pixels, not {overlap!r}")
-        if overlap < 0:
-            raise ArgumentError(f"overlap: expected a whole number of pixels >= 0, not {overlap}")
-    if batch_size != "auto":
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise ArgumentTypeError(f"batch_size: expected a positive integer or 'auto', not {batch_size!r}")
-        if batch_size < 1:
-            raise ArgumentError(f"batch_size: expected a positive integer or 'auto', not {batch_size}")
-    if max_memory is not None:
-        parse_memory_size(max_memory)
-    if non_finite not in NON_FINITE:
-        raise ArgumentError(f"non_finite: unknown value {non_finite!r}; expected one of {list(NON_FINITE)}")
-    if precision not in PRECISIONS:
-        raise ArgumentError(f"precision: unknown value {precision!r}; expected one of {list(PRECISIONS)}")
-    if axes is not None and not isinstance(axes, (str, Mapping)):
-        raise ArgumentTypeError(
-            "axes: expected letters naming the image's dims (e.g. 'zyx') or a mapping per input, "
-            f"not {axes!r}"
-        )
-    return _tiling_mode(tiling or "deepimagej")
 
 
 def _imagej_makes_inputs(chain: Chain) -> bool:
@@ -634,27 +552,11 @@ def _margin_note(tiling: ModelTiling, margin: int) -> str:
     return f"tile margin {used} pixels per side (margin {margin}; the bundle declares {declared})"
 
 
-def _tiling_mode(mode: str) -> TilingMode:
-    from deepij.inference.tiling import TILING_MODES
-
-    for known in TILING_MODES:
-        if known == mode:
-            return known
-    raise AssertionError(mode)  # _check_arguments refused it
-
-
 def _resident(backend: Backend) -> int:
     """Resident bytes of this process when the backend runs on the CPU (0 on a GPU: its pool is apart)."""
     from deepij.inference.meters import is_gpu_device, resident_bytes
 
     return 0 if is_gpu_device(backend.device) else resident_bytes()
-
-
-def _sample_shapes(description: ModelDescription, inputs: Mapping[str, Any]) -> dict[str, dict[str, int]]:
-    """Per input, axis -> size of one sample (no batch)."""
-    return {
-        s.name: {a: int(inputs[s.name].sizes[a]) for a in s.axes_str if a != "b"} for s in description.inputs
-    }
 
 
 def _fixed_sizes(tiling: ModelTiling, shapes: Mapping[str, Mapping[str, int]]) -> tuple:
