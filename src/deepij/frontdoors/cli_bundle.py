@@ -33,7 +33,9 @@ def _add_info_command(commands: argparse._SubParsersAction) -> None:
     )
     info.add_argument("bundle", help="bundle folder, descriptor file, zip or URL")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
-    info.add_argument("--no-verify", action="store_true", help="do not check weights and other files against their sha256")
+    info.add_argument(
+        "--no-verify", action="store_true", help="do not check weights and other files against their sha256"
+    )
     info.set_defaults(handler=_run_info)
 
 
@@ -81,7 +83,9 @@ def _add_install_command(commands: argparse._SubParsersAction) -> None:
     install.add_argument("source", metavar="ZIP_OR_URL", help="bundle zip, http(s) URL of one, or folder")
     install.add_argument("--models-dir", help="models folder to install into")
     install.add_argument("--force", action="store_true", help="replace an installed bundle of that name")
-    install.add_argument("--no-verify", action="store_true", help="do not check weights and other files against their sha256")
+    install.add_argument(
+        "--no-verify", action="store_true", help="do not check weights and other files against their sha256"
+    )
     install.set_defaults(handler=_run_install)
 
 
