@@ -32,10 +32,7 @@ import numpy as np
 import xarray as xr
 
 from deepij.bundle.description import ProcessingOp, TensorSpec
-from deepij.errors import ProcessingError
-from deepij.processing.chain import BoundStep, Chain
-from deepij.processing.context import OpContext
-from deepij.processing.ops import OPS
+from deepij.processing.chain import Chain, prepare_chain
 from deepij.processing.statistics import StatsSource
 
 BINS = 4096
@@ -276,23 +273,13 @@ def prepare_lazy_chain(
 ) -> Chain:
     """:func:`deepij.processing.chain.prepare_chain` for a dask-backed tensor: the same checks and bound
     values, the statistics taken with Dask (module notes)."""
-    steps: list[BoundStep] = []
-    for index, op in enumerate(ops):
-        step = f"{where}[{index}]"
-        implementation = OPS.get(op.name)
-        if implementation is None:
-            raise ProcessingError(
-                f"unknown processing op {op.name!r} on tensor {tensor.name!r}",
-                file=descriptor,
-                field=f"{step}.name",
-                found=op.name,
-                expected=f"one of {sorted(OPS)}",
-            )
-        context = OpContext(
-            op.name, dict(op.kwargs or {}), tensor.name, tensor.axes_str, step, descriptor, references or {}
-        )
-        implementation.check(context)
-        before = Chain(tensor.name, tuple(steps)) if steps else None
-        source = DaskStats(data, before, ignore_nan=ignore_nan, avoid=before.dims if before else set())
-        steps.append(BoundStep(implementation, context, implementation.values(source, context)))
-    return Chain(tensor.name, tuple(steps))
+    return prepare_chain(
+        data,
+        ops,
+        tensor,
+        where=where,
+        descriptor=descriptor,
+        references=references,
+        ignore_nan=ignore_nan,
+        statistics=DaskStats,
+    )

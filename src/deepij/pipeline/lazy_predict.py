@@ -55,10 +55,10 @@ def is_lazy_input(image: Any) -> bool:
 
 def predict_lazy(model: Model, image: Any, **options: Any) -> Prediction:
     """:meth:`Model.predict` for a lazy image (module notes); ``options`` are predict's."""
-    from deepij.pipeline.model import _check_arguments
+    from deepij.pipeline.predict_parts import check_arguments
     from deepij.pipeline.steps import choose_mode
 
-    mode = _check_arguments(
+    mode = check_arguments(
         options["tile"], options["tiling"], options["overlap"], options["batch_size"],
         options["max_memory"], options["non_finite"], options["axes"],
     )
@@ -153,11 +153,13 @@ def _run_lazy(
     options: dict[str, Any],
 ) -> Prediction:
     from deepij.inference.lazy import lazy_tiled
-    from deepij.pipeline.model import _with_step_outputs
+    from deepij.inference.lazy_statistics import DaskStats
     from deepij.pipeline.model_ref import BackendRef
+    from deepij.pipeline.predict_parts import make_prediction, with_step_outputs
     from deepij.pipeline.progress import Reporter
     from deepij.pipeline.sources import Calibration, Source
     from deepij.pipeline.steps import Chain
+    from deepij.processing.stream import stream_processing
 
     description = model.description
     with Reporter(model.name, options["progress"], options["logging"]):
@@ -167,18 +169,21 @@ def _run_lazy(
         notes = list(getattr(backend, "notes", []))
         named = chain.pre(source)
         raw = {s.name: _lazy_tensor(named[s.name], s, options["non_finite"]) for s in description.inputs}
-        ready, prepare, finish, pending = _lazy_processing(
-            description, raw, processing == "spec", mode == "blend"
+        # Statistics with Dask over the whole image; what is element-wise runs on each tile.
+        streamed = stream_processing(
+            description, raw, spec_ops=processing == "spec", blend=mode == "blend", statistics=DaskStats
         )
-        plan = _lazy_plan(model, backend, ready, options, mode, notes)
+        plan = _lazy_plan(model, backend, streamed.inputs, options, mode, notes)
         batch = 1 if options["batch_size"] == "auto" else int(options["batch_size"])
         network = BackendRef.of(model, options["weights_format"], options["device"], options["runtime"])
-        outputs = lazy_tiled(network, plan, ready, batch_size=batch, prepare=prepare, finish=finish)
-        outputs = _post(description, outputs, raw, pending)
+        outputs = lazy_tiled(
+            network, plan, streamed.inputs, batch_size=batch, prepare=streamed.prepare, finish=streamed.finish
+        )
+        outputs = streamed.post(outputs)
         notes.append(f"lazy run: {plan.n_tiles} tiles per sample, output chunks are their write regions")
         finished = chain.post(outputs, raw, spec_applied=True)
-        prediction = model._result(finished.tensors, plan, batch, backend, notes + chain.notes)
-        return _with_step_outputs(prediction, finished, chain, source.title, description)
+        prediction = make_prediction(description, finished.tensors, plan, batch, backend, notes + chain.notes)
+        return with_step_outputs(prediction, finished, chain, source.title, description)
 
 
 def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.DataArray:
@@ -210,81 +215,6 @@ def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.D
     return image
 
 
-def _lazy_processing(
-    description: ModelDescription, raw: Mapping[str, xr.DataArray], spec_ops: bool, blend: bool
-) -> tuple[dict[str, xr.DataArray], dict[str, Any], dict[str, Any], list[str]]:
-    """(inputs for the graph, per-tile input chains, per-tile output chains, outputs processed afterwards):
-    :func:`deepij.processing.stream.stream_processing` with statistics taken by Dask."""
-    from deepij.inference.lazy_statistics import prepare_lazy_chain
-    from deepij.processing.chain import reads_data
-    from deepij.processing.spec import declared_dtype
-    from deepij.processing.stream import _tile_output
-
-    inputs, prepare = {}, {}
-    for spec in description.inputs:
-        chain = prepare_lazy_chain(
-            raw[spec.name],
-            spec.processing if spec_ops else (),
-            spec,
-            where=f"inputs[{spec.name!r}].preprocessing",
-            descriptor=description.descriptor,
-            references=raw,
-        )
-        if chain.block_safe:
-            inputs[spec.name] = raw[spec.name]
-            if chain.steps:
-                prepare[spec.name] = chain.tile_transform()
-        else:
-            dtype = declared_dtype(spec)
-            whole = chain(raw[spec.name])
-            inputs[spec.name] = whole if dtype is None else whole.astype(dtype)
-    finish, pending = {}, []
-    referenced = {
-        str(op.kwargs.get("reference_tensor"))
-        for o in description.outputs
-        for op in o.processing
-        if op.kwargs and op.kwargs.get("reference_tensor")
-    }
-    for spec in description.outputs:
-        if not spec_ops:
-            continue
-        if not blend and spec.name not in referenced and not reads_data(spec.processing):
-            finish[spec.name] = _tile_output(description, spec)
-        else:
-            pending.append(spec.name)
-    return inputs, prepare, finish, pending
-
-
-def _post(
-    description: ModelDescription,
-    outputs: dict[str, xr.DataArray],
-    raw: Mapping[str, xr.DataArray],
-    pending: list[str],
-) -> dict[str, xr.DataArray]:
-    """Output chains that need the whole output (statistics, blending), lazily; cast to declared types."""
-    from deepij.inference.lazy_statistics import prepare_lazy_chain
-    from deepij.processing.spec import declared_dtype
-
-    references = {**raw, **outputs}
-    chains = {
-        name: prepare_lazy_chain(
-            outputs[name],
-            description.output(name).processing,
-            description.output(name),
-            where=f"outputs[{name!r}].postprocessing",
-            descriptor=description.descriptor,
-            references=references,
-        )
-        for name in pending
-    }
-    result = dict(outputs)
-    for name, chain in chains.items():
-        dtype = declared_dtype(description.output(name))
-        done = chain(outputs[name]).transpose(*outputs[name].dims)
-        result[name] = done if dtype is None else done.astype(dtype)
-    return result
-
-
 def _lazy_plan(
     model: Model,
     backend: Any,
@@ -295,10 +225,10 @@ def _lazy_plan(
 ) -> Any:
     """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels (module notes); the receptive
     field measured as the in-memory run measures it."""
-    from deepij.pipeline.model import _sample_shapes
+    from deepij.pipeline.predict_parts import sample_shapes
 
     tiling = model.tiling
-    shapes = _sample_shapes(model.description, inputs)
+    shapes = sample_shapes(model.description, inputs)
     tile: Any = options["tile"]
     if tile is None and tiling.input and tiling.tileable:
         primary = shapes[tiling.input]
@@ -308,7 +238,4 @@ def _lazy_plan(
             tile[a] = tiling.smallest_valid(a, want) or tiling.largest_valid(a) or want
         notes.append(f"tile {tile}: about {LAZY_TILE} valid pixels per axis (lazy image)")
     plan = tiling.plan(shapes, tile, mode, options["overlap"])
-    if plan.tiled and plan.n_tiles > 1:
-        overlap = options["overlap"]
-        plan = model._check_receptive_field(backend, plan, dict(inputs), tile, mode, overlap, notes)
-    return plan
+    return model.check_receptive_field(backend, plan, dict(inputs), tile, mode, options["overlap"], notes)

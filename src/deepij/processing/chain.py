@@ -148,6 +148,7 @@ def prepare_chain(
     descriptor: Path | None = None,
     references: Mapping[str, xr.DataArray] | None = None,
     ignore_nan: bool = False,
+    statistics: type[StatsSource] = StatsSource,
 ) -> Chain:
     """Check, bind and take the statistics of ``ops`` on the whole tensor ``data``.
 
@@ -165,6 +166,9 @@ def prepare_chain(
         Tensors ``reference_tensor`` may name.
     ignore_nan : bool
         Leave NaN and infinite values out of every statistic.
+    statistics : type of StatsSource
+        What takes the statistics: :class:`~deepij.processing.statistics.StatsSource` reads a numpy-backed
+        tensor chunk by chunk; :class:`deepij.inference.lazy_statistics.DaskStats` a dask-backed one.
     """
     steps: list[BoundStep] = []
     for index, op in enumerate(ops):
@@ -184,7 +188,7 @@ def prepare_chain(
         implementation.check(context)
         before = Chain(tensor.name, tuple(steps)) if steps else None
         avoid = before.dims if before is not None else set()
-        source = StatsSource(data, before, ignore_nan=ignore_nan, avoid=avoid)
+        source = statistics(data, before, ignore_nan=ignore_nan, avoid=avoid)
         steps.append(BoundStep(implementation, context, implementation.values(source, context)))
     return Chain(tensor.name, tuple(steps))
 

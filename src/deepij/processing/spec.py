@@ -29,20 +29,8 @@ def apply_ops(
     descriptor: Path | None = None,
     references: Mapping[str, xr.DataArray] | None = None,
 ) -> xr.DataArray:
-    """Run ``ops`` on one tensor.
-
-    Parameters
-    ----------
-    data : xarray.DataArray
-        The tensor, dims named by axis letters (plus any looped dims).
-    ops : sequence of ProcessingOp
-        The steps, in order.
-    tensor : TensorSpec
-        The tensor's description (name and axes).
-    where : str
-        Descriptor field of the chain, for messages (``"inputs['raw'].preprocessing"``).
-    references : mapping, optional
-        Tensors ``reference_tensor`` may name.
+    """Run ``ops`` on one tensor: the chain :func:`~deepij.processing.chain.prepare_chain` prepares on it
+    (its parameters, with the statistics read from numpy), applied to the whole tensor.
 
     Examples
     --------

@@ -10,6 +10,9 @@
   of raw results).
 - ``ignore_nan``: statistics leave NaN and infinite pixels out, and those pixels reach the network as 0 (so
   they do not spread through its receptive field); the caller masks them in the outputs again.
+- Images bigger than memory: the same arrangement on dask-backed tensors, their statistics taken with Dask
+  (``statistics=DaskStats``, :mod:`deepij.inference.lazy_statistics`); output chains after stitching then
+  run lazily on the whole (dask) output instead of in place.
 
 Examples
 --------
@@ -30,6 +33,7 @@ import xarray as xr
 from deepij.bundle.description import ModelDescription, TensorSpec
 from deepij.processing.chain import Chain, TileTransform, prepare_chain, reads_data
 from deepij.processing.spec import declared_dtype
+from deepij.processing.statistics import StatsSource
 
 Tensors = dict[str, xr.DataArray]
 
@@ -49,6 +53,8 @@ class StreamedProcessing:
     held_bytes : int
         Bytes of whole processed inputs the run holds besides the raw images (0 when every chain runs
         per tile).
+    statistics : type of StatsSource
+        What takes the chains' statistics (see :func:`stream_processing`).
     """
 
     description: ModelDescription
@@ -58,6 +64,7 @@ class StreamedProcessing:
     finish: dict[str, TileTransform] = field(default_factory=dict)
     held_bytes: int = 0
     spec_ops: bool = True
+    statistics: type[StatsSource] = StatsSource
 
     def post(self, outputs: Tensors) -> Tensors:
         """The outputs after the post-processing not done per tile, cast to their declared types.
@@ -79,6 +86,7 @@ class StreamedProcessing:
                 where=f"outputs[{spec.name!r}].postprocessing",
                 descriptor=self.description.descriptor,
                 references=references,
+                statistics=self.statistics,
             )
         result = dict(outputs)
         for spec in self.description.outputs:
@@ -88,10 +96,10 @@ class StreamedProcessing:
             data, dtype = outputs[spec.name], declared_dtype(spec)
             if not chain.steps:
                 result[spec.name] = data if dtype is None else data.astype(dtype, copy=False)
-            elif chain.block_safe:
+            elif chain.block_safe and isinstance(data.data, np.ndarray):
                 result[spec.name] = chain.apply_in_place(data, dtype)
-            else:
-                done = chain(data)
+            else:  # on the whole output at once (lazily for a dask-backed one)
+                done = chain(data).transpose(*data.dims)
                 result[spec.name] = done if dtype is None else done.astype(dtype, copy=False)
         return result
 
@@ -103,6 +111,7 @@ def stream_processing(
     spec_ops: bool = True,
     ignore_nan: bool = False,
     blend: bool = False,
+    statistics: type[StatsSource] = StatsSource,
 ) -> StreamedProcessing:
     """Prepare a model's spec processing for a tiled run (module notes).
 
@@ -118,6 +127,9 @@ def stream_processing(
         Statistics skip non-finite pixels, which reach the network as 0.
     blend : bool
         The run blends overlapping tiles: output chains wait for the stitched outputs.
+    statistics : type of StatsSource
+        What takes the chains' statistics (:func:`~deepij.processing.chain.prepare_chain`): ``DaskStats``
+        for dask-backed images (module notes).
     """
     inputs: Tensors = {}
     prepare: dict[str, TileTransform] = {}
@@ -132,6 +144,7 @@ def stream_processing(
             descriptor=description.descriptor,
             references=raw,
             ignore_nan=ignore_nan,
+            statistics=statistics,
         )
         if chain.block_safe:
             inputs[spec.name] = raw[spec.name]
@@ -155,7 +168,7 @@ def stream_processing(
         for spec in description.outputs:
             if spec.name not in referenced and not spec.is_table and not reads_data(spec.processing):
                 finish[spec.name] = _tile_output(description, spec)
-    return StreamedProcessing(description, raw, inputs, prepare, finish, held, spec_ops)
+    return StreamedProcessing(description, raw, inputs, prepare, finish, held, spec_ops, statistics)
 
 
 def _tile_input(chain: Chain, ignore_nan: bool) -> TileTransform:
