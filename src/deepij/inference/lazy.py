@@ -168,16 +168,10 @@ class _WindowedRun(TiledRun):
 
     def piece(self, item: WorkItem, name: str, result: np.ndarray) -> Piece:
         """One item's valid region of output ``name``, finished and weighted as :meth:`write` would."""
-        spec = self.description.output(name)
-        dest, source = self.plan.output_regions(item.tile, name)
-        piece = result[source]
-        transform = self.finish.get(name)
-        if transform is not None:
-            piece = self._finished(transform, piece, spec, item.key)
-        weights = self.plan.blend_weights(item.tile, name)
+        target, piece, weights = self.valid_piece(item, self.description.output(name), result)
         if weights is not None:
             piece = piece * weights.astype(np.result_type(piece.dtype, np.float32))
-        return self._target(spec, item.key, dest), piece
+        return target, piece
 
     def target(self, item: WorkItem, name: str) -> tuple[Any, ...]:
         dest, _ = self.plan.output_regions(item.tile, name)
@@ -400,22 +394,11 @@ def _output_array(
 def _output_layout(
     probe: _WindowedRun, name: str, first: list[dict[str, Piece]]
 ) -> tuple[tuple[str, ...], tuple[int, ...], str]:
-    """(dims, shape, dtype) of a whole output, as :meth:`TiledRun._allocate` makes it (without making it)."""
-    spec = probe.description.output(name)
-    out_plan = probe.plan.outputs[name]
-    lead_dims = [d for d in probe.loop_dims if not (d == "b" and "b" in spec.axes_str)]
-    lead_sizes = [probe.loop_sizes[probe.loop_dims.index(d)] for d in lead_dims]
+    """(dims, shape, dtype) of a whole output, as :meth:`TiledRun._allocate` makes it (without making it),
+    from the first batch's pieces (already finished: their type is the output's)."""
     _, piece = first[0][name]
-    shape = []
-    for letter, size in zip(spec.axes_str, piece.shape, strict=True):
-        if letter == "b":
-            shape.append(probe.loop_sizes[probe.loop_dims.index("b")] if "b" in probe.loop_dims else 1)
-        else:
-            shape.append(out_plan.sizes.get(letter, size))
-    dtype = piece.dtype
-    if probe.plan.mode == "blend":
-        dtype = np.result_type(dtype, np.float32)
-    return (*lead_dims, *spec.axes_str), (*lead_sizes, *shape), np.dtype(dtype).str
+    dims, shape, dtype = probe.output_layout(probe.description.output(name), piece.shape, piece.dtype)
+    return dims, shape, dtype.str
 
 
 def _chunk_bounds(

@@ -282,18 +282,24 @@ class TiledRun:
             result = results[spec.name]
             if spec.name not in self.outputs:
                 self._allocate(spec, result, item.key)
-            dest, source = self.plan.output_regions(item.tile, spec.name)
-            target = self._target(spec, item.key, dest)
-            piece = result[source]
-            transform = self.finish.get(spec.name)
-            if transform is not None:
-                piece = self._finished(transform, piece, spec, item.key)
-            weights = self.plan.blend_weights(item.tile, spec.name)
+            target, piece, weights = self.valid_piece(item, spec, result)
             array = self.outputs[spec.name]
             if weights is None:
                 array[target] = piece
             else:
                 array[target] += piece * weights.astype(array.dtype)
+
+    def valid_piece(
+        self, item: WorkItem, spec: TensorSpec, result: np.ndarray
+    ) -> tuple[tuple, np.ndarray, np.ndarray | None]:
+        """(where it goes in the whole output, the piece, its blending weights or None) for one item's
+        tile result of output ``spec``: the tile's valid region, per-tile post-processing applied."""
+        dest, source = self.plan.output_regions(item.tile, spec.name)
+        piece = result[source]
+        transform = self.finish.get(spec.name)
+        if transform is not None:
+            piece = self._finished(transform, piece, spec, item.key)
+        return self._target(spec, item.key, dest), piece, self.plan.blend_weights(item.tile, spec.name)
 
     def _finished(
         self, transform: TileTransform, piece: np.ndarray, spec: TensorSpec, key: tuple[int, ...]
@@ -320,24 +326,32 @@ class TiledRun:
         return (*lead, *inner)
 
     def _allocate(self, spec: TensorSpec, first: np.ndarray, key: tuple[int, ...]) -> None:
-        out_plan = self.plan.outputs[spec.name]
-        lead_dims = [d for d in self.loop_dims if not (d == "b" and "b" in spec.axes_str)]
-        lead_sizes = [self.loop_sizes[self.loop_dims.index(d)] for d in lead_dims]
-        shape = []
-        for letter, size in zip(spec.axes_str, first.shape, strict=True):
-            if letter == "b":
-                shape.append(self.loop_sizes[self.loop_dims.index("b")] if "b" in self.loop_dims else 1)
-            else:
-                shape.append(out_plan.sizes.get(letter, size))
         dtype = first.dtype
         transform = self.finish.get(spec.name)
         if transform is not None:  # the dtype the per-tile post-processing makes (binarize: bool)
             probe = np.zeros((1,) * len(spec.axes_str), dtype=first.dtype)
             dtype = self._finished(transform, probe, spec, key).dtype
+        dims, shape, dtype = self.output_layout(spec, first.shape, dtype)
+        self.outputs[spec.name] = np.zeros(shape, dtype=dtype)
+        self._out_dims[spec.name] = dims
+
+    def output_layout(
+        self, spec: TensorSpec, tile_shape: Sequence[int], dtype: np.dtype
+    ) -> tuple[tuple[str, ...], tuple[int, ...], np.dtype]:
+        """(dims, shape, dtype) of the whole output ``spec``, from the shape of one tile result of it and
+        the type its pieces have: looped dims first, then the output's axes; float with blending."""
+        out_plan = self.plan.outputs[spec.name]
+        lead_dims = [d for d in self.loop_dims if not (d == "b" and "b" in spec.axes_str)]
+        lead_sizes = [self.loop_sizes[self.loop_dims.index(d)] for d in lead_dims]
+        shape = []
+        for letter, size in zip(spec.axes_str, tile_shape, strict=True):
+            if letter == "b":
+                shape.append(self.loop_sizes[self.loop_dims.index("b")] if "b" in self.loop_dims else 1)
+            else:
+                shape.append(out_plan.sizes.get(letter, size))
         if self.plan.mode == "blend":
             dtype = np.result_type(dtype, np.float32)
-        self.outputs[spec.name] = np.zeros((*lead_sizes, *shape), dtype=dtype)
-        self._out_dims[spec.name] = (*lead_dims, *spec.axes_str)
+        return (*lead_dims, *spec.axes_str), (*lead_sizes, *shape), np.dtype(dtype)
 
     def run(self, progress: Progress | None = None) -> dict[str, xr.DataArray]:
         """Run every batch in order and return the outputs as xarray (dims: looped dims, then output axes)."""
