@@ -189,6 +189,30 @@ def run_batch(
     ArgumentError
         No input image, or an output folder that cannot be made.
     """
+    files, folder, prefixes = start_batch(inputs, output)
+    outcomes = []
+    with progress_bar(len(files), progress) as advance:
+        for source in files:
+            prefix = prefixes[source]
+            outcome = earlier_outcome(source, folder, prefix) if resume else None
+            if outcome is None:
+                outcome = run_one_image(model, source, folder, prefix, predict_options)
+            outcomes.append(outcome)
+            tell(outcome, on_image, advance)
+    return BatchReport(outcomes, folder)
+
+
+def start_batch(
+    inputs: str | Path | Sequence[str | Path], output: str | Path
+) -> tuple[list[Path], Path, dict[Path, str]]:
+    """(the images to run on, the output folder made ready, each image's output prefix): the folder and
+    its completion markers' folder made, the temporary files a killed run left there removed.
+
+    Raises
+    ------
+    ArgumentError
+        No input image, or an output path that is a file.
+    """
     files = [Path(p) for p in inputs] if isinstance(inputs, Sequence) and not isinstance(inputs, str) else (
         image_files(inputs))
     if not files:
@@ -196,23 +220,20 @@ def run_batch(
     folder = Path(output).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ArgumentError(f"output: {str(folder)!r} is a file (expected a folder)")
-    folder.mkdir(parents=True, exist_ok=True)
-    markers = folder / MARKERS
-    markers.mkdir(exist_ok=True)
+    (folder / MARKERS).mkdir(parents=True, exist_ok=True)
     remove_leftovers(folder)
-    prefixes = output_prefixes(files)
-    outcomes = []
-    with _progress_bar(len(files), progress) as advance:
-        for source in files:
-            prefix = prefixes[source]
-            outcome = _finished(source, folder, prefix) if resume else None
-            if outcome is None:
-                outcome = _run_one(model, source, folder, prefix, predict_options)
-            outcomes.append(outcome)
-            if on_image is not None:
-                on_image(outcome)
-            advance(source.name, outcome.status)
-    return BatchReport(outcomes, folder)
+    return files, folder, output_prefixes(files)
+
+
+def tell(
+    outcome: ImageOutcome,
+    on_image: Callable[[ImageOutcome], None] | None,
+    advance: Callable[[str, str], None],
+) -> None:
+    """Make an image's outcome known: to ``on_image`` and to the progress bar (:func:`progress_bar`)."""
+    if on_image is not None:
+        on_image(outcome)
+    advance(outcome.source.name, outcome.status)
 
 
 def output_prefixes(files: Sequence[Path]) -> dict[Path, str]:
@@ -239,9 +260,11 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _run_one(
+def run_one_image(
     model: Model, source: Path, folder: Path, prefix: str, options: Mapping[str, Any]
 ) -> ImageOutcome:
+    """Run ``model`` on one image and save its outputs into ``folder`` under ``prefix``, the completion
+    marker written last; a failure is the outcome (its message and exception), never raised."""
     started = time.perf_counter()
     marker = folder / MARKERS / f"{prefix}.json"
     marker.unlink(missing_ok=True)  # the image is redone: an old marker must not vouch for new files
@@ -255,7 +278,7 @@ def _run_one(
     return ImageOutcome(source, "done", time.perf_counter() - started, outputs=written)
 
 
-def _finished(source: Path, folder: Path, prefix: str) -> ImageOutcome | None:
+def earlier_outcome(source: Path, folder: Path, prefix: str) -> ImageOutcome | None:
     """The outcome of an image an earlier run completed, or None when it must run (again)."""
     marker = folder / MARKERS / f"{prefix}.json"
     try:
@@ -297,7 +320,7 @@ def remove_leftovers(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _progress_bar(total: int, show: bool | None) -> Iterator[Callable[[str, str], None]]:
+def progress_bar(total: int, show: bool | None) -> Iterator[Callable[[str, str], None]]:
     """``advance(name, status)`` for each image: a tqdm bar on a terminal, nothing otherwise."""
     if show is None:
         show = sys.stderr.isatty()

@@ -77,19 +77,8 @@ class ModelWorker(WorkerPlugin):
         for variable in THREAD_VARIABLES:
             os.environ[variable] = str(self.threads)
         model = self.backend.model.model()
-        key = (self.backend.weights_format, self.backend.device, self.backend.runtime)
-        if key not in model._backends:
-            from deepij.inference.backends import load_backend
-
-            model._backends[key] = load_backend(
-                model.description,
-                self.backend.weights_format,
-                self.backend.device,
-                model.allow_code,
-                runtime=self.backend.runtime,
-                verify=model.verify,
-                threads=self.threads,
-            )
+        wanted = self.backend
+        model.backend(wanted.weights_format, wanted.device, wanted.runtime, threads=self.threads)
         if "torch" in sys.modules:  # torch's thread count is process-wide
             from deepij.inference.backends.torch_runner import set_threads
 
@@ -145,42 +134,32 @@ def run_many(
         No input image, an output folder that cannot be made, or ``client`` with ``workers``/``scheduler``.
     """
     from deepij.pipeline.batch import (
-        MARKERS,
         BatchReport,
-        _finished,
-        _progress_bar,
-        image_files,
-        output_prefixes,
+        earlier_outcome,
+        progress_bar,
         remove_leftovers,
+        start_batch,
+        tell,
     )
 
     if client is not None and (workers is not None or scheduler is not None):
         raise ArgumentError("client: give a client, or workers=/scheduler= to make one, not both")
-    files = [Path(p) for p in inputs] if isinstance(inputs, Sequence) and not isinstance(inputs, str) else (
-        image_files(inputs))
-    if not files:
-        raise ArgumentError("inputs: no image to run on (expected a file, a folder or a list of files)")
-    folder = Path(output).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ArgumentError(f"output: {str(folder)!r} is a file (expected a folder)")
-    (folder / MARKERS).mkdir(parents=True, exist_ok=True)
-    remove_leftovers(folder)
-    prefixes = output_prefixes(files)
+    files, folder, prefixes = start_batch(inputs, output)
     outcomes: dict[Path, ImageOutcome] = {}
     todo = []
     for source in files:
-        done = _finished(source, folder, prefixes[source]) if resume else None
+        done = earlier_outcome(source, folder, prefixes[source]) if resume else None
         if done is not None:
             outcomes[source] = done
         else:
             todo.append(source)
     with (
         _client(client, workers, scheduler) as (active, count),
-        _progress_bar(len(files), progress) as advance,
+        progress_bar(len(files), progress) as advance,
     ):
         for source in files:
             if source in outcomes:
-                _tell(outcomes[source], on_image, advance)
+                tell(outcomes[source], on_image, advance)
         if todo:
             ref = BackendRef.of(
                 model,
@@ -191,15 +170,9 @@ def run_many(
             active.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
             for outcome in _run_on_workers(active, ref.model, todo, folder, prefixes, predict_options):
                 outcomes[outcome.source] = outcome
-                _tell(outcome, on_image, advance)
+                tell(outcome, on_image, advance)
     remove_leftovers(folder)  # what a killed worker left half-written
     return BatchReport([outcomes[f] for f in files], folder)
-
-
-def _tell(outcome: ImageOutcome, on_image: Callable[[ImageOutcome], None] | None, advance: Any) -> None:
-    if on_image is not None:
-        on_image(outcome)
-    advance(outcome.source.name, outcome.status)
 
 
 def _run_on_workers(
@@ -241,10 +214,10 @@ def run_image(
     last); the outcome without the exception object (it may not travel between processes)."""
     from dataclasses import replace
 
-    from deepij.pipeline.batch import _run_one
+    from deepij.pipeline.batch import run_one_image
 
     started = time.perf_counter()
-    outcome = _run_one(ref.model(), source, folder, prefix, options)
+    outcome = run_one_image(ref.model(), source, folder, prefix, options)
     outcome = replace(outcome, exception=None, seconds=time.perf_counter() - started)
     return outcome
 
