@@ -7,7 +7,7 @@ onnxruntime or OpenVINO by a timed probe, and tiles automatically; bioimageio.co
 made by setup_bioimageio_env.sh) runs the TorchScript weights whole-image (its default) and with 256 blocks.
 
 Printed figures (``name value unit``), each contender in its own process, best of ``--repeats``
-interleaved rounds (bench_inference.py's machinery):
+interleaved rounds (the contender machinery of _common.py, as bench_inference.py):
 
 - ``deepij_defaults_s`` / ``_peak_rss_mb``; ``torch_whole_image_s`` / ``_peak_rss_mb`` (a bare torch pass
   over the whole image: the whole-image floor when bioimageio.core is not installed);
@@ -24,7 +24,6 @@ Usage: ``.venv/bin/python benchmarks/bench_fast_path.py [--repeats N] [--size 20
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import shutil
@@ -36,48 +35,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import _common as common  # the benchmarks' shared parts, next to this file (on sys.path when it runs)
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-
-import bench_inference as common  # noqa: E402 - the benchmark machinery lives next to this file
 
 FIXED = 512
 DEPTH, BASE = 3, 16
-
-RDF = """\
-format_version: 0.5.4
-type: model
-name: deepij fast-path U-Net
-description: A scripted zoo-style U-Net with fixed-dims ONNX weights (random weights) for timing.
-authors: [{{name: deepij benchmark}}]
-cite: [{{text: deepij, url: "https://github.com/deepij/deepij"}}]
-license: MIT
-documentation: README.md
-tags: [benchmark]
-inputs:
-  - id: input
-    axes:
-      - type: batch
-      - type: channel
-        channel_names: [raw]
-      - {{type: space, id: y, size: {{min: 96, step: 16}}}}
-      - {{type: space, id: x, size: {{min: 96, step: 16}}}}
-    test_tensor: {{source: test_input.npy}}
-    data: {{type: float32}}
-outputs:
-  - id: output
-    axes:
-      - type: batch
-      - type: channel
-        channel_names: [probability]
-      - {{type: space, id: y, size: {{tensor_id: input, axis_id: y}}, halo: 32}}
-      - {{type: space, id: x, size: {{tensor_id: input, axis_id: x}}, halo: 32}}
-    test_tensor: {{source: test_output.npy}}
-    data: {{type: float32}}
-weights:
-{weights}"""
 
 ONNX_ENTRY = """\
   onnx:
@@ -85,16 +49,17 @@ ONNX_ENTRY = """\
     sha256: {sha}
     opset_version: 17
 """
-TORCHSCRIPT_ENTRY = """\
-  torchscript:
-    source: unet.pt
-    sha256: {sha}
-    pytorch_version: "2.13"
-"""
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _rdf(weights: str) -> str:
+    return common.UNET_RDF.format(
+        name="deepij fast-path U-Net",
+        description="A scripted zoo-style U-Net with fixed-dims ONNX weights (random weights) for timing.",
+        min=96,
+        step=16,
+        halo=32,
+        weights=weights,
+    )
 
 
 def write_bundles(workdir: Path) -> tuple[Path, Path]:
@@ -107,17 +72,14 @@ def write_bundles(workdir: Path) -> tuple[Path, Path]:
     scripted = zoo_models.write_scripted_zoo_unet(bundle / "unet.pt", depth=DEPTH, base=BASE)
     module = zoo_models.zoo_unet_module(depth=DEPTH, base=BASE)
     zoo_models._export_fixed(module, bundle / "unet_fixed512.onnx", FIXED)
-    test_input = np.random.default_rng(1).random((1, 1, 96, 96), dtype=np.float32)  # > 2 halos
-    np.save(bundle / "test_input.npy", test_input)
-    np.save(bundle / "test_output.npy", scripted.forward(test_input)[0])
-    (bundle / "README.md").write_text("Benchmark model written by deepij's benchmarks/bench_fast_path.py.\n")
-    ts_entry = TORCHSCRIPT_ENTRY.format(sha=_sha(bundle / "unet.pt"))
-    onnx_entry = ONNX_ENTRY.format(sha=_sha(bundle / "unet_fixed512.onnx"))
-    (bundle / "rdf.yaml").write_text(RDF.format(weights=onnx_entry + ts_entry))
+    common.write_unet_files(bundle, scripted.forward, 96, "bench_fast_path.py")  # 96: > 2 halos
+    ts_entry = common.TORCHSCRIPT_WEIGHTS.format(source="unet.pt", sha256=common.sha256(bundle / "unet.pt"))
+    onnx_entry = ONNX_ENTRY.format(sha=common.sha256(bundle / "unet_fixed512.onnx"))
+    (bundle / "rdf.yaml").write_text(_rdf(onnx_entry + ts_entry))
     torchscript_only = workdir / "bundle_ts"
     shutil.copytree(bundle, torchscript_only)
     (torchscript_only / "unet_fixed512.onnx").unlink()
-    (torchscript_only / "rdf.yaml").write_text(RDF.format(weights=ts_entry))
+    (torchscript_only / "rdf.yaml").write_text(_rdf(ts_entry))
     return bundle, torchscript_only
 
 
@@ -194,7 +156,7 @@ def worker_deepij(workdir: Path) -> None:
     def finish() -> None:
         result = state.get("result")
         if result is not None:
-            np.save(workdir / "image.deepij_defaults.npy", common._output_array(result))
+            np.save(workdir / "image.deepij_defaults.npy", common.output_array(result))
             for note in getattr(result, "notes", []) or []:
                 print(f"# deepij note: {note}", flush=True)
 
@@ -329,18 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("deepij_defaults", [*me, "deepij"], env),
             ("torch_whole_image", [*me, "torch"], env),
         ]
-        side = None if args.no_bioimageio else common.bioimageio_python()
-        if side is not None:
-            runner = [
-                str(side),
-                str(HERE / "bioimageio_core_runner.py"),
-                str(workdir / "bundle_ts" / "rdf.yaml"),
-            ]
-            runner += [str(workdir / "image.npy")]
-            side_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-            side_env["TQDM_DISABLE"] = "1"
-            plan += [("bioimageio_default", runner, side_env)]
-            plan += [("bioimageio_block256", [*runner, "--block", "256"], side_env)]
+        if not args.no_bioimageio:
+            plan += common.bioimageio_contenders(workdir / "bundle_ts" / "rdf.yaml", workdir / "image.npy")
         figures: dict[str, float] = {}
         running = [common.Contender(n, c, workdir / f"{n}.log", figures, e) for n, c, e in plan]
         for _ in range(args.repeats):

@@ -10,10 +10,10 @@ zoo's small nuclei U-Nets) and the same 2048x2048 float32 image for every conten
   bioimageio.core with its defaults (whole image) and with 256 blocks;
 - peak memory of deepij's defaults on an 8192x8192 float32 image, against input + output size.
 
-Every contender runs in its own process (so peak RSS is its own); bioimageio.core runs in its own environment
-(benchmarks/.venv-bioimageio, made by setup_bioimageio_env.sh). Each figure is printed as
-``name value unit``; ratios are ``*_ratio value x``. Times are the best of ``--repeats`` runs after one
-warm-up pass on a small image; model loading is timed apart.
+Every contender runs in its own process (so peak RSS is its own; the machinery is in _common.py);
+bioimageio.core runs in its own environment (benchmarks/.venv-bioimageio, made by setup_bioimageio_env.sh).
+Each figure is printed as ``name value unit``; ratios are ``*_ratio value x``. Times are the best of
+``--repeats`` runs after one warm-up pass on a small image; model loading is timed apart.
 
 Usage: ``.venv/bin/python benchmarks/bench_inference.py [--repeats N] [--quick] [--no-bioimageio]``.
 """
@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,126 +32,52 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SIDE_ENV = HERE / ".venv-bioimageio"
+# the benchmarks' shared parts, next to this file (on sys.path when it runs)
+from _common import (
+    TORCHSCRIPT_WEIGHTS,
+    UNET_RDF,
+    Contender,
+    bioimageio_contenders,
+    collect,
+    emit,
+    make_image,
+    output_array,
+    peak_rss_mb,
+    serve,
+    sha256,
+    write_unet_files,
+)
+
 HALO = 32
 EQUAL_TILE = 256
-LINE = re.compile(r"^(\S+) (\S+) (\S+)$")
 
 
-# --- the bundle and the image ----------------------------------------------------------------------------
-
-RDF = """\
-format_version: 0.5.4
-type: model
-name: deepij benchmark U-Net
-description: A 2-D U-Net (3 poolings, 16 base channels, random weights) for timing inference.
-authors: [{{name: deepij benchmark}}]
-cite: [{{text: deepij, url: "https://github.com/deepij/deepij"}}]
-license: MIT
-documentation: README.md
-tags: [benchmark]
-inputs:
-  - id: input
-    axes:
-      - type: batch
-      - type: channel
-        channel_names: [raw]
-      - {{type: space, id: y, size: {{min: 72, step: 8}}}}
-      - {{type: space, id: x, size: {{min: 72, step: 8}}}}
-    test_tensor: {{source: test_input.npy}}
-    data: {{type: float32}}
-outputs:
-  - id: output
-    axes:
-      - type: batch
-      - type: channel
-        channel_names: [probability]
-      - {{type: space, id: y, size: {{tensor_id: input, axis_id: y}}, halo: {halo}}}
-      - {{type: space, id: x, size: {{tensor_id: input, axis_id: x}}, halo: {halo}}}
-    test_tensor: {{source: test_output.npy}}
-    data: {{type: float32}}
-weights:
-  torchscript:
-    source: unet.pt
-    sha256: {sha256}
-    pytorch_version: "2.13"
-"""
+# --- the bundle ------------------------------------------------------------------------------------------
 
 
 def write_bundle(folder: Path) -> Path:
-    """The benchmark U-Net as a 0.5 bundle both deepij and bioimageio.core read."""
-    import hashlib
-
-    sys.path.insert(0, str(ROOT / "tests"))
+    """The benchmark U-Net (3 poolings, 16 base channels, random weights) as a 0.5 bundle both deepij and
+    bioimageio.core read."""
     from support.models import write_torchscript_unet
 
     folder.mkdir(parents=True, exist_ok=True)
     unet = write_torchscript_unet(folder / "unet.pt")
-    test_input = np.random.default_rng(1).random((1, 1, 72, 72), dtype=np.float32)
-    np.save(folder / "test_input.npy", test_input)
-    np.save(folder / "test_output.npy", unet.forward(test_input)[0])
-    (folder / "README.md").write_text("Benchmark model written by deepij's benchmarks/bench_inference.py.\n")
-    sha256 = hashlib.sha256((folder / "unet.pt").read_bytes()).hexdigest()
-    (folder / "rdf.yaml").write_text(RDF.format(halo=HALO, sha256=sha256))
+    write_unet_files(folder, unet.forward, 72, "bench_inference.py")
+    weights = TORCHSCRIPT_WEIGHTS.format(source="unet.pt", sha256=sha256(folder / "unet.pt"))
+    (folder / "rdf.yaml").write_text(
+        UNET_RDF.format(
+            name="deepij benchmark U-Net",
+            description="A 2-D U-Net (3 poolings, 16 base channels, random weights) for timing inference.",
+            min=72,
+            step=8,
+            halo=HALO,
+            weights=weights,
+        )
+    )
     return folder / "rdf.yaml"
 
 
-def make_image(side: int, seed: int = 0) -> np.ndarray:
-    """A ``bcyx`` float32 image in [0, 1): smooth blobs plus noise, so the network sees structure."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((1, 1, side // 32 + 2, side // 32 + 2), dtype=np.float32)
-    smooth = np.repeat(np.repeat(coarse, 32, axis=2), 32, axis=3)[:, :, :side, :side]
-    return np.ascontiguousarray(0.7 * smooth + 0.3 * rng.random((1, 1, side, side), dtype=np.float32))
-
-
-def emit(name: str, value: float, unit: str) -> None:
-    print(f"{name} {value:.4g} {unit}", flush=True)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-# --- workers: one process per contender, loaded once, timed on demand ---------------------------------------
-
-
-def serve(
-    name: str, load: Callable[[], Callable[[], object]], finish: Callable[[], None] | None = None
-) -> None:
-    """Load, say ``ready``, then time one pass per ``run`` line on stdin; ``quit`` prints the peak RSS.
-
-    Every contender lives in its own process and the driver asks them in turn, round after round, so
-    the load of a shared machine falls on all of them alike; each keeps its best time.
-    """
-    started = time.perf_counter()
-    run = load()
-    emit(f"{name}_load_s", time.perf_counter() - started, "s")
-    started = time.perf_counter()
-    run()  # warm-up on the real image: first-call allocations, thread pools, deepij's tile-size probes
-    emit(f"{name}_first_call_s", time.perf_counter() - started, "s")
-    print("ready", flush=True)
-    for line in sys.stdin:
-        if line.strip() == "run":
-            started = time.perf_counter()
-            run()
-            print(f"time {time.perf_counter() - started:.4f}", flush=True)
-        elif line.strip() == "quit":
-            break
-    if finish is not None:
-        finish()
-    emit(f"{name}_peak_rss_mb", peak_rss_mb(), "MB")
-    print("bye", flush=True)
+# --- workers: one process per contender (_common.serve) -------------------------------------------------
 
 
 def _plan(description: object, side: int, tile: int) -> object:
@@ -237,15 +160,11 @@ def worker_deepij(workdir: Path, how: str) -> None:
     def finish() -> None:
         if how == "defaults" and "result" in state:
             result = state["result"]
-            np.save(workdir / "image.deepij_defaults.npy", _output_array(result))
+            np.save(workdir / "image.deepij_defaults.npy", output_array(result))
             for note in getattr(result, "notes", []) or []:
                 print(f"# deepij note: {note}", flush=True)
 
     serve(name, load, finish)
-
-
-def _output_array(result: object) -> np.ndarray:
-    return np.asarray(next(iter(result.images.values())), dtype=np.float32)
 
 
 def worker_memory(workdir: Path, side: int) -> None:
@@ -260,7 +179,7 @@ def worker_memory(workdir: Path, side: int) -> None:
     result = model.predict(image)
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
-    io_mb = (image.nbytes + _output_array(result).nbytes) / 2**20
+    io_mb = (image.nbytes + output_array(result).nbytes) / 2**20
     emit(f"memory_{side}_predict_s", seconds, "s")
     emit(f"memory_{side}_baseline_rss_mb", baseline, "MB")
     emit(f"memory_{side}_peak_rss_mb", peak, "MB")
@@ -284,69 +203,6 @@ def run_worker(kind: str, workdir: Path) -> None:
 # --- the driver -------------------------------------------------------------------------------------------
 
 
-class Contender:
-    """A worker process the driver talks to over pipes; its stderr goes to a log file."""
-
-    def __init__(self, label: str, command: Sequence[str], log: Path, figures: dict[str, float], env=None):
-        self.label, self.figures, self.log, self.best = label, figures, log, float("inf")
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env
-        )
-        self.alive = self._read_until("ready")
-
-    def _read_until(self, word: str) -> bool:
-        for line in self.process.stdout:  # type: ignore[union-attr]
-            line = line.strip()
-            if line == word or (word == "time" and line.startswith("time ")):
-                if word == "time":
-                    self.best = min(self.best, float(line.split()[1]))
-                return True
-            print(line, flush=True)
-            match = LINE.match(line)
-            if match:
-                self.figures[match.group(1)] = float(match.group(2))
-        tail = "\n".join(self.log.read_text().splitlines()[-12:])
-        print(f"# {self.label} stopped (exit {self.process.wait()}):\n{tail}", flush=True)
-        return False
-
-    def run_once(self) -> None:
-        if self.alive:
-            self.process.stdin.write("run\n")  # type: ignore[union-attr]
-            self.process.stdin.flush()  # type: ignore[union-attr]
-            self.alive = self._read_until("time")
-
-    def finish(self) -> None:
-        if self.alive:
-            self.process.stdin.write("quit\n")  # type: ignore[union-attr]
-            self.process.stdin.flush()  # type: ignore[union-attr]
-            self._read_until("bye")
-        self.process.wait()
-        if self.best < float("inf"):
-            emit(f"{self.label}_s", self.best, "s")
-            self.figures[f"{self.label}_s"] = self.best
-
-
-def collect(command: Sequence[str], figures: dict[str, float]) -> None:
-    """Run a one-shot worker to its end, echo and keep its figures."""
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
-    for line in completed.stdout.splitlines():
-        print(line, flush=True)
-        match = LINE.match(line.strip())
-        if match:
-            figures[match.group(1)] = float(match.group(2))
-    if completed.returncode != 0:
-        print(f"# {command[-1]} failed:\n" + "\n".join(completed.stderr.splitlines()[-12:]), flush=True)
-
-
-def bioimageio_python() -> Path | None:
-    setup = HERE / "setup_bioimageio_env.sh"
-    completed = subprocess.run(["bash", str(setup)], capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        print(f"# bioimageio.core environment could not be made: {completed.stderr[-500:]}", flush=True)
-        return None
-    return SIDE_ENV / "bin" / "python"
-
-
 def contenders(args: argparse.Namespace, workdir: Path) -> list[tuple[str, list[str], dict | None]]:
     me = [sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir), "--worker"]
     t = EQUAL_TILE
@@ -365,16 +221,8 @@ def contenders(args: argparse.Namespace, workdir: Path) -> list[tuple[str, list[
             ("floor_torch_tile1024", [*me, "floor:torch:1024:1"], None),
             ("floor_onnxruntime_tile1024", [*me, "floor:onnxruntime:1024:1"], None),
         ]
-    side = None if args.no_bioimageio else bioimageio_python()
-    if side is not None:
-        runner = [str(side), str(HERE / "bioimageio_core_runner.py"), str(workdir / "bundle" / "rdf.yaml")]
-        runner += [str(workdir / "image.npy")]
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env["TQDM_DISABLE"] = "1"
-        plan += [
-            ("bioimageio_default", runner, env),
-            (f"bioimageio_block{t}", [*runner, "--block", str(t)], env),
-        ]
+    if not args.no_bioimageio:
+        plan += bioimageio_contenders(workdir / "bundle" / "rdf.yaml", workdir / "image.npy", [t])
     return plan
 
 

@@ -22,25 +22,11 @@ Run: ``.venv/bin/python benchmarks/bench_memory_cap.py [--size 8192] [--caps 500
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _high_water_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _reset_high_water() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
+import _common  # the benchmarks' shared parts, next to this file (on sys.path when it runs)
 
 
 def child(model_path: Path, size: int, cap: str, runtime: str = "auto") -> dict:
@@ -49,60 +35,23 @@ def child(model_path: Path, size: int, cap: str, runtime: str = "auto") -> dict:
     import numpy as np
     import psutil
 
-    from deepij.bundle.description import (
-        AxisSpec,
-        FixedSize,
-        ModelDescription,
-        ParameterizedSize,
-        ProcessingOp,
-        ReferenceSize,
-        TensorSpec,
-        WeightsEntry,
-    )
+    from deepij.bundle.description import ProcessingOp
     from deepij.pipeline import Model
 
-    spatial = ParameterizedSize(8, 1)
     normalise = ProcessingOp(
         "scale_range", {"mode": "per_sample", "axes": "yx", "min_percentile": 1.0, "max_percentile": 99.8}
     )
-    inputs = (
-        TensorSpec(
-            "raw",
-            (AxisSpec("b"), AxisSpec("c", FixedSize(1)), AxisSpec("y", spatial), AxisSpec("x", spatial)),
-            processing=(normalise,),
-        ),
-    )
-    outputs = (
-        TensorSpec(
-            "out",
-            (
-                AxisSpec("b"),
-                AxisSpec("c", FixedSize(1)),
-                AxisSpec("y", ReferenceSize("raw", "y"), halo=3),
-                AxisSpec("x", ReferenceSize("raw", "x"), halo=3),
-            ),
-            processing=(ProcessingOp("sigmoid", {}),),
-        ),
-    )
-    description = ModelDescription(
-        "bench memory cap",
-        "0.5.3",
-        model_path.parent,
-        model_path.parent / "rdf.yaml",
-        inputs,
-        outputs,
-        {"torchscript": WeightsEntry("torchscript", model_path.name)},
-    )
-    model = Model(description)
+    sigmoid = ProcessingOp("sigmoid", {})
+    model = Model(_common.convnet_description(model_path, "bench memory cap", [normalise], [sigmoid]))
     model.backend(runtime=runtime)  # load (and convert) before measuring
     image = (np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32) * 4000).astype(np.float32)
     gc.collect()
     before = psutil.Process().memory_info().rss
-    _reset_high_water()
+    _common.reset_high_water()
     start = time.perf_counter()
     result = model.predict(image, processing="spec", max_memory=cap, runtime=runtime)
     seconds = time.perf_counter() - start
-    peak = _high_water_bytes()
+    peak = _common.high_water_bytes()
     out = result.images["out"]
     return {
         "peak_above": peak - before,
@@ -115,25 +64,6 @@ def child(model_path: Path, size: int, cap: str, runtime: str = "auto") -> dict:
     }
 
 
-def write_model(folder: Path) -> Path:
-    import torch
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = torch.nn.Conv2d(1, 8, 3, padding=1)
-            self.b = torch.nn.Conv2d(8, 8, 3, padding=1)
-            self.c = torch.nn.Conv2d(8, 1, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
-
-    torch.manual_seed(0)
-    path = folder / "net.pt"
-    torch.jit.script(Net().eval()).save(str(path))
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8192)
@@ -143,21 +73,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         model, size, cap = args.child
-        print(json.dumps(child(Path(model), int(size), cap, args.runtime)))
+        _common.print_child_json(child(Path(model), int(size), cap, args.runtime))
         return
     from deepij.sizes import parse_memory_size
 
     with tempfile.TemporaryDirectory() as folder:
-        model = write_model(Path(folder))
+        model = _common.write_convnet(Path(folder))
         first = True
         for cap in args.caps:
-            command = [sys.executable, __file__, "--child", str(model), str(args.size), cap]
-            command += ["--runtime", args.runtime]
-            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-            if done.returncode != 0:
-                print(f"# cap {cap} failed: {done.stderr.strip().splitlines()[-1:]}")
+            try:
+                run = _common.run_child(__file__, str(model), str(args.size), cap, "--runtime", args.runtime)
+            except _common.ChildFailed as failed:
+                print(f"# cap {cap} failed: {failed}")
                 continue
-            run = json.loads(done.stdout.strip().splitlines()[-1])
             if first:
                 print(f"image_mb {run['image'] / 1e6:.1f} MB")
                 print(f"output_mb {run['output'] / 1e6:.1f} MB")

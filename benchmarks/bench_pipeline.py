@@ -16,21 +16,10 @@ Best of ``--rounds`` after one warm-up call (ImageJ started, network loaded and 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-
-def best(call, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return min(times)
+from _common import best_time  # the benchmarks' shared parts (they put tests/ on sys.path)
 
 
 def main() -> None:
@@ -57,12 +46,12 @@ def main() -> None:
     result = model.predict(image, **options)  # warm-up: ImageJ, the network, its ONNX conversion
 
     figures = {
-        "network only (processing='none')": best(
+        "network only (processing='none')": best_time(
             lambda: model.predict(image, processing="none", **options), args.rounds
         ),
-        "with ImageJ macros, numpy input": best(lambda: model.predict(image, **options), args.rounds),
-        "with ImageJ macros, TIFF file input": best(lambda: model.predict(tiff, **options), args.rounds),
-        "save() (2 TIFFs + 1 CSV)": best(lambda: result.save(folder / "out"), args.rounds),
+        "with ImageJ macros, numpy input": best_time(lambda: model.predict(image, **options), args.rounds),
+        "with ImageJ macros, TIFF file input": best_time(lambda: model.predict(tiff, **options), args.rounds),
+        "save() (2 TIFFs + 1 CSV)": best_time(lambda: result.save(folder / "out"), args.rounds),
     }
     print(f"{args.size}x{args.size} float32, {result.plan.n_tiles} tile(s), best of {args.rounds}:")
     for label, seconds in figures.items():

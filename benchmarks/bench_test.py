@@ -38,16 +38,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+from _common import bioimageio_env, emit  # the benchmarks' shared parts, next to this file
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEMO = ROOT / "examples" / "nuclei_bundle"
-SIDE_ENV = HERE / ".venv-bioimageio"
 WEIGHTS = "torchscript"
-
-
-def emit(name: str, value: float, unit: str) -> None:
-    print(f"{name} {value:.4g} {unit}", flush=True)
 
 
 def zoo_copy(target: Path) -> Path:
@@ -111,12 +107,8 @@ def report_figures(label: str, done: subprocess.CompletedProcess | None) -> None
 
 
 def bioimageio_command() -> Path | None:
-    setup = HERE / "setup_bioimageio_env.sh"
-    done = subprocess.run(["bash", str(setup)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        print(f"# bioimageio.core environment could not be made: {done.stderr[-500:]}", flush=True)
-        return None
-    return SIDE_ENV / "bin" / "bioimageio"
+    side = bioimageio_env()
+    return None if side is None else side / "bin" / "bioimageio"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

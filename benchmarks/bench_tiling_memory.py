@@ -19,61 +19,20 @@ Run: ``.venv/bin/python benchmarks/bench_tiling_memory.py [--configs 8192:512 40
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import _common  # the benchmarks' shared parts, next to this file (on sys.path when it runs)
 
 
 def child(model_path: Path, size: int, tile: str) -> dict:
-    sys.path.insert(0, str(ROOT / "tests"))
     import numpy as np
     import psutil
 
-    from deepij.bundle.description import (
-        AxisSpec,
-        FixedSize,
-        ModelDescription,
-        ParameterizedSize,
-        ReferenceSize,
-        TensorSpec,
-        WeightsEntry,
-    )
     from deepij.pipeline import Model
 
-    spatial = ParameterizedSize(8, 1)
-    inputs = (
-        TensorSpec(
-            "raw",
-            (AxisSpec("b"), AxisSpec("c", FixedSize(1)), AxisSpec("y", spatial), AxisSpec("x", spatial)),
-        ),
-    )
-    outputs = (
-        TensorSpec(
-            "out",
-            (
-                AxisSpec("b"),
-                AxisSpec("c", FixedSize(1)),
-                AxisSpec("y", ReferenceSize("raw", "y"), halo=3),
-                AxisSpec("x", ReferenceSize("raw", "x"), halo=3),
-            ),
-        ),
-    )
-    description = ModelDescription(
-        "bench convnet",
-        "0.5.3",
-        model_path.parent,
-        model_path.parent / "rdf.yaml",
-        inputs,
-        outputs,
-        {"torchscript": WeightsEntry("torchscript", model_path.name)},
-    )
-    model = Model(description)
+    model = Model(_common.convnet_description(model_path, "bench convnet"))
     model.backend()  # load (and convert) before measuring
     image = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
     before = psutil.Process().memory_info().rss
@@ -81,7 +40,7 @@ def child(model_path: Path, size: int, tile: str) -> dict:
     request = None if tile == "auto" else int(tile)
     result = model.predict(image, tile=request)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _common.peak_rss_mb() * 2**20
     out = result.images["out"]
     return {
         "tile": str(result.plan.tile),
@@ -96,16 +55,6 @@ def child(model_path: Path, size: int, tile: str) -> dict:
     }
 
 
-def write_model(folder: Path) -> Path:
-    import torch
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from support.models import write_torchscript_convnet
-
-    del torch
-    return write_torchscript_convnet(folder / "convnet.pt", kernel_sizes=(3, 3, 3), hidden=8).path
-
-
 DEFAULT_CONFIGS = ["2048:512", "4096:512", "8192:512", "8192:256", "8192:1024", "8192:2048", "8192:auto"]
 
 
@@ -117,20 +66,14 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "SIZE", "TILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.child[2])))
+        _common.print_child_json(child(Path(args.child[0]), int(args.child[1]), args.child[2]))
         return
     with tempfile.TemporaryDirectory() as folder:
-        model_path = write_model(Path(folder))
+        model_path = _common.write_convnet(Path(folder))
         runs = []
         for config in args.configs:
             size, tile = config.split(":")
-            answer = subprocess.run(
-                [sys.executable, __file__, "--child", str(model_path), size, tile],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs.append((int(size), tile, json.loads(answer.stdout.strip().splitlines()[-1])))
+            runs.append((int(size), tile, _common.run_child(__file__, str(model_path), size, tile)))
     report(runs)
 
 

@@ -12,20 +12,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def best(call, rounds: int) -> float:
-    call()
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return min(times)
+from _common import best_time  # the benchmarks' shared parts, next to this file
 
 
 def label_image(size: int, objects: int, rng: np.random.Generator) -> np.ndarray:
@@ -61,14 +51,14 @@ def main() -> None:
     print(f"image metrics on {args.size}x{args.size} float32 ({megapixels:.1f} MP)")
     total = 0.0
     for name, metric in IMAGE_METRICS.items():
-        seconds = best(lambda metric=metric: metric(truth, prediction, None), args.rounds)
+        seconds = best_time(lambda metric=metric: metric(truth, prediction, None), args.rounds, warm_up=True)
         total += seconds
         print(f"  {name:<18} {seconds:8.3f} s  {megapixels / seconds:8.1f} MP/s")
     print(f"  {'all':<18} {total:8.3f} s")
 
     reference = label_image(args.size, args.objects, rng)
     test = np.roll(reference, 3, axis=1)
-    seconds = best(lambda: label_metrics.label_metrics(reference, test), args.rounds)
+    seconds = best_time(lambda: label_metrics.label_metrics(reference, test), args.rounds, warm_up=True)
     print(f"label metrics, {args.objects} objects on {args.size}x{args.size}: {seconds:.3f} s")
 
     with tempfile.TemporaryDirectory() as folder:
@@ -80,11 +70,11 @@ def main() -> None:
         for index in range(args.pairs):
             tifffile.imwrite(root / "truth" / f"image_{index}.tif", truth, imagej=True)
             tifffile.imwrite(root / "test" / f"image_{index}.tif", prediction, imagej=True)
-        seconds = best(lambda: deepij.validate(root / "truth", root / "test"), args.rounds)
+        seconds = best_time(lambda: deepij.validate(root / "truth", root / "test"), args.rounds, warm_up=True)
         print(f"validate a folder of {args.pairs} pairs, every image metric: {seconds:.3f} s "
               f"({seconds / args.pairs:.3f} s a pair)")
-        seconds = best(lambda: deepij.validate(root / "truth", root / "test", metrics=["SSIM", "PSNR"],
-                                               figures=root / "figures"), args.rounds)
+        seconds = best_time(lambda: deepij.validate(root / "truth", root / "test", metrics=["SSIM", "PSNR"],
+                                               figures=root / "figures"), args.rounds, warm_up=True)
         print(f"validate a folder of {args.pairs} pairs, SSIM + PSNR + a PNG each: {seconds:.3f} s "
               f"({seconds / args.pairs:.3f} s a pair)")
 
