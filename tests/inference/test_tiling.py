@@ -111,6 +111,19 @@ def test_half_size_and_valid_convolution_outputs_by_hand():
     assert plan.output_regions(first, "out")[1][2] == slice(0, 16)
 
 
+def test_the_image_as_it_is_through_valid_convolutions_gives_the_smaller_output():
+    # tile="image" on output = input - 2*4: one 40x32 tile, unpadded; the network's 32x24 result is the
+    # output, whole (the zoo's way). Other tiles keep covering the image (40x32, as deepImageJ's).
+    tiling = analyse_tiling(describe(offset=-8, min_size=16, step=8))
+    plan = tiling.plan(shape(40, 32), tile="image")
+    assert plan.tile == {"y": 40, "x": 32} and plan.n_tiles == 1 and plan.grids[0].pad == 0
+    assert plan.outputs["out"].sizes == {"y": 32, "x": 24}
+    dest, source = plan.output_regions(next(plan.tiles()), "out")
+    assert dest[2:] == source[2:] == (slice(0, 32), slice(0, 24))
+    assert plan.outputs["out"].maps["y"].image_pixels(3).tolist() == [4, 5, 6]  # output 0 is input 4
+    assert tiling.plan(shape(40, 32), tile="whole").outputs["out"].sizes == {"y": 40, "x": 32}
+
+
 def test_channels_absent_from_the_input_take_the_tile_output():
     tiling = analyse_tiling(describe(axes="byx", out_axes="bcyx", out_channels=3, halo=2))
     plan = tiling.plan({"raw": {"y": 64, "x": 64}}, tile=32)

@@ -20,7 +20,20 @@ from deepij.inference.grid import AxisGrid, blend_ramp
 class OutputAxisMap:
     """How one output axis follows a tiled input axis: ``size = input * scale + 2 * offset``.
 
-    ``offset`` is per side, in output pixels (half the description's total offset).
+    ``offset`` is per side, in output pixels (half the description's total offset). ``unpadded``: the one
+    tile is the image as it is (``tile="image"``) and the network gives less than ``input * scale`` for it
+    (a negative offset: valid convolutions); the output is then that tile output, whole, smaller than the
+    image's by the offsets, as the zoo's tools compute it (its pixel ``j`` stands for image pixel
+    ``(j - offset) / scale``). Otherwise the output covers the image (``input * scale``), as deepImageJ's.
+
+    Examples
+    --------
+    >>> valid = OutputAxisMap("x", "x", 1.0, -2.0)
+    >>> valid.full_size(40), valid.regions((0, 40), 0)
+    (40, (slice(0, 40, None), slice(-2, 38, None)))
+    >>> as_is = OutputAxisMap("x", "x", 1.0, -2.0, unpadded=True)
+    >>> as_is.full_size(40), as_is.regions((0, 40), 0)
+    (36, (slice(0, 36, None), slice(0, 36, None)))
     """
 
     axis: str
@@ -28,17 +41,30 @@ class OutputAxisMap:
     scale: float
     offset: float
     halo: int = 0
+    unpadded: bool = False
 
     def full_size(self, image_size: int) -> int:
-        """The output's size along the axis for an image of ``image_size`` (deepImageJ: ``I * scale``)."""
+        """The output's size along the axis for an image of ``image_size`` (deepImageJ: ``I * scale``;
+        ``unpadded``: what the network gives for the image)."""
+        if self.unpadded:
+            return self.tile_size(image_size)
         return int(image_size * self.scale)
 
     def tile_size(self, tile: int) -> int:
         """What the network gives for a tile of ``tile`` pixels."""
         return round(tile * self.scale + 2 * self.offset)
 
+    def image_pixels(self, count: int) -> np.ndarray:
+        """The image pixel each of the output's first ``count`` pixels stands for (below 0 or past the
+        image for the border pixels of an output larger than ``input * scale``)."""
+        shift = self.offset if self.unpadded else 0.0
+        return np.floor((np.arange(count) - shift) / self.scale).astype(np.intp)
+
     def regions(self, write: tuple[int, int], read: int) -> tuple[slice, slice]:
         """(where it goes in the output, where it comes from in the tile output)."""
+        if self.unpadded:  # the one tile is the image, from its first pixel: its output is the output
+            size = self.tile_size(write[1] - write[0])
+            return slice(0, size), slice(0, size)
         start, stop = int(write[0] * self.scale), int(write[1] * self.scale)
         source = int(read * self.scale) + math.floor(self.offset)
         return slice(start, stop), slice(source, source + stop - start)

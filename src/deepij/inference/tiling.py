@@ -22,6 +22,10 @@ What deepImageJ 2.x does (read in deepimagej-plugin 2.1.x: ``RunnerTf.call``/``R
   ``ceil(I/step)*step`` when still above; ``h = halo - b`` of the outputs (output pixels, no scale). A fixed
   axis (step 0) suggests ``min``.
 
+``tile="image"`` (the zoo's way: the image as it is, one pass, no padding) hands back what the network
+gives: for valid convolutions (a negative offset ``b``) an output smaller than ``I*a`` by ``-2b``. Every
+other tile mirror-pads, so that the outputs cover the image as deepImageJ's do.
+
 Fixed-shape models (a fixed ``shape``, or ``step`` 0) are tiled at exactly their size, with the halo as
 declared, as deepImageJ does: an image larger than the size takes several tiles, a smaller one is mirrored
 up to it. Only ``allow_tiling: false``, pyramidal models and outputs that are not images of the input
@@ -55,7 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -149,8 +153,9 @@ class ModelTiling:
         return all(tile[a] - 2 * self.pads[a] >= shape[a] for a in self.axes)
 
     def image_is_valid(self, shape: Mapping[str, int]) -> bool:
-        """True when the image can go through the network as it is, unpadded (``tile="image"``): its sizes
-        are valid and no output is smaller than its input (valid convolutions need the padding)."""
+        """True when the image can go through the network as it is, unpadded (``tile="image"``), and give
+        outputs that cover it: its sizes are valid and no output is smaller than its input (valid
+        convolutions need the padding for that; ``tile="image"`` still runs them, smaller)."""
         if not all(self.is_valid_tile(a, shape[a]) for a in self.axes):
             return False
         return all(m.offset >= 0 for maps in self.output_maps.values() for m in maps.values())
@@ -277,7 +282,8 @@ class ModelTiling:
             Tile sizes per tiled axis; None or ``"suggested"``: deepImageJ's default tile;
             ``"whole"``: one tile holding the whole image and its padding (fixed-size models: tiles of their
             size); ``"image"``: the image as it is, unpadded (its sizes must be valid), as the zoo's tools
-            run test inputs.
+            run test inputs: the outputs of a valid network (negative offset) are then what it gives,
+            smaller than the image by the offsets (every other tile mirror-pads so that they cover it).
         mode : {"deepimagej", "deepimagej-readback", "blend"}
             Grid layout (module notes). ``"blend"`` overlaps valid regions by ``overlap`` pixels.
 
@@ -317,7 +323,8 @@ class ModelTiling:
                 sample.update(tile_size)
             tile_shapes[spec.name] = sample
         outputs = {
-            o.name: _output_plan(o, self.output_maps[o.name], primary) for o in self.description.outputs
+            o.name: _output_plan(o, self.output_maps[o.name], primary, unpadded=as_is)
+            for o in self.description.outputs
         }
         plan = TilePlan(
             self.input or "", tuple(grids), tile_shapes, self.windowed, outputs, mode, self.tileable
@@ -358,8 +365,10 @@ def _rule_text(rule: FixedSize | ParameterizedSize) -> str:
 
 
 def _output_plan(
-    spec: TensorSpec, maps: Mapping[str, OutputAxisMap], primary: Mapping[str, int]
+    spec: TensorSpec, maps: Mapping[str, OutputAxisMap], primary: Mapping[str, int], *, unpadded: bool
 ) -> OutputPlan:
+    if unpadded:  # the image as it is: a valid network's output is what it gives, smaller than the image
+        maps = {letter: replace(m, unpadded=m.offset < 0) for letter, m in maps.items()}
     sizes = {letter: m.full_size(primary[m.input_axis]) for letter, m in maps.items()}
     return OutputPlan(spec.name, spec.axes_str, maps, sizes)
 

@@ -467,12 +467,21 @@ def _predict_whole(
     model: Model, image: Any, case: Case, fmt: str, options: _Options
 ) -> tuple[Prediction, str | None]:
     """The whole image as it is, as the zoo runs it; one mirror-padded pass when the network cannot take its
-    size as it is."""
+    size as it is, and for the deepImageJ example of a network whose outputs are smaller than its input
+    (valid convolutions: deepImageJ mirror-pads, its result covers the image)."""
+    if case.kind == DEEPIMAGEJ_EXAMPLE and _crops_its_border(model):
+        note = f"{case.kind}: one mirror-padded pass, as deepImageJ runs a network with valid convolutions"
+        return _predict(model, image, case, fmt, options, "whole"), note
     try:
         return _predict(model, image, case, fmt, options, "image"), None
     except TilingError as exc:
         note = f"{case.kind}: one mirror-padded pass, the image as it is cannot go through ({exc})"
         return _predict(model, image, case, fmt, options, "whole"), note
+
+
+def _crops_its_border(model: Model) -> bool:
+    """Whether the network's outputs are smaller than its input (a negative offset: valid convolutions)."""
+    return any(m.offset < 0 for maps in model.tiling.output_maps.values() for m in maps.values())
 
 
 # --- comparing with what the bundle ships ---------------------------------------------------------------
@@ -661,6 +670,10 @@ def _compare_tiled(
     if not tiling.tileable:
         report.notes.append(f"not tiled: the model runs in one pass ({tiling.reason})")
         return
+    if any(m.unpadded for out in whole.plan.outputs.values() for m in out.maps.values()):
+        # the image as it is gave outputs smaller than it (valid convolutions); tiles cover the image, as
+        # the mirror-padded whole pass does
+        whole = _predict_quietly(model, image, case, fmt, options, "whole")
     shape = {g.axis: g.size for g in whole.plan.grids}
     report.declared_padding = dict(tiling.pads)
     field = measure_receptive_field(backend, tiling, whole.plan.tile_shapes)
