@@ -311,13 +311,67 @@ def test_default_tiling_never_shifts_and_the_readback_does_on_request(tmp_path):
     assert np.abs(shifted.images["output"].values - pointwise).max() > 0.01
 
 
+@pytest.fixture(scope="module")
+def valid_convnet(tmp_path_factory):
+    """A TorchScript network of two 3x3 valid (unpadded) convolutions: its output is 2 pixels smaller on
+    each side (offset -4), which covers its receptive radius 2 (declared halo 0)."""
+    folder = tmp_path_factory.mktemp("valid")
+    net = write_torchscript_convnet(folder / "net.pt", kernel_sizes=(3, 3), padding="valid")
+    assert (net.offset, net.halo) == (-4, 2)
+    return net, Model(describe(net, output_halo=0))
+
+
+def test_valid_convolutions_on_the_image_as_it_is_give_the_smaller_output(valid_convnet):
+    # tile="image": one pass on the image unpadded, as the zoo's tools run it; the output is what the eager
+    # torch module gives, 4 pixels smaller than the image along y and x.
+    net, model = valid_convnet
+    image = RNG.random((1, 1, 37, 30), dtype=np.float32)
+    result = model.predict(image, tile="image", runtime="native")
+    [eager] = net.forward(image)
+    assert eager.shape == (1, 1, 33, 26)
+    assert result.images["output"].shape == eager.shape and result.plan.n_tiles == 1
+    np.testing.assert_allclose(result.images["output"].values, eager, atol=1e-6)
+
+
+@pytest.mark.parametrize("tile", [None, "whole", "suggested", 12, (16, 9)])
+def test_valid_convolutions_tiled_cover_the_image_mirror_padded(valid_convnet, tile):
+    # Any other tile: the image mirror-padded by the 2 pixels the network crops (deepImageJ's mirror, no
+    # repeated edge pixel: numpy's "reflect"), an output of the image's size.
+    import warnings
+
+    net, model = valid_convnet
+    image = RNG.random((1, 1, 37, 30), dtype=np.float32)
+    [mirrored] = net.forward(np.pad(image, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect"))
+    assert mirrored.shape == image.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeamWarning)  # the offset covers the receptive field
+        result = model.predict(image, tile=tile, runtime="native")
+    assert result.plan.n_tiles > 1 or tile in (None, "whole")
+    np.testing.assert_allclose(result.images["output"].values, mirrored, atol=1e-6)
+    if isinstance(tile, int):
+        blended = model.predict(image, tile=tile, tiling="blend", runtime="native")
+        np.testing.assert_allclose(blended.images["output"].values, mirrored, atol=1e-6)
+
+
+def test_valid_convolutions_mask_the_output_pixel_a_missing_input_pixel_becomes(valid_convnet):
+    # non_finite="ignore" on the image as it is: input pixel (y, x) is output pixel (y - 2, x - 2).
+    _, model = valid_convnet
+    image = RNG.random((1, 1, 20, 24), dtype=np.float32)
+    image[0, 0, 9, 6] = np.nan
+    result = model.predict(image, tile="image", non_finite="ignore", runtime="native")
+    missing = np.argwhere(np.isnan(result.images["output"].values))
+    assert missing.tolist() == [[0, 0, 7, 4]]
+
+
 def test_declared_halo_smaller_than_the_receptive_field_is_measured_and_warned(tmp_path):
     net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3, 5, 3))  # radius 4
     small_halo = Model(describe(net, output_halo=1))
     image = RNG.random((1, 1, 60, 60), dtype=np.float32)
     with pytest.warns(SeamWarning, match=r"looks \{'y': 4, 'x': 4\} pixels far but its tiles keep only"):
         tiled = small_halo.predict(image, tile=24, runtime="native")
-    assert "receptive radius measured: y: 4, x: 4 pixels" in " ".join(tiled.notes)
+    assert "receptive radius measured: y: 4, x: 4 pixels (a lower bound: the quick probe" in " ".join(
+        tiled.notes
+    )
     whole = small_halo.predict(image, tile="whole", runtime="native").images["output"].values
     seams = np.abs(tiled.images["output"].values - whole).max()
     # Blending overlaps by the measured radius when no overlap is given: closer to the whole image.

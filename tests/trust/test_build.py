@@ -221,11 +221,16 @@ def test_torch_module_with_valid_convolutions(tmp_path):
     assert test_output.shape == (1, 1, 34, 34)
     np.testing.assert_allclose(test_output, expected, atol=1e-5, rtol=1e-5)
     model = deepij.load(built.zip)
+    # the zoo's way, which the test output is: the image as it is, an output 6 pixels smaller
+    as_is = model.predict(example, tile="image").images["output"].values
+    np.testing.assert_allclose(as_is, expected, atol=1e-5, rtol=1e-5)
     # deepImageJ's way: the image mirrored by the 3 pixels the network crops, an output of the input's size
     mirrored = np.pad(example, ((0, 0), (0, 0), (3, 3), (3, 3)), mode="reflect")
     with torch.inference_mode():
         padded = module(torch.from_numpy(mirrored)).numpy()
     np.testing.assert_allclose(model.predict(example).images["output"].values, padded, atol=1e-5, rtol=1e-5)
+    report = deepij.test_bundle(built.zip)  # reproduces the smaller test output, then tiles
+    assert report.status == "passed", report.to_text()
 
 
 def test_fixed_size_network_whose_halo_exceeds_its_size_is_refused(tmp_path):

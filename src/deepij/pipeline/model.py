@@ -199,7 +199,9 @@ class Model:
             ``256``); each must be ``min + k*step``. None: one pass on the image as it is when its size is
             valid and it fits in memory (as the zoo's tools run test inputs), else the largest tile that
             fits (mirror-padded one pass when the whole image fits); ``"suggested"``: deepImageJ's default
-            tile; ``"whole"``: one mirror-padded pass; ``"image"``: the image as it is.
+            tile; ``"whole"``: one mirror-padded pass; ``"image"``: the image as it is (the outputs of a
+            network with valid convolutions, a negative offset, are then smaller than the image by it;
+            every other choice mirror-pads the image so that they cover it, as deepImageJ does).
         device : str, optional
             ``"cpu"``, ``"cuda"``, ``"cuda:1"``; None uses a GPU when there is one.
         weights_format : str, optional
@@ -452,7 +454,7 @@ class Model:
         halo smaller than it is noted and warned about (:class:`~deepij.errors.SeamWarning`)."""
         import warnings
 
-        from deepij.inference.receptive import measure_receptive_field
+        from deepij.inference.receptive import QUICK, measure_receptive_field
 
         if not plan.tiled or plan.n_tiles <= 1:
             return plan
@@ -460,11 +462,15 @@ class Model:
         shapes = sample_shapes(self.description, inputs)
         key = (id(backend), _fixed_sizes(tiling, shapes))
         if key not in self._receptive:
-            self._receptive[key] = measure_receptive_field(backend, tiling, shapes)
+            # the quick probe (a quarter of deepij build's thorough one's passes): a lower bound
+            self._receptive[key] = measure_receptive_field(backend, tiling, shapes, effort=QUICK)
         field = self._receptive[key]
         if field is None:
             return plan
-        notes.append(f"receptive radius measured: {field.describe()} pixels (declared padding {tiling.pads})")
+        notes.append(
+            f"receptive radius measured: {field.describe()} pixels (a lower bound: the quick probe; "
+            f"declared padding {tiling.pads})"
+        )
         short = field.exceeds(tiling.pads)
         if short and mode != "blend":
             message = (
@@ -612,7 +618,7 @@ def _masked(
         index = {}
         for letter, m in out_plan.maps.items():
             size = mask.sizes[m.input_axis]
-            rows = np.minimum((np.arange(data.sizes[letter]) / m.scale).astype(np.intp), size - 1)
+            rows = np.clip(m.image_pixels(data.sizes[letter]), 0, size - 1)
             index[m.input_axis] = xr.DataArray(rows, dims=(letter,))
         where = mask.isel(index).broadcast_like(data).transpose(*data.dims)
         np.copyto(data.values, np.nan, where=np.asarray(where.values))

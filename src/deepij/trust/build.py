@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,8 +62,11 @@ from deepij.bundle.description import (
 )
 from deepij.errors import ArgumentError, ArgumentTypeError, SeamWarning
 from deepij.trust.build_macros import Step, steps_from, write_step
-from deepij.trust.build_probe import ProbedSizes, aligned_halo, measure_radius, probe_sizes
+from deepij.trust.build_probe import ProbedSizes, aligned_halo, probe_sizes
 from deepij.trust.build_sources import ONNX_FILE, WrittenWeights, write_weights
+
+if TYPE_CHECKING:
+    from deepij.inference.receptive import ReceptiveField
 
 EXAMPLE_IMAGE, RESULT_IMAGE, RESULT_TABLE = "exampleImage.tif", "resultImage.tif", "resultTable.csv"
 TEST_INPUT, TEST_OUTPUT = "test_input.npy", "test_output.npy"
@@ -548,14 +551,31 @@ def _probe(
             lambda x: backend.predict([x]), layout.input_axes, sizes_of, layout.output_axes, fixed=fixed
         )
         _check_example_size(sizes, sizes_of)
-        base = {a: (1 if a == "b" else s) for a, s in sizes_of.items()}
-        found = measure_radius(lambda x: backend.predict([x]), layout.input_axes, base, sizes)
+        found = _receptive_field(backend, provisional, layout, sizes, sizes_of)
     finally:
         backend.close()
+    if found is None:  # no impulse changes the output: nothing is seen across a seam
+        return sizes, {a: 0 for a in sizes.rules}
     unbounded = [a for a, flag in found.at_least.items() if flag and _grid_of(sizes, a)]
     if unbounded:
-        _refuse_unbounded(unbounded, found.radius, found.probe)
+        _refuse_unbounded(unbounded, dict(found.radius), dict(found.probe))
     return sizes, dict(found.radius)
+
+
+def _receptive_field(
+    backend: Any,
+    provisional: ModelDescription,
+    layout: _Layout,
+    sizes: ProbedSizes,
+    sizes_of: Mapping[str, int],
+) -> ReceptiveField | None:
+    """The thorough impulse probe on the network, under the sizes just probed (no halo yet)."""
+    from deepij.inference.receptive import THOROUGH, measure_receptive_field
+    from deepij.inference.tiling import analyse_tiling
+
+    tiling = analyse_tiling(_rules_description(provisional, layout, sizes, {}, sizes.rules))
+    shapes = {layout.input_name: _untiled(sizes_of)}
+    return measure_receptive_field(backend, tiling, shapes, effort=THOROUGH)
 
 
 def _grid_of(sizes: ProbedSizes, axis: str) -> bool:
@@ -910,11 +930,20 @@ def _write_bundle(spec: _Spec, array: np.ndarray, onnx: bool | str, notes: list[
     primary = spec.written.format
     try:
         # What the zoo's tools reproduce: the spec ops, then the network on the test input as it is (no
-        # padding: a valid network's output is smaller), in numpy and the network's own framework.
+        # padding: a valid network's output is smaller), in the network's own framework.
+        zoo_run = model.predict(
+            test_input,
+            processing="spec",
+            tile="image",
+            weights_format=primary,
+            runtime="native",
+            batch_size=1,
+            logging="mute",
+        )
+        for k, (name, letters) in enumerate(spec.layout.output_axes.items()):
+            tensor = zoo_run.images[name].transpose(*letters).values
+            np.save(spec.root / _output_file(k, name), np.asarray(tensor, dtype=np.float32))
         backend = model.backend(primary, None, "native")
-        outputs = backend.predict([_network_input(description, test_input)])
-        for k, name in enumerate(spec.layout.output_axes):
-            np.save(spec.root / _output_file(k, name), np.asarray(outputs[k], dtype=np.float32))
         memory = forward_meter(backend)(lambda: backend.predict([test_input]))
         if description.deepimagej.preprocess or description.deepimagej.postprocess:
             from deepij.imagej import imagej
@@ -944,17 +973,6 @@ def _write_bundle(spec: _Spec, array: np.ndarray, onnx: bool | str, notes: list[
         int(memory),
         runtime,
     )
-
-
-def _network_input(description: ModelDescription, test_input: np.ndarray) -> np.ndarray:
-    """The test input after the input's spec pre-processing ops (none: as it is), in its axes."""
-    import xarray as xr
-
-    from deepij.processing.spec import preprocess
-
-    spec = description.inputs[0]
-    ready = preprocess(description, {spec.name: xr.DataArray(test_input, dims=list(spec.axes_str))})
-    return np.asarray(ready[spec.name].transpose(*spec.axes_str).values)
 
 
 def _test_input(spec: _Spec, description: ModelDescription, tensor: np.ndarray) -> np.ndarray:

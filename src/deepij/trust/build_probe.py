@@ -1,4 +1,4 @@
-"""What a network takes and gives, found by running it: valid input sizes, output sizes, receptive field.
+"""What a network takes and gives, found by running it: valid input sizes and output sizes.
 
 A bundle must say which tile sizes its network takes (``min`` and ``step``), how large each output is for a
 given input (``scale`` and ``offset``) and how many border pixels of a tile are unreliable (``halo``). The
@@ -14,10 +14,8 @@ handed over as a weights file has lost its architecture, so deepij measures the 
 - output sizes: the line ``a*size + b`` itself (``a`` a small fraction, ``b`` the total size change).
   Sizes off the line do run in some networks (2x2 average pooling of an odd size floors it): when two
   lines fit as many sizes, the one with the smaller ``|b|`` wins (size 2k -> k, not 2k+1 -> k).
-- receptive radius (:func:`measure_radius`): impulses through the network on random tiles; the output
-  pixels that change are those that see the impulse. Unlike the quick check before a tiled run
-  (:mod:`deepij.inference.receptive`, one impulse), it puts the impulse at every position of the pooling
-  grid on several backgrounds: max pooling and ReLUs hide part of the field from any single one.
+- receptive radius: :func:`deepij.inference.receptive.measure_receptive_field` with the thorough effort,
+  the same measurement ``Model.predict`` warns of seams with; :func:`aligned_halo` turns it into the halo.
 
 Examples
 --------
@@ -26,10 +24,8 @@ Examples
 ...         raise ValueError("odd size")
 ...     return [x.reshape(*x.shape[:-2], x.shape[-2] // 2, 2, x.shape[-1] // 2, 2).mean(axis=(-3, -1))]
 >>> sizes = probe_sizes(halve, "bcyx", {"b": 1, "c": 1, "y": 64, "x": 64}, {"out": "bcyx"})
->>> sizes.rules["y"], sizes.outputs["out"].scale["y"]
-(ParameterizedSize(min=2, step=2), Fraction(1, 2))
->>> measure_radius(halve, "bcyx", {"b": 1, "c": 1}, sizes).radius
-{'y': 0, 'x': 0}
+>>> sizes.rules["y"], sizes.outputs["out"].scale["y"], sizes.outputs["out"].offset["y"]
+(ParameterizedSize(min=2, step=2), Fraction(1, 2), Fraction(0, 1))
 """
 
 from __future__ import annotations
@@ -277,128 +273,4 @@ def aligned_halo(radius: int, step: int, scale: Fraction, offset: Fraction) -> i
     return halo
 
 
-MAX_SIDES = {1: 8192, 2: 1024, 3: 128}
-"""Largest probe tile side per number of spatial axes (the impulse probe's tile grows up to it)."""
-FIRST_SIDE = {1: 256, 2: 64, 3: 24}
-TRIALS = 16
-_AMPLITUDES = (1.0, 0.3)
-_BUMPS = (100.0, -100.0, 30.0, -30.0)
-"""Random backgrounds per impulse position: max pooling and ReLUs pass an impulse's change along only
-where it wins or stays positive, so one background shows part of the receptive field; the union over a
-few shows all of it (checked on a 2-pooling U-Net against the support of its linearised network)."""
-
-
-@dataclass(frozen=True)
-class Radius:
-    """The receptive radius per spatial axis (input pixels); ``at_least`` where the response still reached
-    the border of the largest probe tile ``probe`` (the radius is then a lower bound)."""
-
-    radius: Mapping[str, int]
-    at_least: Mapping[str, bool]
-    probe: Mapping[str, int]
-
-
-def measure_radius(
-    forward: Forward, input_axes: str, base: Mapping[str, int], sizes: ProbedSizes, *, seed: int = 0
-) -> Radius:
-    """How far each output pixel sees along each spatial axis, with impulses.
-
-    An impulse (+-100 or +-30 on one input pixel of a random image) changes exactly the output pixels that
-    see it.
-    It is put at every position of the pooling grid (``step`` positions: a U-Net's field depends on where
-    in a pooling window a pixel falls) on :data:`TRIALS` random backgrounds, and the radius is the
-    farthest change from the impulse, in input pixels. A response reaching the tile's border doubles the
-    tile (up to :data:`MAX_SIDES`).
-    """
-    spatial = [a for a in input_axes if a in sizes.rules]
-    limit = MAX_SIDES.get(len(spatial), 128)
-    first = FIRST_SIDE.get(len(spatial), 24)
-    tile = {a: _tile_size(sizes.rules[a], first) for a in spatial}
-    rng = np.random.default_rng(seed)
-    while True:
-        radius, at_border = _impulses(forward, input_axes, {**base, **tile}, sizes, spatial, rng)
-        grow = {a: _tile_size(sizes.rules[a], 2 * tile[a]) for a in spatial if at_border[a]}
-        grow = {a: q for a, q in grow.items() if tile[a] < q <= limit}
-        if not grow:
-            return Radius(radius, at_border, dict(tile))
-        tile.update(grow)
-
-
-def _tile_size(rule: FixedSize | ParameterizedSize, at_least: int) -> int:
-    size = rule.smallest_at_least(at_least)
-    if size is None:  # a fixed size smaller than asked: its one size
-        size = rule.value if isinstance(rule, FixedSize) else rule.min
-    return size
-
-
-def _impulses(
-    forward: Forward,
-    input_axes: str,
-    shape: Mapping[str, int],
-    sizes: ProbedSizes,
-    spatial: list[str],
-    rng: np.random.Generator,
-) -> tuple[dict[str, int], dict[str, bool]]:
-    steps = {a: max(1, _grid(sizes.rules[a])) for a in spatial}
-    radius = {a: 0 for a in spatial}
-    at_border = {a: False for a in spatial}
-    dims = [shape[a] for a in input_axes]
-    for phase in range(max(steps.values(), default=1)):
-        centre = {a: (shape[a] // 2) // steps[a] * steps[a] + phase % steps[a] for a in spatial}
-        centre = {a: min(c, shape[a] - 1) for a, c in centre.items()}
-        index = tuple(centre[a] if a in centre else slice(None) for a in input_axes)
-        for trial in range(TRIALS):
-            # an impulse far above the background, of both signs, wins the max-poolings and ReLUs its
-            # change meets: small ones (+8 on unit noise) showed 20 of a U-Net's 23 pixels
-            amplitude = _AMPLITUDES[trial % len(_AMPLITUDES)]
-            image = (amplitude * rng.standard_normal(dims)).astype(np.float32)
-            before = forward(image)
-            image[index] += _BUMPS[(trial // len(_AMPLITUDES)) % len(_BUMPS)]
-            after = forward(image)
-            for out0, out1, out in zip(before, after, sizes.outputs.values(), strict=True):
-                _spread(
-                    np.asarray(out0, np.float64), np.asarray(out1, np.float64), out, centre, radius, at_border
-                )
-    return radius, at_border
-
-
-UNKNOWN_GRID = 8
-"""Impulse positions along an axis of fixed size, whose pooling grid the sizes cannot show: grids up to 8
-(3 poolings) are covered."""
-
-
-def _grid(rule: FixedSize | ParameterizedSize) -> int:
-    if isinstance(rule, ParameterizedSize) and rule.step > 0:
-        return rule.step
-    return UNKNOWN_GRID
-
-
-def _spread(
-    before: np.ndarray,
-    after: np.ndarray,
-    out: OutputSizes,
-    centre: Mapping[str, int],
-    radius: dict[str, int],
-    at_border: dict[str, bool],
-) -> None:
-    """Widen ``radius`` by the output pixels the impulse changed (mapped back to input pixels)."""
-    change = np.abs(after - before)
-    noise = 1e-7 * max(1.0, float(np.nanmax(np.abs(before)))) if before.size else 0.0
-    if not change.size or not np.nanmax(change) > noise:
-        return
-    for position, letter in enumerate(out.axes):
-        if letter not in out.scale or letter not in centre:
-            continue
-        others = tuple(k for k in range(change.ndim) if k != position)
-        hits = np.flatnonzero(np.nanmax(change, axis=others) > noise)
-        # How far outside a changed output pixel's own footprint (the input pixels it stands for: one, or
-        # two for a half-size output) the impulse lies.
-        scale, shift = out.scale[letter], out.offset[letter] / 2  # the per-side offset
-        first = max(math.floor((hits[0] - shift) / scale), math.ceil((hits[0] + 1 - shift) / scale) - 1)
-        last = math.floor((hits[-1] - shift) / scale)
-        radius[letter] = max(radius[letter], centre[letter] - first, last - centre[letter])
-        if hits[0] == 0 or hits[-1] == change.shape[position] - 1:
-            at_border[letter] = True
-
-
-__all__ = ["OutputSizes", "ProbedSizes", "Radius", "aligned_halo", "measure_radius", "probe_sizes"]
+__all__ = ["OutputSizes", "ProbedSizes", "aligned_halo", "probe_sizes"]
