@@ -179,6 +179,36 @@ class Contender:
             self.figures[f"{self.label}_s"] = self.best
 
 
+def run_rounds(
+    plan: Sequence[tuple[str, Sequence[str], dict | None]], workdir: Path, repeats: int
+) -> dict[str, float]:
+    """Start each contender of ``plan`` (label, command, environment), time one pass of each in turn for
+    ``repeats`` rounds, then stop them: the figures they printed, each one's best time as ``<label>_s``."""
+    figures: dict[str, float] = {}
+    running = [Contender(name, command, workdir / f"{name}.log", figures, env) for name, command, env in plan]
+    for _ in range(repeats):
+        for contender in running:
+            contender.run_once()
+    for contender in running:
+        contender.finish()
+    return figures
+
+
+def emit_ratios(
+    ratios: Sequence[tuple[str, str, str]], figures: dict[str, float], workdir: Path, difference: str
+) -> None:
+    """Each ratio (name, numerator, denominator) of figures that are there, and as ``difference`` the
+    largest difference between deepij's defaults' and bioimageio.core's whole-image outputs when both saved
+    theirs."""
+    print("# ratios (< 1: the first is faster or smaller)", flush=True)
+    for name, numerator, denominator in ratios:
+        if figures.get(numerator) and figures.get(denominator):
+            emit(name, figures[numerator] / figures[denominator], "x")
+    ours, theirs = workdir / "image.deepij_defaults.npy", workdir / "image.bioimageio_default.npy"
+    if ours.is_file() and theirs.is_file():
+        emit(difference, float(np.abs(np.load(ours).reshape(-1) - np.load(theirs).reshape(-1)).max()), "1")
+
+
 def collect(command: Sequence[str], figures: dict[str, float]) -> None:
     """Run a one-shot worker to its end, echo and keep its figures."""
     completed = subprocess.run(command, capture_output=True, text=True, check=False)

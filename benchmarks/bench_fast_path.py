@@ -293,23 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if not args.no_bioimageio:
             plan += common.bioimageio_contenders(workdir / "bundle_ts" / "rdf.yaml", workdir / "image.npy")
-        figures: dict[str, float] = {}
-        running = [common.Contender(n, c, workdir / f"{n}.log", figures, e) for n, c, e in plan]
-        for _ in range(args.repeats):
-            for contender in running:
-                contender.run_once()
-        for contender in running:
-            contender.finish()
+        figures = common.run_rounds(plan, workdir, args.repeats)
         common.collect([*me, "engines"], figures)
         startup(workdir, figures)
-        print("# ratios (< 1: the first is faster or smaller)", flush=True)
-        for name, numerator, denominator in RATIOS:
-            if figures.get(numerator) and figures.get(denominator):
-                common.emit(name, figures[numerator] / figures[denominator], "x")
-        ours, theirs = workdir / "image.deepij_defaults.npy", workdir / "image.bioimageio_default.npy"
-        if ours.is_file() and theirs.is_file():
-            diff = float(np.abs(np.load(ours).reshape(-1) - np.load(theirs).reshape(-1)).max())
-            common.emit("deepij_vs_bioimageio_default_max_abs_diff", diff, "1")
+        common.emit_ratios(RATIOS, figures, workdir, "deepij_vs_bioimageio_default_max_abs_diff")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -36,13 +36,14 @@ import numpy as np
 from _common import (
     TORCHSCRIPT_WEIGHTS,
     UNET_RDF,
-    Contender,
     bioimageio_contenders,
     collect,
     emit,
+    emit_ratios,
     make_image,
     output_array,
     peak_rss_mb,
+    run_rounds,
     serve,
     sha256,
     write_unet_files,
@@ -254,21 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"# image {args.size}x{args.size} float32, bundle {rdf}, {os.cpu_count()} cpus, {repeats} rounds"
         )
         print(f"# load average before: {os.getloadavg()}", flush=True)
-        figures: dict[str, float] = {}
-        running = [
-            Contender(label, command, workdir / f"{label}.log", figures, env)
-            for label, command, env in contenders(args, workdir)
-        ]
-        for _ in range(repeats):
-            for contender in running:
-                contender.run_once()
-        for contender in running:
-            contender.finish()
+        figures = run_rounds(contenders(args, workdir), workdir, repeats)
         print(f"# load average after: {os.getloadavg()}", flush=True)
         side = 4096 if args.quick else 8192
         me = [sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir), "--worker"]
         collect([*me, f"memory:{side}"], figures)
-        report(figures, workdir)
+        emit_ratios(RATIOS, figures, workdir, "deepij_defaults_vs_bioimageio_default_max_abs_diff")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
@@ -309,17 +301,6 @@ RATIOS = (
     ("bioimageio_block256_over_torch_floor_tile256_ratio", "bioimageio_block256_s", "floor_torch_tile256_s"),
 )
 
-
-def report(figures: dict[str, float], workdir: Path) -> None:
-    """The ratios the issue asks for, from the figures the workers printed (below 1: the first is better)."""
-    print("# ratios (< 1: the first is faster or smaller)")
-    for name, numerator, denominator in RATIOS:
-        if figures.get(numerator) and figures.get(denominator):
-            emit(name, figures[numerator] / figures[denominator], "x")
-    ours, theirs = workdir / "image.deepij_defaults.npy", workdir / "image.bioimageio_default.npy"
-    if ours.is_file() and theirs.is_file():
-        diff = float(np.abs(np.load(ours).reshape(-1) - np.load(theirs).reshape(-1)).max())
-        emit("deepij_defaults_vs_bioimageio_default_max_abs_diff", diff, "1")
 
 
 if __name__ == "__main__":
