@@ -45,7 +45,7 @@ SAMPLES = {TEST_INPUT: SAMPLE_INPUT, TEST_OUTPUT: SAMPLE_OUTPUT}
 """Each test tensor and the image written from it as its sample tensor."""
 NAME = "deepij demo nuclei U-Net"
 HALO = 24
-"""The network's receptive field reaches 22 pixels; the halo is the next multiple of 4 (2 poolings)."""
+"""The network's receptive field reaches 23 pixels; the halo is the next multiple of 4 (2 poolings)."""
 TIMESTAMP = "2025-06-01T00:00:00Z"
 
 
