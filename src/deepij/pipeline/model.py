@@ -64,7 +64,7 @@ class Model:
         self.verify = verify
         self._backends: dict[tuple[str | None, ...], Backend] = {}
         """Loaded networks by (weights format, device, runtime), and precision when not float32."""
-        self._estimates: dict[tuple[int, tuple], MemoryEstimate] = {}
+        self._estimates: dict[tuple[int, tuple], tuple[MemoryEstimate, int]] = {}
         self._receptive: dict[tuple[int, tuple], ReceptiveField | None] = {}
         self._tiling: ModelTiling | None = None
         self._backend_tilings: dict[int, ModelTiling] = {}
@@ -409,11 +409,8 @@ class Model:
             elif tile == "whole":
                 notes.append(f"tiles of the model's fixed size {plan.tile}")
             return plan, 1 if batch_size == "auto" else int(batch_size)
-        before = _resident(backend)
-        estimate = self._estimate(backend, tiling, shapes, estimate_memory)
-        # What measuring left behind (an engine's memory pool keeps its probe passes' memory) is held
-        # during the run too: it counts in the budget.
-        reserved += max(0, _resident(backend) - before)
+        estimate, left_behind = self._estimate(backend, tiling, shapes, estimate_memory)
+        reserved += left_behind
         choice = auto_tile(
             backend,
             tiling,
@@ -500,10 +497,15 @@ class Model:
 
     def _estimate(
         self, backend: Backend, tiling: ModelTiling, shapes: Mapping, measure: Callable
-    ) -> MemoryEstimate:
+    ) -> tuple[MemoryEstimate, int]:
+        """The model's measured memory, and what measuring left behind (an engine's memory pool keeps its
+        probe passes' memory, held during every later run too, so it counts in the budget). Measured once
+        per backend and channel sizes: reading the resident memory costs a garbage collection."""
         key = (id(backend), _fixed_sizes(tiling, shapes))
         if key not in self._estimates:
-            self._estimates[key] = measure(backend, tiling, shapes)
+            before = _resident(backend)
+            estimate = measure(backend, tiling, shapes)
+            self._estimates[key] = (estimate, max(0, _resident(backend) - before))
         return self._estimates[key]
 
 

@@ -137,7 +137,7 @@ def _scale_linear(data: xr.DataArray, ctx: OpContext, stats: Stats) -> xr.DataAr
 
 
 def _sigmoid(data: xr.DataArray, ctx: OpContext, stats: Stats) -> xr.DataArray:
-    return 1 / (1 + np.exp(-data))  # a numpy ufunc on xarray stays lazy on dask data (apply_ufunc does not)
+    return 1 / (1 + xr.apply_ufunc(np.exp, -data, dask="allowed"))  # np.exp keeps dask data lazy
 
 
 def _fixed_normalise(data: xr.DataArray, ctx: OpContext, stats: Stats) -> xr.DataArray:
@@ -160,7 +160,7 @@ def _softmax(data: xr.DataArray, ctx: OpContext, stats: Stats) -> xr.DataArray:
         raise ctx.error(
             "axis", "no such axis in the tensor", found=axis, expected=f"one of {list(data.dims)}"
         )
-    shifted = np.exp(data - data.max(dim=axis))
+    shifted = xr.apply_ufunc(np.exp, data - data.max(dim=axis), dask="allowed")
     return _finish(shifted / shifted.sum(dim=axis), data, ctx)
 
 
