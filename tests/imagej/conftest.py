@@ -31,3 +31,17 @@ def run_python():
                               timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
 
     return run
+
+
+@pytest.fixture
+def handlers(session):
+    """Register handlers for one test; they are removed afterwards."""
+    registered = []
+
+    def register(name, handler):
+        session.commands.register(name, handler)
+        registered.append(name)
+
+    yield register
+    for name in registered:
+        session.commands.unregister(name)

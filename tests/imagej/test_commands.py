@@ -10,20 +10,6 @@ from deepij.errors import ArgumentError, ArgumentTypeError, DeepijError, ImageJE
 from deepij.imagej.commands import format_options
 
 
-@pytest.fixture
-def handlers(session):
-    """Register handlers for one test; they are removed afterwards."""
-    registered = []
-
-    def register(name, handler):
-        session.commands.register(name, handler)
-        registered.append(name)
-
-    yield register
-    for name in registered:
-        session.commands.unregister(name)
-
-
 def test_handler_gets_options_and_image_and_shows_results(session, handlers):
     seen = {}
 

@@ -10,19 +10,6 @@ from deepij.imagej._java import jc
 from deepij.imagej.missing_commands import PROVIDERS
 
 
-@pytest.fixture
-def handlers(session):
-    registered = []
-
-    def register(name, handler):
-        session.commands.register(name, handler)
-        registered.append(name)
-
-    yield register
-    for name in registered:
-        session.commands.unregister(name)
-
-
 def test_open_of_a_missing_file_stops_the_macro_there(session, tmp_path):
     missing = tmp_path / "absent.tif"
     code = f'print("before");\nopen("{missing}");\nprint("after");\nnewImage("later", "8-bit", 4, 4, 1);'

@@ -16,19 +16,6 @@ import deepij.imagej
 PACKAGE = Path(deepij.imagej.__file__).parent
 
 
-@pytest.fixture
-def handlers(session):
-    registered = []
-
-    def register(name, handler):
-        session.commands.register(name, handler)
-        registered.append(name)
-
-    yield register
-    for name in registered:
-        session.commands.unregister(name)
-
-
 # ------------------------------------------------------------------------------------------ exclusive()
 def test_exclusive_keeps_macros_out_while_held(session, handlers):
     # The macro marks its start from a handler on its own thread; it may start only after the block ended.
