@@ -270,3 +270,44 @@ def test_graph_cropping_to_its_export_size_is_not_relaxed(zoo_dir):
     assert "came out with 128 elements (the descriptor declares 192" in note
     image = zoo_models.image(128)
     _close(backend.predict([image])[0], written, image)
+
+
+def _channel_mean_script(path):
+    """A scripted net that takes any number of channels (it averages them first), as a zoo TorchScript file
+    reused under descriptors with other channel counts would."""
+    import torch
+
+    class ChannelMean(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x.mean(dim=1, keepdim=True))
+
+    torch.manual_seed(3)
+    module = ChannelMean().eval()
+    with models._quiet_torch_warnings():
+        torch.jit.script(module).save(str(path))
+    return module
+
+
+def test_one_weights_file_under_two_descriptors_gets_two_graphs(zoo_dir, tmp_path, monkeypatch):
+    """The graph cache was keyed by the weights' sha256 alone: the file under a 3-channel descriptor, then
+    under a 1-channel one, ran the first conversion (3 channels baked in) for the second and failed."""
+    import torch
+
+    monkeypatch.setenv("DEEPIJ_CACHE_DIR", str(tmp_path / "cache"))
+    path = zoo_dir / "channel_mean.pt"
+    module = _channel_mean_script(path)
+    for channels in (3, 1):
+        written = models.WrittenModel(path, "torchscript", ("input",), ("bcyx",), (channels,), ("output",),
+                                      ("bcyx",), (1,), forward=None, halo=1)
+        backend = load_backend(models.describe(written), device="cpu", runtime="onnxruntime")
+        assert backend.runtime == "onnxruntime"
+        image = np.random.default_rng(channels).standard_normal((1, channels, 24, 24)).astype(np.float32)
+        with torch.inference_mode():
+            expected = module(torch.from_numpy(image)).numpy()
+        np.testing.assert_allclose(backend.predict([image])[0], expected, rtol=1e-4, atol=1e-5)
+    entries = list((tmp_path / "cache" / graph_cache.FOLDER).glob(f"*{graph_cache.SUFFIX}"))
+    assert len([e for e in entries if b'"route"' in e.read_bytes().partition(b"\n")[0]]) == 2

@@ -72,6 +72,20 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256("\n".join(str(p) for p in parts).encode()).hexdigest()[:40]
 
 
+def tensors_text(description: Any) -> str:
+    """Everything about a description's tensors that a converted, relaxed or timed graph depends on: per
+    input and output, its name, data type and every axis with its size rule (channel counts, fixed sizes,
+    references). Part of every cache key: the same weights file under another descriptor (three channels
+    there, one here) is another graph.
+    """
+    return repr(
+        [
+            (s.name, s.data_type, [(a.id, a.size) for a in s.axes])
+            for s in (*description.inputs, *description.outputs)
+        ]
+    )
+
+
 def versions(*packages: str) -> tuple[str, ...]:
     """``"name version"`` of each installed package (``"name absent"`` when it is not), read from the
     installed metadata: a cache key is made without importing the frameworks (torch alone takes ~2 s),

@@ -219,9 +219,9 @@ def _verified(backend: TorchModuleBackend, model: bytes, threads: int | None) ->
 def conversion_key(
     description: ModelDescription, weights: WeightsEntry, source: Path | None
 ) -> str | None:
-    """The graph-cache key of a torch entry's conversion: its weights' (and architecture file's) sha256 and
-    the versions of deepij, torch, onnx and onnxruntime (read without importing them); None without a
-    source file."""
+    """The graph-cache key of a torch entry's conversion: its weights' (and architecture file's) sha256, the
+    versions of deepij, torch, onnx and onnxruntime (read without importing them) and the descriptor's
+    tensors (the export example and the dynamic axes come from them); None without a source file."""
     if source is None:
         return None
     import deepij
@@ -240,7 +240,8 @@ def conversion_key(
         CONVERSION,
         f"deepij {deepij.__version__}",
         *graph_cache.versions("torch", "onnx", "onnxruntime"),
-        repr([(s.name, s.axes_str, s.data_type) for s in description.inputs]),
+        weights.format,
+        graph_cache.tensors_text(description),
     )
 
 

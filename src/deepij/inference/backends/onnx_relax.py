@@ -351,12 +351,5 @@ def _cache_key(request: OpenRequest) -> str | None:
         OPERATION,
         f"deepij {deepij.__version__}",
         *graph_cache.versions("onnx", "onnxruntime"),
-        _rules_text(request.description),
-    )
-
-
-def _rules_text(description: ModelDescription) -> str:
-    """The size rules the relaxation depends on (a descriptor edited later gets a fresh entry)."""
-    return repr(
-        [(s.name, [(a.id, a.size) for a in s.axes]) for s in (*description.inputs, *description.outputs)]
+        graph_cache.tensors_text(request.description),
     )

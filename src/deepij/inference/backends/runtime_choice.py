@@ -53,7 +53,7 @@ def _choice_key(backend: Any) -> str | None:
         f"deepij {deepij.__version__}",
         *graph_cache.versions("onnxruntime", "openvino"),
         f"threads {backend.threads or os.cpu_count()}",
-        repr([(s.name, [(a.id, a.size) for a in s.axes]) for s in backend.description.inputs]),
+        graph_cache.tensors_text(backend.description),
     )
 
 
