@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+ASSUMED_FREE_MEMORY = "8GiB"
+"""What every test plans with as the machine's free RAM ($DEEPIJ_MEMORY_AVAILABLE, inherited by the
+subprocesses tests start): tile plans must not depend on what this machine has free at the moment (one
+expected a single 2048 pass and got 1040 tiles on a busy machine)."""
+
+
+@pytest.fixture(autouse=True)
+def assumed_free_memory(monkeypatch):
+    monkeypatch.setenv("DEEPIJ_MEMORY_AVAILABLE", ASSUMED_FREE_MEMORY)
+    return ASSUMED_FREE_MEMORY
+
 
 @pytest.fixture(scope="session")
 def imagej_session():

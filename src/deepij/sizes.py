@@ -77,16 +77,18 @@ def parse_memory_size(value: int | float | str, *, argument: str = "max_memory")
     return int(number)
 
 
-def format_bytes(size: float) -> str:
-    """Decimal ``1.5 GB``-style text for messages.
+def format_bytes(size: float, *, up: bool = False) -> str:
+    """Decimal ``1.5 GB``-style text for messages; ``up`` rounds up (a minimum to ask for).
 
     Examples
     --------
-    >>> format_bytes(512), format_bytes(1.5e9)
-    ('512 B', '1.5 GB')
+    >>> format_bytes(512), format_bytes(1.5e9), format_bytes(1.5234e9, up=True)
+    ('512 B', '1.5 GB', '1.6 GB')
     """
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            if unit == "B":
+                return f"{math.ceil(size) if up else size:.0f} {unit}"
+            return f"{math.ceil(size * 10) / 10 if up else size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} TB"

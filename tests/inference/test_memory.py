@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepij.errors import TilingError
+from deepij.errors import ArgumentError, TilingError
 from deepij.inference import meters
 from deepij.inference.memory import (
     MemoryEstimate,
@@ -17,7 +17,7 @@ from deepij.inference.memory import (
     estimate_memory,
     probe_tiles,
 )
-from deepij.inference.meters import available_memory, forward_meter
+from deepij.inference.meters import MEMORY_ENV, _cgroup_room, available_memory, forward_meter
 from deepij.inference.tiling import analyse_tiling
 from deepij.pipeline import Model
 from support.models import describe, write_torchscript_convnet
@@ -34,12 +34,43 @@ def _meminfo(field: str) -> int:
     raise AssertionError(f"no {field} in /proc/meminfo")
 
 
-def test_available_memory_is_the_kernels_mem_available():
+def test_available_memory_is_the_kernels_mem_available(monkeypatch):
+    monkeypatch.delenv(MEMORY_ENV, raising=False)  # the suite plans with an assumed amount (conftest)
     measured = available_memory("cpu")
     # Read on both sides of the call: other processes on this machine move it meanwhile.
     low, high = sorted((_meminfo("MemAvailable"), _meminfo("MemAvailable")))
     assert 0.9 * low - 200e6 < measured < 1.1 * high + 200e6
     assert measured < _meminfo("MemTotal")
+
+
+def test_an_assumed_amount_replaces_the_reading(monkeypatch):
+    monkeypatch.setenv(MEMORY_ENV, "3GiB")
+    assert available_memory("cpu") == 3 * 2**30
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    with pytest.raises(ArgumentError, match=r"\$DEEPIJ_MEMORY_AVAILABLE: .*'lots'"):
+        available_memory("cpu")
+
+
+@pytest.mark.parametrize(
+    ("membership", "files", "expected"),
+    [
+        # cgroup v2: the group's folder below the mount
+        ("0::/job/42\n", {"job/42/memory.max": "4000000000", "job/42/memory.current": "1000000000"}, 3e9),
+        ("0::/job/42\n", {"job/42/memory.max": "max", "job/42/memory.current": "1000000000"}, None),
+        # cgroup v1 inside a container: the namespace puts the group at the controller's mount
+        ("4:memory:/docker/abc\n0::/\n", {"memory/memory.limit_in_bytes": "2147483648",
+                                           "memory/memory.usage_in_bytes": "147483648"}, 2e9),
+        ("4:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712",
+                          "memory/memory.usage_in_bytes": "1"}, None),
+        ("0::/gone\n", {}, None),
+    ],
+)
+def test_cgroup_limit_bounds_the_room(tmp_path, membership, files, expected):
+    (tmp_path / "cgroup").write_text(membership)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text + "\n")
+    assert _cgroup_room(str(tmp_path / "fs"), str(tmp_path / "cgroup")) == expected
 
 
 def _nvidia_smi_free(index: int) -> int | None:
@@ -133,6 +164,23 @@ def test_auto_tile_refuses_a_cap_below_the_outputs(convnet_model):
     )
     assert not choice.single_pass and choice.predicted <= choice.budget
     assert choice.budget == pytest.approx(0.8 * 100e6 - 64e6)  # SAFETY of the cap, less the outputs
+
+
+def test_the_minimum_a_refusal_names_is_enough(convnet_model):
+    # The message once left the safety factor out: its "at least" was still refused.
+    import re
+
+    backend = convnet_model.backend(runtime="native")
+    estimate = MemoryEstimate(fixed=5e6, per_pixel=100.0, output_per_pixel=4.0)
+    shapes = {"input": {"c": 1, "y": 4000, "x": 4000}}
+    with pytest.raises(TilingError) as refused:
+        auto_tile(backend, convnet_model.tiling, shapes, max_memory="70MB", estimate=estimate)
+    minimum = re.search(r"expected at least ([0-9.]+ [kMG]B)", str(refused.value)).group(1)
+    # by hand: outputs 64 MB + the smallest tile (17x17 with 8 pixels padding each side) over 0.8
+    assert float(minimum.split()[0]) * 1e6 >= (64e6 + 5e6 + 100 * 17 * 17) / 0.8
+    choice = auto_tile(backend, convnet_model.tiling, shapes, max_memory=minimum.replace(" ", ""),
+                       estimate=estimate)
+    assert choice.predicted <= choice.budget
 
 
 class _FakeNet:

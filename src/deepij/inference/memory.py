@@ -170,7 +170,12 @@ def _fit(
 
 @dataclass(frozen=True)
 class TileChoice:
-    """The tile picked for a run, and why."""
+    """The tile picked for a run, and why.
+
+    ``single_pass``: the tile holds the whole image with its padding. ``image_fits``: one pass on the image
+    as it is fits the budget; ``image_fast``: it also stays within the working size that runs fastest (on a
+    CPU, :data:`CPU_TILE_BYTES`).
+    """
 
     tile: dict[str, int]
     batch_size: int
@@ -178,6 +183,8 @@ class TileChoice:
     predicted: float
     single_pass: bool
     note: str = ""
+    image_fits: bool = False
+    image_fast: bool = False
 
 
 def _balanced(tiling: ModelTiling, axis: str, size: int, q: int) -> int:
@@ -193,12 +200,16 @@ def choose_tile(
     shape: Mapping[str, int],
     estimate: MemoryEstimate,
     budget: float,
+    *,
+    inside: bool = False,
 ) -> tuple[dict[str, int], float]:
     """The largest valid tile (close to square) whose predicted need fits ``budget``, and that need.
 
-    Returns the smallest valid tile when nothing fits (the caller decides whether that is an error).
+    ``inside``: tiles no larger than the image (unpadded tiles, the image's sizes being valid), else up to
+    the one holding the image and its padding. Returns the smallest valid tile when nothing fits (the
+    caller decides whether that is an error).
     """
-    whole = tiling.single_pass_tile(shape)
+    whole = dict(shape) if inside else tiling.single_pass_tile(shape)
     if estimate.tile_bytes(math.prod(whole.values())) <= budget:
         return whole, estimate.tile_bytes(math.prod(whole.values()))
     options = {a: tiling.candidates(a, whole[a]) for a in tiling.axes}
@@ -238,6 +249,7 @@ def auto_tile(
     max_batch: int = 8,
     batch_sizes: Sequence[int] = (),
     reserved: float = 0.0,
+    inside: bool = False,
 ) -> TileChoice:
     """Pick tile and batch size for a run of ``samples`` samples of ``shapes`` on ``backend``.
 
@@ -252,6 +264,8 @@ def auto_tile(
     reserved : float
         Bytes the run holds besides the outputs and the tiles while the network runs (whole processed
         inputs, masks): taken from the budget too.
+    inside : bool
+        Tiles no larger than the image (unpadded tiles: the image's sizes are valid as they are).
 
     Raises
     ------
@@ -271,18 +285,29 @@ def auto_tile(
         need = held + estimate.tile_bytes(math.prod(smallest.values()))
         if max_memory is not None:
             also = f" and the processed inputs {format_bytes(reserved)}" if reserved else ""
+            # a run plans with SAFETY of the cap: the cap it needs is the need over that fraction
             raise TilingError(
                 f"max_memory={max_memory!r} cannot hold this run: the outputs take {format_bytes(outputs)}"
-                f"{also} and the smallest tile {smallest} about {format_bytes(need - held)}; expected at "
-                f"least {format_bytes(need)}"
+                f"{also} and the smallest tile {smallest} about {format_bytes(need - held)}, and a run "
+                f"plans with {SAFETY:.0%} of the cap; expected at least "
+                f"{format_bytes(need / SAFETY, up=True)}"
             )
         return TileChoice(smallest, 1, budget, need, False, "less memory free than the smallest tile needs")
     working = budget if is_gpu_device(backend.device) else min(budget, estimate.fixed + CPU_TILE_BYTES)
-    tile, _ = choose_tile(tiling, primary, estimate, working)
+    tile, _ = choose_tile(tiling, primary, estimate, working, inside=inside)
     single = tiling.fits_one_tile(tile, primary)
     count = samples * math.prod(math.ceil(primary[a] / (tile[a] - 2 * tiling.pads[a])) for a in tiling.axes)
     batch = _largest_batch(estimate, math.prod(tile.values()), budget, count, batch_sizes, max_batch)
-    return TileChoice(tile, batch, budget, estimate.tile_bytes(math.prod(tile.values()), batch), single)
+    image = estimate.tile_bytes(image_pixels)
+    return TileChoice(
+        tile,
+        batch,
+        budget,
+        estimate.tile_bytes(math.prod(tile.values()), batch),
+        single,
+        image_fits=image <= budget,
+        image_fast=image <= working,
+    )
 
 
 def _largest_batch(

@@ -27,8 +27,17 @@ def _device_index(device: str) -> int:
     return int(index) if index.isdigit() else 0
 
 
+MEMORY_ENV = "DEEPIJ_MEMORY_AVAILABLE"
+"""Environment variable that sets the bytes a CPU run plans with (``"8g"``, ``"16GB"``): for machines whose
+free RAM is shared with other jobs the kernel does not know about, and for tests and benchmarks whose plans
+must not depend on what the machine has free at the moment."""
+
+
 def available_memory(device: str | None = "cpu") -> int:
-    """Bytes free for a run on ``device``: available RAM (psutil), or the GPU's free memory.
+    """Bytes free for a run on ``device``: available RAM (psutil, within the process's cgroup memory limit
+    when it has one, as under SLURM or in a container), or the GPU's free memory.
+
+    ``$DEEPIJ_MEMORY_AVAILABLE`` (:data:`MEMORY_ENV`) replaces the RAM reading.
 
     Examples
     --------
@@ -36,15 +45,60 @@ def available_memory(device: str | None = "cpu") -> int:
     True
     """
     if not is_gpu_device(device):
+        import os
+
+        assumed = os.environ.get(MEMORY_ENV, "").strip()
+        if assumed:
+            from deepij.sizes import parse_memory_size
+
+            return parse_memory_size(assumed, argument=f"${MEMORY_ENV}")
         import psutil
 
-        return int(psutil.virtual_memory().available)
-    free = _gpu_free_memory(_device_index(str(device)))
-    if free is None:
+        ram = int(psutil.virtual_memory().available)
+        room = _cgroup_room()
+        return ram if room is None else min(ram, room)
+    gpu = _gpu_free_memory(_device_index(str(device)))
+    if gpu is None:
         raise TilingError(
             f"device: cannot read the free memory of {device!r} (no torch with CUDA, no nvidia-smi)"
         )
-    return free
+    return gpu
+
+
+_CGROUP_FILES = {
+    "0": ("", "memory.max", "memory.current"),
+    "memory": ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes"),
+}
+"""Per cgroup version (v2's ``0::`` line, v1's ``memory`` controller): mount folder, limit and usage files."""
+
+
+def _cgroup_room(root: str = "/sys/fs/cgroup", membership: str = "/proc/self/cgroup") -> int | None:
+    """Bytes this process's cgroup may still take (limit less usage), or None when it has no limit or the
+    files cannot be read. psutil reports the machine's RAM, not a job's share (SLURM, containers)."""
+    from pathlib import Path
+
+    try:
+        lines = Path(membership).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, relative = [*line.split(":", 2), "", ""][:3]
+        version = "0" if hierarchy == "0" and not controllers else controllers
+        if version not in _CGROUP_FILES:
+            continue
+        mount, limit_name, usage_name = _CGROUP_FILES[version]
+        base = Path(root) / mount
+        # inside a container the cgroup namespace puts the process's own group at the mount itself
+        for folder in (base / relative.lstrip("/"), base):
+            try:
+                limit = (folder / limit_name).read_text().strip()
+                usage = int((folder / usage_name).read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if not limit.isdigit() or int(limit) >= 2**60:
+                return None  # "max" (v2) or v1's page-rounded 2**63: no limit
+            return max(0, int(limit) - usage)
+    return None
 
 
 def resident_bytes() -> int:
