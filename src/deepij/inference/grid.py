@@ -150,6 +150,36 @@ def blend_grid(size: int, tile: int, pad: int, overlap: int, *, axis: str = "?")
     )
 
 
+def unpadded_grid(size: int, tile: int, pad: int, *, align: int = 1, axis: str = "?") -> AxisGrid:
+    """Tiles inside the image, none padded: the zoo's convention, tiled.
+
+    The first tile starts at the image's first pixel and the last one ends at its last, so the image border
+    is seen as a one-pass run sees it (no mirrored pixels); neighbours overlap by at least ``2 * pad`` and
+    each writes up to the middle of the overlap, so every written pixel lies at least ``pad`` pixels inside
+    its tile. Tile starts are multiples of ``align`` (a U-Net's pooling grid, its ``step``) wherever the
+    last one allows: then a network that pools gives what one pass gives, seam pixels included, when its
+    receptive radius is within ``pad``. A ``tile`` at least as large as the image is the image as it is.
+
+    Examples
+    --------
+    >>> g = unpadded_grid(100, tile=48, pad=8, align=8)
+    >>> g.starts, g.write, g.read
+    ((0, 32, 52), ((0, 40), (40, 66), (66, 100)), (0, 8, 14))
+    >>> unpadded_grid(40, tile=64, pad=8).write
+    ((0, 40),)
+    """
+    if tile >= size:
+        return AxisGrid(axis, size, size, pad, (0,), ((0, size),), (0,))
+    region = _valid_region(size, tile, pad, axis)
+    stride = region // align * align if region >= align else region
+    last = size - tile
+    starts = [*range(0, last, stride), last]
+    bounds = [0, *((starts[k] + starts[k + 1] + tile) // 2 for k in range(len(starts) - 1)), size]
+    write = tuple((bounds[k], bounds[k + 1]) for k in range(len(starts)))
+    read = tuple(bounds[k] - starts[k] for k in range(len(starts)))
+    return AxisGrid(axis, size, tile, pad, tuple(starts), write, read)
+
+
 def single_pass_grid(size: int, tile: int, pad: int = 0, *, axis: str = "?") -> AxisGrid:
     """One tile holding the whole image, mirrored up to ``tile`` and centred (``ceil`` of the margin left).
 

@@ -74,13 +74,15 @@ from deepij.bundle.description import (
     TensorSpec,
 )
 from deepij.errors import TilingError
-from deepij.inference.grid import blend_grid, deepimagej_grid, single_pass_grid
+from deepij.inference.grid import AxisGrid, blend_grid, deepimagej_grid, single_pass_grid, unpadded_grid
 from deepij.inference.plan import OutputAxisMap, OutputPlan, TilePlan, check_sources
 
-TilingMode = Literal["deepimagej", "deepimagej-readback", "blend"]
-TILING_MODES: tuple[TilingMode, ...] = ("deepimagej", "deepimagej-readback", "blend")
-"""Tile layouts: deepImageJ 2.x's grid (read back where the image is), the same with deepImageJ's one-pixel
-read-back shift on a single tile with an odd margin, and overlapping tiles blended with linear ramps."""
+TilingMode = Literal["unpadded", "deepimagej", "deepimagej-readback", "blend"]
+TILING_MODES: tuple[TilingMode, ...] = ("unpadded", "deepimagej", "deepimagej-readback", "blend")
+"""Tile layouts: the zoo's convention tiled (tiles inside the image, none padded, overlapping by twice the
+halo: :func:`~deepij.inference.grid.unpadded_grid`), deepImageJ 2.x's grid (mirror-padded, read back where
+the image is), the same with deepImageJ's one-pixel read-back shift on a single tile with an odd margin, and
+overlapping tiles blended with linear ramps."""
 TileRequest = int | Sequence[int] | Mapping[str, int] | str | None
 TILE_WORDS = ("suggested", "deepimagej", "whole", "image")
 """The words ``tile=`` takes besides sizes (see :meth:`ModelTiling.plan`)."""
@@ -147,6 +149,14 @@ class ModelTiling:
         if isinstance(rule, FixedSize):
             return rule.value
         return rule.min if rule.step == 0 else None
+
+    def largest_useful(self, axis: str, size: int) -> int:
+        """The largest tile worth asking for along ``axis`` for an image of ``size`` pixels: three times the
+        image (deepImageJ's mirroring limit), or the one pass holding the image and its padding when that
+        is more (a fixed size, a large halo). Larger tiles only cost memory (a ``tile=100000`` would
+        allocate gigabytes of mirrored pixels)."""
+        single = self.smallest_valid(axis, size + 2 * self.pads[axis]) or self.largest_valid(axis) or size
+        return max(3 * size, single)
 
     def fits_one_tile(self, tile: Mapping[str, int], shape: Mapping[str, int]) -> bool:
         """True when ``tile`` holds the whole image in one valid region (a single pass)."""
@@ -219,6 +229,13 @@ class ModelTiling:
                     f"tile: {a}={q} is smaller than the image ({shape[a]}) but this model cannot be tiled "
                     f"({self.reason}); expected at least {shape[a]}"
                 )
+            largest = self.largest_useful(a, shape[a])
+            if q > largest:
+                raise TilingError(
+                    f"tile: {a}={q} is larger than any tile of this {shape[a]}-pixel image needs (one pass "
+                    f"holding it and its padding takes {self.single_pass_tile(shape)[a]}); expected at most "
+                    f"{largest} (three times the image, the most deepImageJ mirrors)"
+                )
 
     def resolve_tile(self, tile: TileRequest, shape: Mapping[str, int]) -> dict[str, int]:
         """Turn what a user passed as ``tile=`` into a size per tiled axis (None: deepImageJ's suggestion)."""
@@ -284,8 +301,10 @@ class ModelTiling:
             size); ``"image"``: the image as it is, unpadded (its sizes must be valid), as the zoo's tools
             run test inputs: the outputs of a valid network (negative offset) are then what it gives,
             smaller than the image by the offsets (every other tile mirror-pads so that they cover it).
-        mode : {"deepimagej", "deepimagej-readback", "blend"}
+        mode : {"unpadded", "deepimagej", "deepimagej-readback", "blend"}
             Grid layout (module notes). ``"blend"`` overlaps valid regions by ``overlap`` pixels.
+            ``"unpadded"`` needs an image whose sizes are valid (:meth:`image_is_valid`): a tile at least
+            as large as the image along an axis is the image as it is there.
 
         Examples
         --------
@@ -303,19 +322,12 @@ class ModelTiling:
         self._check_shapes(shapes)
         primary = shapes[self.input] if self.input else {}
         tile_size = self.resolve_tile(tile, primary) if self.input else {}
-        grids = []
         as_is = isinstance(tile, str) and tile == "image"
-        for a in self.axes:
-            size, q, pad = primary[a], tile_size[a], self.pads[a]
-            if as_is:
-                grids.append(single_pass_grid(size, q, 0, axis=a))
-            elif not self.tileable:
-                grids.append(single_pass_grid(size, q, pad, axis=a))
-            elif mode == "blend":
-                width = overlap if overlap is not None else min(max(pad, 8), (q - 2 * pad) // 2)
-                grids.append(blend_grid(size, q, pad, width, axis=a))
-            else:
-                grids.append(deepimagej_grid(size, q, pad, axis=a, readback=mode == "deepimagej-readback"))
+        if mode == "unpadded" and not as_is and self.tileable:
+            self._check_unpadded(primary)
+            tile_size = {a: min(q, primary[a]) for a, q in tile_size.items()}
+            as_is = all(q == primary[a] for a, q in tile_size.items())
+        grids = [self._grid(a, primary[a], tile_size[a], mode, overlap, as_is) for a in self.axes]
         tile_shapes = {}
         for spec in self.description.inputs:
             sample = dict(shapes[spec.name])
@@ -331,6 +343,34 @@ class ModelTiling:
         )
         check_sources(plan)
         return plan
+
+    def _grid(
+        self, a: str, size: int, q: int, mode: TilingMode, overlap: int | None, as_is: bool
+    ) -> AxisGrid:
+        pad = self.pads[a]
+        if as_is:
+            return single_pass_grid(size, q, 0, axis=a)
+        if not self.tileable:
+            return single_pass_grid(size, q, pad, axis=a)
+        if mode == "unpadded":
+            return unpadded_grid(size, q, pad, align=self.pooling_grid(a), axis=a)
+        if mode == "blend":
+            width = overlap if overlap is not None else min(max(pad, 8), (q - 2 * pad) // 2)
+            return blend_grid(size, q, pad, width, axis=a)
+        return deepimagej_grid(size, q, pad, axis=a, readback=mode == "deepimagej-readback")
+
+    def pooling_grid(self, axis: str) -> int:
+        """The size rule's ``step`` (a U-Net's pooling factor): unpadded tiles start on multiples of it."""
+        rule = self.rules[axis]
+        return rule.step if isinstance(rule, ParameterizedSize) and rule.step > 0 else 1
+
+    def _check_unpadded(self, shape: Mapping[str, int]) -> None:
+        if not self.image_is_valid(shape):
+            sizes = ", ".join(f"{a}={shape[a]} ({self.describe_rule(a)})" for a in self.axes)
+            raise TilingError(
+                f"tiling='unpadded': the image ({sizes}) cannot run unpadded: expected valid sizes on every "
+                "tiled axis and outputs that cover their input; tiling='deepimagej' mirror-pads it"
+            )
 
     def _check_shapes(self, shapes: Mapping[str, Mapping[str, int]]) -> None:
         for spec in self.description.inputs:
