@@ -111,6 +111,8 @@ def measure_receptive_field(
     *,
     effort: Effort = THOROUGH,
     seed: int = 0,
+    largest: Mapping[str, int] | None = None,
+    enough: Mapping[str, int] | None = None,
 ) -> ReceptiveField | None:
     """Measure the network's receptive radius along the tiled axes (None when no impulse changes anything,
     e.g. a network that thresholds its output far from the impulses' values).
@@ -127,12 +129,20 @@ def measure_receptive_field(
         :data:`THOROUGH` (default) or :data:`QUICK` (fewer backgrounds: a lower bound).
     seed : int
         Seed of the random backgrounds.
+    largest : mapping, optional
+        Per axis, the largest probe tile (default :data:`MAX_SIDES`): a seam check needs to see no further
+        than the run's own tiles, and larger probes cost more than such a run.
+    enough : mapping, optional
+        Per axis, a radius past which the answer does not matter to the caller (a halo it is compared
+        with): the probe stops growing along an axis once the radius found reaches it.
     """
     if not tiling.input or not tiling.axes:
         return None
     first = FIRST_SIDES.get(len(tiling.axes), 24)
-    limit = MAX_SIDES.get(len(tiling.axes), 128)
-    tile = {a: _probe_size(tiling, a, max(first, 4 * tiling.pads[a] + 1)) for a in tiling.axes}
+    limit = {a: MAX_SIDES.get(len(tiling.axes), 128) for a in tiling.axes}
+    if largest:
+        limit = {a: min(q, max(largest.get(a, q), 2 * tiling.pads[a] + 1)) for a, q in limit.items()}
+    tile = {a: _probe_size(tiling, a, min(max(first, 4 * tiling.pads[a] + 1), limit[a])) for a in tiling.axes}
     grids = {a: _grid(tiling.rules[a]) for a in tiling.axes}
     rng = np.random.default_rng(seed)
     passes = 0
@@ -142,8 +152,9 @@ def measure_receptive_field(
         if found is None:
             return None
         radius, at_border = found
-        grow = {a: _probe_size(tiling, a, 2 * tile[a]) for a in tiling.axes if at_border[a]}
-        grow = {a: q for a, q in grow.items() if tile[a] < q <= limit}
+        wanted = [a for a in tiling.axes if at_border[a] and radius[a] < (enough or {}).get(a, math.inf)]
+        grow = {a: _probe_size(tiling, a, 2 * tile[a]) for a in wanted}
+        grow = {a: q for a, q in grow.items() if tile[a] < q <= limit[a]}
         if not grow:
             return ReceptiveField(radius, at_border, dict(tile), effort, passes)
         tile.update(grow)

@@ -59,6 +59,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_digest(description: Any, weights: Any) -> str | None:
+    """The sha256 of a weights entry: the descriptor's, else computed from its file or folder; None when it
+    has no file that can be read (a backend made in memory)."""
+    if getattr(weights, "sha256", None):
+        return str(weights.sha256)
+    try:
+        return file_sha256(description.path(weights.source))
+    except (OSError, AttributeError, TypeError, ValueError):
+        return None
+
+
 def cache_key(*parts: object) -> str:
     """A file-name-safe key for these parts (weights sha256, the operation, versions, ...).
 
