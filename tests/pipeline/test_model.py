@@ -73,16 +73,21 @@ def test_weights_that_differ_from_their_sha256_run_only_when_trusted(tmp_path):
 
 
 def test_tiled_prediction_keeps_whole_image_statistics(bundles):
-    # zero_mean_unit_variance is computed on the whole image before tiling: tiled and one-pass results agree
-    # away from the borders (where the network's zero padding meets the tiles' mirror padding).
+    # zero_mean_unit_variance is computed on the whole image before tiling: tiled and one-pass results agree.
+    # The default tiles lie inside the image (none padded), so they agree at the border too; deepImageJ's
+    # mirror-padded tiles agree away from it (where the network's zero padding meets the mirrored pixels).
     bundle = bundles["0.4"]
     model = deepij.load(bundle.folder)
     whole = model.predict(bundle.test_input).images["output"].values
     tiled = model.predict(bundle.test_input, tile=16, weights_format="torchscript", runtime="native")
-    assert tiled.plan.n_tiles == 16 and tiled.weights_format == "torchscript"
+    # 32 pixels in tiles of 16 keeping 4 per side: starts 0, 8 and 16 along each axis
+    assert tiled.plan.n_tiles == 9 and tiled.weights_format == "torchscript"
+    np.testing.assert_allclose(tiled.images["output"].values, whole, atol=1e-5)
+    mirrored = model.predict(bundle.test_input, tile=16, tiling="deepimagej", runtime="native")
+    assert mirrored.plan.n_tiles == 16
     halo = model.tiling.pads["y"]
     inner = (0, 0, slice(halo, -halo), slice(halo, -halo))
-    np.testing.assert_allclose(tiled.images["output"].values[inner], whole[inner], atol=1e-5)
+    np.testing.assert_allclose(mirrored.images["output"].values[inner], whole[inner], atol=1e-5)
 
 
 def test_deepimagej_bundle_without_its_macros(tmp_path):
@@ -99,10 +104,15 @@ def test_tiles_equal_the_whole_padded_image_when_the_halo_covers_the_receptive_f
     _, model = convnet
     image = RNG.random((1, 1, 70, 57), dtype=np.float32)
     whole = model.predict(image, tile="whole", runtime="native")
+    as_is = model.predict(image, tile="image", runtime="native")
     for tile in (24, (40, 24)):
-        tiled = model.predict(image, tile=tile, runtime="native")
-        assert tiled.plan.n_tiles > 1
-        np.testing.assert_allclose(tiled.images["output"].values, whole.images["output"].values, atol=1e-5)
+        # deepImageJ's tiles are the mirror-padded whole image cut up; the default ones the image as it is
+        mirrored = model.predict(image, tile=tile, tiling="deepimagej", runtime="native")
+        assert mirrored.plan.n_tiles > 1
+        np.testing.assert_allclose(mirrored.images["output"].values, whole.images["output"].values, atol=1e-5)
+        inside = model.predict(image, tile=tile, runtime="native")
+        assert inside.plan.n_tiles > 1 and inside.plan.mode == "unpadded"
+        np.testing.assert_allclose(inside.images["output"].values, as_is.images["output"].values, atol=1e-5)
     blended = model.predict(image, tile=32, tiling="blend", runtime="native")
     np.testing.assert_allclose(blended.images["output"].values, whole.images["output"].values, atol=1e-5)
 
@@ -153,8 +163,8 @@ def test_max_memory_caps_the_tile(convnet):
     capped = model.predict(image, runtime="native", max_memory="20MB")
     assert free.plan.n_tiles == 1 and free.plan.tile == {"y": 600, "x": 600}  # fits: one unpadded pass
     assert capped.plan.n_tiles > 1 and max(capped.plan.tile.values()) < 600
-    padded = model.predict(image, runtime="native", tile="whole")  # mirror padding, as the tiles have
-    np.testing.assert_allclose(capped.images["output"].values, padded.images["output"].values, atol=1e-5)
+    # the capped run's tiles lie inside the image: it gives what the one pass gives (the halo covers)
+    np.testing.assert_allclose(capped.images["output"].values, free.images["output"].values, atol=1e-5)
     with pytest.raises(TilingError, match=r"max_memory='1MB' cannot hold this run"):
         model.predict(image, runtime="native", max_memory="1MB")
 
@@ -163,11 +173,12 @@ def test_two_outputs_of_different_sizes(tmp_path):
     net = write_torchscript_two_heads(tmp_path / "heads.pt")
     model = Model(describe(net))
     image = RNG.random((1, 1, 48, 40), dtype=np.float32)
-    whole = model.predict(image, tile="whole", runtime="native")
-    tiled = model.predict(image, tile=16, runtime="native")
-    assert tiled.images["classes"].shape == (1, 2, 24, 20) and tiled.plan.n_tiles > 1
-    for name in ("mask", "classes"):
-        np.testing.assert_allclose(tiled.images[name].values, whole.images[name].values, atol=1e-5)
+    for tiling, whole in (("deepimagej", "whole"), ("unpadded", "image")):
+        one_pass = model.predict(image, tile=whole, runtime="native")
+        tiled = model.predict(image, tile=16, tiling=tiling, runtime="native")
+        assert tiled.images["classes"].shape == (1, 2, 24, 20) and tiled.plan.n_tiles > 1
+        for name in ("mask", "classes"):
+            np.testing.assert_allclose(tiled.images[name].values, one_pass.images[name].values, atol=1e-5)
 
 
 def test_two_inputs_by_name(tmp_path):
@@ -250,9 +261,14 @@ def test_three_d_torchscript_model_tiled_in_z_y_x(tmp_path):
     assert model.tiling.axes == "zyx" and model.tiling.pads == {"z": 2, "y": 2, "x": 2}
     image = RNG.random((1, 1, 12, 30, 26), dtype=np.float32)
     whole = model.predict(image, tile="whole", runtime="native")
-    tiled = model.predict(image, tile={"z": 8, "y": 16, "x": 16}, runtime="native")
+    tiled = model.predict(image, tile={"z": 8, "y": 16, "x": 16}, tiling="deepimagej", runtime="native")
     assert tiled.plan.n_tiles == 3 * 3 * 3
     np.testing.assert_allclose(tiled.images["output"].values, whole.images["output"].values, atol=1e-5)
+    # inside the image: z 0, 4 (2 tiles); y 0, 12, 14 and x 0, 10 (the last ones pushed to the border)
+    inside = model.predict(image, tile={"z": 8, "y": 16, "x": 16}, runtime="native")
+    assert inside.plan.n_tiles == 2 * 3 * 2
+    as_is = model.predict(image, tile="image", runtime="native")
+    np.testing.assert_allclose(inside.images["output"].values, as_is.images["output"].values, atol=1e-5)
 
 
 # --- hardening ---------------------------------------------------------------------------------------------
@@ -368,7 +384,7 @@ def test_declared_halo_smaller_than_the_receptive_field_is_measured_and_warned(t
     small_halo = Model(describe(net, output_halo=1))
     image = RNG.random((1, 1, 60, 60), dtype=np.float32)
     with pytest.warns(SeamWarning, match=r"looks \{'y': 4, 'x': 4\} pixels far but its tiles keep only"):
-        tiled = small_halo.predict(image, tile=24, runtime="native")
+        tiled = small_halo.predict(image, tile=24, tiling="deepimagej", runtime="native")
     assert "receptive radius measured: y: 4, x: 4 pixels (a lower bound: the quick probe" in " ".join(
         tiled.notes
     )
@@ -384,9 +400,12 @@ def test_declared_halo_smaller_than_the_receptive_field_is_measured_and_warned(t
     exact = Model(describe(net))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = exact.predict(image, tile=24, runtime="native")
+        result = exact.predict(image, tile=24, tiling="deepimagej", runtime="native")
+        inside = exact.predict(image, tile=24, runtime="native")
     padded = exact.predict(image, tile="whole", runtime="native").images["output"].values
     np.testing.assert_allclose(result.images["output"].values, padded, atol=1e-5)
+    as_is = exact.predict(image, tile="image", runtime="native").images["output"].values
+    np.testing.assert_allclose(inside.images["output"].values, as_is, atol=1e-5)
 
 
 def test_non_finite_pixels_are_refused_or_left_out(bundles):
@@ -439,7 +458,8 @@ def test_unusable_images_are_refused(convnet, image, pattern):
         ({"batch_size": 0}, ArgumentError, r"batch_size: expected a positive integer"),
         ({"batch_size": "many"}, ArgumentTypeError, r"batch_size: expected a positive integer or 'auto'"),
         ({"processing": "x"}, ArgumentError, r"processing: unknown value 'x'"),
-        ({"tiling": "y"}, ArgumentError, r"tiling: unknown value 'y'; expected one of \['deepimagej', "),
+        ({"tiling": "y"}, ArgumentError,
+         r"tiling: unknown value 'y'; expected one of \['unpadded', 'deepimagej', "),
         ({"overlap": -1}, ArgumentError, r"overlap: expected a whole number of pixels >= 0, not -1"),
         ({"overlap": 1.5}, ArgumentTypeError, r"overlap: expected a whole number"),
         ({"axes": 5}, ArgumentTypeError, r"axes: expected letters"),
@@ -515,21 +535,25 @@ def _mirror_reference(written, image, halo=8):
 
 def test_a_relaxed_graph_is_planned_with_its_own_size_rules(tmp_path, monkeypatch):
     # The graph fixes 512 and so does the descriptor; relaxed (and verified) it takes any size, and tiles
-    # are planned with those rules: a 2048^2 image does not run in 512 tiles (25 of them) but, since this
-    # small net fits in memory, in one pass on the image as it is.
+    # are planned with those rules: a 2048^2 image does not run in 512 tiles with mirrored borders (25 of
+    # them) but as the image it is: one pass, or (on a CPU, where large passes are slower) fewer, larger
+    # tiles inside it, which give the one pass since the halo covers this net's reach.
     monkeypatch.setenv("DEEPIJ_CACHE_DIR", str(tmp_path / "cache"))
     written, description = _fixed_onnx_convnet(tmp_path, 512)
     model = Model(description)
     image = RNG.random((1, 1, 2048, 2048), dtype=np.float32)
     result = model.predict(image, processing="none", runtime="onnxruntime")
     assert any("fixed y=512, x=512 relaxed" in n for n in result.notes)
-    assert result.plan.tile == {"y": 2048, "x": 2048} and result.plan.n_tiles == 1
+    assert result.plan.n_tiles < 25 and result.plan.mode == "unpadded"
     np.testing.assert_allclose(result.images["output"].values, written.forward(image)[0], atol=1e-4)
     # a tile size the bundle's descriptor refuses, the relaxed graph takes
     part = image[..., :700, :500]
     explicit = model.predict(part, tile=(400, 300), processing="none", runtime="onnxruntime")
     assert explicit.plan.tile == {"y": 400, "x": 300} and explicit.plan.n_tiles == 4
-    np.testing.assert_allclose(explicit.images["output"].values, _mirror_reference(written, part), atol=1e-4)
+    np.testing.assert_allclose(explicit.images["output"].values, written.forward(part)[0], atol=1e-4)
+    mirrored = model.predict(part, tile=(400, 300), tiling="deepimagej", processing="none",
+                             runtime="onnxruntime")
+    np.testing.assert_allclose(mirrored.images["output"].values, _mirror_reference(written, part), atol=1e-4)
     with pytest.raises(TilingError, match=r"tile: y=400 is not a valid size"):
         model.tiling.plan({"input": {"c": 1, "y": 700, "x": 500}}, (400, 300))  # the descriptor's rules
 
@@ -569,7 +593,8 @@ def test_a_memory_cap_makes_the_onnx_engine_hold_memory_exactly(tmp_path, monkey
     assert backend.exact_memory is True and capped.plan.n_tiles > 1
     free = model.predict(image, **run)
     assert model.backend(runtime="onnxruntime") is backend and backend.exact_memory is False
-    reference = _mirror_reference(written, image)
+    # relaxed, the graph takes the image's size: tiles inside it give the one unpadded pass
+    reference = written.forward(image)[0]
     np.testing.assert_allclose(capped.images["output"].values, reference, atol=1e-4)
     np.testing.assert_allclose(free.images["output"].values, reference, atol=1e-4)
 

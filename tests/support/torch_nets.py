@@ -59,14 +59,23 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class UNet(nn.Module):
-    """A 2-D U-Net: ``depth`` 2x2 poolings, ``base`` channels at full resolution, sigmoid output.
+    """A 2-D U-Net: ``depth`` 2x2 poolings, ``base`` channels at full resolution, sigmoid output (logits
+    with ``sigmoid=False``, for descriptors that declare the sigmoid as post-processing).
 
     With the defaults (depth 3, base 16) it has about 0.48 M parameters, like the zoo's small nuclei U-Nets.
     Input sizes must be multiples of ``2 ** depth``.
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 16, depth: int = 3) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        base: int = 16,
+        depth: int = 3,
+        sigmoid: bool = True,
+    ) -> None:
         super().__init__()
+        self.sigmoid = sigmoid
         widths = [base * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()
         cin = in_channels
@@ -95,7 +104,8 @@ class UNet(nn.Module):
             for j, merge in enumerate(self.merge):
                 if j == i:
                     x = merge(x)
-        return torch.sigmoid(self.head(x))
+        x = self.head(x)
+        return torch.sigmoid(x) if self.sigmoid else x
 
 
 class TwoHeads(nn.Module):
@@ -110,6 +120,40 @@ class TwoHeads(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(x)
         return self.mask(features), self.classes(features)
+
+
+class PairNet(nn.Module):
+    """Two inputs, two outputs, each output from its own input (the zoo's ``unet2d_multi_tensor`` shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(1, 1, 3, padding=1)
+        self.second = nn.Conv2d(1, 1, 5, padding=2)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.first(a), self.second(b)
+
+
+class Upsample4(nn.Module):
+    """Nearest upsampling by 4 after a 1x1 convolution (the zoo's ``upsample_test_model`` shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(self.conv(x), scale_factor=4.0, mode="nearest")
+
+
+class WithZ(nn.Module):
+    """A 2-D convnet whose output carries a singleton ``z`` axis (the zoo's ``expand_output_shape``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).unsqueeze(2)
 
 
 class TwoInputs(nn.Module):

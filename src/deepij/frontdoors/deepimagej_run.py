@@ -327,6 +327,8 @@ class DeepImageJRun:
             prediction = model.predict(
                 image,
                 tile=tile or None,
+                # a tile= in a macro asks for deepImageJ's tiles (mirror-padded, FORMATS.md section 6)
+                tiling="deepimagej" if tile else None,
                 weights_format=request.weights_format,
                 processing=processing_for(request, model),
                 session=session,

@@ -223,12 +223,14 @@ def _lazy_plan(
     mode: Any,
     notes: list[str],
 ) -> Any:
-    """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels (module notes); the receptive
-    field measured as the in-memory run measures it."""
+    """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels (module notes), laid out as
+    the in-memory run lays them (unpadded for an image of valid sizes), seams checked as it checks them."""
+    from deepij.pipeline.planning import RunRequest, check_seams, image_runs_as_is, layout
     from deepij.pipeline.predict_parts import sample_shapes
 
     tiling = model.tiling
     shapes = sample_shapes(model.description, inputs)
+    request = RunRequest(options["tile"], mode, options["overlap"], options["batch_size"])
     tile: Any = options["tile"]
     if tile is None and tiling.input and tiling.tileable:
         primary = shapes[tiling.input]
@@ -237,5 +239,5 @@ def _lazy_plan(
             want = min(primary[a], LAZY_TILE) + 2 * tiling.pads[a]
             tile[a] = tiling.smallest_valid(a, want) or tiling.largest_valid(a) or want
         notes.append(f"tile {tile}: about {LAZY_TILE} valid pixels per axis (lazy image)")
-    plan = tiling.plan(shapes, tile, mode, options["overlap"])
-    return model.check_receptive_field(backend, plan, dict(inputs), tile, mode, options["overlap"], notes)
+    plan = tiling.plan(shapes, tile, layout(request, image_runs_as_is(tiling, shapes)), options["overlap"])
+    return check_seams(model, backend, tiling, plan, shapes, request, notes)

@@ -6,6 +6,8 @@ Examples
 --------
 >>> check_arguments(256, "blend", 16, "auto", "2GB", "raise", "yx")
 'blend'
+>>> check_arguments(None, None, None, "auto", None, "raise", None) is None
+True
 >>> sample_shapes(model.description, {"raw": image})  # doctest: +SKIP
 {'raw': {'c': 1, 'y': 512, 'x': 512}}
 """
@@ -36,9 +38,9 @@ def check_arguments(
     non_finite: str,
     axes: Any,
     precision: str = "float32",
-) -> TilingMode:
+) -> TilingMode | None:
     """Refuse bad arguments of :meth:`~deepij.pipeline.model.Model.predict` before anything runs; the
-    tiling mode to use.
+    tiling mode asked for (None: chosen by the run, :func:`deepij.pipeline.planning.layout`).
 
     Raises
     ------
@@ -82,7 +84,7 @@ def check_arguments(
             "axes: expected letters naming the image's dims (e.g. 'zyx') or a mapping per input, "
             f"not {axes!r}"
         )
-    return tiling_mode(tiling or "deepimagej")
+    return tiling_mode(tiling) if tiling is not None else None
 
 
 def tiling_mode(mode: str) -> TilingMode:
