@@ -285,9 +285,12 @@ def test_a_tile_far_larger_than_the_image_is_refused_before_any_allocation():
     # predict(tile=100000) once asked the engine for a 100000^2 mirrored tile: gigabytes, then a traceback
     tiling = analyse_tiling(describe(min_size=16, step=16, halo=8))
     shapes = {"raw": {"c": 1, "y": 100, "x": 60}}
-    with pytest.raises(TilingError, match=r"tile: y=100000 is larger than any tile .* expected at most 300"):
+    with pytest.raises(TilingError, match=r"tile: y=100000 is far larger than any tile .* at most 1024"):
         tiling.plan(shapes, 100000)
-    assert tiling.plan(shapes, (288, 176)).n_tiles == 1  # up to three times the image, as deepImageJ allows
+    assert tiling.plan(shapes, (1024, 1024)).n_tiles == 1  # mirrored, as deepImageJ mirrors small images
+    big = {"raw": {"c": 1, "y": 2000, "x": 60}}
+    with pytest.raises(TilingError, match=r"tile: y=9008 .* expected at most 8064"):  # 4 * (2000 + 2 * 8)
+        tiling.plan(big, (9008, 64))
     # a fixed size larger than three times a small image stays allowed: it is the only size there is
     fixed = analyse_tiling(describe(fixed=512, halo=8))
     assert fixed.plan({"raw": {"c": 1, "y": 100, "x": 60}}, 512).n_tiles == 1

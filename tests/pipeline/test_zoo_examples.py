@@ -70,4 +70,4 @@ def test_the_nuclei_shape_differs_under_deepimagej_tiles(examples):
         tiled = model.predict(bundle.test_input, weights_format="onnx", tiling="deepimagej", tile=512)
     assert tiled.plan.n_tiles == 4
     difference = np.abs(tiled.images["probability"].values - bundle.expected_output)
-    assert difference.max() > 1e-2
+    assert difference.max() > 1e-3  # ten times the tolerance the default run meets

@@ -88,6 +88,8 @@ TILE_WORDS = ("suggested", "deepimagej", "whole", "image")
 """The words ``tile=`` takes besides sizes (see :meth:`ModelTiling.plan`)."""
 
 _ANY_SIZE = ParameterizedSize(min=1, step=1)
+LARGEST_TILE_FLOOR = 1024
+"""Tiles up to this size are accepted along any axis, however small the image."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +153,13 @@ class ModelTiling:
         return rule.min if rule.step == 0 else None
 
     def largest_useful(self, axis: str, size: int) -> int:
-        """The largest tile worth asking for along ``axis`` for an image of ``size`` pixels: three times the
-        image (deepImageJ's mirroring limit), or the one pass holding the image and its padding when that
-        is more (a fixed size, a large halo). Larger tiles only cost memory (a ``tile=100000`` would
-        allocate gigabytes of mirrored pixels)."""
+        """The largest tile accepted along ``axis`` for an image of ``size`` pixels: four times the image with
+        its padding, at least :data:`LARGEST_TILE_FLOOR`, or the one pass holding the image when that is
+        more (a fixed size). Larger tiles are mostly mirrored pixels and only cost memory (a
+        ``tile=100000`` would allocate gigabytes); deepImageJ itself refuses tiles above three times the
+        image."""
         single = self.smallest_valid(axis, size + 2 * self.pads[axis]) or self.largest_valid(axis) or size
-        return max(3 * size, single)
+        return max(4 * (size + 2 * self.pads[axis]), LARGEST_TILE_FLOOR, single)
 
     def fits_one_tile(self, tile: Mapping[str, int], shape: Mapping[str, int]) -> bool:
         """True when ``tile`` holds the whole image in one valid region (a single pass)."""
@@ -232,9 +235,9 @@ class ModelTiling:
             largest = self.largest_useful(a, shape[a])
             if q > largest:
                 raise TilingError(
-                    f"tile: {a}={q} is larger than any tile of this {shape[a]}-pixel image needs (one pass "
-                    f"holding it and its padding takes {self.single_pass_tile(shape)[a]}); expected at most "
-                    f"{largest} (three times the image, the most deepImageJ mirrors)"
+                    f"tile: {a}={q} is far larger than any tile of this {shape[a]}-pixel image needs (one "
+                    f"pass holding it and its padding takes {self.single_pass_tile(shape)[a]}); expected at "
+                    f"most {largest}"
                 )
 
     def resolve_tile(self, tile: TileRequest, shape: Mapping[str, int]) -> dict[str, int]:
