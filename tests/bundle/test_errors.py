@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import stat
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from deepij.bundle import open_bundle
 from deepij.bundle.archive import ArchiveLimits, extract_zip
 from deepij.errors import ArchiveError, BundleError
-
-Mutation = Callable[[dict[str, Any]], None]
-
-
-@pytest.fixture
-def mutated(bundle_copy) -> Callable[[str, Mutation], Path]:
-    """``mutated("0.5", change)``: a bundle copy whose descriptor data went through ``change``."""
-
-    def make(version: str, change: Mutation) -> Path:
-        folder = bundle_copy(version)
-        descriptor = next(folder / n for n in ("rdf.yaml", "model.yaml") if (folder / n).is_file())
-        data = yaml.safe_load(descriptor.read_text())
-        change(data)
-        descriptor.write_text(yaml.safe_dump(data, sort_keys=False))
-        return descriptor
-
-    return make
 
 
 def expect_error(

@@ -9,6 +9,7 @@ from typing import Any
 from deepij.bundle.description import (
     AXIS_LETTERS,
     DATA_TYPES,
+    MAX_AXIS_SIZE,
     WEIGHTS_FORMATS,
     ArchitectureSpec,
     Citation,
@@ -428,3 +429,25 @@ def check_dtype(node: Node, default: str = "float32") -> str:
     if dtype not in DATA_TYPES:
         raise node.error("unknown data type", found=node.value, expected="one of " + ", ".join(DATA_TYPES))
     return dtype
+
+
+def check_size_bound(node: Node, value: float, what: str) -> None:
+    """Refuse a size, min, step, offset, halo or scale whose magnitude is above
+    :data:`~deepij.bundle.description.MAX_AXIS_SIZE` (it would end in an allocation failure, not a run).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> check_size_bound(Node(512, "inputs[0].axes[2].size", Path("rdf.yaml")), 512, "axis size")
+    >>> node = Node(2**40, "inputs[0].axes[2].size", Path("rdf.yaml"))
+    >>> check_size_bound(node, 2**40, "axis size")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    deepij.errors.BundleError: rdf.yaml: inputs[0].axes[2].size: axis size too large ...
+    """
+    if abs(value) > MAX_AXIS_SIZE:
+        raise node.error(
+            f"{what} too large for a tensor axis",
+            found=node.value,
+            expected=f"at most {MAX_AXIS_SIZE} (2**20): a descriptor states what one pass of the network "
+            "takes",
+        )

@@ -22,6 +22,7 @@ from deepij.bundle.readers._node import Node
 from deepij.bundle.readers.common import (
     check_axes_letters,
     check_dtype,
+    check_size_bound,
     clean_path,
     letters_map,
     read_processing,
@@ -176,6 +177,7 @@ def _fixed(node: Node) -> SizeRule:
         return None
     if size < 1:
         raise node.error("axis size must be positive", found=size, expected="an integer >= 1, or -1 for any")
+    check_size_bound(node, size, "axis size")
     return FixedSize(size)
 
 
@@ -196,6 +198,8 @@ def _parameterized_sizes(node: Node, axes: str) -> list[SizeRule]:
             raise step_node.error(
                 "step must not be negative", found=step_node.value, expected="an integer >= 0"
             )
+        check_size_bound(min_node, minimum, "minimum size")
+        check_size_bound(step_node, step, "step")
         rules.append(FixedSize(minimum) if step == 0 else ParameterizedSize(minimum, step))
     return rules
 
@@ -219,6 +223,10 @@ def _reference_sizes(node: Node, reference: Node, axes: str, inputs: dict[str, T
         if scale is None:  # batch entry absent from a too-short list
             rules.append(None)
             continue
+        if offsets is not None:
+            if not math.isfinite(offset):
+                raise offsets[i].error("offset must be finite", found=offsets[i].value, expected="e.g. 0")
+            check_size_bound(offsets[i], 2 * offset, "offset (twice it is added to the size)")
         rules.append(_reference_rule(scales[i], name, letter, ref_axes, scale, 2 * offset))
     return rules
 
@@ -228,6 +236,7 @@ def _reference_rule(
 ) -> SizeRule:
     if not math.isfinite(scale) or scale < 0 or not math.isfinite(total_offset):
         raise where.error("scale must be a finite number >= 0", found=where.value, expected="e.g. 1.0")
+    check_size_bound(where, scale, "scale (output elements per input element)")
     if scale == 0:
         # the old way of declaring an axis the input lacks: its size is the (doubled) offset alone
         if total_offset == 0 and letter == "b":
@@ -261,6 +270,7 @@ def _read_halo(node: Node, axes: str) -> list[int]:
         value = element.integer(0) or 0
         if value < 0:
             raise element.error("halo must not be negative", found=value, expected="an integer >= 0")
+        check_size_bound(element, value, "halo")
         halos.append(value)
     return halos
 
