@@ -335,3 +335,10 @@ def test_zip_with_several_descriptors(tmp_path: Path, members: list[str]) -> Non
     with pytest.raises(BundleError, match="several descriptors in the archive") as caught:
         install(archive, models_dir=tmp_path / "models")
     assert caught.value.file == str(archive) and sorted(caught.value.found) == sorted(members)
+
+
+@pytest.mark.parametrize("source", ["./", " ././ "])
+def test_a_0_5_file_reference_that_names_no_file(mutated, source: str) -> None:
+    descriptor = mutated("0.5", lambda d: d["inputs"][0].update(test_tensor={"source": source}))
+    error = expect_error(descriptor, "not a file path", field="inputs[0].test_tensor.source")
+    assert error.found == source

@@ -67,20 +67,27 @@ def clean_path(path: str) -> str:
 
 
 def file_reference(node: Node) -> str | None:
-    """A file given as text, or as a 0.5 file description ``{source: ..., sha256: ...}``."""
+    """A file given as text, or as a 0.5 file description ``{source: ..., sha256: ...}``; None when absent.
+    A path that names no file (``./``) is a :class:`BundleError`."""
     if not node.present:
         return None
     if isinstance(node.value, dict):
-        return clean_path(node.required("source", "a file path or URL").required_text())
-    return clean_path(node.required_text("a file path or URL"))
+        node = node.required("source", "a file path or URL")
+    path = clean_path(node.required_text("a file path or URL"))
+    if not path:
+        raise node.error("not a file path", found=node.value, expected="a file path or URL")
+    return path
 
 
 def file_list(node: Node) -> tuple[str, ...]:
-    """Files given as a list of texts or of ``{source: ...}``, or as 0.4's ``{files: [...]}``."""
+    """Files given as a list of texts or of ``{source: ...}``, or as 0.4's ``{files: [...]}``; null and
+    empty entries are skipped."""
     if isinstance(node.value, dict):  # 0.3/0.4: {files: [...]} (other keys of it are not files)
         node = node.get("files")
     out = []
     for element in node.elements(allow_scalar=True):
+        if isinstance(element.value, str) and not clean_path(element.value):
+            continue
         ref = file_reference(element)
         if ref:
             out.append(ref)

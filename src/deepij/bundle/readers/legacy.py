@@ -52,7 +52,10 @@ def read_legacy_tensors(doc: Node) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
         The top-level test/sample lists that have more entries than there are tensors (deepImageJ lists a
         post-processing results table there too), kept whole for :attr:`ModelDescription.extra`.
     """
-    files = {key: doc.get(key).text_list() for key in LEGACY_FILE_LISTS}
+    written = {
+        key: tuple(e.text() for e in doc.get(key).elements(allow_scalar=True)) for key in LEGACY_FILE_LISTS
+    }
+    files = {key: _file_entries(texts) for key, texts in written.items()}
     input_nodes = doc.required("inputs", "a list of input tensors").elements()
     if not input_nodes:
         raise doc.get("inputs").error("no input tensors", expected="at least one input")
@@ -70,15 +73,29 @@ def read_legacy_tensors(doc: Node) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
     )
     counts = {"test_inputs": len(inputs), "sample_inputs": len(inputs)}
     counts.update(test_outputs=len(outputs), sample_outputs=len(outputs))
-    surplus = {k: list(v) for k, v in files.items() if len(v) > counts[k]}
+    surplus = {k: list(v) for k, v in written.items() if len(v) > counts[k]}  # as written
     return inputs, outputs, surplus
+
+
+def _file_entries(texts: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    """The paths of a top-level test/sample list, entry by entry: the n-th entry belongs to the n-th tensor,
+    so a null or empty entry (``""``, ``./``) stays in its place as None (no file for that tensor), never
+    shifting the others, and never becomes an empty path (a 0.5 writer would write ``source: ''``, which no
+    reader takes).
+
+    Examples
+    --------
+    >>> _file_entries((None, "./b.npy", "./"))
+    (None, 'b.npy', None)
+    """
+    return tuple(None if text is None else clean_path(text) or None for text in texts)
 
 
 def _read_tensor(
     node: Node,
     inputs: dict[str, TensorSpec] | None,
-    tests: tuple[str, ...],
-    samples: tuple[str, ...],
+    tests: tuple[str | None, ...],
+    samples: tuple[str | None, ...],
     index: int,
 ) -> TensorSpec:
     """One tensor; ``inputs`` is None while reading inputs, the inputs by name while reading outputs."""
@@ -97,8 +114,8 @@ def _read_tensor(
         data_range=read_data_range(node.get("data_range")),
         processing=read_processing(node.get(processing_key), "name", letters_map(axes)),
         description=node.get("description").text("") or "",
-        test_tensor=clean_path(tests[index]) if index < len(tests) else None,
-        sample_tensor=clean_path(samples[index]) if index < len(samples) else None,
+        test_tensor=tests[index] if index < len(tests) else None,
+        sample_tensor=samples[index] if index < len(samples) else None,
         extra={k: v for k, v in node.mapping().items() if k not in _TENSOR_KEYS},
     )
 
