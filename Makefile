@@ -11,7 +11,7 @@ demo: setup
 test: setup
 	.venv/bin/ruff check src tests benchmarks examples
 	.venv/bin/mypy
-	.venv/bin/python -m pytest -q --doctest-modules src/deepij tests
+	HYPOTHESIS_PROFILE=deterministic .venv/bin/python -m pytest -q --doctest-modules src/deepij tests
 
 # `make test` runs the property tests on fixed examples (tests/conftest.py's "deterministic" profile);
 # `make fuzz` runs only them, on many random examples, and keeps what fails in .hypothesis/ to replay it.
