@@ -1,12 +1,12 @@
 """Hidden staging folders for unpacking and installing: named after their process, cleaned when it is gone.
 
 Work that must appear all at once (an unpacked zip, a bundle zip opened into the cache, an installed
-bundle) is done in a hidden folder beside its target, checked there, and renamed into place at the end; errors
-about files in it name what the user gave instead (:func:`error_naming_source`). A process stopped by ``SIGTERM`` cleans up as after Ctrl-C
-(:func:`terminate_as_interrupt`); one killed with ``kill -9`` cannot, so every staging folder carries the
-host and the process id that made it, and the next run removes those whose process is gone
-(:func:`remove_stale`). Finished folders get the modes a shared ``models/`` folder needs
-(:func:`make_readable`): 0755 folders and 0644 files, less what the umask takes away.
+bundle) is done in a hidden folder beside its target, checked there, and renamed into place at the end;
+errors about files in it name what the user gave instead (:func:`error_naming_source`). A process stopped
+by ``SIGTERM`` cleans up as after Ctrl-C (:func:`terminate_as_interrupt`); one killed with ``kill -9``
+cannot, so every staging folder carries the host and the process id that made it, and the next run removes
+those whose process is gone (:func:`remove_stale`). Finished folders get the modes a shared ``models/``
+folder needs (:func:`make_readable`): 0755 folders and 0644 files, less what the umask takes away.
 """
 
 from __future__ import annotations
