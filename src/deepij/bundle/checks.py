@@ -128,7 +128,6 @@ def sha256_references(description: ModelDescription) -> list[tuple[str, str]]:
     URLs included: attachments of the weights and of the bundle, documentation, covers, test and sample
     tensors (``field`` is where 0.5 writes the reference: ``attachments[0]``, ``outputs[0].test_tensor``).
     """
-    legacy = _legacy(description)
     found: list[tuple[str, str]] = []
     for fmt, entry in description.weights.items():
         found += [(f"weights.{fmt}.attachments[{i}]", a) for i, a in enumerate(entry.attachments)]
@@ -136,6 +135,14 @@ def sha256_references(description: ModelDescription) -> list[tuple[str, str]]:
     if description.documentation is not None:
         found.append(("documentation", description.documentation))
     found += [(f"covers[{i}]", c) for i, c in enumerate(description.covers)]
+    return found + tensor_file_references(description)
+
+
+def tensor_file_references(description: ModelDescription) -> list[tuple[str, str]]:
+    """The test and sample tensor files, as ``(field, path)``: ``field`` is where the descriptor names the
+    file (0.5 ``inputs[0].test_tensor``; 0.3/0.4 ``test_inputs[0]``, its top-level lists)."""
+    legacy = _legacy(description)
+    found = []
     for kind, index, attribute, path in _tensor_files(description):
         legacy_list = f"{attribute.split('_')[0]}_{kind}"
         found.append((f"{legacy_list}[{index}]" if legacy else f"{kind}[{index}].{attribute}", path))
