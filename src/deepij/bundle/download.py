@@ -185,7 +185,7 @@ def download(
 
 
 class _Interrupted(Exception):
-    """The transfer stopped early, or must start over; what arrived stays when it can be resumed."""
+    """The transfer stopped early; what arrived stays when its record lets a later attempt resume it."""
 
 
 def _gave_up(url: str, partial: Path, exc: _Interrupted) -> DownloadError:
