@@ -1,6 +1,6 @@
 # The two commands the README starts with: `make demo` (the main job) and `make test` (the whole suite).
 # Both do all the set-up first (scripts/setup.sh), so they work on a fresh machine.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test fuzz lint bench
 
 setup:
 	bash scripts/setup.sh
@@ -11,7 +11,12 @@ demo: setup
 test: setup
 	.venv/bin/ruff check src tests benchmarks examples
 	.venv/bin/mypy
-	.venv/bin/python -m pytest -q --doctest-modules src/deepij tests
+	HYPOTHESIS_PROFILE=deterministic .venv/bin/python -m pytest -q --doctest-modules src/deepij tests
+
+# `make test` runs the property tests on fixed examples (tests/conftest.py's "deterministic" profile);
+# `make fuzz` runs only them, on many random examples, and keeps what fails in .hypothesis/ to replay it.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest -q -m property tests
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks examples

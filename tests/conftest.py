@@ -1,8 +1,39 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder, and the Hypothesis profiles.
+
+Property tests (Hypothesis) run under one of two profiles, chosen by ``$HYPOTHESIS_PROFILE``:
+
+- ``deterministic`` (the default: ``make test``, CI): the same examples on every run and every machine
+  (``derandomize``), a fixed number of them, and no example database, so a local ``.hypothesis`` folder can
+  change nothing. A failure found here, or by fuzzing, is kept as an explicit case (``@example`` or a plain
+  test) beside the property.
+- ``fuzz`` (``make fuzz``): random examples, many more of them, and the local database, so that a failure
+  found is replayed first next time. ``make fuzz`` runs only the property tests (marked ``property`` here).
+
+A test's own ``@settings(max_examples=...)`` wins over the profile's count; the other settings come from it.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import is_hypothesis_test, settings
+
+settings.register_profile(
+    "deterministic", derandomize=True, max_examples=60, database=None, deadline=None, print_blob=True
+)
+settings.register_profile("fuzz", derandomize=False, max_examples=1000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "property: a Hypothesis property test (make fuzz runs these)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if is_hypothesis_test(getattr(item, "obj", None)):
+            item.add_marker(pytest.mark.property)
 
 ASSUMED_FREE_MEMORY = "8GiB"
 """What every test plans with as the machine's free RAM ($DEEPIJ_MEMORY_AVAILABLE, inherited by the

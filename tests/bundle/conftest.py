@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from support.bundles import WrittenBundle, write_bundle_v0_3, write_bundle_v0_4, write_bundle_v0_5
 
@@ -42,3 +45,21 @@ def bundle_copy(written: dict[str, WrittenBundle], tmp_path: Path):
         return target
 
     return copy
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+@pytest.fixture
+def mutated(bundle_copy) -> Callable[[str, Mutation], Path]:
+    """``mutated("0.5", change)``: a bundle copy whose descriptor data went through ``change``."""
+
+    def make(version: str, change: Mutation) -> Path:
+        folder = bundle_copy(version)
+        descriptor = next(folder / n for n in ("rdf.yaml", "model.yaml") if (folder / n).is_file())
+        data = yaml.safe_load(descriptor.read_text())
+        change(data)
+        descriptor.write_text(yaml.safe_dump(data, sort_keys=False))
+        return descriptor
+
+    return make

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from deepij.bundle.download import download, url_file_name
 from deepij.errors import BundleError, ChecksumError, DownloadError
-from support.http import LocalServer
+from support.http import LocalServer, validators
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -51,18 +52,23 @@ def test_partial_download_resumes_in_a_later_call(tmp_path: Path) -> None:
 
 
 def test_server_ignoring_range_restarts_cleanly(tmp_path: Path) -> None:
-    (tmp_path / "m.zip.part").write_bytes(PAYLOAD[:1234])
     with LocalServer({"/m.zip": PAYLOAD}) as server:
+        server.drop_after("/m.zip", 1234)
+        with pytest.raises(DownloadError, match="run again to resume"):
+            download(server.url("/m.zip"), tmp_path / "m.zip", retries=0)
         server.ignore_range("/m.zip")
         path = download(server.url("/m.zip"), tmp_path / "m.zip", sha256=DIGEST)
-        assert server.ranges_asked("/m.zip") == ["bytes=1234-"]
+        assert server.ranges_asked("/m.zip") == [None, "bytes=1234-"]
     assert path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.zip"], "no .part, no record left"
 
 
-def test_stale_partial_larger_than_the_file(tmp_path: Path) -> None:
-    (tmp_path / "m.zip.part").write_bytes(b"x" * (len(PAYLOAD) + 10))
+def test_a_partial_file_without_its_record_is_not_resumed(tmp_path: Path) -> None:
+    """Nothing says whose bytes a bare .part file holds (an older deepij, another tool): start over."""
+    (tmp_path / "m.zip.part").write_bytes(b"x" * 1000)
     with LocalServer({"/m.zip": PAYLOAD}) as server:
         path = download(server.url("/m.zip"), tmp_path / "m.zip", sha256=DIGEST)
+        assert server.ranges_asked("/m.zip") == [None]
     assert path.read_bytes() == PAYLOAD
 
 
@@ -185,3 +191,147 @@ def test_url_file_names_are_safe() -> None:
     assert url_file_name("https://x.org/.hidden.zip") == "hidden.zip"
     assert url_file_name("https://x.org/a%2F..%2Fb.zip") == "a_.._b.zip"
     assert "/" not in url_file_name("https://x.org/%2Fetc%2Fpasswd")
+
+
+# --- resuming after the server went away, and when the file changed -------------------------------------
+
+
+def _record(tmp_path: Path, name: str = "m.zip") -> dict:
+    return json.loads((tmp_path / f"{name}.part.json").read_text())
+
+
+def _interrupted(server: LocalServer, tmp_path: Path, n_bytes: int = 500_000) -> None:
+    """A first download that stops after ``n_bytes`` (connection dropped), its partial file kept."""
+    server.drop_after("/m.zip", n_bytes)
+    with pytest.raises(DownloadError, match="run again to resume"):
+        download(server.url("/m.zip"), tmp_path / "m.zip", retries=0)
+    assert (tmp_path / "m.zip.part").stat().st_size == n_bytes
+
+
+def test_a_server_that_goes_away_mid_download_keeps_the_partial_download(tmp_path: Path) -> None:
+    etag, modified = validators(PAYLOAD)
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        server.drop_after("/m.zip", 500_000, go_away=True)  # the prefix, then the server is gone
+        with pytest.raises(DownloadError, match="cannot reach the server") as caught:
+            download(server.url("/m.zip"), tmp_path / "m.zip", retries=2)
+        assert "m.zip.part: run again to resume" in str(caught.value)
+        assert len(server.requests) == 1, "the retries found nobody listening"
+        assert (tmp_path / "m.zip.part").stat().st_size == 500_000
+        record = _record(tmp_path)
+        assert record == {
+            "url": server.url("/m.zip"),
+            "length": len(PAYLOAD),
+            "etag": etag,
+            "last_modified": modified,
+        }
+        server.come_back()
+        path = download(server.url("/m.zip"), tmp_path / "m.zip", sha256=DIGEST)
+        assert server.ranges_asked("/m.zip") == [None, "bytes=500000-"]
+        assert server.if_ranges_asked("/m.zip") == [None, etag]
+        assert [r.status for r in server.requests] == [200, 206]
+    assert path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.zip"]
+
+
+def test_a_server_out_of_reach_on_a_later_call_keeps_the_partial_download(tmp_path: Path) -> None:
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        _interrupted(server, tmp_path)
+        server.stop()
+        with pytest.raises(DownloadError, match="run again to resume"):
+            download(server.url("/m.zip"), tmp_path / "m.zip", retries=1)
+        assert (tmp_path / "m.zip.part").stat().st_size == 500_000, "kept, not deleted"
+        server.come_back()
+        assert download(server.url("/m.zip"), tmp_path / "m.zip", sha256=DIGEST).read_bytes() == PAYLOAD
+        assert server.ranges_asked("/m.zip") == [None, "bytes=500000-"]
+
+
+def test_a_server_error_while_resuming_keeps_the_partial_download(tmp_path: Path) -> None:
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        _interrupted(server, tmp_path)
+        server.fail_with("/m.zip", 503)
+        with pytest.raises(DownloadError, match=r"HTTP 503 .*run again to resume"):
+            download(server.url("/m.zip"), tmp_path / "m.zip", retries=1)
+        assert (tmp_path / "m.zip.part").stat().st_size == 500_000
+        server.behaviour("/m.zip").status = None
+        assert download(server.url("/m.zip"), tmp_path / "m.zip", sha256=DIGEST).read_bytes() == PAYLOAD
+        assert server.ranges_asked("/m.zip")[-1] == "bytes=500000-"
+
+
+def test_a_file_gone_from_the_server_ends_the_partial_download(tmp_path: Path) -> None:
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        _interrupted(server, tmp_path)
+        del server.files["/m.zip"]
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download(server.url("/m.zip"), tmp_path / "m.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
+CHANGED = os.urandom(len(PAYLOAD) + 1000)
+
+
+def test_a_file_changed_on_the_server_is_downloaded_whole(tmp_path: Path) -> None:
+    """The server honours If-Range: the old ETag no longer matches, so it sends the new file whole."""
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        _interrupted(server, tmp_path)
+        server.files["/m.zip"] = CHANGED
+        path = download(server.url("/m.zip"), tmp_path / "m.zip", sha256=hashlib.sha256(CHANGED).hexdigest())
+        assert server.ranges_asked("/m.zip") == [None, "bytes=500000-"]
+        assert server.if_ranges_asked("/m.zip")[1] == validators(PAYLOAD)[0]
+        assert [r.status for r in server.requests] == [200, 200], "the If-Range no longer matched"
+    assert path.read_bytes() == CHANGED
+
+
+@pytest.mark.parametrize("same_length", [False, True])
+def test_a_changed_file_from_a_server_that_ignores_if_range(tmp_path: Path, same_length: bool) -> None:
+    """The server sends the asked range of the NEW file (206): its ETag (or length) tells, and the
+    download starts over at once instead of gluing two files together."""
+    changed = CHANGED[: len(PAYLOAD)] if same_length else CHANGED
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        _interrupted(server, tmp_path)
+        server.files["/m.zip"] = changed
+        server.ignore_if_range("/m.zip")
+        path = download(server.url("/m.zip"), tmp_path / "m.zip", retries=0)
+        assert server.ranges_asked("/m.zip") == [None, "bytes=500000-", None]
+    assert path.read_bytes() == changed
+
+
+def test_without_validators_a_partial_download_resumes_on_its_length(tmp_path: Path) -> None:
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        server.no_validators("/m.zip")
+        _interrupted(server, tmp_path)
+        assert _record(tmp_path)["etag"] is None and _record(tmp_path)["last_modified"] is None
+        path = download(server.url("/m.zip"), tmp_path / "m.zip", sha256=DIGEST)
+        assert server.ranges_asked("/m.zip") == [None, "bytes=500000-"]
+        assert server.if_ranges_asked("/m.zip") == [None, None]
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_a_resumed_download_that_does_not_match_its_sha256_is_deleted(tmp_path: Path) -> None:
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        _interrupted(server, tmp_path)
+        with pytest.raises(ChecksumError):
+            download(server.url("/m.zip"), tmp_path / "m.zip", sha256="0" * 64)
+        assert server.ranges_asked("/m.zip") == [None, "bytes=500000-"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_partial_download_of_another_url_is_not_resumed(tmp_path: Path) -> None:
+    with LocalServer({"/m.zip": PAYLOAD, "/other/m.zip": CHANGED}) as server:
+        _interrupted(server, tmp_path)
+        path = download(server.url("/other/m.zip"), tmp_path / "m.zip")
+        assert server.ranges_asked("/other/m.zip") == [None]
+    assert path.read_bytes() == CHANGED
+
+
+def test_a_range_the_server_refuses_starts_over_at_once(tmp_path: Path) -> None:
+    """A record whose length is larger than the file now (416 for the asked range): one full request more,
+    within the same attempt."""
+    etag, modified = validators(PAYLOAD)
+    with LocalServer({"/m.zip": PAYLOAD}) as server:
+        url = server.url("/m.zip")
+        (tmp_path / "m.zip.part").write_bytes(b"x" * (len(PAYLOAD) + 10))
+        record = {"url": url, "length": len(PAYLOAD) + 20, "etag": etag, "last_modified": modified}
+        (tmp_path / "m.zip.part.json").write_text(json.dumps(record))
+        path = download(url, tmp_path / "m.zip", sha256=DIGEST, retries=0)
+        assert server.ranges_asked("/m.zip") == [f"bytes={len(PAYLOAD) + 10}-", None]
+    assert path.read_bytes() == PAYLOAD

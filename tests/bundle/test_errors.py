@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import stat
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from deepij.bundle import open_bundle
 from deepij.bundle.archive import ArchiveLimits, extract_zip
 from deepij.errors import ArchiveError, BundleError
-
-Mutation = Callable[[dict[str, Any]], None]
-
-
-@pytest.fixture
-def mutated(bundle_copy) -> Callable[[str, Mutation], Path]:
-    """``mutated("0.5", change)``: a bundle copy whose descriptor data went through ``change``."""
-
-    def make(version: str, change: Mutation) -> Path:
-        folder = bundle_copy(version)
-        descriptor = next(folder / n for n in ("rdf.yaml", "model.yaml") if (folder / n).is_file())
-        data = yaml.safe_load(descriptor.read_text())
-        change(data)
-        descriptor.write_text(yaml.safe_dump(data, sort_keys=False))
-        return descriptor
-
-    return make
 
 
 def expect_error(
@@ -354,3 +335,10 @@ def test_zip_with_several_descriptors(tmp_path: Path, members: list[str]) -> Non
     with pytest.raises(BundleError, match="several descriptors in the archive") as caught:
         install(archive, models_dir=tmp_path / "models")
     assert caught.value.file == str(archive) and sorted(caught.value.found) == sorted(members)
+
+
+@pytest.mark.parametrize("source", ["./", " ././ "])
+def test_a_0_5_file_reference_that_names_no_file(mutated, source: str) -> None:
+    descriptor = mutated("0.5", lambda d: d["inputs"][0].update(test_tensor={"source": source}))
+    error = expect_error(descriptor, "not a file path", field="inputs[0].test_tensor.source")
+    assert error.found == source

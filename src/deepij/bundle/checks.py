@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 
 from deepij.bundle.description import (
+    MAX_AXIS_SIZE,
+    MAX_SMALLEST_TENSOR_BYTES,
     FixedSize,
     ModelDescription,
     ParameterizedSize,
@@ -37,8 +39,10 @@ def check_description(description: ModelDescription) -> None:
         for index, tensor in enumerate(tensors):
             _check_references(description, kind, index, tensor)
             _check_processing_references(description, kind, index, tensor)
+            _check_extent(description, kind, index, tensor)
     for index, tensor in enumerate(description.outputs):
         _check_halo(description, index, tensor)
+        _check_output_batch(description, index, tensor)
 
 
 def minimum_size(description: ModelDescription, rule: SizeRule, _depth: int = 0) -> int | None:
@@ -124,7 +128,6 @@ def sha256_references(description: ModelDescription) -> list[tuple[str, str]]:
     URLs included: attachments of the weights and of the bundle, documentation, covers, test and sample
     tensors (``field`` is where 0.5 writes the reference: ``attachments[0]``, ``outputs[0].test_tensor``).
     """
-    legacy = _legacy(description)
     found: list[tuple[str, str]] = []
     for fmt, entry in description.weights.items():
         found += [(f"weights.{fmt}.attachments[{i}]", a) for i, a in enumerate(entry.attachments)]
@@ -132,6 +135,14 @@ def sha256_references(description: ModelDescription) -> list[tuple[str, str]]:
     if description.documentation is not None:
         found.append(("documentation", description.documentation))
     found += [(f"covers[{i}]", c) for i, c in enumerate(description.covers)]
+    return found + tensor_file_references(description)
+
+
+def tensor_file_references(description: ModelDescription) -> list[tuple[str, str]]:
+    """The test and sample tensor files, as ``(field, path)``: ``field`` is where the descriptor names the
+    file (0.5 ``inputs[0].test_tensor``; 0.3/0.4 ``test_inputs[0]``, its top-level lists)."""
+    legacy = _legacy(description)
+    found = []
     for kind, index, attribute, path in _tensor_files(description):
         legacy_list = f"{attribute.split('_')[0]}_{kind}"
         found.append((f"{legacy_list}[{index}]" if legacy else f"{kind}[{index}].{attribute}", path))
@@ -282,3 +293,75 @@ def _check_halo(description: ModelDescription, index: int, tensor: TensorSpec) -
                 found=axis.halo,
                 expected=f"a halo below {smallest / 2:g} (half the smallest output size {smallest})",
             )
+
+
+def _itemsize(data_type: str) -> int:
+    """Bytes per element of a descriptor data type (``float32`` -> 4, ``bool`` -> 1)."""
+    digits = "".join(c for c in data_type if c.isdigit())
+    return int(digits) // 8 if digits else 1
+
+
+def _check_extent(description: ModelDescription, kind: str, index: int, tensor: TensorSpec) -> None:
+    """The smallest valid tensor must be one that can exist: no axis above :data:`MAX_AXIS_SIZE` (a
+    reference can lead there from small numbers: 4096 * 512), at most :data:`MAX_SMALLEST_TENSOR_BYTES`."""
+    elements = 1
+    for axis_index, axis in enumerate(tensor.axes):
+        smallest = minimum_size(description, axis.size)
+        if smallest is not None and smallest > MAX_AXIS_SIZE:
+            raise BundleError(
+                f"the smallest size of axis {axis.id!r} is too large for a tensor axis",
+                file=description.descriptor,
+                field=_axis_field(description, kind, index, axis_index, "size"),
+                found=smallest,
+                expected=f"at most {MAX_AXIS_SIZE} (2**20): a descriptor states what one pass of the "
+                "network takes",
+            )
+        elements *= max(smallest or 1, 1)
+    size = elements * _itemsize(tensor.data_type)
+    if size > MAX_SMALLEST_TENSOR_BYTES:
+        shape = " x ".join(str(max(minimum_size(description, a.size) or 1, 1)) for a in tensor.axes)
+        raise BundleError(
+            f"the smallest valid {kind[:-1]} {tensor.name!r} is too large to allocate: "
+            f"{shape} ({tensor.axes_str}) of {tensor.data_type}",
+            file=description.descriptor,
+            field=f"{kind}[{index}].{'shape' if _legacy(description) else 'axes'}",
+            found=f"{size / 2**30:.1f} GiB",
+            expected=f"at most {MAX_SMALLEST_TENSOR_BYTES // 2**30} GiB",
+        )
+
+
+def _check_output_batch(description: ModelDescription, index: int, tensor: TensorSpec) -> None:
+    """An output holds one result per input sample: a batch fixed at ``n`` needs inputs fixed at ``n``
+    (``n == 1`` also suits a free input batch: deepImageJ feeds one sample)."""
+    rule = tensor.axis("b").size if "b" in tensor.axes_str else None
+    if not isinstance(rule, FixedSize):
+        return
+    field = _axis_field(description, "outputs", index, tensor.axes_str.index("b"), "size")
+    batched = [t for t in description.inputs if "b" in t.axes_str]
+    if not batched and rule.value != 1:
+        raise BundleError(
+            f"output {tensor.name!r} has a batch fixed at {rule.value}, but no input has a batch axis "
+            "(one sample goes in, one result comes out)",
+            file=description.descriptor,
+            field=field,
+            found=rule.value,
+            expected="a batch of 1, or none",
+        )
+    for source in batched:
+        taken = source.axis("b").size
+        if isinstance(taken, FixedSize) and taken.value == rule.value:
+            continue
+        can_be_one = not isinstance(taken, FixedSize) and (minimum_size(description, taken) or 1) == 1
+        if rule.value == 1 and can_be_one:
+            continue
+        said = f"a batch of {taken.value}" if isinstance(taken, FixedSize) else "any batch"
+        if isinstance(taken, ParameterizedSize):
+            said = f"batches of {taken.min} + k * {taken.step}"
+        raise BundleError(
+            f"output {tensor.name!r} has a batch fixed at {rule.value}, but input {source.name!r} takes "
+            f"{said}: an output holds one result per input sample",
+            file=description.descriptor,
+            field=field,
+            found=rule.value,
+            expected=f"the batch of input {source.name!r} ({said}), or no fixed size",
+        )

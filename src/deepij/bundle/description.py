@@ -48,6 +48,24 @@ DATA_TYPES = (
     "bool",
 )
 """Tensor data types a descriptor may name (``data_type``, ``ensure_dtype``)."""
+
+MAX_AXIS_SIZE = 1 << 20
+"""The most a descriptor may give one axis (a fixed size, a min, a step, an offset, a halo, the smallest
+size a reference leads to): 2**20 = 1,048,576 elements.
+
+A descriptor states what ONE pass of the network takes. The largest images deepij handles (whole-slide
+scans, light-sheet stacks) have axes of about 10**5 elements and are tiled; no network takes an axis of a
+million elements in one pass. A larger number is a broken descriptor, and taken at its word it ends in an
+allocation of terabytes (``2**40``), so readers refuse it naming the field."""
+
+MAX_SMALLEST_TENSOR_BYTES = 4 << 30
+"""The most the smallest valid tensor of a descriptor may hold: 4 GiB (each axis at its smallest size,
+a free batch at 1, at the tensor's data type).
+
+Every run allocates at least this tensor, and the network's activations are many times larger: a model
+whose smallest input alone is above 4 GiB fits no GPU and no workstation deepij runs on. Real zoo and
+deepImageJ models stay far below (their largest fixed shapes are tens of MB)."""
+
 WEIGHTS_FORMATS = (
     "torchscript",
     "tensorflow_saved_model_bundle",

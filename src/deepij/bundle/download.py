@@ -3,10 +3,16 @@
 A download goes to ``<destination>.part`` and is renamed into place only when it is known to be complete:
 its length matches the server's ``Content-Length`` (or ``Content-Range`` total), or its sha256 matches the
 one expected, or, when the server gave no length and no digest is known, the caller's ``is_complete`` check
-passes (a zip must open: a connection cut short without a length otherwise looks like a finished file). An
-interrupted download with a known length leaves its ``.part`` file, and the next attempt (in the same call,
-up to ``retries`` times, or a later call) asks the server for the missing bytes only; anything that cannot
-be resumed is deleted. Bodies are capped at ``max_bytes`` (default 16 GiB, or
+passes (a zip must open: a connection cut short without a length otherwise looks like a finished file).
+
+A transfer that breaks (the connection drops, the server goes away or cannot be reached, it answers an
+error such as 503) keeps its ``.part`` file and, beside it, what resuming safely needs
+(:mod:`deepij.bundle.resume`: the URL, the length, the ``ETag`` / ``Last-Modified``). The next attempt, in
+the same call (up to ``retries`` times) or a later one, asks for the missing bytes only (``Range`` with
+``If-Range``) and appends them only after checking the server's ``206`` and ``Content-Range``; a server that
+ignores the range, or whose file changed, gives the whole file again, from the start. What is proven wrong
+is deleted: a sha256 mismatch, a body past the size cap, an incomplete file without a length, a file the
+server no longer has (404, 410). Bodies are capped at ``max_bytes`` (default 16 GiB, or
 ``DEEPIJ_DOWNLOAD_MAX_BYTES``): an endless body stops there.
 """
 
@@ -21,9 +27,10 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from deepij.bundle.resume import ResumeRecord, discard, read_record, record_path, write_record
 from deepij.errors import ArgumentError, ArgumentTypeError, ChecksumError, DownloadError
 
 Progress = Callable[[int, "int | None"], None]
@@ -112,7 +119,8 @@ def download(
     progress : callable, optional
         ``progress(done, total)`` after each chunk.
     retries : int
-        Further attempts after a dropped connection, each resuming where the last stopped.
+        Further attempts after a dropped connection (or a server out of reach while resuming), each
+        resuming where the last stopped.
     timeout : float
         Seconds to wait for the server at each step.
     max_bytes : int, optional
@@ -130,8 +138,9 @@ def download(
     Raises
     ------
     DownloadError
-        Unreachable server, HTTP error, too large, incomplete after the retries (a resumable ``.part`` file
-        stays, so running again resumes; anything else is deleted), or a file that cannot be written.
+        Unreachable server, HTTP error, too large, incomplete after the retries (the ``.part`` file and its
+        record stay when the server gave a length, so running again resumes), or a file that cannot be
+        written.
     ChecksumError
         The download does not match ``sha256`` (it is deleted).
 
@@ -162,34 +171,34 @@ def download(
         except _Interrupted as exc:
             attempt += 1
             if attempt > retries:
-                got = partial.stat().st_size if partial.exists() else 0
-                resumable = exc.resumable and got > 0
-                if not resumable:
-                    partial.unlink(missing_ok=True)
-                hint = "; run again to resume" if resumable else ""
-                raise DownloadError(
-                    f"download interrupted after {got} bytes ({exc}){hint}", file=url
-                ) from None
+                raise _gave_up(url, partial, exc) from None
             time.sleep(min(0.2 * attempt, 2.0))
-        except DownloadError:
-            partial.unlink(missing_ok=True)  # refused or too large: nothing worth resuming
-            raise
     try:
         os.replace(partial, destination)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        discard(partial)
         raise DownloadError(
             f"cannot put the download in place: {exc.strerror or exc}", file=destination, found=url
         ) from None
+    record_path(partial).unlink(missing_ok=True)
     return destination
 
 
 class _Interrupted(Exception):
-    """The transfer stopped early; ``resumable`` when what arrived in the .part file can be continued."""
+    """The transfer stopped early; what arrived stays when its record lets a later attempt resume it."""
 
-    def __init__(self, message: str, *, resumable: bool = True) -> None:
-        super().__init__(message)
-        self.resumable = resumable
+
+def _gave_up(url: str, partial: Path, exc: _Interrupted) -> DownloadError:
+    """The error after the last attempt: a partial download that can be resumed stays, with its record."""
+    got = partial.stat().st_size if partial.exists() else 0
+    if read_record(partial, url) is None:
+        discard(partial)
+        return DownloadError(f"download interrupted after {got} bytes ({exc})", file=url)
+    return DownloadError(
+        f"download interrupted after {got} bytes ({exc}); the partial download is kept as {partial.name}: "
+        "run again to resume",
+        file=url,
+    )
 
 
 def _check_complete(
@@ -207,7 +216,7 @@ def _check_complete(
     if sha256 is not None:
         actual = file_sha256(partial)
         if actual != sha256.lower():
-            partial.unlink(missing_ok=True)
+            discard(partial)
             raise ChecksumError(
                 "downloaded file does not match its sha256", file=url, found=actual, expected=sha256.lower()
             )
@@ -215,66 +224,104 @@ def _check_complete(
     if total is not None:
         return
     if size == 0:
-        partial.unlink(missing_ok=True)
-        raise _Interrupted("the server sent an empty body and no length", resumable=False)
+        discard(partial)
+        raise _Interrupted("the server sent an empty body and no length")
     check = is_complete or (zip_opens if destination.suffix.lower() == ".zip" else None)
     if check is not None and not check(partial):
-        partial.unlink(missing_ok=True)  # no length to resume against: start over
+        discard(partial)  # no length to resume against: start over
         raise _Interrupted(
-            f"the server sent no length and the {size} bytes that arrived are not a complete file",
-            resumable=False,
+            f"the server sent no length and the {size} bytes that arrived are not a complete file"
         )
+
+
+class _StartOver(Exception):
+    """The server's answer cannot continue the partial download (it ignored If-Range for a changed file,
+    refused the range, or answered another one): fetch the whole file again, at once."""
 
 
 def _fetch_into(url: str, partial: Path, progress: Progress | None, timeout: float, limit: int) -> int | None:
     """Fetch (the rest of) ``url`` into ``partial``; the file's total size when the server tells it."""
-    import http.client  # network modules are imported when a download happens, not with deepij
-    import urllib.error
-    import urllib.request
-
-    offset = partial.stat().st_size if partial.exists() else 0
-    headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # our .part is no prefix the server recognizes: start over
-            partial.unlink(missing_ok=True)
-            raise _Interrupted("server refused the resume range; restarting") from None
-        raise DownloadError(f"download failed: HTTP {exc.code} {exc.reason}", file=url) from None
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"cannot download: {reason}", file=url) from None
-    with response:
+        return _fetch_once(url, partial, progress, timeout, limit)
+    except _StartOver:
+        discard(partial)
+        return _fetch_once(url, partial, progress, timeout, limit)
+
+
+def _fetch_once(url: str, partial: Path, progress: Progress | None, timeout: float, limit: int) -> int | None:
+    record = read_record(partial, url)
+    if record is None:
+        discard(partial)  # nothing says these bytes belong to this file: start over
+    offset = partial.stat().st_size if record is not None else 0
+    with _open(url, partial, offset, record, timeout) as response:
         start, total = _range_of(response, offset)
+        if start and record is not None and record.mismatch(response.headers, total) is not None:
+            raise _StartOver
         if total is not None and total > limit:
+            discard(partial)
             raise DownloadError(
                 "the file is larger than the download limit",
                 file=url,
                 found=f"{total} bytes",
                 expected=f"at most {limit} bytes (max_bytes, DEEPIJ_DOWNLOAD_MAX_BYTES)",
             )
+        if not start:  # the whole file from its first byte: record what identifies it, to resume it
+            discard(partial)
+            if total is not None:
+                write_record(partial, ResumeRecord.of_response(url, response.headers, total))
         try:
             with open(partial, "ab" if start else "wb") as sink:
-                _copy(response, sink, start, total, progress, limit, url)
+                _copy(response, sink, start, total, progress, limit, url, partial)
         except OSError as exc:
             raise DownloadError(f"cannot write the download: {exc.strerror or exc}", file=partial) from None
     return total
 
 
-def _range_of(response: object, offset: int) -> tuple[int, int | None]:
-    """Where the body starts in the file, and the file's total size when the server says it."""
+def _open(url: str, partial: Path, offset: int, record: ResumeRecord | None, timeout: float) -> Any:
+    """The server's response to a request for ``url`` from byte ``offset``. A server out of reach, or
+    answering an error, while a partial download waits is an interruption (the partial download stays);
+    one that refuses the range means starting over; a file it no longer has (404, 410) ends the partial
+    download."""
+    import http.client  # network modules are imported when a download happens, not with deepij
+    import urllib.error
+    import urllib.request
+
+    headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
+    if offset and record is not None:
+        headers["Range"] = f"bytes={offset}-"
+        validator = record.if_range()
+        if validator:
+            headers["If-Range"] = validator
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # our .part is no prefix the server recognizes
+            raise _StartOver from None
+        if exc.code in (404, 410):
+            discard(partial)
+        elif offset:  # a server in trouble (503 from a proxy whose server went away...): keep what came
+            raise _Interrupted(f"HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"download failed: HTTP {exc.code} {exc.reason}", file=url) from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        if offset:
+            raise _Interrupted(f"cannot reach the server: {reason}") from None
+        raise DownloadError(f"cannot download: {reason}", file=url) from None
+
+
+def _range_of(response: Any, offset: int) -> tuple[int, int | None]:
+    """Where the body starts in the file (``offset`` for a ``206`` that continues it, else 0), and the
+    file's total size when the server says it."""
     status = getattr(response, "status", 200)
-    headers = response.headers  # type: ignore[attr-defined]
+    headers = response.headers
     length = headers.get("Content-Length")
     if status == 206 and offset:
         match = _CONTENT_RANGE.match(headers.get("Content-Range", ""))
         if match and int(match.group(1)) == offset:
             total = None if match.group(3) == "*" else int(match.group(3))
             return offset, total
-        raise _Interrupted("server answered a different range than asked")
+        raise _StartOver
     return 0, int(length) if length and length.isdigit() else None
 
 
@@ -286,6 +333,7 @@ def _copy(
     progress: Progress | None,
     limit: int,
     url: str,
+    partial: Path,
 ) -> None:
     import http.client
 
@@ -296,11 +344,12 @@ def _copy(
             chunk = source.read(_CHUNK)
         except (OSError, ValueError, http.client.HTTPException) as exc:  # IncompleteRead, timeouts, resets
             sink.flush()
-            raise _Interrupted(str(exc) or type(exc).__name__, resumable=total is not None) from None
+            raise _Interrupted(str(exc) or type(exc).__name__) from None
         if not chunk:
             break
         done += len(chunk)
         if done > limit:
+            discard(partial)
             raise DownloadError(
                 "the download is larger than the limit (the server sent no length, or more than it said)",
                 file=url,

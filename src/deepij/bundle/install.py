@@ -21,7 +21,13 @@ from deepij.bundle.locations import (
 )
 from deepij.bundle.opening import verify_present_files, verify_present_weights
 from deepij.bundle.readers import read_description
-from deepij.bundle.staging import make_readable, make_staging, remove_stale, terminate_as_interrupt
+from deepij.bundle.staging import (
+    error_naming_source,
+    make_readable,
+    make_staging,
+    remove_stale,
+    terminate_as_interrupt,
+)
 from deepij.errors import ArgumentTypeError, BundleError
 
 _STAGING = ".deepij-install-"
@@ -108,7 +114,7 @@ def install(
             make_readable(bundle)
             _move_into_place(bundle, destination, overwrite)
         except BundleError as exc:
-            raise _named_after(exc, staging, source, str(zip_or_url) if downloaded else None) from None
+            raise error_naming_source(exc, staging, source, str(zip_or_url) if downloaded else None) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             if downloaded is not None:  # installed or refused, the download has served
@@ -134,40 +140,6 @@ def _usable_models_dir(folder: Path) -> Path:
         raise BundleError("cannot write into the models folder", file=folder, expected="a writable folder")
     remove_stale(folder, _STAGING)
     return folder
-
-
-def _named_after(error: BundleError, staging: Path, source: Path, url: str | None) -> BundleError:
-    """The same error naming the bundle the user gave (``model.zip: rdf.yaml``, or its URL), not the
-    staging folder or the downloaded file, which are removed as the error leaves."""
-    shown_source = url or str(source)
-    if error.file is not None and error.file == str(source) and url is not None:
-        shown = url
-    elif error.file is not None and error.file.startswith(str(staging)):
-        parts = Path(error.file).relative_to(staging).parts
-        parts = parts[1:] if parts[:1] == ("bundle",) else parts
-        shown = str(source.joinpath(*parts)) if source.is_dir() else f"{shown_source}: {'/'.join(parts)}"
-    else:
-        return error
-    if error.found is None:
-        return type(error)(_message_of(error), file=shown, field=error.field, expected=error.expected)
-    return type(error)(
-        _message_of(error), file=shown, field=error.field, found=error.found, expected=error.expected
-    )
-
-
-def _message_of(error: BundleError) -> str:
-    """The message a BundleError was made with (its text without the place and the found/expected part)."""
-    text = str(error)
-    where = ": ".join(p for p in (error.file, error.field) if p)
-    if where and text.startswith(where + ": "):
-        text = text[len(where) + 2 :]
-    detail = []
-    if error.found is not None:
-        detail.append(f"found {error.found!r}")
-    if error.expected is not None:
-        detail.append(f"expected {error.expected}")
-    suffix = f" ({', '.join(detail)})" if detail else ""
-    return text[: -len(suffix)] if suffix and text.endswith(suffix) else text
 
 
 def _download_to_cache(url: str, progress: Progress | None) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -20,6 +22,7 @@ from deepij.bundle.locations import (
     is_url,
 )
 from deepij.bundle.readers import read_description
+from deepij.bundle.staging import error_naming_source, make_staging, terminate_as_interrupt
 from deepij.bundle.weights import TF_FORMAT, check_sha256, local_path
 from deepij.errors import ArgumentTypeError, BundleError
 
@@ -62,7 +65,15 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
     check_path_argument(source, "source")
     if not isinstance(verify, bool):
         raise ArgumentTypeError(f"verify: expected True or False, not {verify!r}")
-    descriptor = _descriptor_of(source)
+    if is_url(source):
+        return _open_url(str(source), verify)
+    path = Path(source).expanduser()
+    if path.is_file() and _is_zip(path):
+        return _open_zip(path, verify)
+    return _read(_descriptor_of(path), verify)
+
+
+def _read(descriptor: Path, verify: bool) -> ModelDescription:
     description = read_description(load_yaml_file(descriptor), descriptor)
     if verify:
         verify_present_weights(description)
@@ -92,17 +103,13 @@ def verify_present_files(description: ModelDescription) -> None:
             check_sha256(path, digest, field=field)
 
 
-def _descriptor_of(source: str | Path) -> Path:
-    if is_url(source):
-        return _descriptor_of_url(str(source))
-    path = Path(source).expanduser()
+def _descriptor_of(path: Path) -> Path:
+    """The descriptor of a bundle folder, or the descriptor file itself."""
     if path.is_dir():
         return find_descriptor(path)
     if path.is_file():
         if path.suffix.lower() in (".yaml", ".yml"):
             return path
-        if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-            return descriptor_in_unpacked(_unpacked(path), path)
         raise BundleError(
             "not a bundle",
             file=path,
@@ -111,22 +118,69 @@ def _descriptor_of(source: str | Path) -> Path:
     raise BundleError("no such file or folder", file=path, expected="a bundle folder, descriptor or zip")
 
 
-def _unpacked(archive: Path) -> Path:
-    """The cache folder holding this zip's content (unpacked on first use; keyed by content)."""
+_OPENING = ".deepij-opening-"
+
+
+def _is_zip(path: Path) -> bool:
+    """A bundle zip (by name, or by content when the name says nothing), not a descriptor."""
+    suffix = path.suffix.lower()
+    return suffix == ".zip" or (suffix not in (".yaml", ".yml") and zipfile.is_zipfile(path))
+
+
+def _open_zip(archive: Path, verify: bool, url: str | None = None) -> ModelDescription:
+    """Read a bundle zip from its unpacked copy in the cache (keyed by the zip's content).
+
+    The first time, the zip is unpacked into a staging folder, read and verified there, and only then
+    renamed into place: a zip whose descriptor, checksums or members are refused leaves nothing in the
+    cache (errors name the zip, or ``url``). A copy in place was read before: it is read again (and
+    verified when asked), never removed, as another process may be using it.
+    """
     digest = file_sha256(archive)
     target = cache_dir() / "bundles" / f"{_safe_stem(archive.name)}-{digest[:16]}"
-    return extract_zip(archive, target, exist_ok=True)
+    if target.is_dir():
+        return _read(descriptor_in_unpacked(target, archive), verify)
+    with terminate_as_interrupt():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = make_staging(target.parent, _OPENING)
+        except OSError as exc:
+            raise BundleError(
+                f"cannot unpack into the cache: {exc.strerror or exc}", file=target.parent, found=str(archive)
+            ) from None
+        try:
+            unpacked = extract_zip(archive, staging / "bundle")
+            _read(descriptor_in_unpacked(unpacked, archive), verify)
+            _rename_into_place(unpacked, target)
+        except BundleError as exc:
+            raise error_naming_source(exc, staging, archive, url) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return _read(descriptor_in_unpacked(target, archive), verify=False)  # verified in staging
 
 
-def _descriptor_of_url(url: str) -> Path:
-    """Download (once) and unpack; a download that cannot be opened is removed from the cache, so the
-    next attempt fetches it again instead of failing on the same bytes forever."""
+def _rename_into_place(unpacked: Path, target: Path) -> None:
+    """Rename; when another process put the same content there first, keep that copy."""
+    try:
+        os.rename(unpacked, target)
+    except OSError as exc:
+        if not target.is_dir():
+            raise BundleError(
+                f"cannot put the unpacked bundle in the cache: {exc.strerror or exc}", file=target
+            ) from None
+
+
+def _open_url(url: str, verify: bool) -> ModelDescription:
+    """Download (once) and open; a download that cannot be opened (not a zip, a refused descriptor, a
+    checksum that does not match) is removed from the cache, so the next attempt fetches it again instead
+    of failing on the same bytes forever."""
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     target = cache_dir() / "downloads" / key / url_file_name(url)
     if not target.is_file():
         download(url, target)
     try:
-        return _descriptor_of(target)
+        if _is_zip(target):
+            return _open_zip(target, verify, url)
+        return _read(_descriptor_of(target), verify)
     except BundleError:
         target.unlink(missing_ok=True)
         with contextlib.suppress(OSError):

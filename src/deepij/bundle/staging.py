@@ -1,11 +1,12 @@
 """Hidden staging folders for unpacking and installing: named after their process, cleaned when it is gone.
 
-Work that must appear all at once (an unpacked zip, an installed bundle) is done in a hidden folder beside
-its target and renamed into place at the end. A process stopped by ``SIGTERM`` cleans up as after Ctrl-C
-(:func:`terminate_as_interrupt`); one killed with ``kill -9`` cannot, so every staging folder carries the
-host and the process id that made it, and the next run removes those whose process is gone
-(:func:`remove_stale`). Finished folders get the modes a shared ``models/`` folder needs
-(:func:`make_readable`): 0755 folders and 0644 files, less what the umask takes away.
+Work that must appear all at once (an unpacked zip, a bundle zip opened into the cache, an installed
+bundle) is done in a hidden folder beside its target, checked there, and renamed into place at the end;
+errors about files in it name what the user gave instead (:func:`error_naming_source`). A process stopped
+by ``SIGTERM`` cleans up as after Ctrl-C (:func:`terminate_as_interrupt`); one killed with ``kill -9``
+cannot, so every staging folder carries the host and the process id that made it, and the next run removes
+those whose process is gone (:func:`remove_stale`). Finished folders get the modes a shared ``models/``
+folder needs (:func:`make_readable`): 0755 folders and 0644 files, less what the umask takes away.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from deepij.errors import BundleError
 
 
 def _host() -> str:
@@ -155,3 +158,40 @@ def make_readable(folder: Path) -> None:
             mode = os.lstat(path).st_mode
             if stat.S_ISREG(mode):
                 os.chmod(path, file_mode)
+
+
+def error_naming_source(
+    error: BundleError, staging: Path, source: Path, url: str | None = None
+) -> BundleError:
+    """The same error naming the bundle the user gave (``model.zip: rdf.yaml``, or its URL), not the
+    staging folder (whose bundle is in ``staging/bundle``) or the downloaded file, which are removed as the
+    error leaves."""
+    shown_source = url or str(source)
+    if error.file is not None and error.file == str(source) and url is not None:
+        shown = url
+    elif error.file is not None and error.file.startswith(str(staging)):
+        parts = Path(error.file).relative_to(staging).parts
+        parts = parts[1:] if parts[:1] == ("bundle",) else parts
+        shown = str(source.joinpath(*parts)) if source.is_dir() else f"{shown_source}: {'/'.join(parts)}"
+    else:
+        return error
+    if error.found is None:
+        return type(error)(_message_of(error), file=shown, field=error.field, expected=error.expected)
+    return type(error)(
+        _message_of(error), file=shown, field=error.field, found=error.found, expected=error.expected
+    )
+
+
+def _message_of(error: BundleError) -> str:
+    """The message a BundleError was made with (its text without the place and the found/expected part)."""
+    text = str(error)
+    where = ": ".join(p for p in (error.file, error.field) if p)
+    if where and text.startswith(where + ": "):
+        text = text[len(where) + 2 :]
+    detail = []
+    if error.found is not None:
+        detail.append(f"found {error.found!r}")
+    if error.expected is not None:
+        detail.append(f"expected {error.expected}")
+    suffix = f" ({', '.join(detail)})" if detail else ""
+    return text[: -len(suffix)] if suffix and text.endswith(suffix) else text

@@ -9,6 +9,7 @@ from typing import Any
 from deepij.bundle.description import (
     AXIS_LETTERS,
     DATA_TYPES,
+    MAX_AXIS_SIZE,
     WEIGHTS_FORMATS,
     ArchitectureSpec,
     Citation,
@@ -66,20 +67,27 @@ def clean_path(path: str) -> str:
 
 
 def file_reference(node: Node) -> str | None:
-    """A file given as text, or as a 0.5 file description ``{source: ..., sha256: ...}``."""
+    """A file given as text, or as a 0.5 file description ``{source: ..., sha256: ...}``; None when absent.
+    A path that names no file (``./``) is a :class:`BundleError`."""
     if not node.present:
         return None
     if isinstance(node.value, dict):
-        return clean_path(node.required("source", "a file path or URL").required_text())
-    return clean_path(node.required_text("a file path or URL"))
+        node = node.required("source", "a file path or URL")
+    path = clean_path(node.required_text("a file path or URL"))
+    if not path:
+        raise node.error("not a file path", found=node.value, expected="a file path or URL")
+    return path
 
 
 def file_list(node: Node) -> tuple[str, ...]:
-    """Files given as a list of texts or of ``{source: ...}``, or as 0.4's ``{files: [...]}``."""
+    """Files given as a list of texts or of ``{source: ...}``, or as 0.4's ``{files: [...]}``; null and
+    empty entries are skipped."""
     if isinstance(node.value, dict):  # 0.3/0.4: {files: [...]} (other keys of it are not files)
         node = node.get("files")
     out = []
     for element in node.elements(allow_scalar=True):
+        if isinstance(element.value, str) and not clean_path(element.value):
+            continue
         ref = file_reference(element)
         if ref:
             out.append(ref)
@@ -428,3 +436,25 @@ def check_dtype(node: Node, default: str = "float32") -> str:
     if dtype not in DATA_TYPES:
         raise node.error("unknown data type", found=node.value, expected="one of " + ", ".join(DATA_TYPES))
     return dtype
+
+
+def check_size_bound(node: Node, value: float, what: str) -> None:
+    """Refuse a size, min, step, offset, halo or scale whose magnitude is above
+    :data:`~deepij.bundle.description.MAX_AXIS_SIZE` (it would end in an allocation failure, not a run).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> check_size_bound(Node(512, "inputs[0].axes[2].size", Path("rdf.yaml")), 512, "axis size")
+    >>> node = Node(2**40, "inputs[0].axes[2].size", Path("rdf.yaml"))
+    >>> check_size_bound(node, 2**40, "axis size")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    deepij.errors.BundleError: rdf.yaml: inputs[0].axes[2].size: axis size too large ...
+    """
+    if abs(value) > MAX_AXIS_SIZE:
+        raise node.error(
+            f"{what} too large for a tensor axis",
+            found=node.value,
+            expected=f"at most {MAX_AXIS_SIZE} (2**20): a descriptor states what one pass of the network "
+            "takes",
+        )

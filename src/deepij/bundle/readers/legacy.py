@@ -22,6 +22,7 @@ from deepij.bundle.readers._node import Node
 from deepij.bundle.readers.common import (
     check_axes_letters,
     check_dtype,
+    check_size_bound,
     clean_path,
     letters_map,
     read_processing,
@@ -51,7 +52,10 @@ def read_legacy_tensors(doc: Node) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
         The top-level test/sample lists that have more entries than there are tensors (deepImageJ lists a
         post-processing results table there too), kept whole for :attr:`ModelDescription.extra`.
     """
-    files = {key: doc.get(key).text_list() for key in LEGACY_FILE_LISTS}
+    written = {
+        key: tuple(e.text() for e in doc.get(key).elements(allow_scalar=True)) for key in LEGACY_FILE_LISTS
+    }
+    files = {key: _file_entries(texts) for key, texts in written.items()}
     input_nodes = doc.required("inputs", "a list of input tensors").elements()
     if not input_nodes:
         raise doc.get("inputs").error("no input tensors", expected="at least one input")
@@ -69,15 +73,29 @@ def read_legacy_tensors(doc: Node) -> tuple[tuple[TensorSpec, ...], tuple[Tensor
     )
     counts = {"test_inputs": len(inputs), "sample_inputs": len(inputs)}
     counts.update(test_outputs=len(outputs), sample_outputs=len(outputs))
-    surplus = {k: list(v) for k, v in files.items() if len(v) > counts[k]}
+    surplus = {k: list(v) for k, v in written.items() if len(v) > counts[k]}  # as written
     return inputs, outputs, surplus
+
+
+def _file_entries(texts: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    """The paths of a top-level test/sample list, entry by entry: the n-th entry belongs to the n-th tensor,
+    so a null or empty entry (``""``, ``./``) stays in its place as None (no file for that tensor), never
+    shifting the others, and never becomes an empty path (a 0.5 writer would write ``source: ''``, which no
+    reader takes).
+
+    Examples
+    --------
+    >>> _file_entries((None, "./b.npy", "./"))
+    (None, 'b.npy', None)
+    """
+    return tuple(None if text is None else clean_path(text) or None for text in texts)
 
 
 def _read_tensor(
     node: Node,
     inputs: dict[str, TensorSpec] | None,
-    tests: tuple[str, ...],
-    samples: tuple[str, ...],
+    tests: tuple[str | None, ...],
+    samples: tuple[str | None, ...],
     index: int,
 ) -> TensorSpec:
     """One tensor; ``inputs`` is None while reading inputs, the inputs by name while reading outputs."""
@@ -96,8 +114,8 @@ def _read_tensor(
         data_range=read_data_range(node.get("data_range")),
         processing=read_processing(node.get(processing_key), "name", letters_map(axes)),
         description=node.get("description").text("") or "",
-        test_tensor=clean_path(tests[index]) if index < len(tests) else None,
-        sample_tensor=clean_path(samples[index]) if index < len(samples) else None,
+        test_tensor=tests[index] if index < len(tests) else None,
+        sample_tensor=samples[index] if index < len(samples) else None,
         extra={k: v for k, v in node.mapping().items() if k not in _TENSOR_KEYS},
     )
 
@@ -176,6 +194,7 @@ def _fixed(node: Node) -> SizeRule:
         return None
     if size < 1:
         raise node.error("axis size must be positive", found=size, expected="an integer >= 1, or -1 for any")
+    check_size_bound(node, size, "axis size")
     return FixedSize(size)
 
 
@@ -196,6 +215,8 @@ def _parameterized_sizes(node: Node, axes: str) -> list[SizeRule]:
             raise step_node.error(
                 "step must not be negative", found=step_node.value, expected="an integer >= 0"
             )
+        check_size_bound(min_node, minimum, "minimum size")
+        check_size_bound(step_node, step, "step")
         rules.append(FixedSize(minimum) if step == 0 else ParameterizedSize(minimum, step))
     return rules
 
@@ -219,6 +240,10 @@ def _reference_sizes(node: Node, reference: Node, axes: str, inputs: dict[str, T
         if scale is None:  # batch entry absent from a too-short list
             rules.append(None)
             continue
+        if offsets is not None:
+            if not math.isfinite(offset):
+                raise offsets[i].error("offset must be finite", found=offsets[i].value, expected="e.g. 0")
+            check_size_bound(offsets[i], 2 * offset, "offset (twice it is added to the size)")
         rules.append(_reference_rule(scales[i], name, letter, ref_axes, scale, 2 * offset))
     return rules
 
@@ -228,6 +253,7 @@ def _reference_rule(
 ) -> SizeRule:
     if not math.isfinite(scale) or scale < 0 or not math.isfinite(total_offset):
         raise where.error("scale must be a finite number >= 0", found=where.value, expected="e.g. 1.0")
+    check_size_bound(where, scale, "scale (output elements per input element)")
     if scale == 0:
         # the old way of declaring an axis the input lacks: its size is the (doubled) offset alone
         if total_offset == 0 and letter == "b":
@@ -261,6 +287,7 @@ def _read_halo(node: Node, axes: str) -> list[int]:
         value = element.integer(0) or 0
         if value < 0:
             raise element.error("halo must not be negative", found=value, expected="an integer >= 0")
+        check_size_bound(element, value, "halo")
         halos.append(value)
     return halos
 

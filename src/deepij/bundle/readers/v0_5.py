@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepij.bundle.description import (
+    MAX_AXIS_SIZE,
     AxisSpec,
     FixedSize,
     ParameterizedSize,
@@ -21,7 +22,7 @@ from deepij.bundle.description import (
     TensorSpec,
 )
 from deepij.bundle.readers._node import Node
-from deepij.bundle.readers.common import check_dtype, file_reference, read_processing
+from deepij.bundle.readers.common import check_dtype, check_size_bound, file_reference, read_processing
 
 _TYPE_LETTERS = {"batch": "b", "channel": "c", "index": "i", "time": "t"}
 _ID_TYPES = {"b": "batch", "batch": "batch", "c": "channel", "channel": "channel", "i": "index"}
@@ -135,14 +136,17 @@ def _first_pass_axis(node: Node, is_output: bool) -> _RawAxis:
             )
     else:
         letter = _TYPE_LETTERS[axis_type]
-    scale = node.get("scale").number(1.0) or 1.0
-    if not math.isfinite(scale) or scale <= 0:
-        raise node.get("scale").error("axis scale must be positive", found=scale, expected="a number > 0")
+    scale = node.get("scale").number(1.0)  # absent or null: 1; a written 0 stays 0 and is refused
+    if scale is None or not math.isfinite(scale) or scale <= 0:
+        raise node.get("scale").error(
+            "axis scale must be a finite number > 0", found=node.get("scale").value, expected="e.g. 1.0"
+        )
     halo = node.get("halo").integer(0) or 0
     if halo < 0 or (halo and not is_output):
         raise node.get("halo").error(
             "halo must be >= 0 and only on outputs", found=halo, expected="an output axis halo >= 0"
         )
+    check_size_bound(node.get("halo"), halo, "halo")
     names = node.get("channel_names").text_list() if axis_type == "channel" else ()
     return _RawAxis(
         letter=letter,
@@ -216,6 +220,7 @@ def _size(axis: _RawAxis, raw: _RawTensor, tensors: dict[str, _RawTensor], is_ou
     fixed = size.integer()
     if fixed is None or fixed < 1:
         raise size.error("axis size must be positive", found=value, expected="an integer >= 1")
+    check_size_bound(size, fixed, "axis size")
     return FixedSize(fixed)
 
 
@@ -235,6 +240,8 @@ def _parameterized(size: Node) -> SizeRule:
         )
     if step is None or step < 0:
         raise size.get("step").error("step must not be negative", found=step, expected="an integer >= 0")
+    check_size_bound(size.get("min"), minimum, "minimum size")
+    check_size_bound(size.get("step"), step, "step")
     return FixedSize(minimum) if step == 0 else ParameterizedSize(minimum, step)
 
 
@@ -265,7 +272,16 @@ def _reference(
     ref_axis = next(a for a in target.axes if a.letter == letter)
     if not math.isfinite(offset):
         raise size.get("offset").error("offset must be finite", found=offset, expected="an integer")
-    return ReferenceSize(tensor=tensor_id, axis=letter, scale=ref_axis.scale / axis.scale, offset=offset)
+    check_size_bound(size.get("offset"), offset, "offset")
+    scale = ref_axis.scale / axis.scale
+    if scale > MAX_AXIS_SIZE:  # one element of the reference would make more than the largest axis
+        raise axis.node.get("scale").error(
+            f"axis scale too small beside the scale {ref_axis.scale:g} of {tensor_id}.{axis_id} its size "
+            f"refers to (size = {tensor_id}.{axis_id} * {scale:g})",
+            found=axis.node.get("scale").value,
+            expected=f"at least {ref_axis.scale / MAX_AXIS_SIZE:g} ({tensor_id}.{axis_id}'s scale / 2**20)",
+        )
+    return ReferenceSize(tensor=tensor_id, axis=letter, scale=scale, offset=offset)
 
 
 def _read_data(node: Node) -> tuple[str, tuple[float, float] | None, dict[str, Any]]:
