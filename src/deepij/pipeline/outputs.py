@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepij.errors import ArgumentError
-from deepij.files import atomic_path, cached_sha256
+from deepij.files import atomic_path, cached_sha256, writable_folder
 from deepij.pipeline.output_names import clean_name, unique_stems
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class Prediction:
         Parameters
         ----------
         folder : path
-            Created if needed.
+            Created if needed (an :class:`~deepij.errors.ArgumentError` when it cannot be: a file, read-only).
         prefix : str, optional
             File names are ``<prefix>_<output>.tif`` / ``.csv`` (default: ``<output>.tif``).
 
@@ -177,7 +177,8 @@ class Prediction:
         [PosixPath('out/cells_output.tif')]
         """
         target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
+        if not target.is_dir():
+            writable_folder(target, "folder")  # made, or a clear error (a file, read-only...)
         image_files, table_files = self._files(prefix)
         written: list[Path] = []
         try:
