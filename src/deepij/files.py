@@ -300,6 +300,9 @@ def _locked_handle(target: Path, about: str, fcntl: Any) -> int | None:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not _still_there(handle, target):
+                os.close(handle)  # held only while its holder removed it: try the file there now
+                continue
             holder = _holder(handle)
             os.close(handle)
             raise OutputBusyError(
@@ -311,13 +314,41 @@ def _locked_handle(target: Path, about: str, fcntl: Any) -> int | None:
             if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 return None  # a file system without locks: writes stay atomic, two writers are not kept apart
             raise
-        try:
-            same = os.path.samestat(os.fstat(handle), os.stat(target))
-        except FileNotFoundError:
-            same = False
-        if same:
+        if _still_there(handle, target):
             return handle
         os.close(handle)  # its holder removed it between our open and our lock: take the new file
+
+
+def _still_there(handle: int, target: Path) -> bool:
+    """Whether ``target`` is still the file ``handle`` has open (a holder removes its lock file)."""
+    try:
+        return os.path.samestat(os.fstat(handle), os.stat(target))
+    except FileNotFoundError:
+        return False
+
+
+def remove_abandoned_lock(path: str | os.PathLike[str]) -> bool:
+    """Remove the lock file ``path`` when nobody holds it (its holder died before removing it, e.g. by
+    ``kill -9``); True when removed. A held lock is left alone."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    target = Path(path)
+    try:
+        handle = os.open(target, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _still_there(handle, target):
+            return False  # already replaced by a new holder's file
+        target.unlink()  # while holding it, as its holder would have
+        return True
+    except OSError:
+        return False  # held by a live process, or gone meanwhile
+    finally:
+        os.close(handle)
 
 
 def _holder(handle: int) -> str:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from deepij.errors import ArgumentError
 from deepij.files import (
     exclusive_lock,
+    remove_abandoned_lock,
     remove_orphaned_temporaries,
     writable_folder,
     write_atomically,  # noqa: F401  (deepij.trust.figures imports it from here)
@@ -389,7 +390,9 @@ def earlier_outcome(job: ImageJob, model: Model) -> tuple[ImageOutcome | None, I
 
 
 def remove_leftovers(folder: Path) -> list[Path]:
-    """Remove the temporaries that killed runs left in ``folder`` and its records' folder: those whose
-    process is provably gone (:func:`deepij.files.remove_orphaned_temporaries`); another live process's
-    in-flight files, or those of a process on another host, stay."""
-    return [*remove_orphaned_temporaries(folder), *remove_orphaned_temporaries(folder / MARKERS)]
+    """Remove what killed runs left in ``folder`` and its records' folder: temporaries whose process is
+    provably gone (:func:`deepij.files.remove_orphaned_temporaries`) and image locks nobody holds; another
+    live process's in-flight files and locks, or the temporaries of a process on another host, stay."""
+    removed = [*remove_orphaned_temporaries(folder), *remove_orphaned_temporaries(folder / MARKERS)]
+    removed += [lock for lock in sorted((folder / MARKERS).glob("*.lock")) if remove_abandoned_lock(lock)]
+    return removed
