@@ -202,12 +202,8 @@ class Prediction:
     def file_names(self, prefix: str | None = None) -> list[str]:
         """The names of the files :meth:`save` writes, in its order: ``<prefix>_<name>.tif`` per image and
         ``.csv`` per table, ``<name>`` cleaned and made unique among the images (and among the tables) by
-        :func:`~deepij.pipeline.output_names.unique_stems` (``a/b`` and ``a:b`` are two files).
-
-        Examples
-        --------
-        >>> result.file_names("cells")  # doctest: +SKIP
-        ['cells_output.tif', 'cells_Results.csv']
+        :func:`~deepij.pipeline.output_names.unique_stems` (``a/b`` and ``a:b`` are two files), e.g.
+        ``['cells_output.tif', 'cells_Results.csv']`` for prefix ``"cells"``.
         """
         image_files, table_files = self._files(prefix)
         return [*image_files.values(), *table_files.values()]

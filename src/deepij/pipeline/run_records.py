@@ -15,15 +15,10 @@ When every output of an image is in place, :func:`write_record` writes ``.deepij
 :func:`check_record` says whether an image is done: its record is there, readable, of this image as it is
 now, made by this bundle with these options and these weights, and lists outputs that are all inside the
 output folder (no ``..``, no absolute path, no link out of it), regular files, of the recorded size and
-sha256. Anything else: the image runs again, and the verdict says why (shown in the run's summary). The
-deepij version is not compared: a new deepij does not redo a finished folder.
-
-Examples
---------
->>> verdict = check_record(marker, source, folder, made_by(model, {"tile": 256}), model.description)
-... # doctest: +SKIP
->>> verdict.reason  # doctest: +SKIP
-"options changed: processing 'spec' -> 'macros'"
+sha256. Anything else: the image runs again, and the verdict says why (shown in the run's summary), e.g.
+``options changed: processing 'spec' -> 'macros'``, ``made by another bundle: descriptor sha256 3f1c...
+-> 9a02...``, ``its output a_mask.tif is 812 bytes, its record says 4096``. The deepij version is not
+compared: a new deepij does not redo a finished folder.
 """
 
 from __future__ import annotations
@@ -65,13 +60,8 @@ class Verdict:
 
 
 def made_by(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
-    """What makes an image's outputs, as far as it is known before running: the bundle and the options.
-
-    Examples
-    --------
-    >>> made_by(model, {"tile": (64, 64)})["options"]["tile"]  # doctest: +SKIP
-    [64, 64]
-    """
+    """What makes an image's outputs, as far as it is known before running: the bundle
+    (:func:`bundle_identity`) and the options (:func:`result_options`)."""
     return {"bundle": bundle_identity(model.description), "options": result_options(options)}
 
 
