@@ -21,6 +21,11 @@ class ArgumentTypeError(ArgumentError, TypeError):
     """A public function's argument of a type it cannot take (the message names the argument)."""
 
 
+class OutputBusyError(DeepijError, RuntimeError):
+    """An output another process is writing now (it holds the output's lock); the message names the lock
+    file and the process (pid, host) that holds it."""
+
+
 class InputError(ArgumentError):
     """An image given to a model that cannot be used: its dtype, its values (NaN, inf) or its axes."""
 

@@ -1,6 +1,8 @@
 """``deepij macro`` / run_workflow: a workshop macro run unchanged over a folder, its getDirectory answered by
 text, calling run("DeepImageJ Run", ...) and saving its counts into the answered folder. Counts are checked
-against scipy on the network output computed here with the torch module itself."""
+against scipy on the network output computed here with the torch module itself. ``--output``: titles that
+clean alike each get their own file, a name two runs would share is refused, a file given as the folder is a
+usage error."""
 
 from __future__ import annotations
 
@@ -171,3 +173,58 @@ def test_parse_answers():
 def test_missing_macro(tmp_path):
     with pytest.raises(ArgumentError, match="does not exist"):
         run_workflow(tmp_path / "nope.ijm")
+
+
+TITLES_THAT_CLEAN_ALIKE = """
+titles = newArray("a/b", "a:b", "res", "res.tif");
+for (i = 0; i < titles.length; i++) {
+    newImage(titles[i], "8-bit black", 8, 8, 1);
+    setColor(10 * (i + 1)); fillRect(0, 0, 8, 8);
+}
+"""
+
+
+def test_titles_that_clean_alike_are_written_to_files_of_their_own(imagej_session, tmp_path):
+    macro = tmp_path / "titles.ijm"
+    macro.write_text(TITLES_THAT_CLEAN_ALIKE)
+    for out in (tmp_path / "out", tmp_path / "again"):
+        report = run_workflow(macro, output=out, session=imagej_session)
+        (outcome,) = report.outcomes
+        assert outcome.status == "done", outcome.error
+        values = sorted(int(tifffile.imread(p).max()) for p in outcome.outputs)
+        assert values == [10, 20, 30, 40]  # four images, four files: none lost
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in outcome.outputs)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        p.name for p in (tmp_path / "again").iterdir())  # the same names on every run
+
+
+def test_an_output_another_input_already_wrote_fails_that_run(imagej_session, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.tif", "a_b.tif"):
+        tifffile.imwrite(images / name, np.full((8, 8), 5, np.uint8))
+    macro = tmp_path / "rename.ijm"  # a_ + b_x and a_b_ + x: one file name for two runs
+    macro.write_text('t = getTitle(); close("*");\n'
+                     'if (t == "a.tif") newImage("b_x", "8-bit white", 8, 8, 1);\n'
+                     'else newImage("x", "8-bit black", 8, 8, 1);\n')
+    report = run_workflow(macro, inputs=images, output=tmp_path / "out", session=imagej_session)
+    assert [o.status for o in report.outcomes] == ["done", "failed"]
+    assert "'a_b_x.tif' is already an output of 'a.tif' in this run" in report.outcomes[1].error
+    assert tifffile.imread(tmp_path / "out" / "a_b_x.tif").min() == 255  # a.tif's, kept
+
+
+def test_an_output_folder_that_is_a_file(tmp_path):
+    macro = tmp_path / "nothing.ijm"
+    macro.write_text('print("never runs");\n')
+    (tmp_path / "out.txt").write_text("a file")
+    with pytest.raises(ArgumentError, match=r"output: '.*out.txt' is a file \(expected a folder deepij"):
+        run_workflow(macro, output=tmp_path / "out.txt")
+    done = subprocess.run(
+        [sys.executable, "-m", "deepij.frontdoors.cli", "macro", str(macro), "--output",
+         str(tmp_path / "out.txt")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"deepij macro: output: {str(tmp_path / 'out.txt')!r} is a file")
+    assert (tmp_path / "out.txt").read_text() == "a file"

@@ -1,10 +1,14 @@
 """Running a model over a folder: each image's outputs checked against the network's own forward pass, a
-corrupt image reported and skipped, completion markers, resume, leftovers of a killed run removed."""
+corrupt image reported and skipped, completion records, resume, leftovers of a killed run removed (only
+theirs)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ import tifffile
 
 import deepij
 from deepij.errors import ArgumentError
+from deepij.files import host_name
 from deepij.pipeline.batch import MARKERS, image_files, output_prefixes, run_batch
 from support.bundles import write_bundle_v0_5, zero_mean_unit_variance
 
@@ -81,14 +86,26 @@ def test_folder_with_a_corrupt_image(bundle, model, tmp_path):
     assert table["status"].tolist() == ["done", "done", "failed", "done"]
 
 
-def test_markers_record_the_source_and_outputs(model, tmp_path):
+def test_records_say_what_made_the_outputs_and_what_they_are(bundle, model, tmp_path):
     write_images(tmp_path / "in", 1)
-    run_batch(model, tmp_path / "in", tmp_path / "out", progress=False)
+    run_batch(model, tmp_path / "in", tmp_path / "out", progress=False, tile=(48, 40))
     record = json.loads((tmp_path / "out" / MARKERS / "cell_00.json").read_text())
     source = tmp_path / "in" / "cell_00.tif"
     assert record["source"] == {"name": "cell_00.tif", "size": source.stat().st_size,
                                 "mtime_ns": source.stat().st_mtime_ns}
-    assert record["outputs"] == [f"cell_00_{model.description.outputs[0].name}.tif"]
+    made = record["made by"]
+    assert made["bundle"]["descriptor sha256"] == sha256_of(bundle.folder / "rdf.yaml")
+    assert made["options"]["tile"] == [48, 40] and made["options"]["processing"] == "auto"
+    assert record["weights"] == {"format": "torchscript",
+                                 "sha256": sha256_of(bundle.folder / "weights_torchscript.pt")}
+    output = tmp_path / "out" / f"cell_00_{model.description.outputs[0].name}.tif"
+    assert record["outputs"] == [{"path": output.name, "size": output.stat().st_size,
+                                  "sha256": sha256_of(output)}]
+    assert not list((tmp_path / "out" / MARKERS).glob("*.lock"))  # the image's lock went with the run
+
+
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_resume_redoes_exactly_what_is_missing_or_changed(model, tmp_path):
@@ -109,23 +126,42 @@ def test_resume_redoes_exactly_what_is_missing_or_changed(model, tmp_path):
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
     resumed = run_batch(model, tmp_path / "in", out, resume=True, progress=False)
     assert [o.status for o in resumed.outcomes] == ["already done", "done", "done", "done"]
+    notes = [o.note for o in resumed.outcomes]
+    assert notes[:2] == [None, None]  # no record: nothing to say
+    assert "is missing" in notes[2] and "the image changed since it was done" in notes[3]
+    assert "(ran again: the image changed since it was done (" in resumed.summary()
 
     without = run_batch(model, tmp_path / "in", out, progress=False)  # no resume: everything again
     assert [o.status for o in without.outcomes] == ["done"] * 4
 
 
-def test_leftovers_of_a_killed_run_are_removed(model, tmp_path):
+def test_only_the_temporaries_of_dead_processes_of_this_host_are_removed(model, tmp_path):
     write_images(tmp_path / "in", 1)
     out = tmp_path / "out"
     (out / MARKERS).mkdir(parents=True)
     output = f"cell_00_{model.description.outputs[0].name}.tif"
-    (out / f".{output}.partial").write_bytes(b"half")
-    (out / MARKERS / ".cell_00.json.abc.partial").write_bytes(b"{")
-    (out / "keep_me.tif").write_bytes(b"the user's own file")
+    gone = finished_process_pid()
+    host = host_name()
+    dead = [out / f".{output}.{gone}-{host}-abcd1234.partial",
+            out / MARKERS / f".cell_00.json.{gone}-{host}-abcd1234.partial"]
+    kept = [
+        out / f".{output}.{os.getpid()}-{host}-abcd1234.partial",  # a live process (this one)
+        out / f".{output}.{gone}-someotherhost-abcd1234.partial",  # another host: nobody here can tell
+        out / f".{output}.abcd1234.partial",  # no owner in its name
+        out / "keep_me.tif",  # the user's own file
+    ]
+    for path in dead + kept:
+        path.write_bytes(b"half")
     run_batch(model, tmp_path / "in", out, resume=True, progress=False)
-    names = sorted(p.name for p in out.iterdir())
-    assert names == [MARKERS, output, "keep_me.tif"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKERS, output, *(p.name for p in kept)])
     assert sorted(p.name for p in (out / MARKERS).iterdir()) == ["cell_00.json"]
+
+
+def finished_process_pid() -> int:
+    """The pid of a process that ran and ended (so no process of this host has it now)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout)
 
 
 def test_a_list_of_files_and_options_passed_to_predict(bundle, model, tmp_path):
@@ -168,3 +204,7 @@ def test_bad_inputs_and_outputs(model, tmp_path):
 def test_output_prefixes_when_names_collide(tmp_path):
     files = [tmp_path / "a.tif", tmp_path / "a.TIFF", tmp_path / "b.ome.tif", tmp_path / "c.npy"]
     assert list(output_prefixes(files).values()) == ["a_tif", "a_TIFF", "b", "c"]
+    # the rule depends on the set of names, never on their order
+    assert output_prefixes(files[::-1]) == output_prefixes(files)
+    with pytest.raises(ArgumentError, match=r"'a.tif' is given 2 times .* would have the same names"):
+        output_prefixes([tmp_path / "day1" / "a.tif", tmp_path / "day2" / "a.tif"])

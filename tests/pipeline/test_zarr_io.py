@@ -1,6 +1,7 @@
 """Zarr / OME-Zarr in and out, and ``predict`` on a lazy image: metadata kept both ways, the lazy result
 equal to the in-memory one, ``deepij run`` from OME-Zarr to OME-Zarr, bundles with ImageJ steps refused
-above the memory limit with what to do."""
+above the memory limit with what to do, and a Zarr run that never replaces the input or what deepij did not
+write (exit 2, the files left as they were)."""
 
 from __future__ import annotations
 
@@ -141,3 +142,54 @@ def test_a_blended_lazy_prediction_with_a_sigmoid_equals_the_in_memory_one(model
     lazy = model.predict(chunked, tile=48, tiling="blend", processing="spec").images[OUTPUT]
     assert isinstance(lazy.data, da.Array)
     np.testing.assert_allclose(lazy.values, in_memory.values, rtol=2e-7, atol=1e-7)
+
+
+def run_zarr_command(bundle, source, target, capsys):
+    code = main(["run", str(bundle.folder), "--input", str(source), "--output", str(target),
+                 "--processing", "spec", "--tile", "64"])
+    return code, capsys.readouterr()
+
+
+def test_a_zarr_run_never_replaces_what_deepij_did_not_write(bundle, model, tmp_path, capsys):
+    values = image((1, 80, 72), seed=4)
+    source = write_ome_zarr(xr.DataArray(values, dims=("c", "y", "x")), tmp_path / "data" / "big.ome.zarr")
+    stored = read_zarr(source).values
+    users = tmp_path / "results"
+    users.mkdir()
+    (users / "thesis.docx").write_bytes(b"a year of work")
+    (tmp_path / "notes.txt").write_text("a file")
+    refused = {
+        source: "is the input itself",
+        source / "out.ome.zarr": "lies inside the input",
+        tmp_path / "data": "holds the input",
+        users: "exists and is a folder deepij did not write (it holds thesis.docx)",
+        tmp_path / "notes.txt": "exists and is a file",
+    }
+    for target, reason in refused.items():
+        code, printed = run_zarr_command(bundle, source, target, capsys)
+        assert code == 2, printed.err
+        assert printed.err.startswith(f"deepij run: output: {str(target)!r} {reason}")
+    assert (users / "thesis.docx").read_bytes() == b"a year of work"
+    assert (tmp_path / "notes.txt").read_text() == "a file"
+    np.testing.assert_array_equal(read_zarr(source).values, stored)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["big.ome.zarr"]
+
+    expected = model.predict(values[None], tile=64, processing="spec").images[OUTPUT].values[0]
+    empty = tmp_path / "empty.ome.zarr"
+    empty.mkdir()
+    for target in (empty, empty):  # an empty folder is taken; the store deepij wrote there is replaced
+        code, printed = run_zarr_command(bundle, source, target, capsys)
+        assert code == 0 and printed.out == f"wrote {target}\n", printed.err
+        np.testing.assert_allclose(read_zarr(target).values, expected, rtol=2e-7, atol=1e-7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "empty.ome.zarr", "notes.txt", "results"]
+
+
+def test_a_store_is_deepijs_when_its_metadata_says_so(tmp_path):
+    store = write_ome_zarr(xr.DataArray(image((1, 8, 8)), dims=("c", "y", "x")), tmp_path / "a.ome.zarr")
+    metadata = json.loads((store / "zarr.json").read_text())
+    assert metadata["attributes"]["deepij"]["written by"] == "deepij"
+    plain = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    plain.create_array("0", shape=(4, 4), dtype="uint8")
+    with pytest.raises(ArgumentError, match="a folder deepij did not write"):
+        write_ome_zarr(xr.DataArray(image((1, 8, 8)), dims=("c", "y", "x")), tmp_path / "plain.zarr")
+    assert zarr.open_group(str(tmp_path / "plain.zarr"), mode="r")["0"].shape == (4, 4)

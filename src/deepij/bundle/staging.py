@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import stat
 import tempfile
 import threading
@@ -23,10 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deepij.errors import BundleError
-
-
-def _host() -> str:
-    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+from deepij.files import host_name as _host
+from deepij.files import process_alive as _alive
 
 
 def make_staging(parent: Path, prefix: str) -> Path:
@@ -57,18 +54,6 @@ def owner_pid(name: str, prefix: str) -> int | None:
     if not pid_text.isdigit() or host != _host():
         return None
     return int(pid_text)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # someone else's process (or we cannot tell): leave its folder alone
-    return True
 
 
 def remove_stale(parent: Path, prefix: str) -> list[Path]:

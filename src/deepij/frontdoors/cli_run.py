@@ -1,8 +1,10 @@
 """``deepij run``: a bundle on an image or on each image of a folder.
 
 Outputs are ImageJ TIFFs and CSV tables named after each image, written atomically; ``--resume`` redoes only
-the images an earlier run did not finish. Exit status: 0 all done, 1 some image failed or the bundle could
-not be used, 2 a usage error. ``--workers N`` (a local Dask cluster) or ``--scheduler ADDRESS`` (a running
+the images whose completion record does not check out (:mod:`deepij.pipeline.run_records`). Exit status: 0
+all done, 1 some image failed or the bundle could not be used, 2 a usage error (an output folder that cannot
+be written, a Zarr output that would replace the input or what deepij did not write, a scheduler address
+where nobody answers). ``--workers N`` (a local Dask cluster) or ``--scheduler ADDRESS`` (a running
 one) spread the images over worker processes (:mod:`deepij.pipeline.distributed`); a Zarr / OME-Zarr input
 is an image bigger than memory, run tile by tile and written as OME-Zarr chunk by chunk.
 
@@ -37,9 +39,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         description=(
             "Run a bundle (folder, descriptor, zip, URL, or the name of an installed model) on an image or "
             "each image of a folder, with its pre- and post-processing. Outputs are ImageJ TIFFs and CSV "
-            "tables named after each image; every file is written atomically, and --resume after a stop "
-            "(even kill -9) redoes only the images not finished. A bad image is reported and skipped. "
-            "Exit status: 0 all done, 1 some failed, 2 usage."
+            "tables named after each image (names unique and the same on every run); every file is written "
+            "atomically, and --resume after a stop (even kill -9) redoes only the images whose record does "
+            "not check out: not finished, made by another bundle or other options, or an output changed "
+            "since (the summary says why). Several runs may share an output folder: an image another run is "
+            "writing is reported busy. A bad image is reported and skipped. A Zarr output never replaces "
+            "the input or a path deepij did not write. Exit status: 0 all done, 1 some failed, 2 usage."
         ),
     )
     run.add_argument("bundle", help="bundle folder, descriptor, zip, URL, or installed model name")
@@ -58,7 +63,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         help="the bundle's ImageJ steps, its spec ops, or none (default: auto, what the bundle declares)",
     )
     run.add_argument("--weights-format", help="which of the bundle's weights to run (e.g. onnx, torchscript)")
-    run.add_argument("--resume", action="store_true", help="skip the images an earlier run finished")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the images an earlier run finished with this bundle and these options (checked: outputs "
+        "by size and sha256); redo the others, saying why",
+    )
     run.add_argument("--models-dir", help="where to look up a model given by name")
     scale = run.add_mutually_exclusive_group()
     scale.add_argument(

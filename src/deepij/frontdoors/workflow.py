@@ -7,7 +7,10 @@ file is opened as the macro's current image, as if the user had opened it in Fij
 stops the run with an error that quotes it and shows the ``--answer`` that would answer it.
 
 With ``output``, what the macro leaves open is written there too: its images as ImageJ TIFFs and its tables
-as CSV, named ``<input name>_<title>``.
+as CSV, named ``<input name>_<title>`` by the rule of ``deepij run``
+(:mod:`deepij.pipeline.output_names`): unique in the run and the same on every run (titles ``a/b`` and
+``a:b``, or ``res`` and ``res.tif``, are two files); a file that would replace an input or another run's
+output of the same call fails that run with a message naming both.
 
 Examples
 --------
@@ -20,15 +23,22 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepij.errors import ArgumentError, ArgumentTypeError
-from deepij.files import write_atomically
-from deepij.pipeline.batch import BatchReport, ImageOutcome, image_files, output_prefixes
+from deepij.files import atomic_path, writable_folder, write_atomically
+from deepij.pipeline.batch import (
+    BatchReport,
+    ImageOutcome,
+    claim_names,
+    image_files,
+    output_prefixes,
+    protected_inputs,
+)
+from deepij.pipeline.output_names import clean_name, unique_stems
 
 if TYPE_CHECKING:
     from deepij.imagej.session import Session
@@ -75,7 +85,7 @@ def run_workflow(
         An image file, a folder of images, or a list of files; each is opened as the current image of one run.
         None: the macro runs once, on no image (it opens its own).
     output : path, optional
-        A folder for what each run leaves open (images as TIFF, tables as CSV).
+        A folder for what each run leaves open (images as TIFF, tables as CSV); made if missing.
     models_dir : path, optional
         Where ``run("DeepImageJ Run", "model=NAME ...")`` looks first.
     answers : mapping, optional
@@ -94,7 +104,8 @@ def run_workflow(
     Raises
     ------
     ArgumentError
-        No such macro, or inputs that hold no image.
+        No such macro, inputs that hold no image, or an ``output`` that is a file, lies below one or cannot
+        be written.
     """
     from deepij.frontdoors.deepimagej_run import install
 
@@ -106,9 +117,7 @@ def run_workflow(
             f"answers: expected a mapping of prompt -> value, found {type(answers).__name__}"
         )
     files = _input_files(inputs)
-    folder = Path(output).expanduser() if output is not None else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+    saver = _OutputSaver(writable_folder(output, "output"), files, path) if output is not None else None
     if session is None:
         from deepij.imagej.runtime import get_session
 
@@ -116,11 +125,10 @@ def run_workflow(
     handler = install(session)
     outcomes = []
     with _models_dir(handler, models_dir):
-        prefixes = output_prefixes(files) if files else {}
         runs: list[Path | None] = list(files) or [None]
         for source in runs:
-            outcomes.append(_run_once(session, path, source, prefixes, folder, answers, timeout))
-    return BatchReport(outcomes, folder or Path.cwd())
+            outcomes.append(_run_once(session, path, source, saver, answers, timeout))
+    return BatchReport(outcomes, saver.folder if saver is not None else Path.cwd())
 
 
 def _input_files(inputs: str | Path | Sequence[str | Path] | None) -> list[Path]:
@@ -145,8 +153,7 @@ def _run_once(
     session: Session,
     macro: Path,
     source: Path | None,
-    prefixes: Mapping[Path, str],
-    folder: Path | None,
+    saver: _OutputSaver | None,
     answers: Mapping[str, Any] | None,
     timeout: float | None,
 ) -> ImageOutcome:
@@ -155,7 +162,7 @@ def _run_once(
     try:
         image = open_image(session, source) if source is not None else None
         result = session.run_macro(macro, image=image, timeout=timeout, answers=answers)
-        written = _save_result(session, result, folder, prefixes.get(source, "") if source else macro.stem)
+        written = saver.save(session, result, source) if saver is not None else []
     except Exception as error:  # one file that fails is reported; the others still run
         # the whole message: an unanswered prompt's error ends with the --answer that answers it
         return ImageOutcome(label, "failed", time.perf_counter() - started,
@@ -193,19 +200,51 @@ def _imagej_dims(ndim: int) -> tuple[str, ...]:
     return dims[ndim]
 
 
-def _save_result(session: Session, result: Any, folder: Path | None, prefix: str) -> list[Path]:
-    if folder is None:
-        return []
-    written = []
-    for title, imp in result.imageplus.items():
-        written.append(session.save_tiff(imp, folder / f"{prefix}_{_safe(title)}.tif"))
-    for title, table in result.tables.items():
-        data = table.to_csv(index=False).encode("utf-8")
-        written.append(write_atomically(folder / f"{prefix}_{_safe(title)}.csv", data))
-    return written
+class _OutputSaver:
+    """Writes what each run leaves into the output folder, names unique across the whole call."""
+
+    def __init__(self, folder: Path, files: Sequence[Path], macro: Path) -> None:
+        self.folder = folder
+        self.macro = macro
+        self.prefixes = output_prefixes(files) if files else {}
+        self.protected = protected_inputs(files, folder)
+        self.claimed: dict[str, Path] = {}
+
+    def save(self, session: Session, result: Any, source: Path | None) -> list[Path]:
+        prefix = self.prefixes[source] if source is not None else clean_name(self.macro.stem, "macro")
+        images, tables = output_files(prefix, result.imageplus, result.tables)
+        claim_names([*images.values(), *tables.values()], source or self.macro, self.folder, self.protected,
+                    self.claimed)
+        written = []
+        for title, imp in result.imageplus.items():
+            with atomic_path(self.folder / images[title]) as partial:  # a temporary name of this process
+                session.save_tiff(imp, partial)
+            written.append(self.folder / images[title])
+        for title, table in result.tables.items():
+            data = table.to_csv(index=False).encode("utf-8")
+            written.append(write_atomically(self.folder / tables[title], data))
+        return written
 
 
-def _safe(title: str) -> str:
-    """An image title as a file name (ImageJ titles may hold slashes and colons)."""
-    stem = re.sub(r"\.(tif|tiff|png|jpg)$", "", str(title), flags=re.IGNORECASE)
-    return re.sub(r"[^\w.\- ()]+", "_", stem).strip() or "image"
+def output_files(
+    prefix: str, images: Iterable[str], tables: Iterable[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The files a run's images (TIFF) and tables (CSV) are written to, by title: ``<prefix>_<title>``, a
+    title's image extension dropped, titles made unique by :func:`~deepij.pipeline.output_names.unique_stems`.
+
+    Examples
+    --------
+    >>> output_files("cells", ["a/b", "a:b", "res", "res.tif"], ["Results"])
+    ({'a/b': 'cells_a_b-c14cddc0.tif', 'a:b': 'cells_a_b-6783a31e.tif', 'res': 'cells_res.tif', \
+'res.tif': 'cells_res_tif.tif'}, {'Results': 'cells_Results.csv'})
+    """
+    image_stems = unique_stems(images, extensions=_TITLE_EXTENSIONS, fallback="image")
+    table_stems = unique_stems(tables, extensions=_TITLE_EXTENSIONS, fallback="table")
+    return (
+        {title: f"{prefix}_{stem}.tif" for title, stem in image_stems.items()},
+        {title: f"{prefix}_{stem}.csv" for title, stem in table_stems.items()},
+    )
+
+
+_TITLE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg")
+"""Extensions dropped from a title (an image opened from ``cells.tif`` is titled so)."""

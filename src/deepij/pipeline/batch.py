@@ -1,14 +1,23 @@
 """Running a model over a folder: image by image, a bad image reported and skipped, every file written
-atomically, and a run that was stopped (even by ``kill -9``) resumed where it was.
+atomically, and a run that was stopped (even by ``kill -9``) resumed where it was, by one process or by
+several at once (``deepij run`` twice, cluster array jobs, Dask workers) on one output folder.
 
-How an interrupted run is never left half-written:
+How an interrupted run is never left half-written, and a resumed one trusts only what it can check:
 
-- every output file is written under a temporary name and renamed into place (:meth:`Prediction.save`);
-- when all outputs of an image are in place, a completion marker ``.deepij-batch/<image>.json`` is written
-  the same way, LAST. It records the source file (size, modification time) and the outputs;
-- ``resume=True`` skips exactly the images whose marker is there, matches the source and lists outputs that
-  all exist; every other image is run again, its outputs replaced. Temporary files a killed run left behind
-  (hidden ``*.partial`` / ``*.tmp`` files) are removed first.
+- every output file is written under a temporary name of its process and renamed into place
+  (:meth:`Prediction.save`); only temporaries whose process is provably gone (this host, pid not running)
+  are ever removed (:func:`deepij.files.remove_orphaned_temporaries`);
+- each image's outputs are named by one rule (:mod:`deepij.pipeline.output_names`): unique in the run and
+  the same on every run; an output that would replace an input, or another image's output, fails that image
+  with a message naming both;
+- while an image is written, its lock ``.deepij-batch/<image>.lock`` is held
+  (:func:`deepij.files.exclusive_lock`): a second process on the same image reports it busy, naming the
+  process that has it, and writes nothing;
+- when all outputs of an image are in place, its record ``.deepij-batch/<image>.json`` is written the same
+  way, LAST: what made them (bundle, weights, options) and what they are (size, sha256), see
+  :mod:`deepij.pipeline.run_records`;
+- ``resume=True`` skips exactly the images whose record checks out; every other image runs again, its
+  outputs replaced, and the summary says why (another bundle, changed options, an output changed...).
 
 Examples
 --------
@@ -25,29 +34,39 @@ b.tif     failed   0.02     InputError: b.tif: not an image (...)
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
+import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from deepij.errors import ArgumentError
-from deepij.files import PARTIAL_SUFFIX, write_atomically
+from deepij.files import (
+    exclusive_lock,
+    remove_abandoned_lock,
+    remove_orphaned_temporaries,
+    writable_folder,
+    write_atomically,  # noqa: F401  (deepij.trust.figures imports it from here)
+)
+from deepij.pipeline.batch_report import BatchReport, ImageOutcome, Status, progress_bar, tell
+from deepij.pipeline.output_names import unique_stems
+from deepij.pipeline.run_records import check_record, made_by, write_record
 
 if TYPE_CHECKING:
     from deepij.pipeline.model import Model
 
+__all__ = [
+    "IMAGE_SUFFIXES", "MARKERS", "BatchReport", "ImageJob", "ImageOutcome", "Status", "claim_names",
+    "earlier_outcome", "image_files", "output_prefixes", "progress_bar", "protected_inputs",
+    "remove_leftovers", "run_batch", "run_one_image", "start_batch", "tell",
+]
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".npy")
 """The files of a folder that are images to run on (case-insensitive)."""
 MARKERS = ".deepij-batch"
-"""The folder (inside the output folder) of the per-image completion markers."""
-_TEMPORARY = (PARTIAL_SUFFIX, ".tmp")
-
-Status = Literal["done", "already done", "failed"]
-
+"""The folder (inside the output folder) of the per-image completion records and locks."""
 
 def image_files(path: str | Path) -> list[Path]:
     """The images to run on: the file itself, or a folder's image files (not hidden), sorted by name.
@@ -83,70 +102,41 @@ def _is_image(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-@dataclass
-class ImageOutcome:
-    """What happened to one image of a batch."""
-
-    source: Path
-    status: Status
-    seconds: float = 0.0
-    outputs: list[Path] = field(default_factory=list)
-    error: str | None = None
-    exception: BaseException | None = field(default=None, repr=False)
-
-
-@dataclass
-class BatchReport:
-    """What :func:`run_batch` did, image by image.
+@dataclass(frozen=True)
+class ImageJob:
+    """One image of a batch, with what running it needs besides the model (it travels to Dask workers).
 
     Attributes
     ----------
-    outcomes : list of ImageOutcome
-        One per input image, in order.
-    output : Path
+    source : Path
+        The image file.
+    folder : Path
         The output folder.
+    prefix : str
+        What its output files' names start with (:func:`output_prefixes`).
+    made_by : dict
+        The bundle and options that make its outputs (:func:`deepij.pipeline.run_records.made_by`).
+    protected : frozenset of str
+        Names (case-folded) of files in the output folder that no output may replace: the run's inputs
+        there.
+    note : str or None
+        Why it runs again although a record of it was there.
     """
 
-    outcomes: list[ImageOutcome]
-    output: Path
+    source: Path
+    folder: Path
+    prefix: str
+    made_by: Mapping[str, Any]
+    protected: frozenset[str] = frozenset()
+    note: str | None = None
 
     @property
-    def failed(self) -> list[ImageOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+    def record(self) -> Path:
+        return self.folder / MARKERS / f"{self.prefix}.json"
 
     @property
-    def exit_code(self) -> int:
-        """0 when every image is done, 1 when some failed (the command's exit status)."""
-        return 1 if self.failed else 0
-
-    def table(self) -> Any:
-        """The outcomes as a pandas DataFrame (image, status, seconds, outputs, error)."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            {
-                "image": [o.source.name for o in self.outcomes],
-                "status": [o.status for o in self.outcomes],
-                "seconds": [round(o.seconds, 3) for o in self.outcomes],
-                "outputs": [" ".join(p.name for p in o.outputs) for o in self.outcomes],
-                "error": [o.error or "" for o in self.outcomes],
-            }
-        )
-
-    def summary(self) -> str:
-        """A table for people: one line per image, then the counts."""
-        rows = [("image", "status", "seconds", "outputs / error")]
-        for o in self.outcomes:
-            detail = o.error.splitlines()[0] if o.error else " ".join(p.name for p in o.outputs)
-            rows.append((o.source.name, o.status, f"{o.seconds:.2f}", detail or ""))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("done", "already done", "failed")}
-        lines.append(
-            f"{len(self.outcomes)} images: {counts['done']} done, {counts['already done']} already done, "
-            f"{counts['failed']} failed"
-        )
-        return "\n".join(lines)
+    def lock(self) -> Path:
+        return self.folder / MARKERS / f"{self.prefix}.lock"
 
 
 def run_batch(
@@ -168,10 +158,12 @@ def run_batch(
     inputs : path or sequence of paths
         An image file, a folder (its image files, see :func:`image_files`) or a list of files.
     output : path
-        The output folder (created). Each image's outputs are named after it
-        (:meth:`Prediction.save` with the image's name without extension as prefix).
+        The output folder (created). Each image's outputs are named after it (:func:`output_prefixes`,
+        then :meth:`Prediction.save`).
     resume : bool
-        Skip the images an earlier run finished (their completion marker is there and matches).
+        Skip the images an earlier run finished: their record is there and checks out (same image, bundle,
+        weights and options; every output there as written). The others run again, with the reason in
+        the summary.
     progress : bool, optional
         Show a progress bar (tqdm); default: when standard error is a terminal.
     on_image : callable, optional
@@ -187,158 +179,220 @@ def run_batch(
     Raises
     ------
     ArgumentError
-        No input image, or an output folder that cannot be made.
+        No input image, inputs whose outputs would have the same names, or an output folder that cannot
+        be made or written.
     """
-    files, folder, prefixes = start_batch(inputs, output)
+    jobs, folder = start_batch(model, inputs, output, predict_options)
     outcomes = []
-    with progress_bar(len(files), progress) as advance:
-        for source in files:
-            prefix = prefixes[source]
-            outcome = earlier_outcome(source, folder, prefix) if resume else None
+    claimed: dict[str, Path] = {}
+    with progress_bar(len(jobs), progress) as advance:
+        for planned in jobs:
+            outcome, job = earlier_outcome(planned, model) if resume else (None, planned)
             if outcome is None:
-                outcome = run_one_image(model, source, folder, prefix, predict_options)
+                outcome = run_one_image(model, job, predict_options, claimed)
+            else:
+                claimed.update({p.name.casefold(): job.source for p in outcome.outputs})
             outcomes.append(outcome)
             tell(outcome, on_image, advance)
     return BatchReport(outcomes, folder)
 
 
 def start_batch(
-    inputs: str | Path | Sequence[str | Path], output: str | Path
-) -> tuple[list[Path], Path, dict[Path, str]]:
-    """(the images to run on, the output folder made ready, each image's output prefix): the folder and
-    its completion markers' folder made, the temporary files a killed run left there removed.
+    model: Model, inputs: str | Path | Sequence[str | Path], output: str | Path, options: Mapping[str, Any]
+) -> tuple[list[ImageJob], Path]:
+    """(one job per image, the output folder made ready): the folder and its records' folder made and
+    checked writable, the temporaries that killed runs of this host left there removed.
 
     Raises
     ------
     ArgumentError
-        No input image, or an output path that is a file.
+        No input image, two inputs of the same name, or an output path that is a file, lies below one, or
+        cannot be written.
     """
     files = [Path(p) for p in inputs] if isinstance(inputs, Sequence) and not isinstance(inputs, str) else (
         image_files(inputs))
     if not files:
         raise ArgumentError("inputs: no image to run on (expected a file, a folder or a list of files)")
-    folder = Path(output).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ArgumentError(f"output: {str(folder)!r} is a file (expected a folder)")
-    (folder / MARKERS).mkdir(parents=True, exist_ok=True)
+    folder = writable_folder(output, "output")
+    writable_folder(folder / MARKERS, "output")
     remove_leftovers(folder)
-    return files, folder, output_prefixes(files)
+    prefixes = output_prefixes(files)
+    made = made_by(model, options)
+    protected = protected_inputs(files, folder)
+    return [ImageJob(f, folder, prefixes[f], made, protected) for f in files], folder
 
 
-def tell(
-    outcome: ImageOutcome,
-    on_image: Callable[[ImageOutcome], None] | None,
-    advance: Callable[[str, str], None],
-) -> None:
-    """Make an image's outcome known: to ``on_image`` and to the progress bar (:func:`progress_bar`)."""
-    if on_image is not None:
-        on_image(outcome)
-    advance(outcome.source.name, outcome.status)
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
 
 
 def output_prefixes(files: Sequence[Path]) -> dict[Path, str]:
-    """The name each image's outputs start with: its name without extension, or, when two images share
-    it (``a.tif`` and ``a.png``), its whole name with dots made underscores.
+    """The name each image's outputs start with: its name without extension, made unique and the same on
+    every run by :func:`deepij.pipeline.output_names.unique_stems` (``a.tif`` and ``a.png``: ``a_tif`` and
+    ``a_png``; ``well#1.tif`` and ``well_1.tif``: a short hash of each name).
+
+    Raises
+    ------
+    ArgumentError
+        Two files of the same name (from two folders): their outputs would have the same names.
 
     Examples
     --------
     >>> output_prefixes([Path("a.tif"), Path("a.png"), Path("b.ome.tif")])
     {PosixPath('a.tif'): 'a_tif', PosixPath('a.png'): 'a_png', PosixPath('b.ome.tif'): 'b'}
     """
-    stems = {f: _stem(f) for f in files}
-    counts: dict[str, int] = {}
-    for stem in stems.values():
-        counts[stem] = counts.get(stem, 0) + 1
-    return {f: (stem if counts[stem] == 1 else f.name.replace(".", "_")) for f, stem in stems.items()}
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    by_name: dict[str, list[Path]] = {}
+    for path in files:
+        by_name.setdefault(path.name, []).append(path)
+    for name, paths in by_name.items():
+        if len(paths) > 1:
+            raise ArgumentError(
+                f"inputs: {name!r} is given {len(paths)} times ({', '.join(map(str, paths))}); their outputs "
+                "would have the same names (expected files with distinct names: run each folder into its own "
+                "output folder)"
+            )
+    stems = unique_stems(by_name, extensions=IMAGE_SUFFIXES, fallback="image")
+    return {path: stems[path.name] for path in files}
 
 
 def run_one_image(
-    model: Model, source: Path, folder: Path, prefix: str, options: Mapping[str, Any]
+    model: Model,
+    job: ImageJob,
+    options: Mapping[str, Any],
+    claimed: dict[str, Path] | None = None,
 ) -> ImageOutcome:
-    """Run ``model`` on one image and save its outputs into ``folder`` under ``prefix``, the completion
-    marker written last; a failure is the outcome (its message and exception), never raised."""
+    """Run ``model`` on one image and save its outputs, its lock held and its record written last; a
+    failure is the outcome (its message and exception), never raised.
+
+    ``claimed``: the output names (case-folded) other images of this run wrote, by image; this image's are
+    added. An output named like one of them, or like a protected input, fails the image before anything
+    is written.
+    """
     started = time.perf_counter()
-    marker = folder / MARKERS / f"{prefix}.json"
-    marker.unlink(missing_ok=True)  # the image is redone: an old marker must not vouch for new files
     try:
-        prediction = model.predict(source, **options)
-        written = [Path(p) for p in prediction.save(folder, prefix=prefix)]
+        with exclusive_lock(job.lock, f"image {job.source.name}"):
+            written = _run_locked(model, job, options, claimed)
     except Exception as error:  # one bad image is reported and the batch goes on
         message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
-        return ImageOutcome(source, "failed", time.perf_counter() - started, error=message, exception=error)
-    _write_marker(marker, source, folder, written)
-    return ImageOutcome(source, "done", time.perf_counter() - started, outputs=written)
+        return ImageOutcome(job.source, "failed", time.perf_counter() - started, error=message,
+                            exception=error, note=job.note)
+    return ImageOutcome(job.source, "done", time.perf_counter() - started, outputs=written, note=job.note)
 
 
-def earlier_outcome(source: Path, folder: Path, prefix: str) -> ImageOutcome | None:
-    """The outcome of an image an earlier run completed, or None when it must run (again)."""
-    marker = folder / MARKERS / f"{prefix}.json"
+def _run_locked(
+    model: Model, job: ImageJob, options: Mapping[str, Any], claimed: dict[str, Path] | None
+) -> list[Path]:
+    _forget_record(job)  # the image is redone: an old record must not vouch for new files
+    prediction = model.predict(job.source, **options)
+    _claim(prediction.file_names(job.prefix), job, claimed)
+    written = [Path(p) for p in prediction.save(job.folder, prefix=job.prefix)]
+    write_record(job.record, job.source, job.folder, job.made_by, prediction, written, model.description)
+    return written
+
+
+def _forget_record(job: ImageJob) -> None:
+    """Remove the image's old record; refuse when it is another image's (the input set changed since, and
+    this image's outputs would replace that one's) or a folder with something in it."""
+    record = job.record
+    if not os.path.lexists(record):
+        return
+    if record.is_dir() and not record.is_symlink():
+        try:
+            record.rmdir()
+        except OSError:
+            raise ArgumentError(
+                f"record: {str(record)!r} is a folder with files in it, not a record deepij wrote "
+                "(expected a record file or nothing); move it away"
+            ) from None
+        return
+    other = _recorded_source(record)
+    if other is not None and other != job.source.name:
+        raise ArgumentError(
+            f"output: the files {job.prefix}_* in {str(job.folder)!r} are the outputs of {other!r} (record "
+            f"{str(record)!r}); {job.source.name!r} would replace them (expected one input per output name): "
+            "remove those outputs and their record, or choose another output folder"
+        )
+    record.unlink()
+
+
+def _recorded_source(record: Path) -> str | None:
     try:
-        record = json.loads(marker.read_text(encoding="utf-8"))
-        outputs = [folder / name for name in record["outputs"]]
-        same_source = record["source"] == _source_record(source)
+        name = json.loads(record.read_text(encoding="utf-8"))["source"]["name"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not same_source or not all(p.is_file() for p in outputs):
-        return None
-    return ImageOutcome(source, "already done", 0.0, outputs=outputs)
+        return None  # not a readable record: replaced
+    return name if isinstance(name, str) else None
 
 
-def _source_record(source: Path) -> dict[str, Any]:
-    stat = source.stat()
-    return {"name": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _claim(names: Sequence[str], job: ImageJob, claimed: dict[str, Path] | None) -> None:
+    claim_names(names, job.source, job.folder, job.protected, claimed)
 
 
-def _write_marker(marker: Path, source: Path, folder: Path, outputs: Sequence[Path]) -> None:
-    record = {
-        "source": _source_record(source),
-        "outputs": [str(p.resolve().relative_to(folder.resolve())) for p in outputs],
-    }
-    write_atomically(marker, json.dumps(record, indent=1), sync=True)  # the record that says an image is done
+def claim_names(
+    names: Sequence[str],
+    source: Path,
+    folder: Path,
+    protected: frozenset[str],
+    claimed: dict[str, Path] | None,
+) -> None:
+    """Take the file names ``source``'s outputs will have in ``folder``, before anything is written.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The file names.
+    source : Path
+        The image they are the outputs of.
+    folder : Path
+        The output folder.
+    protected : frozenset of str
+        Case-folded names no output may have: the run's inputs in ``folder``.
+    claimed : dict, optional
+        Case-folded names other images of this run took, by image; ``names`` are added.
+
+    Raises
+    ------
+    ArgumentError
+        A name is a protected input's or another image's (compared without case).
+    """
+    for name in names:
+        key = name.casefold()
+        if key in protected:
+            raise ArgumentError(
+                f"output: {name!r} would replace the input file of that name in {str(folder)!r} "
+                "(expected outputs that replace no input): choose another output folder"
+            )
+        owner = claimed.get(key) if claimed is not None else None
+        if owner is not None and owner != source:
+            raise ArgumentError(
+                f"output: {name!r} is already an output of {owner.name!r} in this run (expected names unique "
+                "in the run): rename one of the two images"
+            )
+    if claimed is not None:
+        claimed.update({name.casefold(): source for name in names})
+
+
+def protected_inputs(files: Sequence[Path], folder: Path) -> frozenset[str]:
+    """Case-folded names of the ``files`` that lie in ``folder`` (no output may replace them)."""
+    here = _resolved(folder)
+    return frozenset(f.name.casefold() for f in files if _resolved(f.parent) == here)
+
+
+def earlier_outcome(job: ImageJob, model: Model) -> tuple[ImageOutcome | None, ImageJob]:
+    """(the outcome of an image an earlier run completed, or None when it must run again; the job, with the
+    reason it runs again as its note)."""
+    verdict = check_record(job.record, job.source, job.folder, job.made_by, model.description)
+    if verdict.outputs is not None:
+        return ImageOutcome(job.source, "already done", 0.0, outputs=verdict.outputs), job
+    return None, replace(job, note=verdict.reason)
 
 
 def remove_leftovers(folder: Path) -> list[Path]:
-    """Remove the temporary files a killed run left in ``folder`` (hidden files ending in ``.partial`` or
-    ``.tmp``: what an atomic write makes before its rename)."""
-    removed = []
-    for directory in (folder, folder / MARKERS):
-        if not directory.is_dir():
-            continue
-        for path in directory.iterdir():
-            if path.is_file() and path.name.startswith(".") and path.name.endswith(_TEMPORARY):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+    """Remove what killed runs left in ``folder`` and its records' folder: temporaries whose process is
+    provably gone (:func:`deepij.files.remove_orphaned_temporaries`) and image locks nobody holds; another
+    live process's in-flight files and locks, or the temporaries of a process on another host, stay."""
+    removed = [*remove_orphaned_temporaries(folder), *remove_orphaned_temporaries(folder / MARKERS)]
+    removed += [lock for lock in sorted((folder / MARKERS).glob("*.lock")) if remove_abandoned_lock(lock)]
     return removed
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, show: bool | None) -> Iterator[Callable[[str, str], None]]:
-    """``advance(name, status)`` for each image: a tqdm bar on a terminal, nothing otherwise."""
-    if show is None:
-        show = sys.stderr.isatty()
-    if not show:
-        yield lambda name, status: None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True)
-    failed = 0
-
-    def advance(name: str, status: str) -> None:
-        nonlocal failed
-        failed += status == "failed"
-        bar.set_postfix_str(f"{name}: {status}" + (f", {failed} failed" if failed else ""), refresh=False)
-        bar.update(1)
-
-    try:
-        yield advance
-    finally:
-        bar.close()

@@ -11,8 +11,9 @@ The guarantees are :func:`deepij.pipeline.batch.run_batch`'s: outputs written at
 marker last, ``resume=True`` skips what an earlier run finished, one bad image is reported and skipped, a
 summary at the end. A worker that dies mid-image (killed, out of memory) loses nothing: Dask runs its task
 again on another worker; the image's files are complete or absent (temporary name, then rename), always
-under the same names, so an image is never written twice or half; what the dead worker left half-written
-is removed at the end.
+under the same names, so an image is never written twice or half; what a dead worker of this host left
+half-written is removed at the end (a worker's temporaries on another host stay: nobody here can tell that
+their process is gone).
 
 Examples
 --------
@@ -39,11 +40,13 @@ from deepij.errors import ArgumentError
 from deepij.pipeline.model_ref import LOADED, LOADING, BackendRef, ModelRef
 
 if TYPE_CHECKING:
-    from deepij.pipeline.batch import BatchReport, ImageOutcome
+    from deepij.pipeline.batch import BatchReport, ImageJob, ImageOutcome
     from deepij.pipeline.model import Model
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 """Environment variables that cap the frameworks' threads in a worker process."""
+CONNECT_TIMEOUT = 10
+"""Seconds to reach a Dask scheduler given by address (``--scheduler``) before saying it does not answer."""
 
 def framework_threads(workers: int, cores: int | None = None) -> int:
     """Framework threads per worker so that ``workers`` processes share the cores without oversubscribing.
@@ -131,7 +134,8 @@ def run_many(
     Raises
     ------
     ArgumentError
-        No input image, an output folder that cannot be made, or ``client`` with ``workers``/``scheduler``.
+        No input image, an output folder that cannot be made or written, ``client`` with
+        ``workers``/``scheduler``, or a ``scheduler`` address where no scheduler answers (:func:`connect`).
     """
     from deepij.pipeline.batch import (
         BatchReport,
@@ -144,22 +148,23 @@ def run_many(
 
     if client is not None and (workers is not None or scheduler is not None):
         raise ArgumentError("client: give a client, or workers=/scheduler= to make one, not both")
-    files, folder, prefixes = start_batch(inputs, output)
+    jobs, folder = start_batch(model, inputs, output, predict_options)
     outcomes: dict[Path, ImageOutcome] = {}
+    claimed: dict[str, Path] = {}
     todo = []
-    for source in files:
-        done = earlier_outcome(source, folder, prefixes[source]) if resume else None
+    for planned in jobs:
+        done, job = earlier_outcome(planned, model) if resume else (None, planned)
         if done is not None:
-            outcomes[source] = done
+            outcomes[job.source] = _claimed(done, claimed)
         else:
-            todo.append(source)
+            todo.append(job)
     with (
         _client(client, workers, scheduler) as (active, count),
-        progress_bar(len(files), progress) as advance,
+        progress_bar(len(jobs), progress) as advance,
     ):
-        for source in files:
-            if source in outcomes:
-                tell(outcomes[source], on_image, advance)
+        for job in jobs:
+            if job.source in outcomes:
+                tell(outcomes[job.source], on_image, advance)
         if todo:
             ref = BackendRef.of(
                 model,
@@ -168,20 +173,31 @@ def run_many(
                 predict_options.get("runtime", "auto"),
             )
             active.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
-            for outcome in _run_on_workers(active, ref.model, todo, folder, prefixes, predict_options):
-                outcomes[outcome.source] = outcome
-                tell(outcome, on_image, advance)
-    remove_leftovers(folder)  # what a killed worker left half-written
-    return BatchReport([outcomes[f] for f in files], folder)
+            for outcome in _run_on_workers(active, ref.model, todo, predict_options):
+                outcomes[outcome.source] = _claimed(outcome, claimed)
+                tell(outcomes[outcome.source], on_image, advance)
+    remove_leftovers(folder)  # what a killed worker of this host left half-written
+    return BatchReport([outcomes[job.source] for job in jobs], folder)
+
+
+def _claimed(outcome: ImageOutcome, claimed: dict[str, Path]) -> ImageOutcome:
+    """The outcome, failed when another image of the run wrote a file of the same name (workers write
+    independently; the single-process run refuses such a name before writing it)."""
+    from dataclasses import replace
+
+    for path in outcome.outputs:
+        owner = claimed.setdefault(path.name.casefold(), outcome.source)
+        if owner != outcome.source:
+            message = (
+                f"ArgumentError: output: {path.name!r} was also written by {owner.name!r} in this run (one "
+                "of the two is lost; expected names unique in the run): rename one of the two images"
+            )
+            return replace(outcome, status="failed", error=message, outputs=[])
+    return outcome
 
 
 def _run_on_workers(
-    client: Any,
-    ref: ModelRef,
-    files: Sequence[Path],
-    folder: Path,
-    prefixes: Mapping[Path, str],
-    options: Mapping[str, Any],
+    client: Any, ref: ModelRef, jobs: Sequence[ImageJob], options: Mapping[str, Any]
 ) -> Iterator[ImageOutcome]:
     """Submit one task per image; yield outcomes as they finish (a task lost with its worker runs again
     elsewhere; one that keeps killing workers is reported as failed)."""
@@ -191,33 +207,28 @@ def _run_on_workers(
 
     token = uuid.uuid4().hex[:8]
     futures = {
-        client.submit(
-            run_image, ref, source, folder, prefixes[source], dict(options),
-            key=f"deepij-image-{index}-{token}", pure=False,
-        ): source
-        for index, source in enumerate(files)
+        client.submit(run_image, ref, job, dict(options), key=f"deepij-image-{i}-{token}", pure=False): job
+        for i, job in enumerate(jobs)
     }
     for future in as_completed(futures):
-        source = futures[future]
+        job = futures[future]
         try:
             outcome = future.result()
         except Exception as error:  # the task itself failed (its workers died), not the image
             message = f"{type(error).__name__}: {error}".splitlines()[0]
-            outcome = ImageOutcome(source, "failed", 0.0, error=message)
+            outcome = ImageOutcome(job.source, "failed", 0.0, error=message, note=job.note)
         yield outcome
 
 
-def run_image(
-    ref: ModelRef, source: Path, folder: Path, prefix: str, options: Mapping[str, Any]
-) -> ImageOutcome:
-    """One image on a worker, as :func:`~deepij.pipeline.batch.run_batch` runs it (atomic outputs, marker
-    last); the outcome without the exception object (it may not travel between processes)."""
+def run_image(ref: ModelRef, job: ImageJob, options: Mapping[str, Any]) -> ImageOutcome:
+    """One image on a worker, as :func:`~deepij.pipeline.batch.run_batch` runs it (atomic outputs, its lock
+    held, record last); the outcome without the exception object (it may not travel between processes)."""
     from dataclasses import replace
 
     from deepij.pipeline.batch import run_one_image
 
     started = time.perf_counter()
-    outcome = run_one_image(ref.model(), source, folder, prefix, options)
+    outcome = run_one_image(ref.model(), job, options)
     outcome = replace(outcome, exception=None, seconds=time.perf_counter() - started)
     return outcome
 
@@ -231,7 +242,7 @@ def _client(client: Any, workers: int | None, scheduler: str | None) -> Iterator
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
-        with Client(scheduler) as remote:
+        with connect(scheduler) as remote:
             _say_dashboard(remote)
             yield remote, _worker_count(remote)
         return
@@ -253,6 +264,44 @@ def _client(client: Any, workers: int | None, scheduler: str | None) -> Iterator
     ):
         _say_dashboard(local)
         yield local, count
+
+
+def connect(scheduler: str) -> Any:
+    """A ``Client`` of the Dask scheduler at ``scheduler``, or a clear error at once when none answers there.
+
+    A TCP address is tried first with a plain connection: nobody listening is known in milliseconds (Dask's
+    own client retries for 30 s); then the client gets :data:`CONNECT_TIMEOUT` seconds to say hello.
+
+    Raises
+    ------
+    ArgumentError
+        Not an address, nothing listening there, or no Dask scheduler answering in time.
+    """
+    import socket
+
+    from dask.distributed import Client
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    expected = "expected the address of a running Dask scheduler, as `dask scheduler` prints it: tcp://host:8786"
+    try:
+        protocol, location = parse_address(str(scheduler))
+        host, port = parse_host_port(location, 8786) if protocol == "tcp" else (None, None)
+    except (ValueError, TypeError) as error:
+        raise ArgumentError(f"scheduler: {scheduler!r} is not an address ({error}; {expected})") from None
+    if host is not None:
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            message = f"scheduler: nothing listens at {scheduler!r} ({reason}; {expected})"
+            raise ArgumentError(message) from None
+    try:
+        return Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as error:
+        raise ArgumentError(
+            f"scheduler: no Dask scheduler answered at {scheduler!r} within {CONNECT_TIMEOUT} s ({error}; "
+            f"{expected})"
+        ) from None
 
 
 def _worker_count(client: Any) -> int:
@@ -288,18 +337,26 @@ def run_zarr(
     """Run ``model`` on a Zarr / OME-Zarr image bigger than memory and write each image output as OME-Zarr,
     chunk by chunk (``deepij run --input big.ome.zarr --output out.ome.zarr``).
 
-    The one image output goes to ``output``; with several, each to ``<output>_<name>.ome.zarr`` next to it.
-    The tiles run on ``client`` (or a cluster made from ``workers`` / ``scheduler``), else on Dask's threads
-    in this process.
+    The one image output goes to ``output``; with several, each to ``<output>_<name>.ome.zarr`` next to it
+    (:func:`zarr_output_paths`). The tiles run on ``client`` (or a cluster made from ``workers`` /
+    ``scheduler``), else on Dask's threads in this process.
+
+    Raises
+    ------
+    ArgumentError
+        An output path that is the input store, lies inside it or holds it, or that exists and is not a
+        store deepij wrote (nothing deepij did not write is ever replaced), checked before anything runs;
+        a ``scheduler`` where no scheduler answers.
 
     Examples
     --------
     >>> run_zarr(deepij.load("bundle/"), "big.ome.zarr", "out.ome.zarr", processing="spec")  # doctest: +SKIP
     [PosixPath('out.ome.zarr')]
     """
-    from deepij.pipeline.zarr_io import write_ome_zarr
+    from deepij.pipeline.zarr_io import check_output_store, write_ome_zarr
 
     target = Path(output).expanduser()
+    check_output_store(target, source=Path(source))  # before anything runs
     context = (
         _client(client, workers, scheduler)
         if client is not None or workers is not None or scheduler is not None
@@ -307,13 +364,27 @@ def run_zarr(
     )
     with context:
         prediction = model.predict(str(source), **predict_options)
-        names = list(prediction.images)
-        written = []
-        for name in names:
-            if len(names) == 1:
-                path = target
-            else:
-                stem = target.name[: -len(".ome.zarr")] if target.name.endswith(".ome.zarr") else target.stem
-                path = target.with_name(f"{stem}_{name}.ome.zarr")
-            written.append(write_ome_zarr(prediction.images[name].rename(name), path))
-    return written
+        paths = zarr_output_paths(target, list(prediction.images))
+        for path in paths.values():
+            check_output_store(path, source=Path(source))  # every one, before the first is written
+        return [write_ome_zarr(prediction.images[name].rename(name), path) for name, path in paths.items()]
+
+
+def zarr_output_paths(target: Path, names: Sequence[str]) -> dict[str, Path]:
+    """Where each image output of a Zarr run goes: ``target`` for a single one; for several,
+    ``<target stem>_<name>.ome.zarr`` beside it, names made unique by
+    :func:`~deepij.pipeline.output_names.unique_stems`.
+
+    Examples
+    --------
+    >>> zarr_output_paths(Path("out.ome.zarr"), ["mask"])
+    {'mask': PosixPath('out.ome.zarr')}
+    >>> zarr_output_paths(Path("out.ome.zarr"), ["mask", "a/b"])
+    {'mask': PosixPath('out_mask.ome.zarr'), 'a/b': PosixPath('out_a_b.ome.zarr')}
+    """
+    from deepij.pipeline.output_names import unique_stems
+
+    if len(names) == 1:
+        return {names[0]: target}
+    stem = target.name[: -len(".ome.zarr")] if target.name.endswith(".ome.zarr") else target.stem
+    return {name: target.with_name(f"{stem}_{part}.ome.zarr") for name, part in unique_stems(names).items()}

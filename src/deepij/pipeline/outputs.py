@@ -12,10 +12,7 @@ Examples
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepij.errors import ArgumentError
-from deepij.files import atomic_path
+from deepij.files import atomic_path, cached_sha256, writable_folder
+from deepij.pipeline.output_names import clean_name, unique_stems
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
     from deepij.imagej.session import Session
     from deepij.inference.plan import TilePlan
 
-_UNSAFE = re.compile(r"[^\w.\- ()+,=]+")
 _TIFF_AXES = {"t": "T", "z": "Z", "c": "C", "y": "Y", "x": "X"}
 
 
@@ -165,7 +162,7 @@ class Prediction:
         Parameters
         ----------
         folder : path
-            Created if needed.
+            Created if needed (an :class:`~deepij.errors.ArgumentError` when it cannot be: a file, read-only).
         prefix : str, optional
             File names are ``<prefix>_<output>.tif`` / ``.csv`` (default: ``<output>.tif``).
 
@@ -180,17 +177,19 @@ class Prediction:
         [PosixPath('out/cells_output.tif')]
         """
         target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
+        if not target.is_dir():
+            writable_folder(target, "folder")  # made, or a clear error (a file, read-only...)
+        image_files, table_files = self._files(prefix)
         written: list[Path] = []
         try:
             for name, image in self.images.items():
-                path = target / f"{_file_stem(name, prefix)}.tif"
+                path = target / image_files[name]
                 info = self._info(name)
                 with atomic_path(path) as partial:
                     _write_tiff(partial, image, info)
                 written.append(path)
             for name, frame in self.tables.items():
-                path = target / f"{_file_stem(name, prefix)}.csv"
+                path = target / table_files[name]
                 with atomic_path(path) as partial:
                     _write_csv(partial, frame)
                 written.append(path)
@@ -199,6 +198,26 @@ class Prediction:
                 path.unlink(missing_ok=True)
             raise
         return written
+
+    def file_names(self, prefix: str | None = None) -> list[str]:
+        """The names of the files :meth:`save` writes, in its order: ``<prefix>_<name>.tif`` per image and
+        ``.csv`` per table, ``<name>`` cleaned and made unique among the images (and among the tables) by
+        :func:`~deepij.pipeline.output_names.unique_stems` (``a/b`` and ``a:b`` are two files), e.g.
+        ``['cells_output.tif', 'cells_Results.csv']`` for prefix ``"cells"``.
+        """
+        image_files, table_files = self._files(prefix)
+        return [*image_files.values(), *table_files.values()]
+
+    def _files(self, prefix: str | None) -> tuple[dict[str, str], dict[str, str]]:
+        if prefix is not None and not isinstance(prefix, str):
+            raise ArgumentError(f"prefix: expected a str or None, found {type(prefix).__name__}")
+        lead = "" if prefix is None else f"{clean_name(prefix, 'image')}_"
+        images = unique_stems(self.images)
+        tables = unique_stems(self.tables)
+        return (
+            {name: f"{lead}{stem}.tif" for name, stem in images.items()},
+            {name: f"{lead}{stem}.csv" for name, stem in tables.items()},
+        )
 
     def _info(self, name: str) -> str:
         lines = [f"deepij output: {name}", f"input: {self.input_title}"]
@@ -249,18 +268,7 @@ def _weights_sha256(description: ModelDescription, weights: WeightsEntry | None)
     path = description.path(weights.source)
     if not path.is_file():
         return "not given"
-    stat = path.stat()
-    return _hash_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file (cached per path, size and modification time: a model's weights are read once)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return cached_sha256(path)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -270,15 +278,6 @@ def _text(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "; ".join(str(v) for v in value)
     return str(value)
-
-
-def _file_stem(name: str, prefix: str | None) -> str:
-    cleaned = _UNSAFE.sub("_", name).strip(" .") or "output"
-    if prefix is None:
-        return cleaned
-    if not isinstance(prefix, str):
-        raise ArgumentError(f"prefix: expected a str or None, found {type(prefix).__name__}")
-    return f"{_UNSAFE.sub('_', prefix)}_{cleaned}"
 
 
 def _imagej_layout(image: xr.DataArray) -> xr.DataArray:

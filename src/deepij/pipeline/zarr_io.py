@@ -6,8 +6,10 @@
   but metadata until it is computed.
 - :func:`write_ome_zarr`: a (lazy) image as an OME-Zarr 0.5 image through ``ome-zarr``, one Zarr chunk per
   chunk of the dask array (computed and written one by one, never the whole image at once), axes, pixel
-  sizes and units kept. It is written under a hidden temporary name and renamed into place: the store is
-  there complete or not at all.
+  sizes and units kept. It is written under a hidden temporary name of its process and renamed into place:
+  the store is there complete or not at all. It never deletes what deepij did not write: an existing path
+  is replaced only when it is an empty folder or a store deepij wrote (its metadata carries a ``deepij``
+  attribute, :func:`written_by_deepij`); anything else is refused (:func:`check_output_store`).
 
 Examples
 --------
@@ -21,9 +23,9 @@ PosixPath('out.ome.zarr')
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,10 +34,13 @@ import numpy as np
 import xarray as xr
 
 from deepij.errors import ArgumentError, InputError
+from deepij.files import remove_orphaned_temporaries, temporary_name, writable_folder
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 """Names that are Zarr stores (folders)."""
 _OME_ORDER = "tczyx"
+_MARK = "deepij"
+"""The group attribute that says deepij wrote a store (so a later run may replace it)."""
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
@@ -143,20 +148,25 @@ def write_ome_zarr(image: xr.DataArray, path: str | os.PathLike[str]) -> Path:
         Letter dims among ``t, c, z, y, x`` (a batch of one is dropped); ``attrs["pixel_size"]`` and
         ``attrs["unit"]`` become the axes' scale and unit.
     path : path
-        The store to make (replaced if it exists).
+        The store to make: a new path, an empty folder, or a store deepij wrote (replaced).
 
     Raises
     ------
     ArgumentError
-        Dims OME-Zarr cannot hold (a batch of several images, table axes).
+        Dims OME-Zarr cannot hold (a batch of several images, table axes), or a path that holds something
+        deepij did not write, or whose folder cannot be written.
     """
     import dask.array as da
     import zarr
     from ome_zarr.writer import write_image
 
+    from deepij import __version__
+
     laid_out = _ome_layout(image)
     target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    check_output_store(target)
+    writable_folder(target.parent, "output")
+    remove_orphaned_temporaries(target.parent, prefix=f".{target.name}.")
     data = laid_out.data if isinstance(laid_out.data, da.Array) else da.from_array(laid_out.data)
     regular = tuple(max(c[0], 1) for c in data.chunks)
     data = data.rechunk(regular)  # Zarr chunks are regular: a chunk is written by one task only
@@ -165,7 +175,7 @@ def write_ome_zarr(image: xr.DataArray, path: str | os.PathLike[str]) -> Path:
     dims = [str(d) for d in laid_out.dims]
     scale = {d: float(sizes.get(d, 1.0)) for d in dims}
     units = {d: _ome_unit(unit) for d in dims if d in sizes and _ome_unit(unit)}
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    partial = temporary_name(target)
     try:
         group = zarr.open_group(str(partial), mode="w")
         write_image(
@@ -178,10 +188,69 @@ def write_ome_zarr(image: xr.DataArray, path: str | os.PathLike[str]) -> Path:
             storage_options={"chunks": regular},
             name=str(image.name or "image"),
         )
+        group.attrs[_MARK] = {"written by": "deepij", "deepij version": __version__}
         _replace_folder(partial, target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def written_by_deepij(store: Path) -> bool:
+    """Whether ``store`` is an OME-Zarr store :func:`write_ome_zarr` wrote (its group metadata says so).
+
+    Examples
+    --------
+    >>> written_by_deepij(Path("no such store"))
+    False
+    """
+    try:
+        metadata = json.loads((store / "zarr.json").read_text(encoding="utf-8"))
+        mark = metadata["attributes"][_MARK]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(mark, Mapping) and mark.get("written by") == "deepij"
+
+
+def check_output_store(target: Path, *, source: Path | None = None, argument: str = "output") -> None:
+    """Refuse an output store path that would destroy what deepij did not write, or the input.
+
+    Raises
+    ------
+    ArgumentError
+        ``target`` is ``source``, lies inside it or holds it; or it exists and is a file, a link, or a
+        folder with files in it that is not a store deepij wrote (the message says what is there).
+    """
+    if source is not None:
+        _check_apart(target, source, argument)
+    if not os.path.lexists(target):
+        return
+    what = "a link" if target.is_symlink() else "a file" if not target.is_dir() else None
+    if what is None:
+        entries = sorted(p.name for p in target.iterdir())
+        if not entries or written_by_deepij(target):
+            return
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        what = f"a folder deepij did not write (it holds {shown})"
+    raise ArgumentError(
+        f"{argument}: {str(target)!r} exists and is {what}; expected a new path, an empty folder or an "
+        "OME-Zarr store an earlier deepij run wrote (deepij replaces nothing else): choose another path"
+    )
+
+
+def _check_apart(target: Path, source: Path, argument: str) -> None:
+    here, there = target.resolve(), source.expanduser().resolve()
+    if here == there:
+        relation = "is the input itself"
+    elif here.is_relative_to(there):
+        relation = "lies inside the input"
+    elif there.is_relative_to(here):
+        relation = "holds the input"
+    else:
+        return
+    raise ArgumentError(
+        f"{argument}: {str(target)!r} {relation} ({str(source)!r}); expected an output path apart from the "
+        "input, which is read while the output is written"
+    )
 
 
 def _ome_layout(image: xr.DataArray) -> xr.DataArray:
@@ -217,10 +286,11 @@ def _ome_unit(unit: str) -> str:
 
 
 def _replace_folder(partial: Path, target: Path) -> None:
-    """Put a finished store in place: the old one (if any) is moved aside first, then removed."""
+    """Put a finished store in place: the old one (if any, checked to be deepij's or empty) is moved aside
+    under a temporary name of this process first, then removed."""
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        old = temporary_name(target)
         os.replace(target, old)
     os.replace(partial, target)
     if old is not None:
