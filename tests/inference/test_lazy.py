@@ -167,6 +167,28 @@ def test_percentiles_are_numpys_exactly(kind, monkeypatch):
         np.testing.assert_array_equal(f.values, e.astype(np.float64), err_msg=f"percentile {q}")
 
 
+@pytest.mark.parametrize("ignore_nan", [False, True])
+def test_percentiles_of_nan_and_infinity_are_numpys(ignore_nan):
+    # NaN in a channel makes numpy's percentiles NaN (non_finite="propagate"); with ignore_nan NaN and
+    # infinity are left out (non_finite="ignore", np.nanpercentile). Channel 1 holds an infinity only.
+    from deepij.inference.lazy_statistics import DaskStats
+
+    values = np.random.default_rng(5).random((3, 40, 30)).astype(np.float32)
+    values[0, 3, 4] = np.nan
+    values[1, 20, 7] = np.inf
+    image = xr.DataArray(da.from_array(values, chunks=(1, 15, 20)), dims=("c", "y", "x"))
+    qs = (0.0, 2.0, 50.0, 99.0, 100.0)
+    found = DaskStats(image, ignore_nan=ignore_nan).percentiles(("y", "x"), qs)
+    if ignore_nan:
+        expected = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), qs, axis=(1, 2))
+    else:
+        with np.errstate(invalid="ignore"):
+            expected = np.percentile(values, qs, axis=(1, 2))
+    assert np.isnan(expected[:, 0]).all() != ignore_nan
+    for q, f, e in zip(qs, found, expected, strict=True):
+        np.testing.assert_array_equal(f.values, e.astype(np.float64), err_msg=f"percentile {q}")
+
+
 def test_mean_and_std_over_the_whole_image():
     from deepij.inference.lazy_statistics import DaskStats
 

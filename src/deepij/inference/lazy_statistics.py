@@ -101,7 +101,7 @@ class DaskStats(StatsSource):
         groups = [
             data.isel(dict(zip(kept, index, strict=True))).data for index in np.ndindex(*sizes)
         ]
-        found = exact_percentiles(groups, qs)
+        found = exact_percentiles(groups, qs, skip_nan=self.ignore_nan)
         return [
             xr.DataArray(np.asarray(found[:, j], dtype=np.float64).reshape(sizes), dims=kept)
             for j in range(len(qs))
@@ -111,23 +111,29 @@ class DaskStats(StatsSource):
 # --- exact percentiles ----------------------------------------------------------------------------------
 
 
-def exact_percentiles(groups: Sequence[Any], qs: Sequence[float]) -> np.ndarray:
-    """Per dask array of ``groups``, the percentiles ``qs`` of its values as ``np.percentile`` gives them
-    (NaN values are left out; a group holding only NaN gives NaN). Shape ``(len(groups), len(qs))``.
+def exact_percentiles(groups: Sequence[Any], qs: Sequence[float], *, skip_nan: bool = False) -> np.ndarray:
+    """Per dask array of ``groups``, the percentiles ``qs`` of its values as ``np.percentile`` gives them: NaN
+    for a group holding a NaN, as numpy gives (``skip_nan``: as ``np.nanpercentile`` gives them, NaN left
+    out; a group holding only NaN gives NaN). Shape ``(len(groups), len(qs))``.
 
     Examples
     --------
     >>> import dask.array as da
     >>> exact_percentiles([da.from_array(np.array([4.0, 1.0, 3.0, 2.0]), chunks=2)], [50.0]).tolist()
     [[2.5]]
+    >>> with_nan = da.from_array(np.array([4.0, np.nan, 3.0, 2.0]), chunks=2)
+    >>> exact_percentiles([with_nan], [50.0]).tolist()
+    [[nan]]
+    >>> exact_percentiles([with_nan], [50.0], skip_nan=True).tolist()
+    [[3.0]]
     """
     import dask
 
     overview = dask.compute(*[_overview(g) for g in groups])
     found = np.full((len(groups), len(qs)), np.nan)
     searches: list[_Search] = []
-    for g, (count, low, high) in enumerate(overview):
-        if count == 0:
+    for g, (count, nans, low, high) in enumerate(overview):
+        if count == 0 or (nans and not skip_nan):
             continue
         for j, q in enumerate(qs):
             searches.append(_Search(g, j, count, float(q), low, high, groups[g].dtype))
@@ -196,27 +202,35 @@ class _Search:
         b = np.float64(self.state[max(self.ranks)][4])
         t = np.float64(self.fraction)
         # numpy's _lerp (in float64, as it runs for a float64 q), so that the figure is np.percentile's
-        difference = b - a
-        return float(b - difference * (1 - t) if t >= 0.5 else a + difference * t)
+        # (NaN between two equal infinities, as numpy gives)
+        with np.errstate(invalid="ignore"):
+            difference = b - a
+            return float(b - difference * (1 - t) if t >= 0.5 else a + difference * t)
 
 
 def _overview(group: Any) -> Any:
-    """(finite count, min, max) of a group, one task per block."""
+    """(count of values that are not NaN, count of NaN, min, max) of a group, one task per block."""
     import dask
 
     parts = [dask.delayed(_block_overview)(block) for block in group.to_delayed().ravel()]
     return dask.delayed(_merge_overviews)(parts)
 
 
-def _block_overview(block: np.ndarray) -> tuple[int, float, float]:
+def _block_overview(block: np.ndarray) -> tuple[int, int, float, float]:
     values = block[~np.isnan(block)] if block.dtype.kind == "f" else block.ravel()
+    nans = int(block.size - values.size)
     if values.size == 0:
-        return 0, math.inf, -math.inf
-    return int(values.size), float(values.min()), float(values.max())
+        return 0, nans, math.inf, -math.inf
+    return int(values.size), nans, float(values.min()), float(values.max())
 
 
-def _merge_overviews(parts: Sequence[tuple[int, float, float]]) -> tuple[int, float, float]:
-    return sum(p[0] for p in parts), min(p[1] for p in parts), max(p[2] for p in parts)
+def _merge_overviews(parts: Sequence[tuple[int, int, float, float]]) -> tuple[int, int, float, float]:
+    return (
+        sum(p[0] for p in parts),
+        sum(p[1] for p in parts),
+        min(p[2] for p in parts),
+        max(p[3] for p in parts),
+    )
 
 
 def _histogram(group: Any, low: float, high: float) -> Any:
