@@ -5,6 +5,7 @@ post-processing on an image and returns a :class:`~deepij.pipeline.outputs.Predi
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,9 @@ class Model:
         self._receptive: dict[tuple[int, tuple], ReceptiveField | None] = {}
         self._tiling: ModelTiling | None = None
         self._backend_tilings: dict[int, ModelTiling] = {}
+        self.token = uuid.uuid4().hex
+        """Names this loaded model in every process: Dask tasks carry it to find the model again, and a copy
+        loaded in a worker takes the same token (:mod:`deepij.pipeline.model_ref`)."""
 
     @property
     def name(self) -> str:
@@ -272,7 +276,7 @@ class Model:
                 self, image, processing=processing, session=session, input_title=input_title,
                 logging=logging, progress=progress, tile=tile, device=device, weights_format=weights_format,
                 max_memory=max_memory, axes=axes, tiling=tiling, overlap=overlap, batch_size=batch_size,
-                runtime=runtime, non_finite=non_finite,
+                runtime=runtime, non_finite=non_finite, precision=precision,
             )
         from deepij.inference.runner import run_tiled
         from deepij.pipeline.progress import Reporter
