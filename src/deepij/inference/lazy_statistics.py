@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -86,7 +87,9 @@ class DaskStats(StatsSource):
         skip = self.ignore_nan
         mean = data.mean(dim=list(dims), dtype=np.float64, skipna=skip)
         std = data.std(dim=list(dims), ddof=0, dtype=np.float64, skipna=skip)
-        mean, std = dask.compute(mean, std)
+        with warnings.catch_warnings():  # an infinite value: NaN deviations, as numpy's std gives
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            mean, std = dask.compute(mean, std)
         kept = self._kept(dims)
         return (
             xr.DataArray(np.asarray(mean.transpose(*kept).values, dtype=np.float64), dims=kept),
@@ -106,6 +109,43 @@ class DaskStats(StatsSource):
             xr.DataArray(np.asarray(found[:, j], dtype=np.float64).reshape(sizes), dims=kept)
             for j in range(len(qs))
         ]
+
+
+def count_non_finite_lazily(data: Any) -> tuple[int, tuple[int, ...], Any]:
+    """How many NaN/inf values a dask array holds, the index of the first (C order) and its value: one read,
+    a task per block (what :func:`deepij.inference.arrays.count_non_finite` gives for a numpy array).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> values = np.ones((4, 6))
+    >>> values[3, 1], values[2, 5] = np.inf, np.nan
+    >>> count_non_finite_lazily(da.from_array(values, chunks=(2, 3)))
+    (2, (2, 5), nan)
+    """
+    import dask
+
+    if data.dtype.kind != "f":
+        return 0, (), None
+    starts = [np.cumsum((0, *sizes[:-1])) for sizes in data.chunks]
+    parts = [
+        dask.delayed(_block_non_finite)(block, tuple(int(starts[a][i]) for a, i in enumerate(index)))
+        for index, block in zip(np.ndindex(*data.numblocks), data.to_delayed().ravel(), strict=True)
+    ]
+    found = [p for p in dask.compute(*parts) if p[0]]
+    if not found:
+        return 0, (), None
+    first = min(found, key=lambda p: np.ravel_multi_index(p[1], data.shape))
+    return sum(p[0] for p in found), first[1], first[2]
+
+
+def _block_non_finite(block: np.ndarray, origin: tuple[int, ...]) -> tuple[int, tuple[int, ...], Any]:
+    from deepij.inference.arrays import count_non_finite
+
+    count, first = count_non_finite(np.asarray(block))
+    if not count:
+        return 0, (), None
+    return count, tuple(o + i for o, i in zip(origin, first, strict=True)), block[first].item()
 
 
 # --- exact percentiles ----------------------------------------------------------------------------------
