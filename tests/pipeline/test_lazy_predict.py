@@ -14,7 +14,9 @@ import xarray as xr
 
 from deepij.bundle.description import ProcessingOp
 from deepij.errors import DeepijWarning, InputError
+from deepij.inference.lazy_statistics import DaskStats
 from deepij.pipeline import Model
+from deepij.processing.stream import stream_processing
 from support.models import describe, write_torchscript_convnet
 
 EPS = 1e-6
@@ -178,4 +180,28 @@ def test_precision_reaches_the_network_of_a_lazy_run(net, monkeypatch):
     expected = net.forward(normalised("scale_linear", image, ignore=False))[0]
     inside = (..., slice(2, -2), slice(2, -2))  # the tiled run mirrors the border, the network pads zeros
     np.testing.assert_allclose(values[inside], expected[inside], rtol=1e-4, atol=1e-4)
+    model.close()
+
+
+def test_ignore_with_statistics_per_pixel(tmp_path):
+    # statistics over channels only vary along y and x: the chain runs on the whole (lazy) image, not per
+    # tile, and the non-finite pixels are zeroed there
+    net = write_torchscript_convnet(tmp_path / "two.pt", kernel_sizes=(3, 3), in_channels=2)
+    model = with_ops(net, [ProcessingOp("zero_mean_unit_variance", {"axes": "c"})])
+    image = (np.random.default_rng(12).random((1, 2, 60, 50)) * 100).astype(np.float32)
+    image[0, 0, 7, 9] = np.nan
+    image[0, 1, 40, 30] = -np.inf
+    finite = np.where(np.isfinite(image), image, np.nan).astype(np.float64)
+    mean, std = np.nanmean(finite, axis=1, keepdims=True), np.nanstd(finite, axis=1, keepdims=True)
+    ready = (finite - mean) / (std + EPS)
+    expected = net.forward(np.nan_to_num(ready, nan=0.0).astype(np.float32))[0]
+    expected[:, :, [7, 40], [9, 30]] = np.nan
+    eager = model.predict(image, processing="spec", non_finite="ignore").images["output"].values
+    result = model.predict(lazy(image, (1, 2, 25, 20)), processing="spec", non_finite="ignore")
+    np.testing.assert_allclose(eager, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.images["output"].values, expected, rtol=1e-4, atol=1e-4)
+    # the zeroed whole image stays lazy (it is never held in memory)
+    raw = {"input": lazy(image)}
+    streamed = stream_processing(model.description, raw, ignore_nan=True, statistics=DaskStats)
+    assert "input" not in streamed.prepare and isinstance(streamed.inputs["input"].data, da.Array)
     model.close()
