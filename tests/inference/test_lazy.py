@@ -121,6 +121,28 @@ def test_each_forward_pass_reads_only_its_window():
     assert seen == [(1, 1, 24, 24)] * 2
 
 
+def test_a_graph_culled_to_its_output_keeps_every_forward_pass():
+    # Dask finds a task's dependencies among its arguments and inside lists, not inside tuples. The chunk
+    # tasks once named their forward passes inside tuples: culling (a lazy run with output statistics, e.g.
+    # scale_range before and zero_mean_unit_variance after the network) dropped those passes, and a chunk
+    # task got a key's text instead of its pieces ("string indices must be integers" in _assemble).
+    spec = ConvSpec(kernel_sizes=(3, 3))
+    description = conv_description(spec)
+    data = RNG.random((1, 1, 150, 130), dtype=np.float32)
+    eager, lazy, plan, _ = both(spec, description, data, ("b", "c", "y", "x"), chunks=(1, 1, 70, 70), tile=48)
+    assert plan.n_tiles > 1
+    # as a zero_mean_unit_variance after the network applies its statistics: per channel, an array
+    shifted = (lazy - xr.DataArray(np.ones(1, np.float32), dims=("c",))).data
+    keys = list(dask.core.flatten(shifted.__dask_keys__()))
+    culled = shifted.__dask_graph__().cull(set(keys))
+    forward = [k for k in shifted.__dask_graph__().to_dict() if str(k).startswith("deepij-tiles-")]
+    assert len(forward) == plan.n_tiles and set(forward) <= set(culled.to_dict())
+    computed = dict(zip(keys, dask.get(culled.to_dict(), keys), strict=True))
+    nested = shifted.__dask_keys__()
+    whole = np.block([[[[computed[k] for k in row] for row in plane] for plane in b] for b in nested])
+    np.testing.assert_array_equal(whole, eager.values - 1.0)
+
+
 # --- statistics of spec ops with Dask -------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["float", "ties", "uint16", "narrow"])
@@ -142,6 +164,28 @@ def test_percentiles_are_numpys_exactly(kind, monkeypatch):
     expected = np.percentile(values, qs, axis=(1, 2))
     for q, f, e in zip(qs, found, expected, strict=True):
         assert f.dims == ("c",)
+        np.testing.assert_array_equal(f.values, e.astype(np.float64), err_msg=f"percentile {q}")
+
+
+@pytest.mark.parametrize("ignore_nan", [False, True])
+def test_percentiles_of_nan_and_infinity_are_numpys(ignore_nan):
+    # NaN in a channel makes numpy's percentiles NaN (non_finite="propagate"); with ignore_nan NaN and
+    # infinity are left out (non_finite="ignore", np.nanpercentile). Channel 1 holds an infinity only.
+    from deepij.inference.lazy_statistics import DaskStats
+
+    values = np.random.default_rng(5).random((3, 40, 30)).astype(np.float32)
+    values[0, 3, 4] = np.nan
+    values[1, 20, 7] = np.inf
+    image = xr.DataArray(da.from_array(values, chunks=(1, 15, 20)), dims=("c", "y", "x"))
+    qs = (0.0, 2.0, 50.0, 99.0, 100.0)
+    found = DaskStats(image, ignore_nan=ignore_nan).percentiles(("y", "x"), qs)
+    if ignore_nan:
+        expected = np.nanpercentile(np.where(np.isfinite(values), values, np.nan), qs, axis=(1, 2))
+    else:
+        with np.errstate(invalid="ignore"):
+            expected = np.percentile(values, qs, axis=(1, 2))
+    assert np.isnan(expected[:, 0]).all() != ignore_nan
+    for q, f, e in zip(qs, found, expected, strict=True):
         np.testing.assert_array_equal(f.values, e.astype(np.float64), err_msg=f"percentile {q}")
 
 

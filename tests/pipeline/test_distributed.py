@@ -5,6 +5,7 @@ run equal to the single-process run (a corrupt image reported and skipped, resum
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 
@@ -141,6 +142,19 @@ def test_a_zarr_image_larger_than_a_workers_memory(bundle, model, client, tmp_pa
     corner = read_zarr(tmp_path / "big.ome.zarr").data[:, :300, :300].compute().astype(np.float32)[None]
     expected = bundle.model.forward(corner)[0][0]
     np.testing.assert_allclose(written.data[:, 4:296, 4:296].compute(), expected[:, 4:296, 4:296], atol=2e-5)
+
+
+def test_a_model_is_found_again_by_its_token(model):
+    from deepij.pipeline.model_ref import LOADED, ModelRef
+
+    ref = ModelRef.of(model)
+    assert ref.token == model.token and ref.model() is model
+    # In a process that never saw the model (a Dask worker), the reference loads it once, under its token.
+    elsewhere = dataclasses.replace(ref, token="loaded-in-another-process")
+    loaded = elsewhere.model()
+    assert loaded is not model and loaded.token == elsewhere.token and elsewhere.model() is loaded
+    assert ModelRef.of(loaded) == elsewhere
+    LOADED.pop(elsewhere.token).close()
 
 
 def test_framework_threads_share_the_cores():

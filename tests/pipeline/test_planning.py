@@ -122,7 +122,7 @@ def test_unpadded_tiles_cover_the_image_once_and_keep_their_pad(size, tile, pad,
     covered = np.zeros(size, int)
     for start, (w0, w1), read in zip(grid.starts, grid.write, grid.read, strict=True):
         covered[w0:w1] += 1
-        assert 0 <= start and start + grid.tile <= size  # inside the image: nothing mirrored
+        assert start >= 0 and start + grid.tile <= size  # inside the image: nothing mirrored
         assert read == w0 - start
         # every written pixel keeps `pad` pixels of context inside its tile, except at the image border
         assert w0 == 0 or w0 - start >= pad

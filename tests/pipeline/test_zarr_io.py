@@ -107,6 +107,34 @@ def test_lazy_prediction_equals_the_in_memory_one(model, tmp_path):
         assert result.plan.n_tiles == eager.plan.n_tiles > 1
 
 
+def test_a_plain_zarr_array_is_named_as_a_numpy_array_is(model, tmp_path):
+    # no OME metadata, no dim names: the model input's own axis order (batch optional), or axes=, or a 2-D
+    # (y, x) image, as for numpy; the same error for a shape that fits none of them
+    values = image((1, 1, 72, 64), seed=4)
+    expected = model.predict(values, processing="spec").images[OUTPUT].values
+    stores = {}
+    arrays = {"own": values, "no_batch": values[0], "plane": values[0, 0], "xy": values[0, 0].T}
+    for name, data in arrays.items():
+        stores[name] = zarr.create_array(str(tmp_path / f"{name}.zarr"), shape=data.shape, dtype=data.dtype,
+                                         chunks=tuple(min(n, 40) for n in data.shape))
+        stores[name][:] = data
+    for name, given in [("own", {}), ("no_batch", {}), ("plane", {}), ("xy", {"axes": "xy"})]:
+        path = tmp_path / f"{name}.zarr"
+        for source in (path, stores[name]):  # the store's path, and the opened zarr array
+            result = model.predict(source, processing="spec", **given)
+            lazy = result.images[OUTPUT]
+            assert isinstance(lazy.data, da.Array), name
+            np.testing.assert_allclose(lazy.values, expected, rtol=2e-7, atol=1e-7, err_msg=name)
+    five = np.zeros((1, 1, 1, 8, 8), np.float32)
+    zarr.create_array(str(tmp_path / "five.zarr"), shape=five.shape, dtype=five.dtype)[:] = five
+    with pytest.raises(InputError) as from_numpy:
+        model.predict(five, processing="spec")
+    with pytest.raises(InputError) as from_zarr:
+        model.predict(tmp_path / "five.zarr", processing="spec")
+    after_name = str(from_numpy.value).split(": ", 1)[1]
+    assert str(from_zarr.value) == f"image['raw'] {str(tmp_path / 'five.zarr')!r}: {after_name}"
+
+
 def test_deepij_run_from_ome_zarr_to_ome_zarr(bundle, model, tmp_path):
     values = image((1, 140, 120))
     source = xr.DataArray(da.from_array(values, chunks=(1, 64, 64)), dims=("c", "y", "x"),

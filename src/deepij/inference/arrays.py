@@ -152,12 +152,27 @@ def check_values(
     if non_finite == "raise" and kind == "f":
         count, first = count_non_finite(data)
         if count:
-            where = ", ".join(f"{d}={i}" for d, i in zip(dims, first, strict=True))
-            raise InputError(
-                f"{argument}: {count} pixel{'s' if count > 1 else ''} {'are' if count > 1 else 'is'} NaN or "
-                f"infinite (the first at {where}, value {data[first]}); expected finite values. "
-                "non_finite='ignore' leaves them out of the statistics and NaN in the outputs"
-            )
+            raise non_finite_error(argument, count, dims, first, data[first])
+
+
+def non_finite_error(
+    argument: str, count: int, dims: Sequence[str], first: Sequence[int], value: object
+) -> InputError:
+    """The error for an image with ``count`` NaN or infinite pixels, the first (C order) at index ``first``
+    of dims ``dims``, holding ``value`` (in-memory and lazy images alike).
+
+    Examples
+    --------
+    >>> print(non_finite_error("image['raw']", 2, ["y", "x"], (5, 7), float("nan")))
+    image['raw']: 2 pixels are NaN or infinite (the first at y=5, x=7, value nan); expected finite values. \
+non_finite='ignore' leaves them out of the statistics and NaN in the outputs
+    """
+    where = ", ".join(f"{d}={i}" for d, i in zip(dims, first, strict=True))
+    return InputError(
+        f"{argument}: {count} pixel{'s' if count > 1 else ''} {'are' if count > 1 else 'is'} NaN or "
+        f"infinite (the first at {where}, value {value}); expected finite values. "
+        "non_finite='ignore' leaves them out of the statistics and NaN in the outputs"
+    )
 
 
 def count_non_finite(data: np.ndarray) -> tuple[int, tuple[int, ...]]:
@@ -188,7 +203,8 @@ def count_non_finite(data: np.ndarray) -> tuple[int, tuple[int, ...]]:
 
 
 def non_finite_mask(data: xr.DataArray, reduce: Sequence[str]) -> xr.DataArray:
-    """True where any value is NaN or infinite, reduced (any) over the dims ``reduce`` (channels).
+    """True where any value is NaN or infinite, reduced (any) over the dims ``reduce`` (channels); lazy for a
+    dask-backed image.
 
     Examples
     --------
@@ -196,7 +212,7 @@ def non_finite_mask(data: xr.DataArray, reduce: Sequence[str]) -> xr.DataArray:
     >>> non_finite_mask(image, ["c"]).values.tolist()
     [[False, True]]
     """
-    mask = xr.DataArray(~np.isfinite(np.asarray(data.values)), dims=data.dims)
+    mask = xr.DataArray(~np.isfinite(data.data), dims=data.dims)
     present = [d for d in reduce if d in data.dims]
     return mask.any(dim=present) if present else mask
 

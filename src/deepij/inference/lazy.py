@@ -302,12 +302,18 @@ def _forward_lock(backend: Backend) -> threading.Lock:
 
 
 def _assemble(
-    region: tuple[slice, ...], dtype: str, blend: bool, contributions: Sequence[tuple[list, int, str]]
+    region: tuple[slice, ...],
+    dtype: str,
+    blend: bool,
+    name: str,
+    batches: Sequence[list[dict[str, Piece]]],
+    positions: Sequence[int],
 ) -> np.ndarray:
-    """One output chunk from the pieces that cover it (the last one wins unless blending: then they add)."""
+    """One output chunk from the pieces that cover it (the last one wins unless blending: then they add):
+    piece ``positions[k]`` of forward pass ``batches[k]``."""
     shape = tuple(s.stop - s.start for s in region)
     chunk: np.ndarray | None = None
-    for batch, i, name in contributions:
+    for batch, i in zip(batches, positions, strict=True):
         target, piece = batch[i][name]
         local = _overlap(region, target, piece.shape)
         if local is None:
@@ -384,8 +390,12 @@ def _output_array(
     for index in np.ndindex(*(len(b) - 1 for b in bounds)):
         region = tuple(slice(bounds[a][k], bounds[a][k + 1]) for a, k in enumerate(index))
         covering = sorted(set.intersection(*(per_axis[a][k] for a, k in enumerate(index))))
-        contributions = [(located[j][1], located[j][2], name) for j in covering]
-        layer[(key, *index)] = (_assemble, region, dtype, blend, contributions)
+        # The forward tasks' keys go in a list of their own: Dask finds a task's dependencies in its
+        # arguments and in lists, not inside tuples (a culled graph dropped keys nested in tuples, and the
+        # chunk task then got the key's text instead of the forward pass' result).
+        passes = [located[j][1] for j in covering]
+        positions = [located[j][2] for j in covering]
+        layer[(key, *index)] = (_assemble, region, dtype, blend, name, passes, positions)
     chunks = tuple(tuple(int(n) for n in np.diff(b)) for b in bounds)
     graph = HighLevelGraph.from_collections(key, layer, dependencies=list(tasks))
     return xr.DataArray(da.Array(graph, key, chunks, dtype), dims=dims)

@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -86,7 +87,9 @@ class DaskStats(StatsSource):
         skip = self.ignore_nan
         mean = data.mean(dim=list(dims), dtype=np.float64, skipna=skip)
         std = data.std(dim=list(dims), ddof=0, dtype=np.float64, skipna=skip)
-        mean, std = dask.compute(mean, std)
+        with warnings.catch_warnings():  # an infinite value: NaN deviations, as numpy's std gives
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            mean, std = dask.compute(mean, std)
         kept = self._kept(dims)
         return (
             xr.DataArray(np.asarray(mean.transpose(*kept).values, dtype=np.float64), dims=kept),
@@ -101,33 +104,76 @@ class DaskStats(StatsSource):
         groups = [
             data.isel(dict(zip(kept, index, strict=True))).data for index in np.ndindex(*sizes)
         ]
-        found = exact_percentiles(groups, qs)
+        found = exact_percentiles(groups, qs, skip_nan=self.ignore_nan)
         return [
             xr.DataArray(np.asarray(found[:, j], dtype=np.float64).reshape(sizes), dims=kept)
             for j in range(len(qs))
         ]
 
 
+def count_non_finite_lazily(data: Any) -> tuple[int, tuple[int, ...], Any]:
+    """How many NaN/inf values a dask array holds, the index of the first (C order) and its value: one read,
+    a task per block (what :func:`deepij.inference.arrays.count_non_finite` gives for a numpy array).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> values = np.ones((4, 6))
+    >>> values[3, 1], values[2, 5] = np.inf, np.nan
+    >>> count_non_finite_lazily(da.from_array(values, chunks=(2, 3)))
+    (2, (2, 5), nan)
+    """
+    import dask
+
+    if data.dtype.kind != "f":
+        return 0, (), None
+    starts = [np.cumsum((0, *sizes[:-1])) for sizes in data.chunks]
+    parts = [
+        dask.delayed(_block_non_finite)(block, tuple(int(starts[a][i]) for a, i in enumerate(index)))
+        for index, block in zip(np.ndindex(*data.numblocks), data.to_delayed().ravel(), strict=True)
+    ]
+    found = [p for p in dask.compute(*parts) if p[0]]
+    if not found:
+        return 0, (), None
+    first = min(found, key=lambda p: np.ravel_multi_index(p[1], data.shape))
+    return sum(p[0] for p in found), first[1], first[2]
+
+
+def _block_non_finite(block: np.ndarray, origin: tuple[int, ...]) -> tuple[int, tuple[int, ...], Any]:
+    from deepij.inference.arrays import count_non_finite
+
+    count, first = count_non_finite(np.asarray(block))
+    if not count:
+        return 0, (), None
+    return count, tuple(o + i for o, i in zip(origin, first, strict=True)), block[first].item()
+
+
 # --- exact percentiles ----------------------------------------------------------------------------------
 
 
-def exact_percentiles(groups: Sequence[Any], qs: Sequence[float]) -> np.ndarray:
-    """Per dask array of ``groups``, the percentiles ``qs`` of its values as ``np.percentile`` gives them
-    (NaN values are left out; a group holding only NaN gives NaN). Shape ``(len(groups), len(qs))``.
+def exact_percentiles(groups: Sequence[Any], qs: Sequence[float], *, skip_nan: bool = False) -> np.ndarray:
+    """Per dask array of ``groups``, the percentiles ``qs`` of its values as ``np.percentile`` gives them: NaN
+    for a group holding a NaN, as numpy gives (``skip_nan``: as ``np.nanpercentile`` gives them, NaN left
+    out; a group holding only NaN gives NaN). Shape ``(len(groups), len(qs))``.
 
     Examples
     --------
     >>> import dask.array as da
     >>> exact_percentiles([da.from_array(np.array([4.0, 1.0, 3.0, 2.0]), chunks=2)], [50.0]).tolist()
     [[2.5]]
+    >>> with_nan = da.from_array(np.array([4.0, np.nan, 3.0, 2.0]), chunks=2)
+    >>> exact_percentiles([with_nan], [50.0]).tolist()
+    [[nan]]
+    >>> exact_percentiles([with_nan], [50.0], skip_nan=True).tolist()
+    [[3.0]]
     """
     import dask
 
     overview = dask.compute(*[_overview(g) for g in groups])
     found = np.full((len(groups), len(qs)), np.nan)
     searches: list[_Search] = []
-    for g, (count, low, high) in enumerate(overview):
-        if count == 0:
+    for g, (count, nans, low, high) in enumerate(overview):
+        if count == 0 or (nans and not skip_nan):
             continue
         for j, q in enumerate(qs):
             searches.append(_Search(g, j, count, float(q), low, high, groups[g].dtype))
@@ -196,27 +242,35 @@ class _Search:
         b = np.float64(self.state[max(self.ranks)][4])
         t = np.float64(self.fraction)
         # numpy's _lerp (in float64, as it runs for a float64 q), so that the figure is np.percentile's
-        difference = b - a
-        return float(b - difference * (1 - t) if t >= 0.5 else a + difference * t)
+        # (NaN between two equal infinities, as numpy gives)
+        with np.errstate(invalid="ignore"):
+            difference = b - a
+            return float(b - difference * (1 - t) if t >= 0.5 else a + difference * t)
 
 
 def _overview(group: Any) -> Any:
-    """(finite count, min, max) of a group, one task per block."""
+    """(count of values that are not NaN, count of NaN, min, max) of a group, one task per block."""
     import dask
 
     parts = [dask.delayed(_block_overview)(block) for block in group.to_delayed().ravel()]
     return dask.delayed(_merge_overviews)(parts)
 
 
-def _block_overview(block: np.ndarray) -> tuple[int, float, float]:
+def _block_overview(block: np.ndarray) -> tuple[int, int, float, float]:
     values = block[~np.isnan(block)] if block.dtype.kind == "f" else block.ravel()
+    nans = int(block.size - values.size)
     if values.size == 0:
-        return 0, math.inf, -math.inf
-    return int(values.size), float(values.min()), float(values.max())
+        return 0, nans, math.inf, -math.inf
+    return int(values.size), nans, float(values.min()), float(values.max())
 
 
-def _merge_overviews(parts: Sequence[tuple[int, float, float]]) -> tuple[int, float, float]:
-    return sum(p[0] for p in parts), min(p[1] for p in parts), max(p[2] for p in parts)
+def _merge_overviews(parts: Sequence[tuple[int, int, float, float]]) -> tuple[int, int, float, float]:
+    return (
+        sum(p[0] for p in parts),
+        sum(p[1] for p in parts),
+        min(p[2] for p in parts),
+        max(p[3] for p in parts),
+    )
 
 
 def _histogram(group: Any, low: float, high: float) -> Any:

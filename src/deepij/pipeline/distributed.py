@@ -81,7 +81,9 @@ class ModelWorker(WorkerPlugin):
             os.environ[variable] = str(self.threads)
         model = self.backend.model.model()
         wanted = self.backend
-        model.backend(wanted.weights_format, wanted.device, wanted.runtime, threads=self.threads)
+        model.backend(
+            wanted.weights_format, wanted.device, wanted.runtime, wanted.precision, threads=self.threads
+        )
         if "torch" in sys.modules:  # torch's thread count is process-wide
             from deepij.inference.backends.torch_runner import set_threads
 
@@ -171,6 +173,7 @@ def run_many(
                 predict_options.get("weights_format"),
                 predict_options.get("device"),
                 predict_options.get("runtime", "auto"),
+                predict_options.get("precision", "float32"),
             )
             active.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
             for outcome in _run_on_workers(active, ref.model, todo, predict_options):

@@ -11,7 +11,14 @@ or computed in parts.
   available) is read and run the ordinary way; a larger one is refused with an
   :class:`~deepij.errors.InputError` that says so and what to do.
 - ``tile=None`` takes tiles with a valid region of about ``LAZY_TILE`` pixels per axis (not the whole
-  image, as the in-memory path may).
+  image, as the in-memory path may); an image no larger than that, of a size the model takes, runs in one
+  pass as it is, as in memory.
+- ``non_finite``: as in memory (:meth:`~deepij.pipeline.model.Model.predict`). ``"raise"`` reads the image
+  once to count NaN/inf pixels (the same error); ``"ignore"`` reads it once for the mask, its statistics
+  leave those pixels out and the outputs are NaN there (:mod:`deepij.pipeline.non_finite`);
+  ``"propagate"`` reads nothing ahead.
+- A plain Zarr array or a dask array without dim names is named as a numpy array is (the input's own axis
+  order, ``axes=`` for others).
 
 Examples
 --------
@@ -29,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from deepij.errors import ArgumentError, InputError
+from deepij.errors import InputError
 from deepij.inference.lazy_statistics import is_lazy
 
 if TYPE_CHECKING:
@@ -44,13 +51,17 @@ IMAGEJ_COPIES = 3
 
 
 def is_lazy_input(image: Any) -> bool:
-    """Whether ``predict`` should run lazily: a dask array, a dask-backed DataArray or a Zarr path (or a
-    mapping of inputs holding one)."""
+    """Whether ``predict`` should run lazily: a dask array, a dask-backed DataArray, a Zarr path or a Zarr
+    array (or a mapping of inputs holding one)."""
     from deepij.pipeline.zarr_io import is_zarr
 
     if isinstance(image, Mapping):
         return any(is_lazy_input(v) for v in image.values())
-    return is_zarr(image) or is_lazy(image)
+    return is_zarr(image) or is_lazy(image) or _is_zarr_array(image)
+
+
+def _is_zarr_array(image: Any) -> bool:
+    return type(image).__module__.startswith("zarr.") and hasattr(image, "shape") and hasattr(image, "dtype")
 
 
 def predict_lazy(model: Model, image: Any, **options: Any) -> Prediction:
@@ -60,13 +71,8 @@ def predict_lazy(model: Model, image: Any, **options: Any) -> Prediction:
 
     mode = check_arguments(
         options["tile"], options["tiling"], options["overlap"], options["batch_size"],
-        options["max_memory"], options["non_finite"], options["axes"],
+        options["max_memory"], options["non_finite"], options["axes"], options["precision"],
     )
-    if options["non_finite"] == "ignore":
-        raise ArgumentError(
-            "non_finite: 'ignore' is not available for lazy images (dask arrays, Zarr); expected 'raise' or "
-            "'propagate', or compute the image first"
-        )
     images, title = _lazy_images(image, model.description, options["axes"])
     processing = choose_mode(model.description, options["processing"])
     if processing == "macros":
@@ -81,7 +87,7 @@ def _lazy_images(
     import dask.array as da
 
     from deepij.pipeline.sources import name_array, to_letters
-    from deepij.pipeline.zarr_io import is_zarr, read_zarr
+    from deepij.pipeline.zarr_io import is_zarr, read_zarr, zarr_array_image
 
     specs = description.inputs
     given = dict(image) if isinstance(image, Mapping) else {specs[0].name: image}
@@ -94,15 +100,19 @@ def _lazy_images(
     images, titles = {}, []
     for spec in specs:
         item, letters = given[spec.name], per_input.get(spec.name)
+        argument = f"image[{spec.name!r}]"
         if is_zarr(item):
-            named = read_zarr(item, axes=letters)
-        elif isinstance(item, xr.DataArray):
-            named = to_letters(item) if letters is None else xr.DataArray(item.data, dims=tuple(letters))
-        else:
-            data = item if isinstance(item, da.Array) else da.from_array(np.asarray(item))
+            named = read_zarr(item, axes=letters, spec=spec, argument=argument)
+        elif _is_zarr_array(item):
+            named = zarr_array_image(item, axes=letters, spec=spec, argument=argument)
+        elif isinstance(item, xr.DataArray) and letters is None:
+            named = to_letters(item, argument=argument)
+        else:  # an array, or a DataArray with axes= (as in memory: named by the numpy rule)
+            values = item.data if isinstance(item, xr.DataArray) else item
+            data = values if isinstance(values, da.Array) else da.from_array(np.asarray(values))
             # Name the dims by the numpy rule on a zero-byte stand-in (the image itself is not read).
             stand_in = np.broadcast_to(np.zeros((), dtype=data.dtype), data.shape)
-            named = xr.DataArray(data, dims=name_array(stand_in, spec, letters).dims)
+            named = xr.DataArray(data, dims=name_array(stand_in, spec, letters, argument=argument).dims)
         if not is_lazy(named):
             named = named.chunk()
         images[spec.name] = named
@@ -155,6 +165,7 @@ def _run_lazy(
     from deepij.inference.lazy import lazy_tiled
     from deepij.inference.lazy_statistics import DaskStats
     from deepij.pipeline.model_ref import BackendRef
+    from deepij.pipeline.non_finite import mask_outputs, non_finite_mask
     from deepij.pipeline.predict_parts import make_prediction, with_step_outputs
     from deepij.pipeline.progress import Reporter
     from deepij.pipeline.sources import Calibration, Source
@@ -162,24 +173,28 @@ def _run_lazy(
     from deepij.processing.stream import stream_processing
 
     description = model.description
+    engine = (options["weights_format"], options["device"], options["runtime"], options["precision"])
+    ignore = options["non_finite"] == "ignore"
     with Reporter(model.name, options["progress"], options["logging"]):
         chain = Chain(description, processing, None, None)
         source = Source(images, options["input_title"] or title, Calibration.of(next(iter(images.values()))))
-        backend = model.backend(options["weights_format"], options["device"], options["runtime"])
-        notes = list(getattr(backend, "notes", []))
         named = chain.pre(source)
         raw = {s.name: _lazy_tensor(named[s.name], s, options["non_finite"]) for s in description.inputs}
+        backend = model.backend(*engine)
+        notes = list(getattr(backend, "notes", []))
         # Statistics with Dask over the whole image; what is element-wise runs on each tile.
         streamed = stream_processing(
-            description, raw, spec_ops=processing == "spec", blend=mode == "blend", statistics=DaskStats
+            description, raw, spec_ops=processing == "spec", ignore_nan=ignore, blend=mode == "blend",
+            statistics=DaskStats,
         )
+        found = non_finite_mask(model.tiling, description, raw) if ignore else None
         plan = _lazy_plan(model, backend, streamed.inputs, options, mode, notes)
         batch = 1 if options["batch_size"] == "auto" else int(options["batch_size"])
-        network = BackendRef.of(model, options["weights_format"], options["device"], options["runtime"])
         outputs = lazy_tiled(
-            network, plan, streamed.inputs, batch_size=batch, prepare=streamed.prepare, finish=streamed.finish
+            BackendRef.of(model, *engine), plan, streamed.inputs, batch_size=batch, prepare=streamed.prepare,
+            finish=streamed.finish,
         )
-        outputs = streamed.post(outputs)
+        outputs = mask_outputs(streamed.post(outputs), plan, found, notes)
         notes.append(f"lazy run: {plan.n_tiles} tiles per sample, output chunks are their write regions")
         finished = chain.post(outputs, raw, spec_applied=True)
         prediction = make_prediction(description, finished.tensors, plan, batch, backend, notes + chain.notes)
@@ -188,13 +203,18 @@ def _run_lazy(
 
 def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.DataArray:
     """The image as the input's tensor: the size-1 axes it lacks added (batch, one channel), its values
-    checked (non-finite pixels counted with Dask, one read, unless ``non_finite="propagate"``)."""
-    import dask.array as da
+    checked as an in-memory image's are, with the same errors (:func:`deepij.inference.arrays.check_values`;
+    non-finite pixels counted with Dask, one read, for ``non_finite="raise"``)."""
+    from deepij.inference.arrays import check_values, non_finite_error
+    from deepij.inference.lazy_statistics import count_non_finite_lazily
 
-    if image.dtype.kind not in "biuf":
-        raise InputError(
-            f"image[{spec.name!r}]: values of type {image.dtype} cannot be a model input; expected numbers"
-        )
+    argument, dims = f"image[{spec.name!r}]", [str(d) for d in image.dims]
+    stand_in = np.broadcast_to(np.zeros((), dtype=image.dtype), image.shape)  # what dtype and sizes say
+    check_values(stand_in, dims, spec, argument, "propagate")
+    if non_finite == "raise":
+        count, first, value = count_non_finite_lazily(image.data)
+        if count:
+            raise non_finite_error(argument, count, dims, first, value)
     for axis in spec.axes:
         if axis.id not in image.dims:
             if axis.id in "zyx":
@@ -204,15 +224,7 @@ def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.D
                 )
             image = image.expand_dims(axis.id)
     order = [a for a in spec.axes_str if a in image.dims]
-    image = image.transpose(*[d for d in image.dims if d not in order], *order)
-    if non_finite == "raise" and image.dtype.kind == "f":
-        bad = int(da.count_nonzero(~da.isfinite(image.data)).compute())
-        if bad:
-            raise InputError(
-                f"image[{spec.name!r}]: {bad} NaN or infinite pixels; expected finite values "
-                "(non_finite='propagate' runs them as they are)"
-            )
-    return image
+    return image.transpose(*[d for d in image.dims if d not in order], *order)
 
 
 def _lazy_plan(
@@ -223,8 +235,10 @@ def _lazy_plan(
     mode: Any,
     notes: list[str],
 ) -> Any:
-    """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels (module notes), laid out as
-    the in-memory run lays them (unpadded for an image of valid sizes), seams checked as it checks them."""
+    """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels, or one pass for an image no
+    larger than the in-memory run would run in one (module notes); laid out as the in-memory run lays them
+    (unpadded for an image of valid sizes), seams checked as it checks them."""
+    from deepij.inference.memory import needs_no_measuring
     from deepij.pipeline.planning import RunRequest, check_seams, image_runs_as_is, layout
     from deepij.pipeline.predict_parts import sample_shapes
 
@@ -232,8 +246,11 @@ def _lazy_plan(
     shapes = sample_shapes(model.description, inputs)
     request = RunRequest(options["tile"], mode, options["overlap"], options["batch_size"])
     tile: Any = options["tile"]
-    if tile is None and tiling.input and tiling.tileable:
-        primary = shapes[tiling.input]
+    primary = shapes[tiling.input] if tiling.input else {}
+    if tile is None and tiling.input and tiling.tileable and needs_no_measuring(tiling, primary):
+        tile = "image" if tiling.image_is_valid(primary) else "whole"  # as the in-memory run chooses
+        notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
+    elif tile is None and tiling.input and tiling.tileable:
         tile = {}
         for a in tiling.axes:
             want = min(primary[a], LAZY_TILE) + 2 * tiling.pads[a]

@@ -4,6 +4,7 @@ post-processing on an image and returns a :class:`~deepij.pipeline.outputs.Predi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,9 @@ class Model:
         """What planning measured on the loaded networks (memory per pass, receptive field)."""
         self._tiling: ModelTiling | None = None
         self._backend_tilings: dict[int, ModelTiling] = {}
+        self.token = uuid.uuid4().hex
+        """Names this loaded model in every process: Dask tasks carry it to find the model again, and a copy
+        loaded in a worker takes the same token (:mod:`deepij.pipeline.model_ref`)."""
 
     @property
     def name(self) -> str:
@@ -280,7 +284,7 @@ class Model:
                 self, image, processing=processing, session=session, input_title=input_title,
                 logging=logging, progress=progress, tile=tile, device=device, weights_format=weights_format,
                 max_memory=max_memory, axes=axes, tiling=tiling, overlap=overlap, batch_size=batch_size,
-                runtime=runtime, non_finite=non_finite,
+                runtime=runtime, non_finite=non_finite, precision=precision,
             )
         from deepij.pipeline.planning import RunRequest, check_margin
         from deepij.pipeline.progress import Reporter
@@ -322,7 +326,7 @@ class Model:
         """The ImageJ pre-processing steps, then the network over the planned tiles with the spec ops
         streamed per tile: the outputs before post-processing, and how they were made."""
         from deepij.inference.runner import run_tiled
-        from deepij.pipeline.non_finite import masked_outputs, non_finite_masks
+        from deepij.pipeline.non_finite import mask_outputs, non_finite_mask
         from deepij.pipeline.planning import plan_run
         from deepij.processing.stream import stream_processing
 
@@ -338,8 +342,8 @@ class Model:
             blend=request.mode == "blend",
         )
         rules = self.tiling_for(backend)
-        masks = non_finite_masks(rules, self.description, raw) if non_finite == "ignore" else {}
-        held = streamed.held_bytes + sum(m.nbytes for m in masks.values())
+        found = non_finite_mask(rules, self.description, raw) if non_finite == "ignore" else None
+        held = streamed.held_bytes + (found.mask.nbytes if found is not None else 0)
         plan, batch = plan_run(self, backend, streamed.inputs, request, notes, reserved=held)
         outputs = run_tiled(
             backend,
@@ -350,7 +354,7 @@ class Model:
             prepare=streamed.prepare,
             finish=streamed.finish,
         )
-        outputs = masked_outputs(streamed.post(outputs), plan, masks, notes)
+        outputs = mask_outputs(streamed.post(outputs), plan, found, notes)
         return NetworkRun(outputs, raw, plan, batch, notes)
 
     # --- steps ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 A :class:`ModelRef` names a model by its descriptor and a token. In the process that loaded it, it gives that
 :class:`~deepij.pipeline.model.Model` back; in another process (a Dask worker) it loads the model once from
 its descriptor and keeps it for the process's life, so a worker never reloads the network per task.
-:class:`BackendRef` adds the weights, device and runtime: it is the ``backend`` a lazy tile graph calls.
+:class:`BackendRef` adds the weights, device, runtime and precision: it is the ``backend`` a lazy tile graph
+calls.
 
 Examples
 --------
@@ -15,7 +16,6 @@ True
 from __future__ import annotations
 
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,15 +43,11 @@ class ModelRef:
 
     @classmethod
     def of(cls, model: Model) -> ModelRef:
-        """The reference of a loaded model (the model is registered in this process under it)."""
-        token = getattr(model, "_deepij_token", None)
-        if token is None:
-            token = uuid.uuid4().hex
-            model._deepij_token = token  # type: ignore[attr-defined]
+        """The reference of a loaded model (the model is registered in this process under its token)."""
         with LOADING:
-            LOADED.setdefault(token, model)
+            LOADED.setdefault(model.token, model)
         descriptor = str(Path(model.description.descriptor).resolve())
-        return cls(descriptor, model.allow_code, model.verify, token)
+        return cls(descriptor, model.allow_code, model.verify, model.token)
 
     def model(self) -> Model:
         with LOADING:
@@ -60,7 +56,7 @@ class ModelRef:
                 from deepij.pipeline.model import load
 
                 model = load(self.descriptor, allow_code=self.allow_code, verify=self.verify)
-                model._deepij_token = self.token  # type: ignore[attr-defined]
+                model.token = self.token  # the same model in this process
                 LOADED[self.token] = model
             return model
 
@@ -73,10 +69,18 @@ class BackendRef:
     weights_format: str | None
     device: str | None
     runtime: str
+    precision: str = "float32"
 
     @classmethod
-    def of(cls, model: Model, weights_format: str | None, device: str | None, runtime: str) -> BackendRef:
-        return cls(ModelRef.of(model), weights_format, device, runtime)
+    def of(
+        cls,
+        model: Model,
+        weights_format: str | None,
+        device: str | None,
+        runtime: str,
+        precision: str = "float32",
+    ) -> BackendRef:
+        return cls(ModelRef.of(model), weights_format, device, runtime, precision)
 
     def __call__(self) -> Backend:
-        return self.model.model().backend(self.weights_format, self.device, self.runtime)
+        return self.model.model().backend(self.weights_format, self.device, self.runtime, self.precision)

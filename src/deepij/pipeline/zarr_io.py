@@ -28,13 +28,16 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from deepij.errors import ArgumentError, InputError
 from deepij.files import remove_orphaned_temporaries, temporary_name, writable_folder
+
+if TYPE_CHECKING:
+    from deepij.bundle.description import TensorSpec
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 """Names that are Zarr stores (folders)."""
@@ -60,7 +63,13 @@ def is_zarr(path: Any) -> bool:
     return folder.is_dir() and any((folder / m).is_file() for m in ("zarr.json", ".zarray", ".zgroup"))
 
 
-def read_zarr(path: str | os.PathLike[str], *, axes: str | None = None) -> xr.DataArray:
+def read_zarr(
+    path: str | os.PathLike[str],
+    *,
+    axes: str | None = None,
+    spec: TensorSpec | None = None,
+    argument: str = "image",
+) -> xr.DataArray:
     """A Zarr / OME-Zarr image as a lazy DataArray with letter dims (module notes).
 
     Parameters
@@ -69,46 +78,84 @@ def read_zarr(path: str | os.PathLike[str], *, axes: str | None = None) -> xr.Da
         The store (an OME-Zarr image group, or a Zarr array).
     axes : str, optional
         Letters naming the dims of a plain array without dim names (e.g. ``"zyx"``).
+    spec : TensorSpec, optional
+        The model input the image is for: a plain array without dim names is then named as a numpy array
+        is (:func:`zarr_array_image`).
+    argument : str
+        What errors call the image (``"image['raw']"``); they add the path.
 
     Raises
     ------
     InputError
         Not a Zarr store, or its dims cannot be named.
     """
-    import dask.array as da
     import zarr
 
     source = Path(path).expanduser()
+    where = f"{argument} {str(source)!r}"
     try:
         node = zarr.open(str(source), mode="r")
     except Exception as error:  # zarr raises several kinds for a missing or broken store
-        raise InputError(f"image: {str(source)!r} is not a readable Zarr store ({error})") from error
-    pixel_size: dict[str, float] = {}
-    unit = None
-    if isinstance(node, zarr.Group):
-        multiscales = _multiscales(node.attrs, source)
-        names = [str(a["name"] if isinstance(a, Mapping) else a) for a in multiscales.get("axes", [])]
-        level = multiscales["datasets"][0]
-        array: Any = node[str(level["path"])]
-        scale = _scale(level, multiscales, len(names))
-        units = {str(a["name"]): a.get("unit") for a in multiscales["axes"] if isinstance(a, Mapping)}
-        pixel_size = {n: s for n, s in zip(names, scale, strict=False) if n in "zyx" and s is not None}
-        unit = next((units[n] for n in ("x", "y", "z") if units.get(n)), None)
-        dims = list(axes) if axes else names
-    else:
-        array = node
-        dims = list(axes) if axes else _array_dims(array)
+        raise InputError(f"{where}: not a readable Zarr store ({error})") from error
+    if not isinstance(node, zarr.Group):
+        return zarr_array_image(node, axes=axes, spec=spec, name=source.name, argument=where)
+    multiscales = _multiscales(node.attrs, source)
+    names = [str(a["name"] if isinstance(a, Mapping) else a) for a in multiscales.get("axes", [])]
+    level = multiscales["datasets"][0]
+    array: Any = node[str(level["path"])]
+    scale = _scale(level, multiscales, len(names))
+    units = {str(a["name"]): a.get("unit") for a in multiscales["axes"] if isinstance(a, Mapping)}
+    pixel_size = {n: s for n, s in zip(names, scale, strict=False) if n in "zyx" and s is not None}
+    unit = next((units[n] for n in ("x", "y", "z") if units.get(n)), None)
+    image = _named(array, list(axes) if axes else names, source.name, where)
+    if pixel_size:
+        image.attrs = {"pixel_size": pixel_size, "unit": unit or "pixel"}
+    return image
+
+
+def zarr_array_image(
+    array: Any,
+    *,
+    axes: str | None = None,
+    spec: TensorSpec | None = None,
+    name: str | None = None,
+    argument: str = "image",
+) -> xr.DataArray:
+    """A plain Zarr array as a lazy DataArray with letter dims: named by ``axes``, else by the array's own
+    dim names (Zarr v3 ``dimension_names``, xarray's ``_ARRAY_DIMENSIONS``), else, for the model input
+    ``spec``, by the rule for numpy arrays (:func:`deepij.pipeline.axis_matching.name_array`: the input's own
+    axis order, batch optional, else a 2-D ``(y, x)`` / 3-D ``(y, x, c)`` image), with its errors.
+    ``name`` becomes the DataArray's name; ``argument`` is what errors call the image.
+
+    Examples
+    --------
+    >>> import zarr
+    >>> from deepij.bundle.description import AxisSpec, TensorSpec
+    >>> spec = TensorSpec("raw", tuple(AxisSpec(a) for a in "bcyx"))
+    >>> zarr_array_image(zarr.zeros((1, 1, 64, 48)), spec=spec).dims
+    ('b', 'c', 'y', 'x')
+    >>> zarr_array_image(zarr.zeros((5, 64, 48)), axes="zyx", spec=spec).dims
+    ('z', 'y', 'x')
+    """
+    from deepij.pipeline.axis_matching import name_array
+
+    dims = list(axes) if axes else _array_dims(array)
+    if spec is not None and (axes or not dims):
+        # the numpy rule on a zero-byte stand-in (the image itself is not read), with its checks and errors
+        stand_in = np.broadcast_to(np.zeros((), dtype=array.dtype), tuple(array.shape))
+        dims = [str(d) for d in name_array(stand_in, spec, axes, argument=argument).dims]
+    return _named(array, dims, name, argument)
+
+
+def _named(array: Any, dims: list[str], name: str | None, argument: str) -> xr.DataArray:
+    import dask.array as da
+
     if len(dims) != array.ndim or not dims:
         raise InputError(
-            f"image: {str(source)!r} holds an array of shape {tuple(array.shape)} whose dims are not named "
-            f"(found {dims or 'none'}); expected OME-Zarr axes, Zarr dimension names, or axes= (e.g. 'zyx')"
+            f"{argument}: an array of shape {tuple(array.shape)} whose dims are not named (found "
+            f"{dims or 'none'}); expected OME-Zarr axes, Zarr dimension names, or axes= (e.g. 'zyx')"
         )
-    data = da.from_zarr(array)
-    attrs: dict[str, Any] = {}
-    if pixel_size:
-        attrs["pixel_size"] = pixel_size
-        attrs["unit"] = unit or "pixel"
-    return xr.DataArray(data, dims=tuple(dims), attrs=attrs, name=source.name)
+    return xr.DataArray(da.from_zarr(array), dims=tuple(dims), name=name)
 
 
 def _multiscales(attrs: Mapping[str, Any], source: Path) -> dict[str, Any]:

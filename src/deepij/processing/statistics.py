@@ -105,7 +105,8 @@ class StatsSource:
             mean = np.asarray(total / count, dtype=np.float64)
         squares: np.ndarray | float = 0.0
         for values in self._chunks(dims):
-            deviation = values - mean[..., None]
+            with np.errstate(invalid="ignore"):  # inf - inf: a NaN deviation, as numpy's std gives
+                deviation = values - mean[..., None]
             squares = squares + self._sum(deviation * deviation)
         with np.errstate(invalid="ignore", divide="ignore"):
             std = np.sqrt(np.asarray(squares / count, dtype=np.float64))

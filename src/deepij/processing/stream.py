@@ -153,7 +153,7 @@ def stream_processing(
         else:
             whole = chain(raw[spec.name])
             if ignore_nan:
-                whole = xr.DataArray(_zero_non_finite(np.asarray(whole.values)), dims=whole.dims)
+                whole = _whole_zero_non_finite(whole)
             dtype = declared_dtype(spec)
             inputs[spec.name] = whole if dtype is None else whole.astype(dtype, copy=False)
             held += int(inputs[spec.name].nbytes)
@@ -203,6 +203,15 @@ def _tile_output(description: ModelDescription, spec: TensorSpec) -> TileTransfo
         return done if dtype is None else done.astype(dtype, copy=False)
 
     return finish
+
+
+def _whole_zero_non_finite(whole: xr.DataArray) -> xr.DataArray:
+    """A processed whole image with 0 for its non-finite values: in place for numpy, lazily for dask."""
+    if isinstance(whole.data, np.ndarray):
+        return xr.DataArray(_zero_non_finite(np.asarray(whole.values)), dims=whole.dims)
+    if whole.dtype.kind != "f":
+        return whole
+    return whole.where(np.isfinite(whole), 0)
 
 
 def _zero_non_finite(block: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -146,3 +148,29 @@ def test_exact_memory_rebuilds_the_session_and_keeps_the_outputs(convnet, rng):
     assert backend.hold_memory_exactly(False) is True and backend.exact_memory is False
     torch_backend = load_backend(models.describe(torchscript), runtime="native")
     assert torch_backend.hold_memory_exactly(True) is False  # torch frees what a pass used
+
+
+def test_openvino_carries_nan_and_infinity_through_the_network(convnet, rng, caplog):
+    # OpenVINO's Relu gives 0 for NaN: a pass holding NaN or infinity runs with onnxruntime instead, so the
+    # output is NaN wherever the eager torch module (the oracle) gives NaN, and the rest is unchanged.
+    pytest.importorskip("openvino")
+    _, onnx_net = convnet
+    backend = load_backend(models.describe(onnx_net), runtime="openvino")
+    assert backend.runtime == "openvino"
+    image = rng.standard_normal((1, 1, 40, 36)).astype(np.float32)
+    with caplog.at_level(logging.INFO, logger="deepij"):
+        [finite] = backend.predict([image])
+    assert "runs with onnxruntime" not in caplog.text
+    np.testing.assert_allclose(finite, onnx_net.forward(image)[0], rtol=1e-4, atol=1e-5)
+    image[0, 0, 10, 12] = np.nan
+    image[0, 0, 30, 5] = np.inf
+    with caplog.at_level(logging.INFO, logger="deepij"):
+        [out] = backend.predict([image])
+    assert "a pass with NaN or infinite inputs runs with onnxruntime" in caplog.text
+    expected = onnx_net.forward(image)[0]
+    reached = ~np.isfinite(expected)
+    assert 0 < reached.sum() < reached.size  # within the receptive field of the two pixels only
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    np.testing.assert_allclose(out[~reached], expected[~reached], rtol=1e-4, atol=1e-5)
+    backend.close()

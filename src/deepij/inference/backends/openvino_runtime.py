@@ -6,11 +6,19 @@ all have the same shape, so each new shape is compiled once (about 0.1-0.3 s) an
 one request at a time on these CPUs, see benchmarks/bench_fast_path.py) and FP32 inference precision, so its
 outputs match onnxruntime's to float rounding: OpenVINO would otherwise run bf16 on CPUs that have it.
 Whether it or onnxruntime runs a model is measured per model at load (:mod:`.runtime_choice`).
+
+NaN and infinity: OpenVINO's CPU kernels do not carry NaN through every op (its ``Relu`` gives 0 for NaN,
+where IEEE arithmetic, torch and onnxruntime give NaN; measured with OpenVINO 2026.4), so a pass whose inputs
+hold a NaN or an infinite value would come out finite and wrong (``predict(non_finite="propagate")``). Such a
+pass runs with onnxruntime on the same graph instead (loaded on first need); passes of finite values are
+unaffected.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +26,10 @@ import numpy as np
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError
+from deepij.inference.backends.base import Backend
 from deepij.inference.backends.graph import GraphBackend, GraphTensor
+
+log = logging.getLogger("deepij.inference.backends")
 
 KEEP = 4
 """Compiled input shapes kept per model."""
@@ -74,6 +85,9 @@ class OpenVinoBackend(GraphBackend):
 
         super().__init__(description, weights, "cpu")
         self.model_source = model
+        self.threads = threads
+        self._exact: Backend | None = None
+        """onnxruntime on the same graph, for passes with NaN or infinite inputs (module notes)."""
         self._core = openvino.Core()
         try:
             self._model = self._core.read_model(model if isinstance(model, bytes) else str(model))
@@ -102,6 +116,11 @@ class OpenVinoBackend(GraphBackend):
             self._compiled.popitem(last=False)
         return request
 
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if not self.closed and not all(_finite(np.asarray(a)) for a in inputs):
+            return self._exactly().predict(inputs)
+        return super().predict(inputs)
+
     def _run(self, graph_inputs: list[np.ndarray]) -> list[np.ndarray]:
         shapes = tuple(tuple(a.shape) for a in graph_inputs)
         try:
@@ -113,7 +132,30 @@ class OpenVinoBackend(GraphBackend):
                 f"{self.label}: OpenVINO failed on inputs of shape {[list(s) for s in shapes]}: {error}"
             ) from error
 
+    def _exactly(self) -> Backend:
+        """onnxruntime on this graph, for passes with NaN or infinite inputs (module notes)."""
+        if self._exact is None:
+            from deepij.inference.backends.onnx_runtime import OnnxRuntimeBackend
+
+            log.info(
+                "%s: a pass with NaN or infinite inputs runs with onnxruntime (OpenVINO's Relu turns NaN "
+                "into 0)",
+                self.label,
+            )
+            self._exact = OnnxRuntimeBackend(
+                self.description, self.weights, self.model_source, "cpu", self.threads
+            )
+        return self._exact
+
     def close(self) -> None:
+        if self._exact is not None:
+            self._exact.close()
+            self._exact = None
         self._compiled.clear()
         self._model = None
         super().close()
+
+
+def _finite(array: np.ndarray) -> bool:
+    """Whether every value is finite (integers always are)."""
+    return array.dtype.kind != "f" or bool(np.isfinite(array).all())
