@@ -17,8 +17,9 @@ the module.
 
 Examples
 --------
->>> written = write_weights(net, Path("my_bundle"), example=image)  # doctest: +SKIP
->>> written.format, written.file  # doctest: +SKIP
+>>> import tempfile, torch
+>>> written = write_weights(torch.nn.Conv2d(1, 1, 3, padding=1), Path(tempfile.mkdtemp()))
+>>> written.format, written.file
 ('torchscript', 'weights_torchscript.pt')
 """
 

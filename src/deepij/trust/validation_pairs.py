@@ -10,8 +10,13 @@ is compared one pair at a time. Singleton axes are dropped; what remains must be
 
 Examples
 --------
->>> pairs = image_pairs("ground_truth/", "predictions/", test_suffix="_output")  # doctest: +SKIP
->>> [p.name for p in pairs]  # doctest: +SKIP
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> for folder, name in [("truth", "cells_01.npy"), ("truth", "cells_02.npy"),
+...                      ("predicted", "cells_01_output.npy"), ("predicted", "cells_02_output.npy")]:
+...     (root / folder).mkdir(exist_ok=True)
+...     np.save(root / folder / name, np.zeros((8, 8)))
+>>> [p.name for p in image_pairs(root / "truth", root / "predicted", test_suffix="_output")]
 ['cells_01', 'cells_02']
 >>> image_pairs(np.zeros((8, 8)), np.ones((8, 8)))[0].name
 'image'
