@@ -72,8 +72,10 @@ def test_the_demo_bundle_reproduces_its_test_tensors_and_its_deepimagej_example(
         assert {c.case: c.convention for c in compared.values()} == {
             "test tensors": "zoo", "deepImageJ example": "zoo"}
         assert "deepImageJ example: deepImageJ's default tile y=560, x=560 (1 tile)" in report.notes
-        assert any(n.startswith("deepImageJ example: reproduced under the zoo convention") and
-                   "not the deepImageJ one" in n for n in report.notes)
+        (note,) = [n for n in report.notes if n.startswith("deepImageJ example: reproduced under the zoo")]
+        # the grown nucleus changes 2 of 262144 label pixels (within the 100 per million allowed) and its
+        # row of the table (beyond it)
+        assert "not the deepImageJ one (resultTable.csv: " in note and "resultImage.tif:" not in note
         table = compared["deepImageJ example", "Results", "resultTable.csv"]
         assert table.elements == DEMO_NUCLEI * 4  # Area, Mean, X, Y
         assert compared["deepImageJ example", "labels", "resultImage.tif"].elements == 512 * 512

@@ -159,13 +159,26 @@ def _judge(
             "does not reproduce the files either"
         )
         return found
-    worst = max((c.max_abs_error for c in found if c.elements), default=float("nan"))
     report.notes.append(
         f"{case.kind}: reproduced under the {case.alternative} convention "
-        f"({describe_convention(case.alternative)}), not the {case.convention} one (max abs error "
-        f"{worst:.2g} there): {_who_made(case)}"
+        f"({describe_convention(case.alternative)}), not the {case.convention} one ({_misses(found)}): "
+        f"{_who_made(case)}"
     )
     return again
+
+
+def _misses(found: list[Comparison]) -> str:
+    """What did not reproduce: per file, the elements off and the largest error (or the problem)."""
+    missed = []
+    for c in found:
+        if c.passed:
+            continue
+        if c.problem:
+            missed.append(f"{c.expected_file}: {c.problem}")
+        else:
+            off = f"{c.mismatched} of {c.elements} elements off, max abs {c.max_abs_error:.3g}"
+            missed.append(f"{c.expected_file}: {off}")
+    return "; ".join(missed)
 
 
 def _who_made(case: Case) -> str:
