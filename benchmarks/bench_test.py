@@ -103,6 +103,8 @@ def report_figures(label: str, done: subprocess.CompletedProcess | None) -> None
     print(f"# {label}: {report['status']} ({entry['runtime']} on {entry['device']})", flush=True)
     emit(f"{label}_load_s", entry["load_seconds"], "s")
     emit(f"{label}_whole_image_runs_s", entry["run_seconds"], "s")
+    if entry.get("tiled"):
+        emit(f"{label}_tiled_comparisons_s", entry["tiled_seconds"], "s")
     emit(f"{label}_peak_memory_mb", entry["peak_memory_bytes"] / 1e6, "MB")
 
 

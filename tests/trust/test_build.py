@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import yaml
 
 import deepij
 from deepij.bundle import open_bundle
@@ -112,10 +114,18 @@ def test_convnet_round_trip_through_load_and_predict(convnet):
 def test_convnet_example_through_imagej_gives_the_result_image(convnet):
     net, example, built = convnet
     result_image = tifffile.imread(built.folder / "resultImage.tif")
-    # ImageJ ran the generated macro: it must be the spec op's formula (sample std converted)
-    [by_formula] = net.forward(_zero_mean_unit_variance(example[None, None]))
-    np.testing.assert_allclose(result_image, by_formula[0, 0], atol=1e-4, rtol=1e-4)
-    run = deepij.load(built.folder).predict(built.folder / "exampleImage.tif")  # macros, in ImageJ
+    # ImageJ ran the generated macro (the spec op's formula, sample std converted), then the network as
+    # deepImageJ runs it: its default tile ceil(I + 2*6) holds the 72 x 80 image with 6 mirrored pixels
+    # (FORMATS.md section 6; no edge pixel repeated) on each side, one pass
+    mirrored = np.pad(_zero_mean_unit_variance(example), 6, mode="reflect")
+    [by_formula] = net.forward(mirrored[None, None])
+    np.testing.assert_allclose(result_image, by_formula[0, 0, 6:-6, 6:-6], atol=1e-4, rtol=1e-4)
+    # the zoo's one unpadded pass differs at the border (the network's zero padding), not inside
+    [unpadded] = net.forward(_zero_mean_unit_variance(example[None, None]))
+    difference = np.abs(result_image - unpadded[0, 0])
+    assert difference.max() > 1e-2 and difference[6:-6, 6:-6].max() < 1e-4
+    model = deepij.load(built.folder)
+    run = model.predict(built.folder / "exampleImage.tif", tile="suggested", tiling="deepimagej-readback")
     np.testing.assert_allclose(np.squeeze(run.images["output"].values), result_image, atol=1e-4, rtol=1e-4)
     assert tifffile.imread(built.folder / "exampleImage.tif").dtype == np.uint16
 
@@ -155,6 +165,8 @@ def test_deepij_test_passes_on_the_built_bundle(convnet):
     _, _, built = convnet
     report = deepij.test_bundle(built.zip, tiled=False)
     assert report.status == "passed", report.to_text()
+    conventions = {c.expected_file: c.convention for c in report.format("torchscript").comparisons}
+    assert conventions == {"test_output.npy": "zoo", "resultImage.tif": "deepImageJ"}
 
 
 def _validate_with_bioimageio_spec(folder: Path) -> dict:
@@ -266,6 +278,79 @@ def test_existing_output_needs_overwrite(tmp_path):
         deepij.build(net.path, tmp_path / "out", example=np.zeros((16, 16), np.float32), name="n")
 
 
+# --- what the build may replace -------------------------------------------------------------------------
+
+
+def _tiny(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3,))
+    return net.path, np.random.default_rng(7).random((16, 16)).astype(np.float32)
+
+
+def _descriptor_name(data: bytes) -> str:
+    return yaml.safe_load(data)["name"]
+
+
+@pytest.mark.parametrize("descriptor", [None, "name: my own notes\nformat_version: 0.5.4\n"])
+def test_overwrite_never_replaces_a_folder_deepij_did_not_build(tmp_path, capsys, descriptor):
+    net, example = _tiny(tmp_path)
+    project = tmp_path / "project"  # the user's project: notes, and perhaps a descriptor of their own
+    project.mkdir()
+    (project / "notes.txt").write_text("my notes")
+    if descriptor is not None:
+        (project / "rdf.yaml").write_text(descriptor)
+    with pytest.raises(ArgumentError, match=r"output: .*project is not a bundle deepij built"):
+        deepij.build(net, project, example=example, name="n", overwrite=True, onnx=False)
+    assert sorted(p.name for p in project.iterdir()) == sorted(
+        ["notes.txt"] + (["rdf.yaml"] if descriptor else []))
+    assert (project / "notes.txt").read_text() == "my notes" and _no_staging_left(tmp_path)
+    assert not (tmp_path / "project.zip").exists()
+    from deepij.frontdoors import cli
+
+    argv = ["build", str(net), str(project), "--example", str(tmp_path / "x.npy"), "--name", "n"]
+    np.save(tmp_path / "x.npy", example)
+    assert cli.main([*argv, "--overwrite", "--no-onnx"]) == 1
+    assert "is not a bundle deepij built" in capsys.readouterr().err
+    assert (project / "notes.txt").read_text() == "my notes"
+
+
+def test_overwrite_replaces_a_bundle_deepij_built_and_its_zip(tmp_path):
+    net, example = _tiny(tmp_path)
+    first = deepij.build(net, tmp_path / "b", example=example, name="first", onnx=False)
+    with zipfile.ZipFile(first.zip) as archive:
+        assert _descriptor_name(archive.read("rdf.yaml")) == "first"
+    assert yaml.safe_load((first.folder / "rdf.yaml").read_text())["config"]["deepij"]["built_by"] == (
+        "deepij build")
+    second = deepij.build(net, tmp_path / "b", example=example, name="second", onnx=False, overwrite=True)
+    assert second.folder == first.folder and second.zip == first.zip
+    assert _descriptor_name((second.folder / "rdf.yaml").read_bytes()) == "second"
+    with zipfile.ZipFile(second.zip) as archive:
+        assert _descriptor_name(archive.read("rdf.yaml")) == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "b.zip", "net.pt"]  # no staging, no .old
+
+
+def test_an_unrelated_zip_next_to_the_output_is_never_replaced(tmp_path):
+    net, example = _tiny(tmp_path)
+    (tmp_path / "b.zip").write_bytes(b"my own archive")
+    with pytest.raises(ArgumentError, match=r"b\.zip exists already, where the bundle's zip goes"):
+        deepij.build(net, tmp_path / "b", example=example, name="n", onnx=False)
+    with pytest.raises(ArgumentError, match=r"b\.zip is not the zip of a bundle deepij built"):
+        deepij.build(net, tmp_path / "b", example=example, name="n", onnx=False, overwrite=True)
+    assert not (tmp_path / "b").exists() and _no_staging_left(tmp_path)
+    built = deepij.build(net, tmp_path / "b", example=example, name="n", onnx=False, zip=False)
+    assert built.zip is None and built.folder.is_dir()
+    assert (tmp_path / "b.zip").read_bytes() == b"my own archive"  # left alone, even now
+
+
+def test_a_folder_holding_the_model_is_not_replaced(tmp_path):
+    net, example = _tiny(tmp_path)
+    built = deepij.build(net, tmp_path / "b", example=example, name="n", onnx=False, zip=False)
+    kept = built.folder / "my_net.pt"
+    kept.write_bytes(net.read_bytes())
+    with pytest.raises(ArgumentError, match=r"model: .*my_net\.pt lies inside the output folder"):
+        deepij.build(kept, built.folder, example=example, name="n", onnx=False, zip=False, overwrite=True)
+    assert kept.read_bytes() == net.read_bytes()
+
+
 def test_cli_build(tmp_path, capsys):
     from deepij.frontdoors import cli
 
@@ -336,8 +421,10 @@ def test_scale_range_macro_and_a_post_processing_macro(tmp_path, imagej_session)
     objects = ndimage.label(network >= network.mean(), structure=np.ones((3, 3)))[1]  # 8-connected
     assert abs(objects - len(table)) <= 2  # the macro's normalisation is within a histogram bin
     assert abs(int((mask > 0).sum()) - int((network >= network.mean()).sum())) <= 0.01 * mask.size
-    run = deepij.load(built.folder).predict(built.folder / "exampleImage.tif")
+    run = deepij.load(built.folder).predict(
+        built.folder / "exampleImage.tif", tile="suggested", tiling="deepimagej-readback"
+    )
     np.testing.assert_array_equal(np.squeeze(run.images["mask"].values), mask)
     # the macro's 4096-bin percentiles are within a bin of numpy's exact ones
-    through_imagej = np.squeeze(run.images["output"].values)
-    np.testing.assert_allclose(through_imagej, network, atol=2e-3 * float(np.ptp(network)))
+    through_imagej = np.squeeze(run.images["output"].values)[1:-1, 1:-1]  # the border is mirror-padded
+    np.testing.assert_allclose(through_imagej, network[1:-1, 1:-1], atol=2e-3 * float(np.ptp(network)))

@@ -66,6 +66,16 @@ def test_the_demo_bundle_reproduces_its_test_tensors_and_its_deepimagej_example(
             ("deepImageJ example", "Results", "resultTable.csv"),
         }
         assert all(c.passed for c in compared.values())
+        # examples/make_expected.py ran the example as the zoo does (tile="image"), not as deepImageJ does
+        # (its default tile of 560, mirror-padded: a nucleus at the border then grows by 2 pixels): the
+        # example is tried the deepImageJ way first, and reproduced the zoo way, which the report says
+        assert {c.case: c.convention for c in compared.values()} == {
+            "test tensors": "zoo", "deepImageJ example": "zoo"}
+        assert "deepImageJ example: deepImageJ's default tile y=560, x=560 (1 tile)" in report.notes
+        (note,) = [n for n in report.notes if n.startswith("deepImageJ example: reproduced under the zoo")]
+        # the grown nucleus changes 2 of 262144 label pixels (within the 100 per million allowed) and its
+        # row of the table (beyond it)
+        assert "not the deepImageJ one (resultTable.csv: " in note and "resultImage.tif:" not in note
         table = compared["deepImageJ example", "Results", "resultTable.csv"]
         assert table.elements == DEMO_NUCLEI * 4  # Area, Mean, X, Y
         assert compared["deepImageJ example", "labels", "resultImage.tif"].elements == 512 * 512
@@ -112,10 +122,13 @@ def test_a_deepimagej_0_3_bundle_reproduces_its_result_through_its_macros(imagej
     code, out = run_cli(capsys, bundle.folder, "--no-tiled")
     assert code == 0, out
     report = deepij.test_bundle(bundle.folder, tiled=False, session=imagej_session)
-    assert report.cases == [{"kind": "test tensors", "processing": "macros",
-                             "inputs": ["exampleImage.npy"], "expected": ["resultImage.npy"]}]
+    # deepImageJ 2.x wrote 0.3 bundles: its own tiling is the alternative for their test tensors
+    assert report.cases == [{"kind": "test tensors", "processing": "macros", "convention": "zoo",
+                             "alternative": "deepImageJ", "inputs": ["exampleImage.npy"],
+                             "expected": ["resultImage.npy"]}]
     (comparison,) = report.format("torchscript").comparisons
     assert comparison.passed and comparison.tolerance.mismatched_per_million == 0
+    assert comparison.convention == "zoo"  # the support writer ran the image as it is
     assert (comparison.tolerance.absolute, comparison.tolerance.relative) == (1e-3, 1e-3)
     assert report.format("torchscript").tiled == []
 
@@ -256,7 +269,11 @@ def test_an_honest_halo_has_no_seams_even_with_small_tiles(tmp_path):
     onnx = report.format("onnx")
     assert onnx.receptive_radius == onnx.declared_padding == {"y": 4, "x": 4}
     asked = onnx.tiled[-1]
-    assert asked.tiling == "tile asked for" and asked.n_tiles == 32 * 32  # R = 9 - 8 = 1
+    # R = 9 - 8 = 1 would cut the 32 x 32 image into 32 x 32 tiles; a window of 2*4 + 2*1 = 10 pixels,
+    # from the middle (11 to 21), holds the seams that matter: 10 x 10 tiles
+    assert asked.tiling == "tile asked for" and asked.n_tiles == 10 * 10
+    assert asked.crop == {"y": [11, 21], "x": [11, 21]}
+    assert asked.seams == {"y": list(range(1, 10)), "x": list(range(1, 10))}
     assert not onnx.seams_found and asked.max_abs_inside < 1e-5
 
 
@@ -306,12 +323,14 @@ def test_the_json_report_fields(tmp_path, capsys):
                          "exit_code", "seams_found"}
     assert (data["name"], data["format_version"], data["status"], data["exit_code"]) == (
         "deepij test 0.5 model", "0.5.4", "passed", 0)
-    assert data["cases"] == [{"kind": "test tensors", "processing": "spec", "inputs": ["test_input.npy"],
+    assert data["cases"] == [{"kind": "test tensors", "processing": "spec", "convention": "zoo",
+                              "alternative": None, "inputs": ["test_input.npy"],
                               "expected": ["test_output.npy"]}]
     (entry,) = data["formats"]
     assert set(entry) == {"weights_format", "status", "runtime", "device", "load_seconds", "run_seconds",
-                          "peak_memory_bytes", "comparisons", "tiled", "receptive_radius", "declared_padding",
-                          "error", "notes", "seams_found"}
+                          "peak_memory_bytes", "comparisons", "tiled", "receptive_radius", "receptive_passes",
+                          "declared_padding", "tiled_seconds", "error", "notes", "seams_found"}
+    assert entry["tiled_seconds"] > 0
     assert (entry["weights_format"], entry["status"], entry["device"]) == ("onnx", "passed", "cpu")
     assert entry["runtime"] in ("onnxruntime", "openvino")
     assert entry["run_seconds"] > 0 and entry["load_seconds"] >= 0
@@ -319,7 +338,8 @@ def test_the_json_report_fields(tmp_path, capsys):
     (comparison,) = entry["comparisons"]
     assert set(comparison) == {"case", "output", "expected_file", "passed", "elements", "mismatched",
                                "mismatched_per_million", "max_abs_error", "max_rel_error", "tolerance",
-                               "worst", "problem"}
+                               "worst", "problem", "convention"}
+    assert comparison["convention"] == "zoo"
     assert comparison["elements"] == 32 * 32 and comparison["mismatched"] == 0 and comparison["worst"] == []
     # what the support writer put in the descriptor: absolute 1e-4 only, the zoo's defaults for the rest
     assert comparison["tolerance"] == {"relative": 1e-3, "absolute": 1e-4, "mismatched_per_million": 100.0,
@@ -329,7 +349,8 @@ def test_the_json_report_fields(tmp_path, capsys):
     small = entry["tiled"][1]
     assert set(small) == {"tiling", "output", "tile", "n_tiles", "seams", "border", "max_abs_inside",
                           "max_abs_border", "mismatched_inside", "seams_found", "tolerance", "worst_inside",
-                          "worst_distance_to_seam", "problem"}
+                          "worst_distance_to_seam", "problem", "crop"}
+    assert small["crop"] is None  # 3 tiles of 11 pixels: the whole image is the window
     # P = 4, a third of 32 is 11: Q = 8 + 11 = 19, R = 11, seams at 11 and 22
     assert small["tile"] == {"y": 19, "x": 19} and small["n_tiles"] == 9
     assert small["seams"] == {"y": [11, 22], "x": [11, 22]} and small["border"] == {"y": 4, "x": 4}

@@ -2,7 +2,8 @@
 
 The network is a TorchScript, ONNX or Keras ``.h5`` file or a TensorFlow SavedModel folder; ``--example`` is
 one input image (``.npy`` or TIFF) of a size the network takes. The tiling fields are measured on the
-network (``min``/``step`` from the sizes it runs on, the halo from its receptive field) and printed. Exit
+network (``min``/``step`` from the sizes it runs on, the halo from its receptive field) and printed.
+``--overwrite`` replaces only a bundle (and zip) ``deepij build`` wrote, never another folder or zip. Exit
 status: 0 built, 1 the network or an argument could not be used (nothing is left behind), 2 usage error.
 
 Examples
@@ -51,7 +52,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--license", default="CC-BY-4.0", help="SPDX license id (default CC-BY-4.0)")
     build.add_argument("--no-onnx", action="store_true", help="no ONNX copy of torch weights")
     build.add_argument("--no-zip", action="store_true", help="write the folder only")
-    build.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    build.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a bundle folder and zip deepij build wrote (never another folder or zip)",
+    )
     build.add_argument("--json", action="store_true", help="print what was built as JSON")
     build.set_defaults(handler=_run_build)
 

@@ -3,11 +3,13 @@
 REFERENCE and TEST are two image files (TIFF, ``.npy``...) or two folders whose images are paired by name
 (``--test-suffix _output`` pairs ``cells.tif`` with ``cells_output.tif``, as ``deepij run`` names outputs).
 The table (one row per pair) goes to stdout as text, CSV or JSON; ``--output`` also writes
-``validation.csv`` and ``validation.json`` there, ``--figures`` a PNG per pair. Why a value is NaN goes to
-stderr.
+``validation.csv`` and ``validation.json`` there, ``--figures`` a PNG per pair (both folders; a file there is
+refused before anything is measured). Why a value is NaN, and images whose value ranges differ by 10 times
+or more (a 0..255 reference against a 0..1 prediction: the ``note`` column says so too), go to stderr.
 
-Exit status: 0 measured, 1 images that cannot be compared (shapes differ, not integer labels, unreadable),
-2 a usage error (unknown metric, missing path, unmatched names).
+Exit status: 0 measured, 1 images that cannot be compared (shapes differ, not integer labels, unreadable) or
+results that cannot be written, 2 a usage error (unknown metric, missing path, unmatched names, an
+``--output`` or ``--figures`` that is a file).
 
 Examples
 --------
@@ -61,9 +63,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _validate(args: argparse.Namespace) -> int:
     from deepij.errors import ArgumentError, DeepijError, InputError
     from deepij.trust.validate import validate
+    from deepij.trust.validation_output import check_output_folder
 
     metrics = [name for name in args.metrics.split(",") if name.strip()]
     try:
+        if args.output:
+            check_output_folder(args.output, "--output")
         result = validate(
             args.reference,
             args.test,
@@ -81,7 +86,7 @@ def _validate(args: argparse.Namespace) -> int:
     except ArgumentError as error:
         print(f"deepij validate: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except DeepijError as error:
+    except (DeepijError, OSError) as error:
         print(f"deepij validate: {error}", file=sys.stderr)
         return INPUT_ERROR
     for note in result.notes:

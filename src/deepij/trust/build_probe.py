@@ -147,6 +147,17 @@ def probe_sizes(
             if axis in letters:
                 found = base_shapes[k][letters.index(axis)]
                 lines[(k, axis)] = (Fraction(found, size), Fraction(0))
+    outputs = _output_sizes(input_axes, output_axes, lines, base_shapes)
+    return ProbedSizes({a: rules[a] for a in input_axes if a in rules}, outputs, runs.count)
+
+
+def _output_sizes(
+    input_axes: str,
+    output_axes: Mapping[str, str],
+    lines: Mapping[tuple[int, str], tuple[Fraction, Fraction]],
+    base_shapes: Sequence[tuple[int, ...]],
+) -> dict[str, OutputSizes]:
+    """Each output's scale and offset per spatial axis (the lines found), its other sizes at the base."""
     outputs = {}
     for k, (name, letters) in enumerate(output_axes.items()):
         spatial = [a for a in letters if a in SPACE_AXES]
@@ -162,7 +173,7 @@ def probe_sizes(
             offset={a: lines[(k, a)][1] for a in spatial},
             fixed={a: base_shapes[k][i] for i, a in enumerate(letters) if a not in SPACE_AXES and a != "b"},
         )
-    return ProbedSizes({a: rules[a] for a in input_axes if a in rules}, outputs, runs.count)
+    return outputs
 
 
 def _first_common_size(runs: _Runs, base: Mapping[str, int], free: list[str], largest: int) -> int | None:

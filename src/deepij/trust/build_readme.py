@@ -4,12 +4,10 @@ was checked (the zoo looks for a ``# Validation`` section).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deepij.bundle.description import FixedSize, ModelDescription, ParameterizedSize, ReferenceSize
-
-if TYPE_CHECKING:
-    from deepij.trust.build import _Built, _Spec
+from deepij.trust.build_types import BundleSpec, ExampleRuns
 
 
 def _size_text(rule: Any) -> str:
@@ -23,7 +21,7 @@ def _size_text(rule: Any) -> str:
     return "any"
 
 
-def _macro_line(description: ModelDescription, spec: _Spec) -> str:
+def _macro_line(description: ModelDescription, spec: BundleSpec) -> str:
     formats = {"torchscript": "Pytorch", "onnx": "Onnx", "tensorflow_saved_model_bundle": "Tensorflow"}
     fmt = formats.get(spec.written.format, "Pytorch")
     pre = ", ".join(s.file for s in spec.pre)
@@ -45,10 +43,16 @@ def _macro_line(description: ModelDescription, spec: _Spec) -> str:
     )
 
 
-def readme_text(description: ModelDescription, spec: _Spec, built: _Built) -> str:
-    """The README's Markdown."""
+def readme_text(description: ModelDescription, spec: BundleSpec, built: ExampleRuns, folder: str) -> str:
+    """The README's Markdown (``folder``: the bundle folder's name, what ``deepij.load`` is given)."""
     lines = [f"# {description.name}", "", description.description, ""]
-    lines += ["## Inputs and outputs", ""]
+    lines += _tensor_lines(description) + _tiling_lines(spec) + _processing_lines(spec)
+    lines += _running_lines(description, spec, folder) + _validation_lines(built)
+    return "\n".join(lines)
+
+
+def _tensor_lines(description: ModelDescription) -> list[str]:
+    lines = ["## Inputs and outputs", ""]
     for kind, tensors in (("Input", description.inputs), ("Output", description.outputs)):
         for t in tensors:
             sizes = ", ".join(f"{a.id}: {_size_text(a.size)}" for a in t.axes if a.id != "b")
@@ -56,7 +60,11 @@ def readme_text(description: ModelDescription, spec: _Spec, built: _Built) -> st
             lines.append(
                 f"- {kind} `{t.name}`, axes `{t.axes_str}` ({sizes})" + (f"; halo {halos}" if halos else "")
             )
-    lines += ["", "## Tiling", ""]
+    return lines
+
+
+def _tiling_lines(spec: BundleSpec) -> list[str]:
+    lines = ["", "## Tiling", ""]
     lines.append(
         "Measured by `deepij build` on the network itself: the input sizes it runs on, the output sizes it "
         "returns, and its receptive field (an impulse through the network; the output pixels that change "
@@ -70,14 +78,22 @@ def readme_text(description: ModelDescription, spec: _Spec, built: _Built) -> st
         )
     for output, declared in spec.halos.items():
         lines.append(f"- halo of `{output}`: " + ", ".join(f"{a} {h}" for a, h in declared.items()))
-    lines += ["", "## Processing", ""]
+    return lines
+
+
+def _processing_lines(spec: BundleSpec) -> list[str]:
+    lines = ["", "## Processing", ""]
     if not spec.pre and not spec.post:
         lines.append("None: the network's input and outputs are the image and the result.")
     for stage, steps in (("Pre-processing", spec.pre), ("Post-processing", spec.post)):
         for s in steps:
             op = f" (spec op `{s.op.name}` for the zoo's tools)" if s.op is not None else ""
             lines.append(f"- {stage}: ImageJ macro `{s.file}`{op}")
-    lines += [
+    return lines
+
+
+def _running_lines(description: ModelDescription, spec: BundleSpec, folder: str) -> list[str]:
+    return [
         "",
         "## Running it",
         "",
@@ -86,8 +102,10 @@ def readme_text(description: ModelDescription, spec: _Spec, built: _Built) -> st
         "```python",
         "import deepij",
         "",
-        f'model = deepij.load("{spec.root.name}")',
+        f'model = deepij.load("{folder}")',
         'result = model.predict("exampleImage.tif")',
+        "# as deepImageJ runs it, which gives resultImage.tif:",
+        'result = model.predict("exampleImage.tif", tile="suggested", tiling="deepimagej-readback")',
         "```",
         "",
         "In Fiji with deepImageJ (the bundle in `Fiji.app/models/`), from a macro:",
@@ -97,20 +115,22 @@ def readme_text(description: ModelDescription, spec: _Spec, built: _Built) -> st
         "```",
         "",
     ]
-    lines += ["# Validation", ""]
-    lines.append(
-        "`exampleImage.tif` through the bundle as deepImageJ runs it gives `resultImage.tif`"
+
+
+def _validation_lines(built: ExampleRuns) -> list[str]:
+    return [
+        "# Validation",
+        "",
+        "`exampleImage.tif` through the bundle as deepImageJ runs it (its macros in ImageJ, its default "
+        "tile, mirror-padded) gives `resultImage.tif`"
         + (" and `resultTable.csv`" if built.tables else "")
         + "; `test_input.npy` through the spec pre-processing and the network gives `test_output.npy` "
-        "(what the zoo's tools reproduce). `deepij test` checks both."
-    )
-    lines += [
+        "(what the zoo's tools reproduce). `deepij test` checks both.",
         "",
         f"Measured while building: memory peak {built.memory_peak / 1e6:.1f} MB for one forward pass on "
         f"the example, {built.runtime:.2f} s for the example through the whole bundle.",
         "",
     ]
-    return "\n".join(lines)
 
 
 __all__ = ["readme_text"]

@@ -17,8 +17,9 @@ the module.
 
 Examples
 --------
->>> written = write_weights(net, Path("my_bundle"), example=image)  # doctest: +SKIP
->>> written.format, written.file  # doctest: +SKIP
+>>> import tempfile, torch
+>>> written = write_weights(torch.nn.Conv2d(1, 1, 3, padding=1), Path(tempfile.mkdtemp()))
+>>> written.format, written.file
 ('torchscript', 'weights_torchscript.pt')
 """
 
@@ -42,7 +43,7 @@ TORCHSCRIPT_FILE = "weights_torchscript.pt"
 ONNX_FILE = "weights.onnx"
 KERAS_FILE = "keras_model.h5"
 SAVED_MODEL_ZIP = "tensorflow_saved_model_bundle.zip"
-_TENSOR_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
+TENSOR_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
 """What a 0.5 tensor id may be (lower case, digits, ``_`` and ``-``, at most 32 characters)."""
 
 
@@ -236,7 +237,7 @@ def _from_onnx(path: Path, folder: Path) -> WrittenWeights:
 
 def _ids(names: list[str]) -> tuple[str, ...]:
     """The graph's names when every one is a valid, distinct 0.5 tensor id, else none of them."""
-    if names and all(_TENSOR_ID.match(n) for n in names) and len(set(names)) == len(names):
+    if names and all(TENSOR_ID.match(n) for n in names) and len(set(names)) == len(names):
         return tuple(names)
     return ()
 

@@ -12,8 +12,11 @@ without a display and from any thread. A 3-D stack shows its middle plane.
 
 Examples
 --------
->>> validation_figure(truth, prediction, {"SSIM": 0.93, "PSNR": 28.1}, Path("pair.png"))  # doctest: +SKIP
-PosixPath('pair.png')
+>>> import tempfile
+>>> truth = np.random.default_rng(0).random((32, 32))
+>>> png = validation_figure(truth, truth + 0.05, {"SSIM": 0.93}, Path(tempfile.mkdtemp()) / "pair.png")
+>>> png.name, png.read_bytes()[:4]
+('pair.png', b'\x89PNG')
 """
 
 from __future__ import annotations

@@ -52,9 +52,18 @@ from typing import Any
 import numpy as np
 
 from deepij.errors import ArgumentError, ArgumentTypeError, InputError
-
-EPSILON = 1e-7
-"""Keras's ``backend.epsilon()``: how far from 0 and 1 the logarithms of BCE, KLD and Poisson stay."""
+from deepij.trust.loss_metrics import (
+    bce,
+    categorical_hinge,
+    hinge,
+    kld,
+    log_cosh,
+    mape,
+    msle,
+    poisson,
+    square_hinge,
+)
+from deepij.trust.metric_inputs import image_pair
 
 SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11
@@ -62,38 +71,6 @@ SSIM_WINDOW = 11
 
 LAP_SIGMAS = (0.5, 1.0, 2.0, 4.0)
 """The finer Gaussian of each level of LAP's difference-of-Gaussians pyramid (the coarser is x sqrt 2)."""
-
-
-def _pair(reference: Any, test: Any) -> tuple[np.ndarray, np.ndarray]:
-    s = _as_float_array(reference, "reference")
-    g = _as_float_array(test, "test")
-    if s.shape != g.shape:
-        raise InputError(
-            f"test: shape {g.shape} differs from the reference's {s.shape} (expected the same shape)"
-        )
-    if s.size == 0:
-        raise InputError("reference: an empty image (expected at least one pixel)")
-    return s, g
-
-
-def _as_float_array(image: Any, argument: str) -> np.ndarray:
-    array = np.asarray(getattr(image, "values", image))
-    if array.dtype == object or array.dtype.kind in "USVcM":
-        raise ArgumentTypeError(f"{argument}: expected a real-valued image, found dtype {array.dtype}")
-    return array.astype(np.float64, copy=False)
-
-
-def _check_range(s: np.ndarray, g: np.ndarray, metric: str, low: float, high: float | None,
-                 arrays: Sequence[str] = ("reference", "test")) -> None:
-    for name, array in zip(("reference", "test"), (s, g), strict=True):
-        if name not in arrays:
-            continue
-        found_low, found_high = float(array.min()), float(array.max())
-        if found_low < low or (high is not None and found_high > high):
-            expected = f"in [{low:g}, {high:g}]" if high is not None else f"at least {low:g}"
-            raise InputError(
-                f"{metric}: {name} values must be {expected}, found {found_low:g} to {found_high:g}"
-            )
 
 
 # --- distances ----------------------------------------------------------------------------------------------
@@ -107,7 +84,7 @@ def norm_l1(reference: Any, test: Any) -> float:
     >>> norm_l1([[1, 2], [3, 4]], [[1, 2], [3, 6]])
     2.0
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     return float(np.abs(g - s).sum())
 
 
@@ -119,7 +96,7 @@ def norm_l2(reference: Any, test: Any) -> float:
     >>> norm_l2([[0, 0]], [[3, 4]])
     5.0
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     return float(np.sqrt(np.square(g - s).sum()))
 
 
@@ -131,7 +108,7 @@ def rmse(reference: Any, test: Any) -> float:
     >>> rmse([[0, 0]], [[3, 4]])
     3.5355339059327378
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     return float(np.sqrt(np.square(g - s).mean()))
 
 
@@ -143,7 +120,7 @@ def mae(reference: Any, test: Any) -> float:
     >>> mae([[0, 0]], [[3, -4]])
     3.5
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     return float(np.abs(g - s).mean())
 
 
@@ -166,7 +143,7 @@ def snr(reference: Any, test: Any) -> float:
     >>> snr([[10, 10]], [[11, 9]])
     20.0
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     return _decibels(float(np.square(s).sum()), float(np.square(g - s).sum()))
 
 
@@ -180,7 +157,7 @@ def psnr(reference: Any, test: Any, data_range: float | None = None) -> float:
     >>> psnr([[0, 10]], [[1, 10]], data_range=255)
     51.141103565318915
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     peak = float(s.max()) if data_range is None else _data_range(data_range)
     return _decibels(peak * peak, float(np.square(g - s).mean()))
 
@@ -195,7 +172,7 @@ def regress_snr(reference: Any, test: Any) -> float:
     >>> regress_snr([[1.0, 2.0, 3.0]], [[10.0, 20.0, 30.0]])  # exact up to a gain
     inf
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     design = np.stack([g.ravel(), np.ones(g.size)], axis=1)
     (gain, offset), *_ = np.linalg.lstsq(design, s.ravel(), rcond=None)
     residual = s - (gain * g + offset)
@@ -233,7 +210,7 @@ def ssim(reference: Any, test: Any, data_range: float | None = None) -> float:
     """
     from skimage.metrics import structural_similarity
 
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     spread = float(s.max() - s.min())
     value_range = _data_range(data_range) if data_range is not None else (spread or 1.0)
     if s.ndim == 3 and s.shape[0] < SSIM_WINDOW:
@@ -263,7 +240,7 @@ def lap(reference: Any, test: Any) -> float:
     """
     from scipy import ndimage
 
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     difference = g - s  # DoG is linear: the pyramid of the difference is the difference of the pyramids
     total = 0.0
     for sigma in LAP_SIGMAS:
@@ -274,141 +251,6 @@ def lap(reference: Any, test: Any) -> float:
 
 
 # --- Keras-style losses -------------------------------------------------------------------------------------
-
-
-def bce(reference: Any, test: Any) -> float:
-    """Binary cross-entropy ``-mean(s log g + (1 - s) log(1 - g))``, values in [0, 1].
-
-    ``g`` is clipped to ``[1e-7, 1 - 1e-7]`` as Keras does, so a confident wrong pixel costs about 16, not
-    infinity.
-
-    Examples
-    --------
-    >>> round(bce([[1.0, 0.0]], [[0.9, 0.2]]), 6)
-    0.164252
-    """
-    s, g = _pair(reference, test)
-    _check_range(s, g, "BCE", 0.0, 1.0)
-    g = np.clip(g, EPSILON, 1.0 - EPSILON)
-    return float(-(s * np.log(g) + (1.0 - s) * np.log1p(-g)).mean())
-
-
-def kld(reference: Any, test: Any) -> float:
-    """Kullback-Leibler divergence ``sum s log(s / g)``, values in [0, 1], both clipped to [1e-7, 1].
-
-    Examples
-    --------
-    >>> round(kld([[0.5, 0.5]], [[0.25, 0.75]]), 6)
-    0.143841
-    """
-    s, g = _pair(reference, test)
-    _check_range(s, g, "KLD", 0.0, 1.0)
-    s, g = np.clip(s, EPSILON, 1.0), np.clip(g, EPSILON, 1.0)
-    return float((s * np.log(s / g)).sum())
-
-
-def mape(reference: Any, test: Any) -> float:
-    """Mean absolute percentage error ``100 mean |g - s| / |s|``.
-
-    A pixel where the reference is 0 counts 0 % when the test is 0 too, else 100 % (deepImageJ's rule: a
-    background pixel would otherwise weigh as much as all the others together).
-
-    Examples
-    --------
-    >>> mape([[2.0, 4.0, 0.0, 0.0]], [[3.0, 4.0, 0.0, 7.0]])
-    37.5
-    """
-    s, g = _pair(reference, test)
-    zero = s == 0
-    ratio = np.abs(g - s) / np.where(zero, 1.0, np.abs(s))
-    ratio = np.where(zero, (g != 0).astype(np.float64), ratio)
-    return float(100.0 * ratio.mean())
-
-
-def msle(reference: Any, test: Any) -> float:
-    """Mean squared logarithmic error ``mean (log(1 + g) - log(1 + s))^2``, values above -1.
-
-    Examples
-    --------
-    >>> round(msle([[0.0, 1.0]], [[1.0, 1.0]]), 6)
-    0.240227
-    """
-    s, g = _pair(reference, test)
-    if min(float(s.min()), float(g.min())) <= -1.0:
-        raise InputError(f"MSLE: values must be above -1 (log(1 + x)), found {min(s.min(), g.min()):g}")
-    return float(np.square(np.log1p(g) - np.log1p(s)).mean())
-
-
-def _hinge_labels(s: np.ndarray) -> np.ndarray:
-    return 2.0 * s - 1.0 if bool(np.isin(s, (0.0, 1.0)).all()) else s
-
-
-def hinge(reference: Any, test: Any) -> float:
-    """``mean max(1 - s g, 0)``; a reference of 0s and 1s is read as labels -1 and +1 (Keras's rule).
-
-    Examples
-    --------
-    >>> hinge([[1.0, 0.0]], [[0.6, 0.2]])
-    0.8
-    """
-    s, g = _pair(reference, test)
-    return float(np.maximum(1.0 - _hinge_labels(s) * g, 0.0).mean())
-
-
-def square_hinge(reference: Any, test: Any) -> float:
-    """``mean max(1 - s g, 0)^2``, with :func:`hinge`'s labels.
-
-    Examples
-    --------
-    >>> round(square_hinge([[1.0, 0.0]], [[0.6, 0.2]]), 6)
-    0.8
-    """
-    s, g = _pair(reference, test)
-    return float(np.square(np.maximum(1.0 - _hinge_labels(s) * g, 0.0)).mean())
-
-
-def categorical_hinge(reference: Any, test: Any) -> float:
-    """``max(max((1 - s) g) - mean(s g) + 1, 0)``, values in [0, 1] (deepImageJ's form for an image).
-
-    The image is one sample whose pixels are the classes; the true score is the mean over the reference's
-    pixels (Keras sums a one-hot vector's single class).
-
-    Examples
-    --------
-    >>> categorical_hinge([[1.0, 0.0], [1.0, 0.0]], [[0.8, 0.3], [0.6, 0.1]])
-    0.95
-    """
-    s, g = _pair(reference, test)
-    _check_range(s, g, "Categorical_Hinge", 0.0, 1.0)
-    positive = float((s * g).mean())
-    negative = float(((1.0 - s) * g).max())
-    return max(negative - positive + 1.0, 0.0)
-
-
-def log_cosh(reference: Any, test: Any) -> float:
-    """``mean log(cosh(g - s))``, computed without overflow for large differences.
-
-    Examples
-    --------
-    >>> round(log_cosh([[0.0, 0.0]], [[1.0, 1000.0]]), 4)
-    499.8703
-    """
-    s, g = _pair(reference, test)
-    x = g - s
-    return float((np.logaddexp(x, -x) - math.log(2.0)).mean())
-
-
-def poisson(reference: Any, test: Any) -> float:
-    """Poisson loss ``mean(g - s log(g + 1e-7))`` (test values are rates: at least 0).
-
-    Examples
-    --------
-    >>> round(poisson([[2.0, 0.0]], [[2.0, 1.0]]), 6)
-    0.806853
-    """
-    s, g = _pair(reference, test)
-    _check_range(s, g, "Poisson", 0.0, None, arrays=("test",))
-    return float((g - s * np.log(g + EPSILON)).mean())
 
 
 # --- the set, by name ---------------------------------------------------------------------------------------
@@ -470,7 +312,7 @@ def image_metrics(reference: Any, test: Any, names: Sequence[str] | None = None,
     ArgumentError
         An unknown metric name.
     """
-    s, g = _pair(reference, test)
+    s, g = image_pair(reference, test)
     if data_range is not None:
         data_range = _data_range(data_range)
     chosen = list(IMAGE_METRICS) if names is None else list(names)

@@ -103,6 +103,9 @@ class Comparison:
         The worst mismatched elements (largest error beyond the relative tolerance), worst first.
     problem : str or None
         Why nothing could be compared element by element (a shape, a missing output or column).
+    convention : str
+        How the output was made: ``"zoo"`` (the image as it is, one unpadded pass) or ``"deepImageJ"``
+        (deepImageJ's default tile, mirror-padded); empty for comparisons made outside ``deepij test``.
     """
 
     case: str
@@ -117,6 +120,7 @@ class Comparison:
     tolerance: Tolerance
     worst: list[Pixel] = field(default_factory=list)
     problem: str | None = None
+    convention: str = ""
 
 
 def reproduction_tolerance(description: ModelDescription, weights_format: str, output: str) -> Tolerance:

@@ -2,10 +2,17 @@
 (:class:`~deepij.trust.reproduce_compare.Comparison`), how tiled runs differ from the whole-image run
 (:class:`TiledComparison`), the runtime and the peak memory; as text for a person and as JSON for a script.
 
-Statuses: a format ``"passed"``, ``"failed"`` (an output outside its tolerance, or the run failed) or was
-``"skipped"`` (deepij cannot run that format, or it needs ``allow_code``). The bundle ``"passed"`` when every
-format that ran passed, ``"failed"`` when one failed or none could run, ``"nothing to compare"`` when it
-ships no expected outputs (exit codes 0, 1 and 2).
+Statuses: a format ``"passed"``, ``"failed"`` (its weights are there but do not load, an output outside
+its tolerance, or the run failed) or was ``"skipped"`` (its weights cannot be had or run here: a file
+missing or not downloadable, its framework not installed, a format deepij does not run, code that needs
+``allow_code``; ``error`` says which). The bundle ``"passed"`` when at least one format passed and none
+failed (exit code 0), ``"failed"`` when one failed (1), ``"nothing tested"`` when every format was
+skipped (2: no verdict, the message lists why) and ``"nothing to compare"`` when it ships no expected
+outputs (2).
+
+Each comparison says the convention its run followed (``"zoo"`` or ``"deepImageJ"``,
+:mod:`deepij.trust.reproduce_run`); each case the convention the bundle's files were made with and the
+alternative tried when that one does not reproduce them.
 
 Examples
 --------
@@ -25,8 +32,8 @@ from typing import Any, Literal
 from deepij.trust.reproduce_compare import Comparison, Pixel, Tolerance
 
 FormatStatus = Literal["passed", "failed", "skipped"]
-BundleStatus = Literal["passed", "failed", "nothing to compare"]
-EXIT_CODES = {"passed": 0, "failed": 1, "nothing to compare": 2}
+BundleStatus = Literal["passed", "failed", "nothing tested", "nothing to compare"]
+EXIT_CODES = {"passed": 0, "failed": 1, "nothing tested": 2, "nothing to compare": 2}
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,10 @@ class TiledComparison:
         to the nearest seam (None without seams).
     problem : str or None
         Why the outputs could not be compared (shapes differ, the run failed).
+    crop : dict of str to list of int, or None
+        Per cropped axis, the ``[start, stop)`` input pixels both runs took instead of the whole input, so
+        that the comparison costs a few tiles (None: the whole input); ``seams`` and positions are then
+        relative to the crop.
     """
 
     tiling: str
@@ -76,6 +87,7 @@ class TiledComparison:
     worst_inside: Pixel | None = None
     worst_distance_to_seam: int | None = None
     problem: str | None = None
+    crop: dict[str, list[int]] | None = None
 
 
 @dataclass
@@ -85,8 +97,9 @@ class FormatReport:
     ``run_seconds`` is the whole-image runs (pre/post-processing included), ``load_seconds`` loading the
     network; ``peak_memory_bytes`` the peak memory above the start of those runs on their device (resident
     memory on the CPU, the framework's peak on a GPU). ``receptive_radius`` is the measured receptive
-    field (input pixels per tiled axis, None when not measured), ``declared_padding`` what the halo makes
-    tiles keep.
+    field (input pixels per tiled axis, None when not measured; ``receptive_passes`` the forward passes the
+    measure took, 0 when it was known already), ``declared_padding`` what the halo makes tiles keep;
+    ``tiled_seconds`` what the tiled comparisons took, the receptive field included.
     """
 
     weights_format: str
@@ -99,7 +112,9 @@ class FormatReport:
     comparisons: list[Comparison] = field(default_factory=list)
     tiled: list[TiledComparison] = field(default_factory=list)
     receptive_radius: dict[str, int] | None = None
+    receptive_passes: int | None = None
     declared_padding: dict[str, int] = field(default_factory=dict)
+    tiled_seconds: float = 0.0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -158,9 +173,10 @@ class BundleTestReport:
         lines = [f"deepij test: {self.name} ({self.format_version}) {self.bundle}"]
         for case in self.cases:
             expected = ", ".join(case["expected"])
+            other = f", else {case['alternative']}" if case.get("alternative") else ""
             lines.append(
-                f"  compares {case['kind']} ({case['processing']} processing): "
-                f"{', '.join(case['inputs'])} -> {expected}"
+                f"  compares {case['kind']} ({case['processing']} processing, {case['convention']} "
+                f"convention{other}): {', '.join(case['inputs'])} -> {expected}"
             )
         lines += [f"  note: {n}" for n in self.notes]
         for report in self.formats:
@@ -182,16 +198,21 @@ def _format_lines(report: FormatReport) -> list[str]:
         lines.append(f"  error: {report.error}")
     for c in report.comparisons:
         mark = "ok  " if c.passed else "FAIL"
-        lines.append(f"  {mark} {c.case}: {c.output} vs {c.expected_file}: {_figures(c)}")
+        how = f" [{c.convention}]" if c.convention else ""
+        lines.append(f"  {mark} {c.case}{how}: {c.output} vs {c.expected_file}: {_figures(c)}")
         for pixel in c.worst if not c.passed else []:
             lines.append(
                 f"       at {_position(pixel.position)}: got {pixel.got:.6g}, expected {pixel.expected:.6g}"
             )
     if report.receptive_radius is not None:
+        passes = f" ({report.receptive_passes} passes)" if report.receptive_passes else ""
         lines.append(
-            f"  receptive radius {_axes(report.receptive_radius)}; declared padding "
+            f"  receptive radius {_axes(report.receptive_radius)}{passes}; declared padding "
             f"{_axes(report.declared_padding)}"
         )
+    if report.tiled:
+        lines.append(f"  tiled comparisons: {report.tiled_seconds:.2f} s")
+    lines += [f"  note: {n}" for n in report.notes]
     for t in report.tiled:
         lines.append(_tiled_line(t))
     return lines
@@ -209,7 +230,8 @@ def _figures(c: Comparison) -> str:
 
 def _tiled_line(t: TiledComparison) -> str:
     tiles = f"{t.n_tiles} tile{'s' if t.n_tiles != 1 else ''}"
-    where = f"  tiled ({t.tiling} {_axes(t.tile)}, {tiles}) {t.output}"
+    crop = f" on input {_window(t.crop)}" if t.crop else ""
+    where = f"  tiled ({t.tiling} {_axes(t.tile)}, {tiles}{crop}) {t.output}"
     if t.problem:
         return f"{where}: {t.problem}"
     text = (
@@ -230,6 +252,10 @@ def _tiled_line(t: TiledComparison) -> str:
 
 def _axes(values: dict[str, int]) -> str:
     return ", ".join(f"{a} {v}" for a, v in values.items()) or "-"
+
+
+def _window(crop: dict[str, list[int]]) -> str:
+    return ", ".join(f"{a} {w[0]}:{w[1]}" for a, w in crop.items())
 
 
 def _position(position: dict[str, int | str]) -> str:

@@ -6,6 +6,12 @@ It measures what deepImageJ's *DeepImageJ Validate* measures (:mod:`deepij.trust
 stack, ``per_slice=True``, as deepImageJ lists them), which saves as CSV and JSON, shows in ImageJ as a
 ResultsTable (``run("DeepImageJ Validate", ...)``), and draws as PNG figures a person looks at.
 
+Images on different scales (a 0..255 reference against a 0..1 prediction) make every intensity metric
+meaningless (SSIM near 0, a huge RMSE) without anything being wrong with the model. When the value ranges
+of a pair differ by 10 times or more (:data:`~deepij.trust.validation_pairs.SCALE_RATIO`), the notes say so
+and a ``note`` column gives the ranges on that pair's rows (CSV, JSON, ImageJ's table). Nothing is
+rescaled: which image is off, and by how much (255? 65535? a normalisation?), is for the user to say.
+
 Examples
 --------
 >>> rng = np.random.default_rng(1)
@@ -18,14 +24,21 @@ Examples
 >>> labels.table[["Dice", "TP", "FN", "F1"]]
        Dice  TP  FN   F1
 0  0.666667   1   0  1.0
->>> result.save("validation/")  # doctest: +SKIP
-[PosixPath('validation/validation.csv'), PosixPath('validation/validation.json')]
+>>> ramp = np.linspace(0.0, 1.0, 64 * 64).reshape(64, 64)
+>>> scaled = validate(ramp * 255, ramp, metrics=["SSIM"])
+>>> scaled.table.round(3)
+   reference  test   SSIM                                        note
+0  reference  test  0.006  scales differ: reference 0..255, test 0..1
+>>> print(scaled.notes[0])  # doctest: +ELLIPSIS
+reference and test arrays: the reference's values span 0 to 255, the test's 0 to 1 (255 times less)...
+>>> import tempfile
+>>> [p.name for p in result.save(Path(tempfile.mkdtemp()) / "validation")]
+['validation.csv', 'validation.json']
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +50,9 @@ import pandas as pd
 from deepij.errors import ArgumentError, ArgumentTypeError, InputError
 from deepij.trust.label_metrics import LABEL_METRICS, as_labels, label_metrics
 from deepij.trust.metrics import IMAGE_METRICS, image_metrics
-from deepij.trust.validation_pairs import ImagePair, image_pairs
+from deepij.trust.validation_output import output_folder
+from deepij.trust.validation_output import records as table_records
+from deepij.trust.validation_pairs import ImagePair, image_pairs, scale_mismatch
 
 METRIC_GROUPS: dict[str, tuple[str, ...]] = {
     "images": tuple(IMAGE_METRICS),
@@ -45,6 +60,9 @@ METRIC_GROUPS: dict[str, tuple[str, ...]] = {
     "all": tuple(IMAGE_METRICS) + LABEL_METRICS,
 }
 """Names that stand for several metrics in ``metrics=``."""
+
+NOTE = "note"
+"""The column that says, on a pair's rows, that its images are on different scales."""
 
 _BY_LOWER = {name.lower(): name for name in (*IMAGE_METRICS, *LABEL_METRICS)}
 _BY_LOWER |= {"bce": "BCE", "squared_hinge": "Square_Hinge", "logcosh": "Log_Cosh", "iou": "Jaccard"}
@@ -131,7 +149,7 @@ class Validation:
         >>> validate(np.ones((2, 2)), np.ones((2, 2)), metrics=["RMSE", "SNR"]).records()
         [{'reference': 'reference', 'test': 'test', 'RMSE': 0.0, 'SNR': 'inf'}]
         """
-        return _records(self.table)
+        return table_records(self.table)
 
     def to_json(self, path: str | Path) -> Path:
         """Write ``{"metrics": [...rows], "per_label": [...rows], "notes": [...]}`` atomically.
@@ -141,8 +159,8 @@ class Validation:
         from deepij.files import write_atomically
 
         document = {
-            "metrics": _records(self.table),
-            "per_label": _records(self.per_label),
+            "metrics": table_records(self.table),
+            "per_label": table_records(self.per_label),
             "notes": list(self.notes),
         }
         return write_atomically(Path(path), (json.dumps(document, indent=2) + "\n").encode())
@@ -150,8 +168,7 @@ class Validation:
     def save(self, folder: str | Path) -> list[Path]:
         """``validation.csv`` and ``validation.json`` (and ``validation_labels.csv`` with label metrics) in
         ``folder`` (created)."""
-        target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
+        target = output_folder(folder, "folder")
         written = [self.to_csv(target / "validation.csv"), self.to_json(target / "validation.json")]
         if not self.per_label.empty:
             from deepij.files import write_atomically
@@ -165,8 +182,11 @@ class Validation:
 
         Examples
         --------
-        >>> result.figure("cells_01.png", pair="cells_01")  # doctest: +SKIP
-        PosixPath('cells_01.png')
+        >>> import tempfile
+        >>> truth = np.random.default_rng(2).random((32, 32))
+        >>> figure = validate(truth, truth + 0.01, metrics="SSIM").figure(Path(tempfile.mkdtemp()) / "a.png")
+        >>> figure.name
+        'a.png'
         """
         chosen = self._pair(pair)
         reference, test = chosen.load()
@@ -242,46 +262,70 @@ def validate(
     names = metric_names(metrics)
     if not isinstance(per_slice, bool):
         raise ArgumentTypeError(f"per_slice: expected True or False, found {per_slice!r}")
+    figure_folder = None if figures is None else output_folder(figures, "figures")
     pairs = image_pairs(reference, test, test_suffix=test_suffix)
-    wanted_images = [n for n in names if n in IMAGE_METRICS]
-    wanted_labels = any(n in LABEL_METRICS for n in names)
-    figure_folder = None if figures is None else Path(figures)
-    if figure_folder is not None:
-        figure_folder.mkdir(parents=True, exist_ok=True)
+    measure = _Measure(names, per_slice, data_range, iou_threshold)
     rows: list[dict[str, Any]] = []
     pair_rows: list[range] = []
     label_rows: list[pd.DataFrame] = []
     notes: list[str] = []
     for pair in pairs:
         reference_image, test_image = pair.load()
-        first_row = len(rows)
-        for plane, s, g in _planes(reference_image, test_image, per_slice):
-            keys: dict[str, Any] = {"reference": pair.reference_label, "test": pair.test_label}
-            if per_slice:
-                keys["slice"] = plane
-            where = pair.describe() + (f", slice {plane}" if per_slice else "")
-            values: dict[str, float] = {}
-            try:
-                if wanted_images:
-                    image_values, problems = image_metrics(s, g, wanted_images, data_range)
-                    values |= image_values
-                    notes += [f"{where}: {problem}" for problem in problems]
-                if wanted_labels:
-                    label_values, per_label = label_metrics(s, g, iou_threshold)
-                    values |= label_values
-                    label_rows.append(per_label.assign(**keys)[[*keys, *per_label.columns]])
-            except InputError as error:
-                raise InputError(f"{where}: {error}") from None
-            rows.append({**keys, **{name: values[name] for name in names}})
-        pair_rows.append(range(first_row, len(rows)))
+        found, labelled, said = measure.pair(pair, reference_image, test_image)
+        pair_rows.append(range(len(rows), len(rows) + len(found)))
+        rows += found
+        label_rows += labelled
+        notes += said
         if figure_folder is not None:
-            shown = _mean_of(rows[first_row:], names)
+            shown = _mean_of(found, names)
             _draw(pair, reference_image, test_image, shown, names, figure_folder / f"{pair.name}.png")
     columns = ["reference", "test", *(["slice"] if per_slice else []), *names]
+    if any(NOTE in row for row in rows):
+        columns.append(NOTE)
     table = pd.DataFrame(rows, columns=columns)
     per_label_table = pd.concat(label_rows, ignore_index=True) if label_rows else pd.DataFrame()
     return Validation(table=table, per_label=per_label_table, notes=notes, pairs=pairs, metrics=names,
                       pair_rows=pair_rows)
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """What :func:`validate` measures on each pair."""
+
+    names: list[str]
+    per_slice: bool
+    data_range: float | None
+    iou_threshold: float
+
+    def pair(
+        self, pair: ImagePair, reference: np.ndarray, test: np.ndarray
+    ) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[str]]:
+        """The pair's rows (one per plane with ``per_slice``), its per-label rows and its notes."""
+        wanted_images = [n for n in self.names if n in IMAGE_METRICS]
+        wanted_labels = any(n in LABEL_METRICS for n in self.names)
+        scale = scale_mismatch(reference, test) if wanted_images else None
+        notes = [f"{pair.describe()}: {scale[1]}"] if scale else []
+        rows, label_rows = [], []
+        for plane, s, g in _planes(reference, test, self.per_slice):
+            keys: dict[str, Any] = {"reference": pair.reference_label, "test": pair.test_label}
+            if self.per_slice:
+                keys["slice"] = plane
+            where = pair.describe() + (f", slice {plane}" if self.per_slice else "")
+            values: dict[str, float] = {}
+            try:
+                if wanted_images:
+                    image_values, problems = image_metrics(s, g, wanted_images, self.data_range)
+                    values |= image_values
+                    notes += [f"{where}: {problem}" for problem in problems]
+                if wanted_labels:
+                    label_values, per_label = label_metrics(s, g, self.iou_threshold)
+                    values |= label_values
+                    label_rows.append(per_label.assign(**keys)[[*keys, *per_label.columns]])
+            except InputError as error:
+                raise InputError(f"{where}: {error}") from None
+            row = {**keys, **{name: values[name] for name in self.names}}
+            rows.append(row | ({NOTE: scale[0]} if scale else {}))
+        return rows, label_rows, notes
 
 
 _KEYS = ("reference", "test", "slice")
@@ -310,18 +354,3 @@ def _draw(pair: ImagePair, reference: np.ndarray, test: np.ndarray, values: dict
         reference, test = as_labels(reference, "reference"), as_labels(test, "test")
     return validation_figure(reference, test, values, path, title=pair.name,
                              names=(pair.reference_label, pair.test_label), labels=labels)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    return value

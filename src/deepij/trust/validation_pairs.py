@@ -10,8 +10,13 @@ is compared one pair at a time. Singleton axes are dropped; what remains must be
 
 Examples
 --------
->>> pairs = image_pairs("ground_truth/", "predictions/", test_suffix="_output")  # doctest: +SKIP
->>> [p.name for p in pairs]  # doctest: +SKIP
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> for folder, name in [("truth", "cells_01.npy"), ("truth", "cells_02.npy"),
+...                      ("predicted", "cells_01_output.npy"), ("predicted", "cells_02_output.npy")]:
+...     (root / folder).mkdir(exist_ok=True)
+...     np.save(root / folder / name, np.zeros((8, 8)))
+>>> [p.name for p in image_pairs(root / "truth", root / "predicted", test_suffix="_output")]
 ['cells_01', 'cells_02']
 >>> image_pairs(np.zeros((8, 8)), np.ones((8, 8)))[0].name
 'image'
@@ -244,3 +249,39 @@ def _session() -> Any:
     from deepij.imagej import imagej
 
     return imagej()
+
+
+SCALE_RATIO = 10.0
+"""Value ranges (maximum minus minimum) of a pair that differ by this factor or more get a note."""
+
+
+def scale_mismatch(reference: np.ndarray, test: np.ndarray) -> tuple[str, str] | None:
+    """When the two images' value ranges differ by :data:`SCALE_RATIO` or more: a short note for the table
+    and the full one; else None.
+
+    Examples
+    --------
+    >>> scale_mismatch(np.array([[0.0, 255.0]]), np.array([[0.0, 1.0]]))[0]
+    'scales differ: reference 0..255, test 0..1'
+    >>> scale_mismatch(np.array([[0.0, 1.0]]), np.array([[0.1, 0.9]])) is None
+    True
+    """
+    spans = []
+    for image in (reference, test):
+        finite = np.asarray(image, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        spans.append((float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0))
+    (r_low, r_high), (t_low, t_high) = spans
+    r_span, t_span = r_high - r_low, t_high - t_low
+    if r_span <= 0 or t_span <= 0 or max(r_span, t_span) / min(r_span, t_span) < SCALE_RATIO:
+        return None
+    ratio = max(r_span, t_span) / min(r_span, t_span)
+    how = "more" if t_span > r_span else "less"
+    short = f"scales differ: reference {r_low:.3g}..{r_high:.3g}, test {t_low:.3g}..{t_high:.3g}"
+    full = (
+        f"the reference's values span {r_low:.3g} to {r_high:.3g}, the test's {t_low:.3g} to {t_high:.3g} "
+        f"({ratio:.3g} times {how}): the images are on different scales (e.g. 0..255 against 0..1), so the "
+        "intensity metrics (SSIM, PSNR, RMSE...) measure the scale, not the model; rescale one of them "
+        f"(the {'test' if how == 'more' else 'reference'} by about 1/{ratio:.3g}) and measure again"
+    )
+    return short, full
