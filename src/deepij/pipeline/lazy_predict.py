@@ -161,7 +161,7 @@ def _run_lazy(
     from deepij.pipeline.steps import Chain
     from deepij.processing.stream import stream_processing
 
-    description = model.description
+    description = model.instance_plan.network  # instance ops (refused before) leave what the network gives
     with Reporter(model.name, options["progress"], options["logging"]):
         chain = Chain(description, processing, None, None)
         source = Source(images, options["input_title"] or title, Calibration.of(next(iter(images.values()))))

@@ -460,6 +460,7 @@ def _predict(model: Model, image: Any, case: Case, fmt: str, options: _Options, 
         device=options.device,
         weights_format=fmt,
         runtime=options.runtime,
+        instances="declared",  # what the descriptor declares is what its test outputs hold
     )
 
 
