@@ -60,10 +60,14 @@ def test_stardist_bad_kwargs_name_the_field(kwargs, field, expected):
 def test_cellpose_kwargs_defaults_and_errors():
     params = cellpose_params(ProcessingOp("cellpose_flow_dynamics", {}), where=WHERE)
     assert (params.cellprob_threshold, params.flow_threshold, params.min_size, params.output_dtype) == (
-        0.0, 0.4, 15, "uint16")
-    with pytest.raises(ProcessingError, match="output_dtype.*uint16 or uint32"):
+        0.0,
+        0.4,
+        15,
+        "uint16",
+    )
+    with pytest.raises(ProcessingError, match=r"output_dtype.*uint16 or uint32"):
         cellpose_params(ProcessingOp("cellpose_flow_dynamics", {"output_dtype": "int8"}), where=WHERE)
-    with pytest.raises(ProcessingError, match="do_3D.*true or false"):
+    with pytest.raises(ProcessingError, match=r"do_3D.*true or false"):
         cellpose_params(ProcessingOp("cellpose_flow_dynamics", {"do_3D": "yes"}), where=WHERE)
 
 
@@ -87,7 +91,9 @@ def test_object_table_against_scipy():
     table = object_table(labels, probability)
     index = np.unique(labels)[1:]
     assert table["label"].tolist() == index.tolist()
-    assert table["area"].tolist() == ndimage.sum_labels(np.ones_like(labels), labels, index).astype(int).tolist()
+    assert (
+        table["area"].tolist() == ndimage.sum_labels(np.ones_like(labels), labels, index).astype(int).tolist()
+    )
     centres = np.array(ndimage.center_of_mass(np.ones_like(labels), labels, index))
     np.testing.assert_allclose(table[["centroid_y", "centroid_x"]].to_numpy(), centres, rtol=1e-12)
     np.testing.assert_allclose(table["mean_probability"], ndimage.mean(probability, labels, index), rtol=1e-6)
@@ -125,8 +131,9 @@ def test_stardist_2d_equals_stardist_functions():
 
     prob, dist = _star_prediction()
     found = stardist_instances(prob, dist, grid=(2, 2), prob_threshold=0.6, nms_threshold=0.3, b=2)
-    points, probi, disti = stardist.non_maximum_suppression(dist, prob, grid=(2, 2), b=2, prob_thresh=0.6,
-                                                             nms_thresh=0.3)
+    points, probi, disti = stardist.non_maximum_suppression(
+        dist, prob, grid=(2, 2), b=2, prob_thresh=0.6, nms_thresh=0.3
+    )
     expected = stardist.polygons_to_label(disti, points, prob=probi, shape=(80, 96))
     assert expected.max() > 5
     np.testing.assert_array_equal(found.labels, expected)
@@ -142,12 +149,16 @@ def test_stardist_3d_equals_stardist_functions():
     from stardist.matching import relabel_sequential
 
     prob, dist = _star_prediction((12, 16, 16), rays=32, seed=1)
-    found = stardist_instances(prob, dist, grid=(1, 2, 2), prob_threshold=0.7, nms_threshold=0.3,
-                               anisotropy=(2.0, 1.0, 1.0))
+    found = stardist_instances(
+        prob, dist, grid=(1, 2, 2), prob_threshold=0.7, nms_threshold=0.3, anisotropy=(2.0, 1.0, 1.0)
+    )
     rays = stardist.Rays_GoldenSpiral(32, anisotropy=(2.0, 1.0, 1.0))
-    points, probi, disti = stardist.non_maximum_suppression_3d(dist, prob, rays, grid=(1, 2, 2), b=2,
-                                                                prob_thresh=0.7, nms_thresh=0.3)
-    raw = stardist.polyhedron_to_label(disti, points, rays=rays, prob=probi, shape=(12, 32, 32), verbose=False)
+    points, probi, disti = stardist.non_maximum_suppression_3d(
+        dist, prob, rays, grid=(1, 2, 2), b=2, prob_thresh=0.7, nms_thresh=0.3
+    )
+    raw = stardist.polyhedron_to_label(
+        disti, points, rays=rays, prob=probi, shape=(12, 32, 32), verbose=False
+    )
     expected = relabel_sequential(raw)[0]
     assert expected.max() > 1
     np.testing.assert_array_equal(found.labels, expected)
@@ -175,8 +186,9 @@ def test_cellpose_equals_cellpose_compute_masks():
 
     flows, cellprob = _disk_flows()
     found = cellpose_instances(flows, cellprob)
-    expected = dynamics.compute_masks(flows, cellprob, niter=200, cellprob_threshold=0.0, flow_threshold=0.4,
-                                      min_size=15)
+    expected = dynamics.compute_masks(
+        flows, cellprob, niter=200, cellprob_threshold=0.0, flow_threshold=0.4, min_size=15
+    )
     expected = expected[0] if isinstance(expected, tuple) else expected
     assert expected.max() == 3
     np.testing.assert_array_equal(found.labels, expected)
@@ -204,8 +216,15 @@ def doubler(factor=2):
 
 def _bundle(tmp_path: Path, source: str = "postprocess.py") -> ModelDescription:
     (tmp_path / "postprocess.py").write_text(OP_FILE)
-    return ModelDescription(name="m", format_version="0.5.14", root=tmp_path, descriptor=tmp_path / "rdf.yaml",
-                            inputs=(), outputs=(), weights={})
+    return ModelDescription(
+        name="m",
+        format_version="0.5.14",
+        root=tmp_path,
+        descriptor=tmp_path / "rdf.yaml",
+        inputs=(),
+        outputs=(),
+        weights={},
+    )
 
 
 def _custom(name: str, sha: str, source: str = "postprocess.py", **kwargs) -> CustomParams:
@@ -237,5 +256,6 @@ def test_custom_op_refusals_say_which_check_failed(tmp_path):
     with pytest.raises(ProcessingError, match="has no callable 'Missing'"):
         custom_operator(description, _custom("Missing", sha), allow_code=True, where=WHERE)
     with pytest.raises(ProcessingError, match="inside the bundle folder"):
-        custom_operator(description, _custom("Doubler", sha, source="../outside.py"), allow_code=True,
-                        where=WHERE)
+        custom_operator(
+            description, _custom("Doubler", sha, source="../outside.py"), allow_code=True, where=WHERE
+        )

@@ -91,8 +91,13 @@ def _axes(letters: str, channels: dict[str, Any], reference: str | None, minimum
         elif a == "c":
             axes.append({"type": "channel", "channel_names": channels["names"]})
         elif reference is None:
-            axes.append({"type": "space", "id": a, "size": {"min": 1 if a == "z" else minimum,
-                                                             "step": 1 if a == "z" else 8}})
+            axes.append(
+                {
+                    "type": "space",
+                    "id": a,
+                    "size": {"min": 1 if a == "z" else minimum, "step": 1 if a == "z" else 8},
+                }
+            )
         else:
             axes.append({"type": "space", "id": a, "size": {"tensor_id": reference, "axis_id": a}})
     return axes
@@ -106,6 +111,7 @@ def write_cellpose_exporter_bundle(folder: Path, *, declared: bool = False) -> P
     folder.mkdir(parents=True, exist_ok=True)
     module = flow_module()
     if declared:
+
         class FlowOnly(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
@@ -115,38 +121,69 @@ def write_cellpose_exporter_bundle(folder: Path, *, declared: bool = False) -> P
                 return self.net(x)[0]
 
         weights = _write_torchscript(FlowOnly(), folder / "cpnet.pt", torch.zeros(1, 2, 32, 32))
-        inputs = [{"id": "raw", "axes": _axes("bcyx", {"names": ["c1", "c2"]}, None), "data": {"type": "float32"}}]
-        outputs = [{
-            "id": "labels", "axes": _axes("bcyx", {"names": ["labels"]}, "raw"), "data": {"type": "uint16"},
-            "postprocessing": [{"id": "cellpose_flow_dynamics", "kwargs": {
-                "cellprob_threshold": 0.0, "flow_threshold": 0.4, "do_3D": False, "min_size": 15,
-                "output_dtype": "uint16"}}],
-        }]
+        inputs = [
+            {"id": "raw", "axes": _axes("bcyx", {"names": ["c1", "c2"]}, None), "data": {"type": "float32"}}
+        ]
+        outputs = [
+            {
+                "id": "labels",
+                "axes": _axes("bcyx", {"names": ["labels"]}, "raw"),
+                "data": {"type": "uint16"},
+                "postprocessing": [
+                    {
+                        "id": "cellpose_flow_dynamics",
+                        "kwargs": {
+                            "cellprob_threshold": 0.0,
+                            "flow_threshold": 0.4,
+                            "do_3D": False,
+                            "min_size": 15,
+                            "output_dtype": "uint16",
+                        },
+                    }
+                ],
+            }
+        ]
         tags = ["instance-segmentation"]
     else:
         weights = _write_torchscript(module, folder / "cpnet.pt", torch.zeros(1, 2, 32, 32))
         # The exporter's first axis is z (the planes); deepij's TorchScript backend adds a batch axis to a
         # tensor without one (a 5-D input for this 4-D network), so the planes are the batch here.
-        inputs = [{"id": "raw", "axes": _axes("bcyx", {"names": ["c1", "c2"]}, None), "data": {"type": "float32"}}]
+        inputs = [
+            {"id": "raw", "axes": _axes("bcyx", {"names": ["c1", "c2"]}, None), "data": {"type": "float32"}}
+        ]
         outputs = [
             {"id": "flow", "axes": _axes("bcyx", {"names": ["flow1", "flow2", "flow3"]}, "raw")},
-            {"id": "style", "axes": [{"type": "batch"},
-                                     {"type": "channel", "channel_names": [f"feature{i + 1}" for i in range(256)]}]},
+            {
+                "id": "style",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": [f"feature{i + 1}" for i in range(256)]},
+                ],
+            },
         ]
         tags = ["cellpose", "2d"]
     data = {
-        "format_version": "0.5.4", "type": "model", "name": "cellpose-shaped flows", "description": "flows",
-        "authors": [{"name": "deepij tests"}], "cite": [{"text": "Cellpose", "doi": "10.1038/s41592-020-01018-x"}],
-        "license": "BSD-3-Clause", "documentation": "README.md", "tags": tags,
-        "inputs": inputs, "outputs": outputs,
-        "weights": {"torchscript": {"source": weights.name, "sha256": sha256_file(weights),
-                                    "pytorch_version": "2.13"}},
+        "format_version": "0.5.4",
+        "type": "model",
+        "name": "cellpose-shaped flows",
+        "description": "flows",
+        "authors": [{"name": "deepij tests"}],
+        "cite": [{"text": "Cellpose", "doi": "10.1038/s41592-020-01018-x"}],
+        "license": "BSD-3-Clause",
+        "documentation": "README.md",
+        "tags": tags,
+        "inputs": inputs,
+        "outputs": outputs,
+        "weights": {
+            "torchscript": {"source": weights.name, "sha256": sha256_file(weights), "pytorch_version": "2.13"}
+        },
     }
     return _finish(folder, data)
 
 
-def write_custom_op_bundle(folder: Path, *, callable_name: str = "ThresholdLabels", sha256: str | None = None,
-                           threshold: float = 0.5) -> Path:
+def write_custom_op_bundle(
+    folder: Path, *, callable_name: str = "ThresholdLabels", sha256: str | None = None, threshold: float = 0.5
+) -> Path:
     """A TorchScript network (``probability``: the sigmoid of a blurred image, axes ``bcyx``) whose output
     ``labels`` is made by a ``custom`` op in ``my_labels.py`` (sha256 of the file unless given)."""
     import torch
@@ -167,17 +204,37 @@ def write_custom_op_bundle(folder: Path, *, callable_name: str = "ThresholdLabel
     source.write_text(CUSTOM_OP_SOURCE)
     digest = sha256 or hashlib.sha256(source.read_bytes()).hexdigest()
     data = {
-        "format_version": "0.5.14", "type": "model", "name": "custom op", "description": "custom op",
-        "authors": [{"name": "deepij tests"}], "cite": [{"text": "none", "doi": "10.1038/s41592-020-01018-x"}],
-        "license": "MIT", "documentation": "README.md", "tags": ["test"],
-        "inputs": [{"id": "raw", "axes": _axes("bcyx", {"names": ["c1", "c2"]}, None), "data": {"type": "float32"}}],
-        "outputs": [{
-            "id": "labels", "axes": _axes("bcyx", {"names": ["labels"]}, "raw"), "data": {"type": "uint16"},
-            "postprocessing": [{"id": "custom", "callable": callable_name, "source": "my_labels.py",
-                                "sha256": digest, "kwargs": {"threshold": threshold}}],
-        }],
-        "weights": {"torchscript": {"source": weights.name, "sha256": sha256_file(weights),
-                                    "pytorch_version": "2.13"}},
+        "format_version": "0.5.14",
+        "type": "model",
+        "name": "custom op",
+        "description": "custom op",
+        "authors": [{"name": "deepij tests"}],
+        "cite": [{"text": "none", "doi": "10.1038/s41592-020-01018-x"}],
+        "license": "MIT",
+        "documentation": "README.md",
+        "tags": ["test"],
+        "inputs": [
+            {"id": "raw", "axes": _axes("bcyx", {"names": ["c1", "c2"]}, None), "data": {"type": "float32"}}
+        ],
+        "outputs": [
+            {
+                "id": "labels",
+                "axes": _axes("bcyx", {"names": ["labels"]}, "raw"),
+                "data": {"type": "uint16"},
+                "postprocessing": [
+                    {
+                        "id": "custom",
+                        "callable": callable_name,
+                        "source": "my_labels.py",
+                        "sha256": digest,
+                        "kwargs": {"threshold": threshold},
+                    }
+                ],
+            }
+        ],
+        "weights": {
+            "torchscript": {"source": weights.name, "sha256": sha256_file(weights), "pytorch_version": "2.13"}
+        },
     }
     return _finish(folder, data)
 

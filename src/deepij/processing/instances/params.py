@@ -123,13 +123,14 @@ class _Kwargs:
 
     def integers(self, key: str, lengths: tuple[int, ...], low: int = 1) -> tuple[int, ...]:
         value = self.values.get(key)
-        ok = isinstance(value, (list, tuple)) and len(value) in lengths
-        if not ok or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value):
+        items = list(value) if isinstance(value, (list, tuple)) else []
+        ok = isinstance(value, (list, tuple)) and len(items) in lengths
+        if not ok or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in items):
             expected = " or ".join(f"{n} integers >= {low}" for n in lengths)
             raise self.error(
                 key, "wrong value" if key in self.values else "missing required kwarg", value, expected
             )
-        return tuple(int(v) for v in value)
+        return tuple(int(v) for v in items)
 
 
 def stardist_params(op: ProcessingOp, *, where: str, descriptor: Path | None = None) -> StardistParams:

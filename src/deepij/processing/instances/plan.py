@@ -166,8 +166,11 @@ def _declared(description: ModelDescription, spec: TensorSpec) -> InstanceStep |
 
 
 def _params(op: ProcessingOp, where: str, description: ModelDescription) -> Params:
-    parse = {STARDIST: stardist_params, CELLPOSE: cellpose_params, CUSTOM: custom_params}[op.name]
-    return parse(op, where=where, descriptor=description.descriptor)
+    if op.name == STARDIST:
+        return stardist_params(op, where=where, descriptor=description.descriptor)
+    if op.name == CELLPOSE:
+        return cellpose_params(op, where=where, descriptor=description.descriptor)
+    return custom_params(op, where=where, descriptor=description.descriptor)
 
 
 def _network_spec(
@@ -244,7 +247,7 @@ def _subsampled(axis: AxisSpec, grid: int, description: ModelDescription, where:
             found=rule,
             expected="sizes that are multiples of the grid",
         )
-    return replace(axis, size=size, halo=math.ceil(axis.halo / grid), scale=axis.scale * grid)
+    return replace(axis, size=size, halo=math.ceil(axis.halo / grid))
 
 
 # --- exporter bundles that declare no op -------------------------------------------------------------------

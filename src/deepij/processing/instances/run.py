@@ -167,7 +167,7 @@ def _custom(op: Callable[..., Any], step: InstanceStep, plan: InstancePlan) -> O
             result = np.asarray(op(*arrays))
         except Exception as error:
             raise StepError(
-                f"custom op {step.where} ({step.params.code.callable}) failed: {error!r}"
+                f"custom op {step.where} ({step.op}) failed: {error!r}"
             ) from error
         labels = _as_declared(result, step, sample, size)
         table = object_table(labels) if labels.dtype.kind in "iub" else pd.DataFrame()
