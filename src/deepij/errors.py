@@ -153,6 +153,11 @@ class StepError(DeepijError):
     bundle, the step and, for macros, the file and line."""
 
 
+class ExtraMissingError(DeepijError, ImportError):
+    """A feature that needs an optional package that is not installed; the message names deepij's extra
+    (``pip install 'deepij[stardist]'``) and what needs it."""
+
+
 class TilingError(ArgumentError):
     """No valid tiling exists for this image and model, or a requested tile size is invalid."""
 

@@ -113,6 +113,7 @@ def named_files(description: ModelDescription) -> list[tuple[str, str]]:
     if description.documentation is not None:
         found.append(("documentation", description.documentation))
     found += [("covers", c) for c in description.covers]
+    found += _custom_op_files(description)
     dij = description.deepimagej
     for key, steps in (("preprocess", dij.preprocess), ("postprocess", dij.postprocess)):
         for step in steps:
@@ -121,6 +122,18 @@ def named_files(description: ModelDescription) -> list[tuple[str, str]]:
         legacy_list = f"{attribute.split('_')[0]}_{kind}"
         found.append((legacy_list if legacy else f"{kind}[{index}].{attribute}", path))
     return [(where, path) for where, path in found if path and not is_url(path)]
+
+
+def _custom_op_files(description: ModelDescription) -> list[tuple[str, str]]:
+    """The Python files of ``custom`` processing ops (0.5), by field."""
+    found = []
+    for kind, tensors in (("inputs", description.inputs), ("outputs", description.outputs)):
+        stage = "postprocessing" if kind == "outputs" else "preprocessing"
+        for t_index, tensor in enumerate(tensors):
+            for o_index, op in enumerate(tensor.processing):
+                if op.code is not None:
+                    found.append((f"{kind}[{t_index}].{stage}[{o_index}].source", op.code.source))
+    return found
 
 
 def sha256_references(description: ModelDescription) -> list[tuple[str, str]]:

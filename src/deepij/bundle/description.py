@@ -173,11 +173,16 @@ class ProcessingOp:
     """A bioimage.io processing step (``scale_range``, ``zero_mean_unit_variance``, ...).
 
     ``kwargs`` are normalized: an ``axes`` entry is a string of axis letters (``"yx"``), whatever form the
-    descriptor used; per-channel values stay lists.
+    descriptor used; per-channel values stay lists. The instance-segmentation ops
+    (``stardist_postprocessing``, ``cellpose_flow_dynamics``, ``custom``) keep their kwargs as written:
+    :mod:`deepij.processing.instances` checks them.
     """
 
     name: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    code: ArchitectureSpec | None = None
+    """The Python file and callable of a 0.5 ``custom`` op (``source``, ``callable``, ``sha256``, with
+    ``kwargs`` repeated): code, run only when allowed."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from deepij.bundle.description import (
     ImageJStep,
     ModelDescription,
     ParameterizedSize,
+    ProcessingOp,
     ReferenceSize,
     SizeRule,
     TensorSpec,
@@ -185,9 +186,27 @@ def _tensor(t: TensorSpec) -> dict[str, Any]:
         "data_range": None if t.data_range is None else [_json_number(v) for v in t.data_range],
         "sizes": {a.id: size_rule_text(a.size) for a in t.axes},
         "halo": {a.id: a.halo for a in t.axes if a.halo},
-        "processing": [op.name for op in t.processing],
+        "processing": [_op_text(op) for op in t.processing],
         "test_tensor": t.test_tensor,
     }
+
+
+_INSTANCE_OPS = ("stardist_postprocessing", "cellpose_flow_dynamics", "custom")
+
+
+def _op_text(op: ProcessingOp) -> str:
+    """An op's name; an instance op's with its kwargs (and a custom op's callable and file).
+
+    Examples
+    --------
+    >>> _op_text(ProcessingOp("stardist_postprocessing", {"prob_threshold": 0.5, "grid": [2, 2]}))
+    'stardist_postprocessing(prob_threshold=0.5, grid=[2, 2])'
+    """
+    if op.name not in _INSTANCE_OPS:
+        return op.name
+    parts = [f"{op.code.callable} from {op.code.source}"] if op.code is not None else []
+    parts += [f"{k}={v!r}" for k, v in op.kwargs.items()]
+    return f"{op.name}({', '.join(parts)})"
 
 
 def _json_number(value: float) -> float | str:

@@ -269,6 +269,10 @@ def _op_05(op: ProcessingOp) -> dict[str, Any]:
         kwargs["axes"] = [axis_id_05(a) for a in kwargs["axes"]]
     if isinstance(kwargs.get("axis"), str) and len(kwargs["axis"]) == 1:
         kwargs["axis"] = axis_id_05(kwargs["axis"])
+    if op.code is not None:  # a custom op's file and callable sit beside its id
+        out.update(callable=op.code.callable, source=op.code.source)
+        if op.code.sha256:
+            out["sha256"] = op.code.sha256
     if kwargs:
         out["kwargs"] = kwargs
     return out

@@ -172,7 +172,7 @@ def _run_lazy(
     from deepij.pipeline.steps import Chain
     from deepij.processing.stream import stream_processing
 
-    description = model.description
+    description = model.instance_plan.network  # instance ops (refused before) leave what the network gives
     engine = (options["weights_format"], options["device"], options["runtime"], options["precision"])
     ignore = options["non_finite"] == "ignore"
     with Reporter(model.name, options["progress"], options["logging"]):

@@ -54,6 +54,13 @@ class Model:
         Check weights and the other files the descriptor gives a sha256 for (test tensors, attachments)
         before using them (False: trust them as they are).
 
+    Attributes
+    ----------
+    instance_plan : InstancePlan
+        The outputs that become instances (StarDist, Cellpose, custom ops, declared or recognised) and
+        ``instance_plan.network``: the description of what the network gives, which tiling and the backend
+        use (:mod:`deepij.processing.instances`).
+
     Examples
     --------
     >>> model = deepij.load("bundles/unet2d/")  # doctest: +SKIP
@@ -65,7 +72,10 @@ class Model:
     def __init__(
         self, description: ModelDescription, *, allow_code: bool = False, verify: bool = True
     ) -> None:
+        from deepij.processing.instances import plan_instances
+
         self.description = description
+        self.instance_plan = plan_instances(description)  # instance ops' kwargs are checked here
         self.allow_code = allow_code
         self.verify = verify
         self._backends: dict[tuple[str | None, ...], Backend] = {}
@@ -88,7 +98,7 @@ class Model:
         if self._tiling is None:
             from deepij.inference.tiling import analyse_tiling
 
-            self._tiling = analyse_tiling(self.description)
+            self._tiling = analyse_tiling(self.instance_plan.network)
         return self._tiling
 
     def tiling_for(self, backend: Backend) -> ModelTiling:
@@ -98,7 +108,7 @@ class Model:
         takes other sizes than the one its descriptor pins (see
         :mod:`deepij.inference.backends.onnx_relax`), so tiles and memory are planned with them.
         """
-        if backend.description is self.description:
+        if backend.description is self.instance_plan.network:
             return self.tiling
         key = id(backend.description)  # kept alive by the backend, which this model holds
         if key not in self._backend_tilings:
@@ -130,7 +140,7 @@ class Model:
             from deepij.inference.backends import load_backend
 
             self._backends[key] = load_backend(
-                self.description,
+                self.instance_plan.network,
                 weights_format,
                 device,
                 self.allow_code,
@@ -173,6 +183,7 @@ class Model:
         runtime: str = "auto",
         non_finite: str = "raise",
         precision: str = "float32",
+        instances: str = "auto",
     ) -> Prediction:
         """Run the model on an image: pre-processing, tiled inference, post-processing.
 
@@ -253,6 +264,14 @@ class Model:
             ``"float16"``: half precision where a GPU runtime runs the model and a probe at load
             reproduces float32 within the bundle's reproduction tolerance; else float32, with a note and a
             warning saying why (:mod:`deepij.inference.backends.precision`).
+        instances : {"auto", "declared", "none"}
+            Outputs that are instances (StarDist, Cellpose, a bundle's ``custom`` op): ``"auto"`` gives the
+            label images (and ``<output>_objects`` tables, ``Prediction.instances`` with the polygons), for
+            declared ops and for StarDist/Cellpose exporter bundles that declare none; ``"declared"`` only
+            for declared ops (recognised bundles give their raw maps, as their test outputs hold them);
+            ``"none"``: the network's raw maps (probability and distances, flows). They run with the spec
+            ops (``processing="spec"``), on the whole stitched output. See
+            :mod:`deepij.processing.instances`.
 
         Returns
         -------
@@ -280,6 +299,7 @@ class Model:
         from deepij.pipeline.lazy_predict import is_lazy_input, predict_lazy
 
         if is_lazy_input(image):
+            _refuse_lazy_instances(self, instances)
             return predict_lazy(
                 self, image, processing=processing, session=session, input_title=input_title,
                 logging=logging, progress=progress, tile=tile, device=device, weights_format=weights_format,
@@ -290,8 +310,10 @@ class Model:
         from deepij.pipeline.progress import Reporter
         from deepij.pipeline.sources import read_source
         from deepij.pipeline.steps import Chain
+        from deepij.processing.instances import check_mode, run_instances
 
         mode = check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes, precision)
+        check_mode(instances)
         check_margin(margin)
         request = RunRequest(tile, mode, overlap, batch_size, max_memory, margin)
         with Reporter(self.name, progress, logging) as report:
@@ -307,10 +329,18 @@ class Model:
             backend = self.backend(weights_format, device, runtime, precision)
             self._hold_memory(backend, exact=max_memory is not None)
             run = self._run_network(backend, chain, source, checked, request, non_finite, report.tiles)
-            finished = chain.post(run.outputs, run.raw, spec_applied=True)
-            prediction = make_prediction(
-                self.description, finished.tensors, run.plan, run.batch, backend, run.notes + chain.notes
+            # Instance ops (StarDist NMS, Cellpose dynamics, custom) on the whole stitched outputs.
+            found = run_instances(
+                self.instance_plan, run.outputs, run.raw, mode=instances if chain.mode == "spec" else "none",
+                allow_code=self.allow_code,
             )
+            finished = chain.post(found.outputs, run.raw, spec_applied=True)
+            prediction = make_prediction(
+                self.description, finished.tensors, run.plan, run.batch, backend,
+                run.notes + found.notes + chain.notes,
+            )
+            prediction.tables.update(found.tables)
+            prediction.instances = found.instances
             return with_step_outputs(prediction, finished, chain, source.title, self.description)
 
     def _run_network(
@@ -335,7 +365,7 @@ class Model:
         raw = checked if checked is not None else self._inputs(made, None, non_finite)
         # Spec ops (and the cast to the declared types) run per tile: no processed copy of the image.
         streamed = stream_processing(
-            self.description,
+            self.instance_plan.network,
             raw,
             spec_ops=chain.mode == "spec",
             ignore_nan=non_finite == "ignore",
@@ -400,6 +430,22 @@ class Model:
         what was measured on it no longer holds."""
         if backend.hold_memory_exactly(exact):
             self.measurements.forget(backend)
+
+def _refuse_lazy_instances(model: Model, instances: str) -> None:
+    """Instance ops need the whole output of an image in memory: a lazy image (dask, Zarr) with any is
+    refused, saying what to do."""
+    from deepij.errors import ArgumentError
+    from deepij.processing.instances import check_mode
+
+    steps = model.instance_plan.chosen(check_mode(instances))
+    if steps:
+        raise ArgumentError(
+            f"image: a lazy image (dask array, Zarr) and instance op {steps[0].op} on output "
+            f"{steps[0].output!r}, which needs the whole output in memory (NMS across tiles); expected an "
+            "in-memory image (np.asarray(...), a TIFF), or predict(..., instances='none') for the raw maps, "
+            "lazily, then deepij.processing.instances on each image"
+        )
+
 
 def _imagej_makes_inputs(chain: Chain) -> bool:
     """Whether ImageJ pre-processing steps make the network's inputs (the image is checked after them)."""

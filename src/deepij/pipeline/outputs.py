@@ -66,6 +66,10 @@ class Prediction:
     provenance : dict
         How the outputs were made: model name and version, weights format and sha256, processing and the
         steps that ran, tile plan, device, deepij version. Written into every saved TIFF.
+    instances : dict of str to list of (dict, Instances)
+        Per output made by an instance op (StarDist, Cellpose, custom), each image's position along the
+        looped dims and its :class:`~deepij.processing.instances.Instances` (labels, object table, polygons:
+        the ROIs).
     """
 
     images: dict[str, xr.DataArray]
@@ -79,6 +83,7 @@ class Prediction:
     model_name: str = ""
     input_title: str = "image"
     provenance: dict[str, Any] = field(default_factory=dict)
+    instances: dict[str, list[Any]] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> xr.DataArray | pd.DataFrame:
         if name in self.images:

@@ -111,4 +111,5 @@ def predict(
             device=options.device,
             weights_format=fmt,
             runtime=options.runtime,
+            instances="declared",  # what the descriptor declares is what its test outputs hold
         )

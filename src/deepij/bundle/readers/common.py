@@ -26,6 +26,7 @@ WEIGHTS_ALIASES = {"pytorch_script": "torchscript"}
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _FRAMEWORK_VERSION_KEYS = ("pytorch_version", "tensorflow_version")
 _AXIS_KWARGS = ("axes", "axis")
+_INSTANCE_OPS = ("stardist_postprocessing", "cellpose_flow_dynamics", "custom")
 
 METADATA_KEYS = (
     "format_version",
@@ -387,11 +388,31 @@ def read_processing(node: Node, name_key: str, axis_letters: Mapping[str, str]) 
         name = name_node.required_text(f"the op's {name_key} (scale_range, zero_mean_unit_variance, ...)")
         kwargs_node = element.get("kwargs")
         kwargs = dict(kwargs_node.mapping(allow_missing=True))
+        if name in _INSTANCE_OPS:  # their kwargs name no axes; deepij.processing.instances checks them
+            ops.append(ProcessingOp(name=name, kwargs=kwargs, code=_custom_code(element, kwargs)))
+            continue
         for key in _AXIS_KWARGS:
             if kwargs.get(key) is not None:
                 kwargs[key] = _axes_as_letters(kwargs_node.get(key), axis_letters)
         ops.append(ProcessingOp(name=name, kwargs=kwargs))
     return tuple(ops)
+
+
+def _custom_code(element: Node, kwargs: dict[str, Any]) -> ArchitectureSpec | None:
+    """A ``custom`` op's Python file and callable (0.5: ``source``, ``sha256``, ``callable`` by ``id``)."""
+    if element.get("id").text() != "custom" and element.get("name").text() != "custom":
+        return None
+    source_node = element.required("source", "the op's Python file in the bundle (source: my_op.py)")
+    source = source_node.get("source") if isinstance(source_node.value, dict) else source_node
+    sha256 = element.get("sha256").text() or (
+        source_node.get("sha256").text() if isinstance(source_node.value, dict) else None
+    )
+    return ArchitectureSpec(
+        source=clean_path(source.required_text("a file path")),
+        callable=element.required("callable", "the class or factory name").required_text(),
+        kwargs=kwargs,
+        sha256=sha256,
+    )
 
 
 def _axes_as_letters(node: Node, axis_letters: Mapping[str, str]) -> str:
