@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -231,7 +231,7 @@ def run_image(ref: ModelRef, job: ImageJob, options: Mapping[str, Any]) -> Image
     from deepij.pipeline.batch import run_one_image
 
     started = time.perf_counter()
-    outcome = run_one_image(ref.model(), job, options)
+    outcome = run_one_image(cast("Model", ref.model()), job, options)
     outcome = replace(outcome, exception=None, seconds=time.perf_counter() - started)
     return outcome
 

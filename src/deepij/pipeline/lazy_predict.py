@@ -41,7 +41,7 @@ from deepij.inference.lazy_statistics import is_lazy
 
 if TYPE_CHECKING:
     from deepij.bundle.description import ModelDescription, TensorSpec
-    from deepij.pipeline.model import Model
+    from deepij.pipeline.loaded_model import LoadedModel
     from deepij.pipeline.outputs import Prediction
 
 LAZY_TILE = 256
@@ -64,7 +64,7 @@ def _is_zarr_array(image: Any) -> bool:
     return type(image).__module__.startswith("zarr.") and hasattr(image, "shape") and hasattr(image, "dtype")
 
 
-def predict_lazy(model: Model, image: Any, **options: Any) -> Prediction:
+def predict_lazy(model: LoadedModel, image: Any, **options: Any) -> Prediction:
     """:meth:`Model.predict` for a lazy image (module notes); ``options`` are predict's."""
     from deepij.pipeline.predict_parts import check_arguments
     from deepij.pipeline.steps import choose_mode
@@ -128,7 +128,7 @@ def _memory_limit(max_memory: int | str | None) -> int:
 
 
 def _in_memory(
-    model: Model, images: dict[str, xr.DataArray], title: str, options: dict[str, Any]
+    model: LoadedModel, images: dict[str, xr.DataArray], title: str, options: dict[str, Any]
 ) -> Prediction:
     """ImageJ steps: the whole image in one JVM, when it fits."""
     from deepij.sizes import format_bytes
@@ -155,7 +155,7 @@ def _in_memory(
 
 
 def _run_lazy(
-    model: Model,
+    model: LoadedModel,
     images: dict[str, xr.DataArray],
     title: str,
     processing: str,
@@ -228,7 +228,7 @@ def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.D
 
 
 def _lazy_plan(
-    model: Model,
+    model: LoadedModel,
     backend: Any,
     inputs: Mapping[str, xr.DataArray],
     options: dict[str, Any],

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from deepij.inference.backends.base import Backend
-    from deepij.pipeline.model import Model
+    from deepij.pipeline.loaded_model import LoadedModel
 
-LOADED: dict[str, Model] = {}
+LOADED: dict[str, LoadedModel] = {}
 LOADING = threading.Lock()
 
 
@@ -40,22 +40,26 @@ class ModelRef:
     allow_code: bool
     verify: bool
     token: str
+    kind: type
+    """The class of the loaded model: a worker makes its copy with it (pickled by name, so this module
+    needs no import of the class's own)."""
 
     @classmethod
-    def of(cls, model: Model) -> ModelRef:
+    def of(cls, model: LoadedModel) -> ModelRef:
         """The reference of a loaded model (the model is registered in this process under its token)."""
         with LOADING:
             LOADED.setdefault(model.token, model)
         descriptor = str(Path(model.description.descriptor).resolve())
-        return cls(descriptor, model.allow_code, model.verify, model.token)
+        return cls(descriptor, model.allow_code, model.verify, model.token, type(model))
 
-    def model(self) -> Model:
+    def model(self) -> LoadedModel:
         with LOADING:
             model = LOADED.get(self.token)
             if model is None:
-                from deepij.pipeline.model import load
+                from deepij.bundle import open_bundle
 
-                model = load(self.descriptor, allow_code=self.allow_code, verify=self.verify)
+                description = open_bundle(self.descriptor, verify=self.verify)
+                model = self.kind(description, allow_code=self.allow_code, verify=self.verify)
                 model.token = self.token  # the same model in this process
                 LOADED[self.token] = model
             return model
@@ -74,7 +78,7 @@ class BackendRef:
     @classmethod
     def of(
         cls,
-        model: Model,
+        model: LoadedModel,
         weights_format: str | None,
         device: str | None,
         runtime: str,
