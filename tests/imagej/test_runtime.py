@@ -149,6 +149,25 @@ def test_interpreter_exits_promptly_and_takes_its_display_along(run_python):
     assert not psutil.pid_exists(guard) or psutil.Process(guard).status() == psutil.STATUS_ZOMBIE
 
 
+def test_faulthandler_turned_off_after_the_jvm_started_does_not_crash_it(run_python):
+    # pytest turns faulthandler on before the JVM starts and off at its end, which put back the SIGSEGV
+    # handler from before the JVM: the JVM, which relies on that signal, then died at exit (exit status 139
+    # after a passing test run). Java work enough for the JIT and a few garbage collections, then exit.
+    done = run_python("""
+        import faulthandler
+        faulthandler.enable()
+        import deepij, jpype
+        session = deepij.imagej()
+        faulthandler.disable()
+        system = jpype.JClass("java.lang.System")
+        for _ in range(200):
+            session.run_macro('newImage("a", "32-bit", 256, 256, 1); run("Gaussian Blur...", "sigma=2");')
+            system.gc()
+        print("done", flush=True)
+    """, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "done", (done.returncode, done.stderr[-2000:])
+
+
 def test_explicit_shutdown_is_final(run_python):
     done = run_python("""
         import json, deepij

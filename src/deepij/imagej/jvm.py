@@ -49,6 +49,7 @@ def start(classpath: Sequence[Path], *, java_home: Path, headless: bool,
         _log.warning("deepij starts Java offline: ignoring the Maven endpoints %s registered with scyjava",
                      endpoints)
     scyjava.config.endpoints.clear()
+    _leave_crash_signals_to_the_jvm()
     started = time.perf_counter()
     try:
         scyjava.start_jvm(jvm_options)
@@ -57,6 +58,20 @@ def start(classpath: Sequence[Path], *, java_home: Path, headless: bool,
     finally:
         scyjava.config.endpoints.extend(endpoints)
     return time.perf_counter() - started
+
+
+def _leave_crash_signals_to_the_jvm() -> None:
+    """Turn Python's faulthandler off before the JVM starts, when it is on (pytest turns it on).
+
+    The JVM relies on SIGSEGV itself (implicit null checks, safepoints) and installs its handler over
+    faulthandler's; a later ``faulthandler.disable()`` (pytest's, at its end) puts back the handler from
+    before the JVM, and the next time the JVM relies on the signal the process dies (a segmentation fault at
+    exit, seen after a full test run). Turned off first, it has nothing to put back."""
+    import faulthandler
+
+    if faulthandler.is_enabled():
+        faulthandler.disable()
+        _log.debug("faulthandler turned off: the JVM handles SIGSEGV itself")
 
 
 def when_stopping(callback: Callable[[], None]) -> None:
