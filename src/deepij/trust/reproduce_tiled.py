@@ -1,8 +1,8 @@
 """Tiled against whole in ``deepij test``: does tiling change the output away from the image border?
 
-The first case runs tiled as a user would, at deepImageJ's default tile and at a small tile (about a third
-of the image's valid region per tile; ``tile=`` chooses it), and each output is compared with the same case
-run whole under the zoo's convention (a mirror-padded pass for a network with valid convolutions, whose
+The first case runs tiled as deepImageJ lays tiles (mirror-padded, ``tiling="deepimagej"``), at its
+default tile and at a small tile (about a third of the image's valid region per tile; ``tile=`` chooses
+it), and each output is compared with the same case run whole under the zoo's convention (a mirror-padded pass for a network with valid convolutions, whose
 unpadded outputs are smaller) by :func:`~deepij.trust.reproduce_seams.tiled_difference`.
 
 The cost is bounded whatever the image and the tile: a seam shows within the receptive radius of where two
@@ -124,7 +124,9 @@ def _one_setting(
         too_many = _too_many(tiling, shape, tile)
         if too_many:
             return [_failed(model, fmt, label, tile, border, too_many)]
-    tiled = predict(model, image, case, fmt, options, tile)
+    # deepImageJ's grid (mirror-padded, tiles meeting every R pixels): the window arithmetic below is its;
+    # where the image's sizes are valid, predict's own default lays tiles inside it instead
+    tiled = predict(model, image, case, fmt, options, tile, "deepimagej")
     found = []
     for spec in model.description.outputs:
         if spec.is_table or spec.name not in whole.images or spec.name not in tiled.images:
