@@ -2,8 +2,9 @@
 
 The first case runs tiled as deepImageJ lays tiles (mirror-padded, ``tiling="deepimagej"``), at its
 default tile and at a small tile (about a third of the image's valid region per tile; ``tile=`` chooses
-it), and each output is compared with the same case run whole under the zoo's convention (a mirror-padded pass for a network with valid convolutions, whose
-unpadded outputs are smaller) by :func:`~deepij.trust.reproduce_seams.tiled_difference`.
+it), and each output is compared with the same case run whole under the zoo's convention (a mirror-padded
+pass for a network with valid convolutions, whose unpadded outputs are smaller) by
+:func:`~deepij.trust.reproduce_seams.tiled_difference`.
 
 The cost is bounded whatever the image and the tile: a seam shows within the receptive radius of where two
 tiles meet, so a few tiles prove it. When a tile would cut the image into more tiles along an axis than a
