@@ -405,8 +405,16 @@ def check_timeout(timeout: Any) -> None:
 def macro_error(message: str, *, line: int | None, source: str | None) -> MacroError:
     """The MacroError for ImageJ's error text: a CommandNotFoundError for ``Unrecognized command``."""
     if unrecognized_command(message) is not None:
-        return command_not_found(message, line=line, source=source)
+        return command_not_found(message, line=line, source=source, luts_dir=_luts_dir())
     return MacroError(message, line=line, source=source)
+
+
+def _luts_dir() -> str | None:
+    """The ``luts/`` folder where this ImageJ finds ``NAME.lut`` for ``run("NAME")``."""
+    try:
+        return jstr(jc.IJ.getDirectory("luts"))
+    except Exception:  # no ImageJ folder known: the hint names the folder in words
+        return None
 
 
 def _raise_stop_flag(interp: Any) -> None:
