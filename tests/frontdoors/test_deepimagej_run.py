@@ -133,6 +133,28 @@ def test_three_one_line_on_a_folder(session, bundle, cells, tmp_path):
     )
 
 
+def test_three_one_refuses_a_folder_with_a_truncated_tiff_before_running_any(session, bundle, cells,
+                                                                              tmp_path):
+    # the check of deepij run: the truncated file is named, and no file of the call was run
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a_cells.tif", cells)
+    tifffile.imwrite(tmp_path / "whole.tif", cells[::-1].copy())
+    whole = (tmp_path / "whole.tif").read_bytes()
+    (tmp_path / "in" / "b_cut.tif").write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "out"
+    macro = (
+        'print("before");\n'
+        f'run("{COMMAND}", "model_path=[{bundle.folder}] input_path=[{tmp_path / "in"}] '
+        f'output_folder=[{out}] display_output=false");\nprint("after");'
+    )
+    with pytest.raises(MacroError) as caught:
+        session.run_macro(macro)
+    message = str(caught.value)
+    assert caught.value.line == 2 and "1 of 2 files cannot be read" in message
+    assert repr(str(tmp_path / "in" / "b_cut.tif")) in message and "truncated" in message
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_the_model_stays_loaded_between_calls(session, models_dir, cells):
     handler = session.commands.handlers()[COMMAND]
     handler.models.clear()

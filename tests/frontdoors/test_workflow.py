@@ -15,7 +15,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from deepij.errors import ArgumentError
+from deepij.errors import ArgumentError, InputError
 from deepij.frontdoors.workflow import parse_answers, run_workflow
 from support.bundles import write_bundle_v0_3
 
@@ -171,3 +171,20 @@ def test_parse_answers():
 def test_missing_macro(tmp_path):
     with pytest.raises(ArgumentError, match="does not exist"):
         run_workflow(tmp_path / "nope.ijm")
+
+
+def test_a_truncated_tiff_is_reported_and_skipped_as_deepij_run_does(imagej_session, tmp_path):
+    # ImageJ itself would open the cut file with zeros in its missing rows and measure it
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = nuclei(3)
+    tifffile.imwrite(folder / "a_whole.tif", image)
+    whole = (folder / "a_whole.tif").read_bytes()
+    (folder / "b_cut.tif").write_bytes(whole[: len(whole) // 2])
+    macro = tmp_path / "measure.ijm"
+    macro.write_text('getStatistics(area, mean);\nprint(getTitle() + " " + mean);\n')
+    report = run_workflow(macro, inputs=folder, session=imagej_session)
+    assert [o.status for o in report.outcomes] == ["done", "failed"] and report.exit_code == 1
+    failed = report.outcomes[1]
+    assert isinstance(failed.exception, InputError) and repr(str(folder / "b_cut.tif")) in failed.error
+    assert "truncated: the pixel data of page 0" in failed.error

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepij.errors import ArgumentError, ArgumentTypeError
+from deepij.errors import ArgumentError, ArgumentTypeError, InputError
 from deepij.files import write_atomically
 from deepij.pipeline.batch import BatchReport, ImageOutcome, image_files, output_prefixes
 
@@ -166,30 +166,38 @@ def _run_once(
 def open_image(session: Session, path: Path) -> Any:
     """An image file as ImageJ opens it (calibration, title = file name); ``.npy`` through numpy.
 
+    The file is checked first as ``deepij run`` checks its inputs
+    (:func:`~deepij.pipeline.image_files.check_image_file`): ImageJ itself opens a truncated TIFF without an
+    error, the missing rows filled with zeros.
+
     Raises
     ------
-    ArgumentError
-        ImageJ cannot open the file.
+    InputError
+        The file cannot be read (the message names it, what is in it and what was expected).
     """
+    from deepij.pipeline.image_files import cannot_read, check_image_file, read_npy
+
+    check_image_file(path)
     if path.suffix.lower() == ".npy":
-        import numpy as np
         import xarray as xr
 
-        array = np.load(path, allow_pickle=False)
-        return session.to_imageplus(xr.DataArray(array, dims=_imagej_dims(array.ndim)), title=path.name)
+        array = read_npy(path).values
+        return session.to_imageplus(xr.DataArray(array, dims=_imagej_dims(path, array.ndim)), title=path.name)
     from deepij.imagej._java import jc
 
     jc.IJ.redirectErrorMessages()  # an unreadable file is reported here, never in a box nobody can close
     imp = jc.IJ.openImage(str(path))
     if imp is None:
-        raise ArgumentError(f"input: ImageJ cannot open {str(path)!r} as an image (expected an image file)")
+        raise cannot_read(path, "ImageJ could not open it")
     return imp
 
 
-def _imagej_dims(ndim: int) -> tuple[str, ...]:
+def _imagej_dims(path: Path, ndim: int) -> tuple[str, ...]:
     dims = {2: ("row", "col"), 3: ("pln", "row", "col"), 4: ("t", "pln", "row", "col")}
     if ndim not in dims:
-        raise ArgumentError(f"input: a .npy image must have 2 to 4 dims (yx, zyx, tzyx), found {ndim}")
+        raise InputError(
+            f"image: file {str(path)!r}: a .npy image must have 2 to 4 dims (yx, zyx, tzyx), found {ndim}"
+        )
     return dims[ndim]
 
 
