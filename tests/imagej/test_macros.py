@@ -268,6 +268,39 @@ def test_time_limit_stops_java_code_that_ignores_the_interpreter(session, monkey
     assert session.run_macro("return \"\" + 6 * 7;").value == "42"
 
 
+def test_a_stopped_run_stops_the_python_code_of_the_handler_it_is_in(session, handlers):
+    # ImageJ's stop flag and Java interrupts never reach Python code (a handler predicting with a network):
+    # the stop is raised inside it. The run is stopped once the handler runs (as its time limit would stop
+    # it, through the same path), so that nothing depends on how fast the machine is; the handler's loop
+    # gives up after two minutes, so a failure cannot hang the tests.
+    seen = []
+    entered = threading.Event()
+
+    def busy(call):
+        entered.set()
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                sum(range(1000))
+        except BaseException as stop:
+            seen.append(type(stop).__name__)
+            raise
+        seen.append("ran out")
+
+    def stop_when_entered():
+        entered.wait(120)
+        session.runner.fail_current(MacroTimeoutError("the macro ran past its time limit of 1 s"))
+
+    handlers("Deepij Test Busy Python", busy)
+    threading.Thread(target=stop_when_entered, daemon=True).start()
+    with pytest.raises(MacroTimeoutError, match=r"time limit of 1 s") as caught:
+        session.run_macro('print("a");\nrun("Deepij Test Busy Python");\nprint("b");')
+    assert seen == ["RunStopped"] and caught.value.line == 2
+    # ImageJ's commands work again: the stopped handler no longer holds the command listeners' lock
+    result = session.run_macro('run("Invert");', image=np.zeros((4, 4), "uint8"))
+    assert int(result.image.min()) == 255
+
+
 @pytest.mark.parametrize("arguments, error, names", [
     ({"timeout": 0}, ArgumentError, "timeout: expected a number of seconds > 0"),
     ({"timeout": -1.5}, ArgumentError, "timeout: expected a number of seconds > 0"),

@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -51,6 +52,7 @@ Handler = Callable[["CommandCall[HostT]"], None]
 Policy = Callable[[str], BaseException | None]
 #: Stops the running macro because of an error; False when no macro runs (``MacroRunner.fail_current``).
 StopMacro = Callable[[BaseException], bool]
+HandlerSection = contextlib.AbstractContextManager[None]
 
 
 class CommandCall(Generic[HostT]):
@@ -111,12 +113,16 @@ class CommandCall(Generic[HostT]):
 class CommandRouter(Generic[HostT]):
     """The session's command listener: Python handlers by command name, plus an optional refusal policy.
 
-    ``stop_macro`` is told of a handler's failure (or a refusal) to stop the running macro with it.
+    ``stop_macro`` is told of a handler's failure (or a refusal) to stop the running macro with it;
+    ``handler_section`` (a context manager factory) wraps each handler call (``MacroRunner.handler_section``).
     """
 
-    def __init__(self, session: HostT, stop_macro: StopMacro) -> None:
+    def __init__(self, session: HostT, stop_macro: StopMacro,
+                 handler_section: Callable[[], HandlerSection] | None = None) -> None:
         self._session = session
         self._stop_macro = stop_macro
+        # wraps every handler call: how a stopped macro run reaches the Python code it called
+        self._handler_section = handler_section or contextlib.nullcontext
         self._handlers: dict[str, Handler[HostT]] = {}
         self._lock = threading.Lock()
         self._policy: Policy | None = None
@@ -174,7 +180,8 @@ class CommandRouter(Generic[HostT]):
             return None
         call = CommandCall(command, _current_options(), self._session)
         try:
-            handler(call)
+            with self._handler_section():
+                handler(call)
         except BaseException as error:  # a Python error must not cross into ImageJ unreported
             if not is_macro_canceled(error):  # else ImageJ aborted the macro, and its error box says why
                 self._fail(handler_failure(command, error))

@@ -43,7 +43,7 @@ from deepij.imagej import dialogs, results, state
 from deepij.imagej._java import is_macro_canceled, java_name, jc, jstr, private_field
 from deepij.imagej.commands import format_options, handler_failure
 from deepij.imagej.missing_commands import command_not_found, unrecognized_command
-from deepij.imagej.worker import Worker
+from deepij.imagej.worker import RunStopped, Worker, withdraw_stop
 
 #: How long a stopped macro gets to wind down before its thread is stopped, then given up.
 STOP_GRACE_S = 5.0
@@ -92,6 +92,7 @@ class _Run:
     answers: questions.Answers = field(default_factory=dict)
     answered: dict[str, str] = field(default_factory=dict)
     code_lines: list[str] = field(default_factory=list)
+    interpreting: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -115,6 +116,8 @@ class MacroRunner:
         self._worker: Worker | None = None
         self._active: _Run | None = None
         self.settings: state.Settings | None = None
+        self._handler_depth: dict[int, int] = {}  # thread -> command handlers running on it (nested)
+        self._depth_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------- public
     def run(self, macro: str | Path, image: Any = None, args: Any = None, timeout: float | None = None,
@@ -161,6 +164,33 @@ class MacroRunner:
         return self._worker is not None and self._worker.is_current()
 
     @contextlib.contextmanager
+    def handler_section(self) -> Iterator[None]:
+        """Mark a command handler's Python code: a run stopped while it runs stops it too.
+
+        Neither ImageJ's stop flag nor a Java interrupt reaches Python code; :meth:`_wind_down` raises
+        :class:`~deepij.imagej.worker.RunStopped` in it instead (at its next bytecode), and a stop it has not
+        met yet is withdrawn when the outermost handler returns.
+        """
+        ident = threading.get_ident()
+        with self._depth_lock:
+            self._handler_depth[ident] = self._handler_depth.get(ident, 0) + 1
+        try:
+            yield
+        finally:
+            with self._depth_lock:
+                depth = self._handler_depth.pop(ident, 1) - 1
+                if depth > 0:
+                    self._handler_depth[ident] = depth
+                else:
+                    withdraw_stop()
+
+    @property
+    def handler_running(self) -> bool:
+        """True while some command handler runs (on any thread), e.g. one a stopped run left behind."""
+        with self._depth_lock:
+            return bool(self._handler_depth)
+
+    @contextlib.contextmanager
     def exclusive(self) -> Iterator[bool]:
         """Hold ImageJ for Java work that must not overlap a macro run (see ``Session.exclusive``).
 
@@ -194,10 +224,13 @@ class MacroRunner:
             run.interp = jc.Interpreter()
             outcome = _Outcome()
             with self._session.log_capture() as log:
+                run.interpreting = True
                 try:
                     outcome.value = jstr(run.interp.run(code, argument))
                 except Exception as error:  # Java exceptions arrive as Python exceptions (JException)
                     outcome.failure = error
+                finally:
+                    _interpreter_ended(run)
             outcome.error_message = jstr(run.interp.getErrorMessage())
             outcome.error_line = _error_line(run.interp)
             if _completed(run, outcome):
@@ -217,6 +250,8 @@ class MacroRunner:
                 return future.result(timeout=poll)
             except FutureTimeout:
                 poll = min(poll * 2, 0.05)
+            except RunStopped:  # met after its handler returned, while the run ended
+                return _Outcome(failure=run.stop_error)
             self._answer_dialogs(run)
             if timeout is not None and time.monotonic() - started > timeout:
                 self._stop(run, MacroTimeoutError(f"the macro ran past its time limit of {timeout:g} s"))
@@ -233,13 +268,16 @@ class MacroRunner:
                 return future.result(timeout=0.02)
             except FutureTimeout:
                 pass
+            except RunStopped:
+                return _Outcome(failure=run.stop_error)
             # The interpreter rewrites its stop flag on every token it reads, so one write can be lost:
             # ImageJ's own abort writes it repeatedly too.
             _raise_stop_flag(run.interp)
-            if run.java_thread is not None and time.monotonic() >= next_wake:
+            if time.monotonic() >= next_wake:
                 # A macro asleep in Java (wait(ms), a dialog's wait() whose wake-up raced with its own start)
                 # never sees the stop flag: an interrupt wakes it. Its thread clears the flag afterwards.
-                run.java_thread.interrupt()
+                _interrupt(run)
+                self._stop_handler_code()
                 next_wake = time.monotonic() + 0.5
         if run.java_thread is not None:
             # Last resort for Java code that ignores both (Thread.stop still works on Java 17).
@@ -248,12 +286,23 @@ class MacroRunner:
                 return future.result(timeout=2.0)
             except FutureTimeout:
                 pass
+            except RunStopped:
+                return _Outcome(failure=run.stop_error)
             except Exception as error:  # the thread came back (with the ThreadDeath): keep using it
                 return _Outcome(failure=error)
         # The thread is lost: leave it asleep, clean ImageJ from here, use a fresh thread next time.
         self._worker = None
         state.reset(self.settings)
         return _Outcome(failure=run.stop_error)
+
+    def _stop_handler_code(self) -> None:
+        """Stop the Python code of a command handler the stopped macro is in (see :meth:`handler_section`)."""
+        worker = self._worker
+        if worker is None or worker.ident is None:
+            return
+        with self._depth_lock:
+            if self._handler_depth.get(worker.ident, 0) > 0:
+                worker.stop_python()
 
     def _answer_dialogs(self, run: _Run) -> None:
         self._wake_from_vanished_dialog(run)
@@ -322,7 +371,7 @@ class MacroRunner:
         if time.monotonic() - run.answered_at < _WAKE_AFTER_S or dialogs.any_showing():
             return
         if dialogs.blocked_in_dialog(run.java_thread):
-            run.java_thread.interrupt()
+            _interrupt(run)
             run.answered_at = time.monotonic()
 
     def _stop(self, run: _Run, error: BaseException) -> None:
@@ -389,17 +438,29 @@ class MacroRunner:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def check_timeout(timeout: Any) -> None:
-    """A time limit is a number of seconds > 0, or None (ArgumentTypeError / ArgumentError otherwise)."""
+def check_timeout(timeout: Any, argument: str = "timeout") -> None:
+    """A time limit is a number of seconds > 0, or None (ArgumentTypeError / ArgumentError otherwise, naming
+    ``argument``).
+
+    Examples
+    --------
+    >>> check_timeout(2.5), check_timeout(None)
+    (None, None)
+    >>> check_timeout(0, "step_timeout")
+    Traceback (most recent call last):
+    ...
+    deepij.errors.ArgumentError: step_timeout: expected a number of seconds > 0 or None, found 0
+    """
     if timeout is None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise ArgumentTypeError(
-            f"timeout: expected a number of seconds > 0 or None, found {timeout!r} ({type(timeout).__name__})"
+            f"{argument}: expected a number of seconds > 0 or None, found {timeout!r} "
+            f"({type(timeout).__name__})"
         )
     seconds = float(timeout)
     if math.isnan(seconds) or not seconds > 0:
-        raise ArgumentError(f"timeout: expected a number of seconds > 0 or None, found {timeout!r}")
+        raise ArgumentError(f"{argument}: expected a number of seconds > 0 or None, found {timeout!r}")
 
 
 def macro_error(message: str, *, line: int | None, source: str | None) -> MacroError:
@@ -415,6 +476,25 @@ def _luts_dir() -> str | None:
         return jstr(jc.IJ.getDirectory("luts"))
     except Exception:  # no ImageJ folder known: the hint names the folder in words
         return None
+
+
+def _interrupt(run: _Run) -> None:
+    """Interrupt the macro thread while (and only while) the interpreter runs on it.
+
+    Once the interpreter returned, an interrupt would hit ImageJ's cleaning instead (AWT prints the
+    InterruptedException it gets there).
+    """
+    with run.lock:
+        if run.interpreting and run.java_thread is not None:
+            run.java_thread.interrupt()
+
+
+def _interpreter_ended(run: _Run) -> None:
+    """On the macro thread, when the interpreter returned: no interrupt is sent from now on, and the flag of
+    one sent while stopping it is cleared."""
+    with run.lock:
+        run.interpreting = False
+        jc.Thread.interrupted()
 
 
 def _raise_stop_flag(interp: Any) -> None:

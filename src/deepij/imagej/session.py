@@ -71,7 +71,8 @@ class Session:
         self.virtual_display = virtual_display
         self.startup_seconds = startup_seconds
         self.runner = MacroRunner(self)
-        self.commands: CommandRouter[Session] = CommandRouter(self, self.runner.fail_current)
+        self.commands: CommandRouter[Session] = CommandRouter(self, self.runner.fail_current,
+                                                              self.runner.handler_section)
         self.closed = False
 
     def initialize(self) -> None:
@@ -415,8 +416,15 @@ class Session:
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(Exception):
-            self.commands.uninstall()
+        if self.runner.handler_running:
+            # ImageJ calls command listeners holding their list's lock: removing ours would wait for the
+            # handler a stopped run left in a long call (its RunStopped comes at its next bytecode); the
+            # JVM is going away, the listener with it
+            _log.warning("a command handler of a stopped macro run is still running; ImageJ's command "
+                         "listener is left in place at exit")
+        else:
+            with contextlib.suppress(Exception):
+                self.commands.uninstall()
         with contextlib.suppress(Exception):
             # ImageJ's worker pool has non-daemon threads: left running, they block the interpreter's exit
             jc.ThreadUtil.threadPoolExecutor.shutdownNow()

@@ -165,6 +165,7 @@ class Model:
         runtime: str = "auto",
         non_finite: str = "raise",
         precision: str = "float32",
+        step_timeout: float | None = None,
     ) -> Prediction:
         """Run the model on an image: pre-processing, tiled inference, post-processing.
 
@@ -241,6 +242,10 @@ class Model:
             ``"float16"``: half precision where a GPU runtime runs the model and a probe at load
             reproduces float32 within the bundle's reproduction tolerance; else float32, with a note and a
             warning saying why (:mod:`deepij.inference.backends.precision`).
+        step_timeout : float, optional
+            Seconds each ImageJ pre/post-processing step (macro or Java step) may run; one that runs longer
+            is stopped and the prediction fails with a StepError saying so (a macro looping forever).
+            None (default): no limit, as in ImageJ.
 
         Returns
         -------
@@ -283,7 +288,7 @@ class Model:
         mode = check_arguments(tile, tiling, overlap, batch_size, max_memory, non_finite, axes, precision)
         _check_margin(margin)
         with Reporter(self.name, progress, logging) as report:
-            chain = Chain(self.description, processing, session, report)
+            chain = Chain(self.description, processing, session, report, step_timeout=step_timeout)
             source = read_source(
                 image, self.description, axes=axes, input_title=input_title, session=chain.session
             )
