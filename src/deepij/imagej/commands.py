@@ -28,6 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from deepij.errors import ArgumentError, ArgumentTypeError, DeepijError, MacroError
 from deepij.imagej._java import is_macro_canceled, jc, jstr
+from deepij.imagej.macro_errors import located_inside, restated
 
 _log = logging.getLogger("deepij.imagej")
 
@@ -198,7 +199,10 @@ def handler_failure(command: str | None, error: BaseException) -> MacroError:
 
     A MacroError (a nested macro's, a refusal) stays as it is. Anything else, a bad option reported as an
     ArgumentError included, is an error of the macro line that ran the command; the original exception is
-    the ``__cause__``. ``command`` None: a handler not known by name.
+    the ``__cause__``. When a macro the command ran inside the calling one failed (a bundle's step, whose
+    MacroError is among the causes), the error is that macro's file and line, of that kind
+    (CommandNotFoundError...), and the run says it was called from the calling line. ``command`` None: a
+    handler not known by name.
 
     Examples
     --------
@@ -214,7 +218,9 @@ def handler_failure(command: str | None, error: BaseException) -> MacroError:
         text = f"a command handler failed: {text}"
     elif not text.startswith(f"{command}:"):  # errors of CommandCall name the command already
         text = f"{command}: {text}"
-    failure = MacroError(text)
+    inner = located_inside(error)  # a macro the command ran failed: the error is at its file and line
+    failure = (MacroError(text) if inner is None
+               else restated(inner, text, line=inner.line, source=inner.source))
     failure.__cause__ = error
     return failure
 

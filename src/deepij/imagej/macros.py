@@ -32,7 +32,6 @@ from typing import Any, Protocol
 from deepij.errors import (
     ArgumentError,
     ArgumentTypeError,
-    DeepijError,
     HeadlessError,
     ImageJError,
     MacroError,
@@ -40,9 +39,18 @@ from deepij.errors import (
 )
 from deepij.imagej import answers as questions
 from deepij.imagej import dialogs, results, state
-from deepij.imagej._java import is_macro_canceled, java_name, jc, jstr, private_field
+from deepij.imagej._java import jc, jstr, private_field
 from deepij.imagej.commands import format_options, handler_failure
-from deepij.imagej.missing_commands import command_not_found, unrecognized_command
+from deepij.imagej.macro_errors import (
+    cause,
+    code_of,
+    current_line,
+    error_line,
+    is_cancel,
+    java_failure,
+    macro_error,
+    stopped_error,
+)
 from deepij.imagej.worker import RunStopped, Worker, withdraw_stop
 
 #: How long a stopped macro gets to wind down before its thread is stopped, then given up.
@@ -76,14 +84,22 @@ class MacroHost(Protocol):
 
 
 @dataclass
-class _Run:
-    """State one run shares between its macro thread and the watching caller."""
+class _Frame:
+    """A macro running in ImageJ's interpreter: the run's own, or one a command it called runs inside it."""
 
     interp: Any = None
+    code_lines: list[str] = field(default_factory=list)
+    dialog_error: tuple[str, int | None, str | None] | None = None  # the first error box: text, line, code
+
+
+@dataclass
+class _Run(_Frame):
+    """State one run shares between its macro thread and the watching caller."""
+
     java_thread: Any = None
     stop_error: BaseException | None = None
     stop_line: int | None = None
-    dialog_error: tuple[str, int | None, str | None] | None = None
+    nested: list[_Frame] = field(default_factory=list)  # macros run inside this one, innermost last
     messages: list[str] = field(default_factory=list)
     message_windows: set[int] = field(default_factory=set)
     answered_at: float | None = None
@@ -91,7 +107,6 @@ class _Run:
     first_seen: dict[int, float] = field(default_factory=dict)
     answers: questions.Answers = field(default_factory=dict)
     answered: dict[str, str] = field(default_factory=dict)
-    code_lines: list[str] = field(default_factory=list)
     interpreting: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -232,7 +247,7 @@ class MacroRunner:
                 finally:
                     _interpreter_ended(run)
             outcome.error_message = jstr(run.interp.getErrorMessage())
-            outcome.error_line = _error_line(run.interp)
+            outcome.error_line = error_line(run.interp)
             if _completed(run, outcome):
                 outcome.result = results.build_result(outcome.value, log.text(), run.messages, headless,
                                                       answered=run.answered)
@@ -272,7 +287,7 @@ class MacroRunner:
                 return _Outcome(failure=run.stop_error)
             # The interpreter rewrites its stop flag on every token it reads, so one write can be lost:
             # ImageJ's own abort writes it repeatedly too.
-            _raise_stop_flag(run.interp)
+            _raise_stop_flag(*_interpreters(run))
             if time.monotonic() >= next_wake:
                 # A macro asleep in Java (wait(ms), a dialog's wait() whose wake-up raced with its own start)
                 # never sees the stop flag: an interrupt wakes it. Its thread clears the flag afterwards.
@@ -344,20 +359,22 @@ class MacroRunner:
         dialogs.cancel(dialog)
 
     def _record_error_box(self, run: _Run, dialog: dialogs.OpenDialog) -> None:
-        """Keep the first error box's text and line, and make the macro stop after its current statement.
+        """Keep the first error box's text and line, and make its macro stop after its current statement.
 
-        The interpreter's own error box ends the macro by itself; an ``IJ.error`` box (``File not found``)
-        would let it go on, as ImageJ does on a thread it does not know as a macro thread.
+        The box belongs to the innermost macro running (one a command runs inside the run's macro, a
+        bundle's step, has its own file and lines). The interpreter's own error box ends the macro by
+        itself; an ``IJ.error`` box (``File not found``) would let it go on, as ImageJ does on a thread it
+        does not know as a macro thread.
         """
         message, line, code = dialog.error_parts()
-        if line is None:
-            line = _current_line(run.interp)
-            known = line is not None and line <= len(run.code_lines)
-            code = run.code_lines[line - 1].strip() if known and line is not None else None
         with run.lock:
-            if run.dialog_error is None:
-                run.dialog_error = (message, line, code)
-        _raise_stop_flag(run.interp)
+            frame = run.nested[-1] if run.nested else run
+            if line is None:
+                line = current_line(frame.interp)
+                code = code_of(frame.code_lines, line)
+            if frame.dialog_error is None:
+                frame.dialog_error = (message, line, code)
+        _raise_stop_flag(frame.interp)
 
     def _wake_from_vanished_dialog(self, run: _Run) -> None:
         """Wake a macro thread left waiting in a dialog that is already gone.
@@ -380,22 +397,23 @@ class MacroRunner:
             if run.stop_error is not None:
                 return
             run.stop_error = error
-            run.stop_line = _current_line(run.interp)
-        _raise_stop_flag(run.interp)
+            run.stop_line = current_line(run.interp)
+        _raise_stop_flag(*_interpreters(run))
 
     def _conclude(self, run: _Run, outcome: _Outcome, source: str | None) -> results.MacroResult:
         """The result, or the error that explains why there is none."""
         line = outcome.error_line
         if run.stop_error is not None:
-            raise _with_line(run.stop_error, run.stop_line, source) from _cause(run.stop_error)
+            error = stopped_error(run.stop_error, run.stop_line, source, run.code_lines)
+            raise error from cause(run.stop_error)
         if run.dialog_error is not None:
             message, dialog_line, code = run.dialog_error
             text = f"{message}: {code}" if code else message
             raise macro_error(text, line=dialog_line if dialog_line is not None else line, source=source)
         if outcome.error_message is not None:
             raise macro_error(outcome.error_message, line=line, source=source)
-        if outcome.failure is not None and not _is_cancel(outcome.failure):
-            raise _java_failure(outcome.failure, line, source) from outcome.failure
+        if outcome.failure is not None and not is_cancel(outcome.failure):
+            raise java_failure(outcome.failure, line, source) from outcome.failure
         if outcome.result is None:  # pragma: no cover - every other path above raised
             raise ImageJError("the macro ended without a result")
         return outcome.result
@@ -414,22 +432,23 @@ class MacroRunner:
         given_tables = self._session.prepare_tables(tables)
         self._session.open_inputs(inputs, reset_batch=False)
         self._session.open_tables(given_tables)
-        interp = jc.Interpreter()
         active = self._active
-        outer_answers = dict(active.answers) if active is not None else {}
-        if active is not None:
+        assert active is not None  # run() comes here only while a run is active
+        frame = _Frame(jc.Interpreter(), code.splitlines())
+        outer_answers = dict(active.answers)
+        with active.lock:
             active.answers = {**outer_answers, **answers}
+            active.nested.append(frame)  # its error boxes are its own (see _record_error_box)
+        failure: BaseException | None = None
         try:
-            value = jstr(interp.run(code, argument))
+            value = jstr(frame.interp.run(code, argument))
         except Exception as error:
-            message = jstr(interp.getErrorMessage())
-            if message is None and _is_cancel(error):
-                value = None
-            else:
-                raise macro_error(message or str(error), line=_error_line(interp), source=source) from error
+            value, failure = None, error
         finally:
-            if active is not None:
+            with active.lock:
+                active.nested.remove(frame)
                 active.answers = outer_answers
+        _raise_nested_error(frame, failure, source)
         new_ids = set(state.open_image_ids()) - before
         current = jc.WindowManager.getCurrentImage()
         if current is not None:
@@ -463,21 +482,6 @@ def check_timeout(timeout: Any, argument: str = "timeout") -> None:
         raise ArgumentError(f"{argument}: expected a number of seconds > 0 or None, found {timeout!r}")
 
 
-def macro_error(message: str, *, line: int | None, source: str | None) -> MacroError:
-    """The MacroError for ImageJ's error text: a CommandNotFoundError for ``Unrecognized command``."""
-    if unrecognized_command(message) is not None:
-        return command_not_found(message, line=line, source=source, luts_dir=_luts_dir())
-    return MacroError(message, line=line, source=source)
-
-
-def _luts_dir() -> str | None:
-    """The ``luts/`` folder where this ImageJ finds ``NAME.lut`` for ``run("NAME")``."""
-    try:
-        return jstr(jc.IJ.getDirectory("luts"))
-    except Exception:  # no ImageJ folder known: the hint names the folder in words
-        return None
-
-
 def _interrupt(run: _Run) -> None:
     """Interrupt the macro thread while (and only while) the interpreter runs on it.
 
@@ -497,9 +501,28 @@ def _interpreter_ended(run: _Run) -> None:
         jc.Thread.interrupted()
 
 
-def _raise_stop_flag(interp: Any) -> None:
+def _raise_nested_error(frame: _Frame, failure: BaseException | None, source: str | None) -> None:
+    """The MacroError of a macro run inside another one, at its own line of its own file, if it failed: its
+    first error box (an ``IJ.error`` box does not end the macro by itself), else the interpreter's error."""
+    if frame.dialog_error is not None:
+        text, line, code = frame.dialog_error
+        raise macro_error(f"{text}: {code}" if code else text, line=line, source=source) from failure
+    if failure is None:
+        return
+    message = jstr(frame.interp.getErrorMessage())
+    if message is None and is_cancel(failure):
+        return  # exit() or an answered cancel: the macro ended, as ImageJ ends it
+    raise macro_error(message or str(failure), line=error_line(frame.interp), source=source) from failure
+
+
+def _interpreters(run: _Run) -> list[Any]:
+    with run.lock:
+        return [run.interp, *(frame.interp for frame in run.nested)]
+
+
+def _raise_stop_flag(*interps: Any) -> None:
     """Make the running interpreter(s) finish after the current statement, without error boxes."""
-    interpreters = {id(i): i for i in (interp, jc.Interpreter.getInstance()) if i is not None}
+    interpreters = {id(i): i for i in (*interps, jc.Interpreter.getInstance()) if i is not None}
     for each in interpreters.values():
         each.setIgnoreErrors(True)  # no further error boxes from a macro being stopped
         # `done` is the interpreter's own stop flag (what its abort sets); it is package-private
@@ -531,61 +554,4 @@ def _looks_like_path(text: str) -> bool:
 def _completed(run: _Run, outcome: _Outcome) -> bool:
     if run.stop_error is not None or run.dialog_error is not None or outcome.error_message is not None:
         return False
-    return outcome.failure is None or _is_cancel(outcome.failure)
-
-
-def _is_cancel(error: BaseException) -> bool:
-    """ImageJ ends a macro by exit() (or an answered cancel) with RuntimeException("Macro canceled")."""
-    return is_macro_canceled(error)
-
-
-def _error_line(interp: Any) -> int | None:
-    """The line ImageJ reported the error on (kept in a package-private field), else the line it was at."""
-    try:
-        line = int(private_field("ij.macro.Interpreter", "lineNumber").getInt(interp))
-    except Exception:
-        line = 0
-    return line if line > 0 else _current_line(interp)
-
-
-def _current_line(interp: Any) -> int | None:
-    if interp is None:
-        return None
-    try:
-        line = int(interp.getLineNumber())
-    except Exception:  # before the program is tokenized there is no line yet
-        return None
-    return line if line > 0 else None
-
-
-def _with_line(error: BaseException, line: int | None, source: str | None) -> BaseException:
-    """The error to raise for a stopped run, naming the macro line it stopped at.
-
-    MacroError (and its time-out and not-found kinds) and HeadlessError keep their type. An ArgumentError
-    here is an answer from run_macro's ``answers=`` that the question cannot take (a bad argument of the
-    run itself); command handlers' errors arrive as MacroErrors (:func:`~deepij.imagej.commands.
-    handler_failure`).
-    """
-    if isinstance(error, ArgumentError):
-        return error
-    if isinstance(error, MacroError):
-        if error.line is not None or line is None:
-            return error
-        return type(error)(error.macro_message, line=line, source=source or error.source)
-    if isinstance(error, HeadlessError) and line is not None:
-        return type(error)(f"{error} ({source or 'macro'}, line {line})")
-    return error
-
-
-def _cause(error: BaseException) -> BaseException | None:
-    return error.__cause__ if isinstance(error, MacroError | HeadlessError | ArgumentError) else error
-
-
-def _java_failure(failure: BaseException, line: int | None, source: str | None) -> DeepijError:
-    name = java_name(failure)
-    if "HeadlessException" in name:
-        return HeadlessError(
-            f"{source or 'macro'}, line {line}: the macro needs a window or dialog, which a headless ImageJ "
-            "cannot show (start deepij without headless=True)"
-        )
-    return MacroError(f"{name}: {failure}", line=line, source=source)
+    return outcome.failure is None or is_cancel(outcome.failure)
