@@ -7,7 +7,8 @@ file is opened as the macro's current image, as if the user had opened it in Fij
 stops the run with an error that quotes it and shows the ``--answer`` that would answer it.
 
 With ``output``, what the macro leaves open is written there too: its images as ImageJ TIFFs and its tables
-as CSV, named ``<input name>_<title>``.
+as CSV, named ``<input name>_<title>``, and its Log as ``<input name>_Log.txt``. What the macro prints goes
+to ``on_log`` as it comes (``deepij macro`` prints it, as ``ImageJ -batch`` does).
 
 Examples
 --------
@@ -22,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,8 @@ def run_workflow(
     answers: Mapping[str, Any] | None = None,
     session: Session | None = None,
     timeout: float | None = None,
+    on_log: Callable[[str], object] | None = None,
+    on_run: Callable[[ImageOutcome], object] | None = None,
 ) -> BatchReport:
     """Run a workshop macro unchanged: once, or once per input file with that file as the current image.
 
@@ -83,7 +86,15 @@ def run_workflow(
     session : Session, optional
         Default ``deepij.imagej()``.
     timeout : float, optional
-        Seconds per run.
+        Seconds per run; a run past it is stopped (its Python commands too, ``run("DeepImageJ Run", ...)``
+        predicting) and reported as failed, and the next file runs.
+    on_log : callable, optional
+        Called with each line the macro writes to ImageJ's Log (``print``), while it runs: what
+        ``ImageJ -batch`` prints. With ``output``, each run's Log is also written to
+        ``<input name>_Log.txt`` there, line by line as it comes (what a stopped or killed run logged is
+        kept).
+    on_run : callable, optional
+        Called with each run's :class:`~deepij.pipeline.batch.ImageOutcome` as soon as it is known.
 
     Returns
     -------
@@ -119,7 +130,10 @@ def run_workflow(
         prefixes = output_prefixes(files) if files else {}
         runs: list[Path | None] = list(files) or [None]
         for source in runs:
-            outcomes.append(_run_once(session, path, source, prefixes, folder, answers, timeout))
+            outcome = _run_once(session, path, source, prefixes, folder, answers, timeout, on_log)
+            outcomes.append(outcome)
+            if on_run is not None:
+                on_run(outcome)
     return BatchReport(outcomes, folder or Path.cwd())
 
 
@@ -149,18 +163,52 @@ def _run_once(
     folder: Path | None,
     answers: Mapping[str, Any] | None,
     timeout: float | None,
+    on_log: Callable[[str], object] | None = None,
 ) -> ImageOutcome:
     started = time.perf_counter()
     label = source if source is not None else macro
+    prefix = prefixes.get(source, "") if source else macro.stem
+    with _log_sink(folder, prefix, on_log) as (sink, logs):
+        try:
+            image = open_image(session, source) if source is not None else None
+            result = session.run_macro(macro, image=image, timeout=timeout, answers=answers, on_log=sink)
+            written = _save_result(session, result, folder, prefix)
+        except Exception as error:  # one file that fails is reported; the others still run
+            # the whole message: an unanswered prompt's error ends with the --answer that answers it
+            return ImageOutcome(label, "failed", time.perf_counter() - started, outputs=logs,
+                                error=f"{type(error).__name__}: {error}", exception=error)
+    return ImageOutcome(label, "done", time.perf_counter() - started, outputs=[*written, *logs])
+
+
+@contextlib.contextmanager
+def _log_sink(folder: Path | None, prefix: str, on_log: Callable[[str], object] | None
+              ) -> Iterator[tuple[Callable[[str], object] | None, list[Path]]]:
+    """(where a run's Log lines go, the log files written): ``on_log``, and with an output folder
+    ``<prefix>_Log.txt`` there, made at the first line and appended line by line as the lines come (what a
+    stopped or killed run logged stays readable; an earlier run's file is replaced)."""
+    if folder is None:
+        yield on_log, []
+        return
+    path = folder / f"{prefix}_Log.txt"
+    path.unlink(missing_ok=True)  # this run's Log, or none: never an earlier run's
+    written: list[Path] = []
+    stream: Any = None
+
+    def sink(line: str) -> None:
+        nonlocal stream
+        if stream is None:
+            stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed when the run ends
+            written.append(path)
+        stream.write(line + "\n")
+        stream.flush()
+        if on_log is not None:
+            on_log(line)
+
     try:
-        image = open_image(session, source) if source is not None else None
-        result = session.run_macro(macro, image=image, timeout=timeout, answers=answers)
-        written = _save_result(session, result, folder, prefixes.get(source, "") if source else macro.stem)
-    except Exception as error:  # one file that fails is reported; the others still run
-        # the whole message: an unanswered prompt's error ends with the --answer that answers it
-        return ImageOutcome(label, "failed", time.perf_counter() - started,
-                            error=f"{type(error).__name__}: {error}", exception=error)
-    return ImageOutcome(label, "done", time.perf_counter() - started, outputs=written)
+        yield sink, written
+    finally:
+        if stream is not None:
+            stream.close()
 
 
 def open_image(session: Session, path: Path) -> Any:

@@ -22,7 +22,7 @@ import math
 import numbers
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from deepij.imagej import answers as questions
 from deepij.imagej import dialogs, results, state
 from deepij.imagej._java import jc, jstr, private_field
 from deepij.imagej.commands import format_options, handler_failure
+from deepij.imagej.log_stream import LogStream
 from deepij.imagej.macro_errors import (
     cause,
     code_of,
@@ -100,6 +101,7 @@ class _Run(_Frame):
     stop_error: BaseException | None = None
     stop_line: int | None = None
     nested: list[_Frame] = field(default_factory=list)  # macros run inside this one, innermost last
+    log: LogCapture | None = None
     messages: list[str] = field(default_factory=list)
     message_windows: set[int] = field(default_factory=set)
     answered_at: float | None = None
@@ -120,6 +122,7 @@ class _Outcome:
     error_message: str | None = None
     error_line: int | None = None
     result: results.MacroResult | None = None
+    log_text: str | None = None
 
 
 class MacroRunner:
@@ -136,27 +139,34 @@ class MacroRunner:
 
     # ----------------------------------------------------------------------------------------- public
     def run(self, macro: str | Path, image: Any = None, args: Any = None, timeout: float | None = None,
-            answers: Any = None, tables: Any = None) -> results.MacroResult:
+            answers: Any = None, tables: Any = None,
+            on_log: Callable[[str], object] | None = None) -> results.MacroResult:
         """See :meth:`deepij.imagej.session.Session.run_macro`."""
         code, source = read_macro(macro)
         argument = format_options(args, argument="args")
         check_timeout(timeout)
+        if on_log is not None and not callable(on_log):
+            raise ArgumentTypeError(f"on_log: expected a callable taking a line (str), found {on_log!r}")
         given_answers = questions.normalize_answers(answers)
         if self._worker is not None and self._worker.is_current() and self._active is not None:
+            # its Log lines are the calling run's: that run's on_log hands them out
             return self._run_nested(code, source, image, argument, given_answers, tables)
         with self._lock:
             inputs = self._session.prepare_inputs(image)
             given_tables = self._session.prepare_tables(tables)
             run = _Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()},
                        answers=given_answers, code_lines=code.splitlines())
+            stream = None if on_log is None else LogStream(on_log, lambda: _log_text(run))
             self._active = run
             try:
                 future = self._current_worker().submit(
                     lambda: self._execute(run, code, inputs, given_tables, argument)
                 )
-                outcome = self._watch(run, future, timeout)
+                outcome = self._watch(run, future, timeout, stream)
             finally:
                 self._active = None
+            if stream is not None:
+                stream.finish(outcome.log_text)
             return self._conclude(run, outcome, source)
 
     def fail_current(self, error: BaseException) -> bool:
@@ -239,6 +249,7 @@ class MacroRunner:
             run.interp = jc.Interpreter()
             outcome = _Outcome()
             with self._session.log_capture() as log:
+                run.log = log  # followed by the watcher while the macro runs (run(on_log=...))
                 run.interpreting = True
                 try:
                     outcome.value = jstr(run.interp.run(code, argument))
@@ -246,18 +257,21 @@ class MacroRunner:
                     outcome.failure = error
                 finally:
                     _interpreter_ended(run)
+            outcome.log_text = log.text()
             outcome.error_message = jstr(run.interp.getErrorMessage())
             outcome.error_line = error_line(run.interp)
             if _completed(run, outcome):
-                outcome.result = results.build_result(outcome.value, log.text(), run.messages, headless,
-                                                      answered=run.answered)
+                outcome.result = results.build_result(outcome.value, outcome.log_text, run.messages,
+                                                      headless, answered=run.answered)
             return outcome
         finally:
             state.reset(self.settings)
             jc.Thread.interrupted()  # clears an interrupt sent while stopping the run (see _wind_down)
 
-    def _watch(self, run: _Run, future: Future[_Outcome], timeout: float | None) -> _Outcome:
-        """On the caller's thread: answer dialogs, enforce the time limit, give up on a stuck thread."""
+    def _watch(self, run: _Run, future: Future[_Outcome], timeout: float | None,
+               stream: LogStream | None) -> _Outcome:
+        """On the caller's thread: answer dialogs, enforce the time limit, give up on a stuck thread; hand
+        out the Log's new lines."""
         started = time.monotonic()
         poll = 0.002
         while True:
@@ -267,6 +281,8 @@ class MacroRunner:
                 poll = min(poll * 2, 0.05)
             except RunStopped:  # met after its handler returned, while the run ended
                 return _Outcome(failure=run.stop_error)
+            if stream is not None:
+                stream.poll(time.monotonic())
             self._answer_dialogs(run)
             if timeout is not None and time.monotonic() - started > timeout:
                 self._stop(run, MacroTimeoutError(f"the macro ran past its time limit of {timeout:g} s"))
@@ -513,6 +529,12 @@ def _raise_nested_error(frame: _Frame, failure: BaseException | None, source: st
     if message is None and is_cancel(failure):
         return  # exit() or an answered cancel: the macro ended, as ImageJ ends it
     raise macro_error(message or str(failure), line=error_line(frame.interp), source=source) from failure
+
+
+def _log_text(run: _Run) -> str | None:
+    """The running macro's Log so far (None before its capture started)."""
+    log = run.log
+    return None if log is None else log.text()
 
 
 def _interpreters(run: _Run) -> list[Any]:

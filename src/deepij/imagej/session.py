@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,8 @@ class Session:
     # ------------------------------------------------------------------------------------------ macros
     def run_macro(self, macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
                   timeout: float | None = None, answers: Mapping[str, Any] | None = None,
-                  tables: Mapping[str, Any] | None = None) -> MacroResult:
+                  tables: Mapping[str, Any] | None = None,
+                  on_log: Callable[[str], object] | None = None) -> MacroResult:
         """Run an ImageJ macro on an image and collect what it produced.
 
         Parameters
@@ -203,6 +204,12 @@ class Session:
             ``selectWindow`` find. They open in dict order, after the images; the last one is in front (where
             ImageJ looks for results when the Results table is empty). What the macro leaves in them comes
             back in ``.tables``. A headless ImageJ has no table windows: only ``"Results"`` can be given.
+        on_log : callable, optional
+            Called with each line the macro writes to the Log (``print``, ``IJ.log``), while it runs (read
+            every 0.1 s, on the calling thread), the rest when it ends, as ``ImageJ -batch`` prints them: a
+            line the macro rewrites (``print("\\Update:...")``) comes again. Macros run inside this one (a
+            bundle's steps run by ``run("DeepImageJ Run", ...)``) write to the same Log. The whole Log is
+            also the result's ``.log``.
 
         Returns
         -------
@@ -239,7 +246,8 @@ class Session:
         [1.0, 2.0, 3.0]
         """
         self._check_open()
-        return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers, tables=tables)
+        return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers, tables=tables,
+                               on_log=on_log)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[bool]:
