@@ -13,19 +13,21 @@ Meanwhile the caller answers the windows nobody could click (see :mod:`deepij.im
 run's ``answers`` cover: :mod:`deepij.imagej.answers`) and enforces the time limit. A macro that fails,
 waits for a user or runs too long is stopped: its interpreter is told to
 finish, its dialogs are cancelled, and if its thread still does not return, the thread is stopped or given up.
+Python code a command handler runs for the macro is stopped too (:mod:`deepij.imagej.worker`). The Log can be
+followed while the macro runs (``on_log``, :mod:`deepij.imagej.log_stream`).
+
+A run's state and the small operations on it are in :mod:`deepij.imagej.macro_run`; its errors are made in
+:mod:`deepij.imagej.macro_errors`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +41,7 @@ from deepij.errors import (
 )
 from deepij.imagej import answers as questions
 from deepij.imagej import dialogs, results, state
-from deepij.imagej._java import jc, jstr, private_field
+from deepij.imagej._java import jc, jstr
 from deepij.imagej.commands import format_options, handler_failure
 from deepij.imagej.log_stream import LogStream
 from deepij.imagej.macro_errors import (
@@ -52,6 +54,21 @@ from deepij.imagej.macro_errors import (
     macro_error,
     stopped_error,
 )
+from deepij.imagej.macro_run import (
+    Frame,
+    LogCapture,
+    Outcome,
+    Run,
+    check_timeout,
+    completed,
+    interpreter_ended,
+    interpreters,
+    interrupt,
+    log_text,
+    raise_nested_error,
+    raise_stop_flag,
+    read_macro,
+)
 from deepij.imagej.worker import RunStopped, Worker, withdraw_stop
 
 #: How long a stopped macro gets to wind down before its thread is stopped, then given up.
@@ -62,11 +79,6 @@ _WAKE_AFTER_S = 0.3
 #: starts with "Run$_" (IJ.run renames the thread on its first command; naming it so from the start keeps
 #: that from depending on which command comes first).
 MACRO_THREAD_NAME = "Run$_deepij-macro"
-_MACRO_SUFFIXES = (".ijm", ".txt", ".mac", ".ijm.txt")
-
-
-class LogCapture(Protocol):
-    def text(self) -> str: ...
 
 
 class MacroHost(Protocol):
@@ -84,47 +96,6 @@ class MacroHost(Protocol):
     def log_capture(self) -> contextlib.AbstractContextManager[LogCapture]: ...
 
 
-@dataclass
-class _Frame:
-    """A macro running in ImageJ's interpreter: the run's own, or one a command it called runs inside it."""
-
-    interp: Any = None
-    code_lines: list[str] = field(default_factory=list)
-    dialog_error: tuple[str, int | None, str | None] | None = None  # the first error box: text, line, code
-
-
-@dataclass
-class _Run(_Frame):
-    """State one run shares between its macro thread and the watching caller."""
-
-    java_thread: Any = None
-    stop_error: BaseException | None = None
-    stop_line: int | None = None
-    nested: list[_Frame] = field(default_factory=list)  # macros run inside this one, innermost last
-    log: LogCapture | None = None
-    messages: list[str] = field(default_factory=list)
-    message_windows: set[int] = field(default_factory=set)
-    answered_at: float | None = None
-    earlier_windows: set[int] = field(default_factory=set)
-    first_seen: dict[int, float] = field(default_factory=dict)
-    answers: questions.Answers = field(default_factory=dict)
-    answered: dict[str, str] = field(default_factory=dict)
-    interpreting: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass
-class _Outcome:
-    """What the macro thread reports back."""
-
-    value: str | None = None
-    failure: BaseException | None = None
-    error_message: str | None = None
-    error_line: int | None = None
-    result: results.MacroResult | None = None
-    log_text: str | None = None
-
-
 class MacroRunner:
     """Runs macros for one session (see the module docstring)."""
 
@@ -132,7 +103,7 @@ class MacroRunner:
         self._session = session
         self._lock = threading.RLock()
         self._worker: Worker | None = None
-        self._active: _Run | None = None
+        self._active: Run | None = None
         self.settings: state.Settings | None = None
         self._handler_depth: dict[int, int] = {}  # thread -> command handlers running on it (nested)
         self._depth_lock = threading.Lock()
@@ -154,9 +125,9 @@ class MacroRunner:
         with self._lock:
             inputs = self._session.prepare_inputs(image)
             given_tables = self._session.prepare_tables(tables)
-            run = _Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()},
+            run = Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()},
                        answers=given_answers, code_lines=code.splitlines())
-            stream = None if on_log is None else LogStream(on_log, lambda: _log_text(run))
+            stream = None if on_log is None else LogStream(on_log, lambda: log_text(run))
             self._active = run
             try:
                 future = self._current_worker().submit(
@@ -235,8 +206,8 @@ class MacroRunner:
             self._worker = Worker()
         return self._worker
 
-    def _execute(self, run: _Run, code: str, inputs: list[Any], given_tables: list[tuple[str, Any]],
-                 argument: str) -> _Outcome:
+    def _execute(self, run: Run, code: str, inputs: list[Any], given_tables: list[tuple[str, Any]],
+                 argument: str) -> Outcome:
         """On the macro thread: clean, open inputs and tables, run, collect, clean."""
         run.java_thread = jc.Thread.currentThread()
         if jstr(run.java_thread.getName()) != MACRO_THREAD_NAME:
@@ -247,7 +218,7 @@ class MacroRunner:
             self._session.open_inputs(inputs)
             self._session.open_tables(given_tables)
             run.interp = jc.Interpreter()
-            outcome = _Outcome()
+            outcome = Outcome()
             with self._session.log_capture() as log:
                 run.log = log  # followed by the watcher while the macro runs (run(on_log=...))
                 run.interpreting = True
@@ -256,11 +227,11 @@ class MacroRunner:
                 except Exception as error:  # Java exceptions arrive as Python exceptions (JException)
                     outcome.failure = error
                 finally:
-                    _interpreter_ended(run)
+                    interpreter_ended(run)
             outcome.log_text = log.text()
             outcome.error_message = jstr(run.interp.getErrorMessage())
             outcome.error_line = error_line(run.interp)
-            if _completed(run, outcome):
+            if completed(run, outcome):
                 outcome.result = results.build_result(outcome.value, outcome.log_text, run.messages,
                                                       headless, answered=run.answered)
             return outcome
@@ -268,8 +239,8 @@ class MacroRunner:
             state.reset(self.settings)
             jc.Thread.interrupted()  # clears an interrupt sent while stopping the run (see _wind_down)
 
-    def _watch(self, run: _Run, future: Future[_Outcome], timeout: float | None,
-               stream: LogStream | None) -> _Outcome:
+    def _watch(self, run: Run, future: Future[Outcome], timeout: float | None,
+               stream: LogStream | None) -> Outcome:
         """On the caller's thread: answer dialogs, enforce the time limit, give up on a stuck thread; hand
         out the Log's new lines."""
         started = time.monotonic()
@@ -280,7 +251,7 @@ class MacroRunner:
             except FutureTimeout:
                 poll = min(poll * 2, 0.05)
             except RunStopped:  # met after its handler returned, while the run ended
-                return _Outcome(failure=run.stop_error)
+                return Outcome(failure=run.stop_error)
             if stream is not None:
                 stream.poll(time.monotonic())
             self._answer_dialogs(run)
@@ -289,7 +260,7 @@ class MacroRunner:
             if run.stop_error is not None:
                 return self._wind_down(run, future)
 
-    def _wind_down(self, run: _Run, future: Future[_Outcome]) -> _Outcome:
+    def _wind_down(self, run: Run, future: Future[Outcome]) -> Outcome:
         """Wait for a stopped macro to end; wake its thread if it sleeps, stop it if it does not return."""
         started = time.monotonic()
         next_wake = started + 0.1
@@ -300,14 +271,14 @@ class MacroRunner:
             except FutureTimeout:
                 pass
             except RunStopped:
-                return _Outcome(failure=run.stop_error)
+                return Outcome(failure=run.stop_error)
             # The interpreter rewrites its stop flag on every token it reads, so one write can be lost:
             # ImageJ's own abort writes it repeatedly too.
-            _raise_stop_flag(*_interpreters(run))
+            raise_stop_flag(*interpreters(run))
             if time.monotonic() >= next_wake:
                 # A macro asleep in Java (wait(ms), a dialog's wait() whose wake-up raced with its own start)
                 # never sees the stop flag: an interrupt wakes it. Its thread clears the flag afterwards.
-                _interrupt(run)
+                interrupt(run)
                 self._stop_handler_code()
                 next_wake = time.monotonic() + 0.5
         if run.java_thread is not None:
@@ -318,13 +289,13 @@ class MacroRunner:
             except FutureTimeout:
                 pass
             except RunStopped:
-                return _Outcome(failure=run.stop_error)
+                return Outcome(failure=run.stop_error)
             except Exception as error:  # the thread came back (with the ThreadDeath): keep using it
-                return _Outcome(failure=error)
+                return Outcome(failure=error)
         # The thread is lost: leave it asleep, clean ImageJ from here, use a fresh thread next time.
         self._worker = None
         state.reset(self.settings)
-        return _Outcome(failure=run.stop_error)
+        return Outcome(failure=run.stop_error)
 
     def _stop_handler_code(self) -> None:
         """Stop the Python code of a command handler the stopped macro is in (see :meth:`handler_section`)."""
@@ -335,7 +306,7 @@ class MacroRunner:
             if self._handler_depth.get(worker.ident, 0) > 0:
                 worker.stop_python()
 
-    def _answer_dialogs(self, run: _Run) -> None:
+    def _answer_dialogs(self, run: Run) -> None:
         self._wake_from_vanished_dialog(run)
         for dialog in dialogs.pending_dialogs(run.java_thread):
             run.answered_at = time.monotonic()
@@ -359,12 +330,12 @@ class MacroRunner:
             elif self._waits_for_user(run, dialog, key):
                 self._answer_question(run, dialog)
 
-    def _waits_for_user(self, run: _Run, dialog: dialogs.OpenDialog, key: int) -> bool:
+    def _waits_for_user(self, run: Run, dialog: dialogs.OpenDialog, key: int) -> bool:
         """True for an input dialog the macro waits in, or one that has stayed up a while (see dialogs)."""
         first_seen = run.first_seen.setdefault(key, time.monotonic())
         return dialog.waited_on or time.monotonic() - first_seen > dialogs.INPUT_GRACE_S
 
-    def _answer_question(self, run: _Run, dialog: dialogs.OpenDialog) -> None:
+    def _answer_question(self, run: Run, dialog: dialogs.OpenDialog) -> None:
         try:
             if questions.answer(dialog, run.answers, run.answered):
                 return
@@ -374,7 +345,7 @@ class MacroRunner:
         self._stop(run, error)
         dialogs.cancel(dialog)
 
-    def _record_error_box(self, run: _Run, dialog: dialogs.OpenDialog) -> None:
+    def _record_error_box(self, run: Run, dialog: dialogs.OpenDialog) -> None:
         """Keep the first error box's text and line, and make its macro stop after its current statement.
 
         The box belongs to the innermost macro running (one a command runs inside the run's macro, a
@@ -390,9 +361,9 @@ class MacroRunner:
                 code = code_of(frame.code_lines, line)
             if frame.dialog_error is None:
                 frame.dialog_error = (message, line, code)
-        _raise_stop_flag(frame.interp)
+        raise_stop_flag(frame.interp)
 
-    def _wake_from_vanished_dialog(self, run: _Run) -> None:
+    def _wake_from_vanished_dialog(self, run: Run) -> None:
         """Wake a macro thread left waiting in a dialog that is already gone.
 
         AWT loses the wake-up of a modal dialog closed right after it appeared (its show() then waits for
@@ -404,19 +375,19 @@ class MacroRunner:
         if time.monotonic() - run.answered_at < _WAKE_AFTER_S or dialogs.any_showing():
             return
         if dialogs.blocked_in_dialog(run.java_thread):
-            _interrupt(run)
+            interrupt(run)
             run.answered_at = time.monotonic()
 
-    def _stop(self, run: _Run, error: BaseException) -> None:
+    def _stop(self, run: Run, error: BaseException) -> None:
         """Tell the interpreter to finish after the current statement; the first reason wins."""
         with run.lock:
             if run.stop_error is not None:
                 return
             run.stop_error = error
             run.stop_line = current_line(run.interp)
-        _raise_stop_flag(*_interpreters(run))
+        raise_stop_flag(*interpreters(run))
 
-    def _conclude(self, run: _Run, outcome: _Outcome, source: str | None) -> results.MacroResult:
+    def _conclude(self, run: Run, outcome: Outcome, source: str | None) -> results.MacroResult:
         """The result, or the error that explains why there is none."""
         line = outcome.error_line
         if run.stop_error is not None:
@@ -450,7 +421,7 @@ class MacroRunner:
         self._session.open_tables(given_tables)
         active = self._active
         assert active is not None  # run() comes here only while a run is active
-        frame = _Frame(jc.Interpreter(), code.splitlines())
+        frame = Frame(jc.Interpreter(), code.splitlines())
         outer_answers = dict(active.answers)
         with active.lock:
             active.answers = {**outer_answers, **answers}
@@ -464,116 +435,9 @@ class MacroRunner:
             with active.lock:
                 active.nested.remove(frame)
                 active.answers = outer_answers
-        _raise_nested_error(frame, failure, source)
+        raise_nested_error(frame, failure, source)
         new_ids = set(state.open_image_ids()) - before
         current = jc.WindowManager.getCurrentImage()
         if current is not None:
             new_ids.add(int(current.getID()))
         return results.build_result(value, "", [], self._session.headless, only_ids=new_ids)
-
-
-# --------------------------------------------------------------------------------------------- helpers
-def check_timeout(timeout: Any, argument: str = "timeout") -> None:
-    """A time limit is a number of seconds > 0, or None (ArgumentTypeError / ArgumentError otherwise, naming
-    ``argument``).
-
-    Examples
-    --------
-    >>> check_timeout(2.5), check_timeout(None)
-    (None, None)
-    >>> check_timeout(0, "step_timeout")
-    Traceback (most recent call last):
-    ...
-    deepij.errors.ArgumentError: step_timeout: expected a number of seconds > 0 or None, found 0
-    """
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise ArgumentTypeError(
-            f"{argument}: expected a number of seconds > 0 or None, found {timeout!r} "
-            f"({type(timeout).__name__})"
-        )
-    seconds = float(timeout)
-    if math.isnan(seconds) or not seconds > 0:
-        raise ArgumentError(f"{argument}: expected a number of seconds > 0 or None, found {timeout!r}")
-
-
-def _interrupt(run: _Run) -> None:
-    """Interrupt the macro thread while (and only while) the interpreter runs on it.
-
-    Once the interpreter returned, an interrupt would hit ImageJ's cleaning instead (AWT prints the
-    InterruptedException it gets there).
-    """
-    with run.lock:
-        if run.interpreting and run.java_thread is not None:
-            run.java_thread.interrupt()
-
-
-def _interpreter_ended(run: _Run) -> None:
-    """On the macro thread, when the interpreter returned: no interrupt is sent from now on, and the flag of
-    one sent while stopping it is cleared."""
-    with run.lock:
-        run.interpreting = False
-        jc.Thread.interrupted()
-
-
-def _raise_nested_error(frame: _Frame, failure: BaseException | None, source: str | None) -> None:
-    """The MacroError of a macro run inside another one, at its own line of its own file, if it failed: its
-    first error box (an ``IJ.error`` box does not end the macro by itself), else the interpreter's error."""
-    if frame.dialog_error is not None:
-        text, line, code = frame.dialog_error
-        raise macro_error(f"{text}: {code}" if code else text, line=line, source=source) from failure
-    if failure is None:
-        return
-    message = jstr(frame.interp.getErrorMessage())
-    if message is None and is_cancel(failure):
-        return  # exit() or an answered cancel: the macro ended, as ImageJ ends it
-    raise macro_error(message or str(failure), line=error_line(frame.interp), source=source) from failure
-
-
-def _log_text(run: _Run) -> str | None:
-    """The running macro's Log so far (None before its capture started)."""
-    log = run.log
-    return None if log is None else log.text()
-
-
-def _interpreters(run: _Run) -> list[Any]:
-    with run.lock:
-        return [run.interp, *(frame.interp for frame in run.nested)]
-
-
-def _raise_stop_flag(*interps: Any) -> None:
-    """Make the running interpreter(s) finish after the current statement, without error boxes."""
-    interpreters = {id(i): i for i in (*interps, jc.Interpreter.getInstance()) if i is not None}
-    for each in interpreters.values():
-        each.setIgnoreErrors(True)  # no further error boxes from a macro being stopped
-        # `done` is the interpreter's own stop flag (what its abort sets); it is package-private
-        private_field("ij.macro.Interpreter", "done").setBoolean(each, True)
-
-
-def read_macro(macro: str | Path) -> tuple[str, str | None]:
-    """(code, source file or None) from macro code or a path to a .ijm/.txt file."""
-    if isinstance(macro, Path) or (isinstance(macro, str) and _looks_like_path(macro)):
-        path = Path(macro).expanduser()
-        if not path.is_file():
-            raise ArgumentError(
-                f"macro: file {str(path)!r} does not exist (expected macro code or the path of a .ijm file)"
-            )
-        raw = path.read_bytes()
-        try:
-            return raw.decode("utf-8"), str(path)
-        except UnicodeDecodeError:
-            return raw.decode("latin-1"), str(path)  # ImageJ's own default for old macro files
-    if not isinstance(macro, str):
-        raise ArgumentTypeError(f"macro: expected macro code (str) or a path, found {type(macro).__name__}")
-    return macro, None
-
-
-def _looks_like_path(text: str) -> bool:
-    return "\n" not in text and ";" not in text and text.strip().lower().endswith(_MACRO_SUFFIXES)
-
-
-def _completed(run: _Run, outcome: _Outcome) -> bool:
-    if run.stop_error is not None or run.dialog_error is not None or outcome.error_message is not None:
-        return False
-    return outcome.failure is None or is_cancel(outcome.failure)

@@ -165,7 +165,7 @@ class Chain:
         report: Reporter | None = None,
         step_timeout: float | None = None,
     ) -> None:
-        from deepij.imagej.macros import check_timeout
+        from deepij.imagej.macro_run import check_timeout
 
         check_timeout(step_timeout, "step_timeout")
         self.description = description
