@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
+
+from deepij.imagej._java import jc, jstr
 
 _log = logging.getLogger("deepij.imagej")
 
@@ -91,3 +94,36 @@ class LogStream:
                 _log.warning("the macro's Log is no longer passed on: on_log failed (%s)", error)
                 self._on_line = None
                 return
+
+
+class LogText:
+    """What ImageJ logs while a run's capture is on: the Log window's text, or, in a headless ImageJ (no Log
+    window: ``IJ.log`` prints to ``System.out``), what it printed (``Session.log_capture``)."""
+
+    def __init__(self, headless: bool) -> None:
+        self._headless = headless
+        self._buffer: Any = None
+        self._original: Any = None
+        self._text = ""
+
+    def start(self) -> None:
+        if self._headless:
+            # A headless ImageJ has no Log window: IJ.log() prints to System.out, captured here.
+            self._buffer = jc.ByteArrayOutputStream()
+            self._original = jc.System.out
+            jc.System.setOut(jc.PrintStream(self._buffer, True, "UTF-8"))
+
+    def stop(self) -> None:
+        if self._headless and self._original is not None:
+            jc.System.out.flush()
+            jc.System.setOut(self._original)
+            self._text = str(self._buffer.toString("UTF-8"))
+            self._original = None
+
+    def text(self) -> str:
+        if self._headless:
+            if self._original is not None:
+                jc.System.out.flush()
+                return str(self._buffer.toString("UTF-8"))
+            return self._text
+        return jstr(jc.IJ.getLog()) or ""

@@ -17,6 +17,7 @@ from deepij.imagej import headless as headless_mode
 from deepij.imagej import images, state, tables
 from deepij.imagej._java import jc, jstr, private_field
 from deepij.imagej.commands import CommandRouter
+from deepij.imagej.log_stream import LogText
 from deepij.imagej.macros import MacroRunner
 from deepij.imagej.results import MacroResult
 
@@ -405,9 +406,9 @@ class Session:
             table.show(title)
 
     @contextlib.contextmanager
-    def log_capture(self) -> Iterator[_LogText]:
+    def log_capture(self) -> Iterator[LogText]:
         """What ImageJ logs while the block runs (the Log window; stdout of a headless ImageJ)."""
-        capture = _LogText(self.headless)
+        capture = LogText(self.headless)
         capture.start()
         try:
             yield capture
@@ -440,36 +441,6 @@ class Session:
             instance = jc.IJ.getInstance()
             if instance is not None:
                 instance.dispose()
-
-
-class _LogText:
-    def __init__(self, headless: bool) -> None:
-        self._headless = headless
-        self._buffer: Any = None
-        self._original: Any = None
-        self._text = ""
-
-    def start(self) -> None:
-        if self._headless:
-            # A headless ImageJ has no Log window: IJ.log() prints to System.out, captured here.
-            self._buffer = jc.ByteArrayOutputStream()
-            self._original = jc.System.out
-            jc.System.setOut(jc.PrintStream(self._buffer, True, "UTF-8"))
-
-    def stop(self) -> None:
-        if self._headless and self._original is not None:
-            jc.System.out.flush()
-            jc.System.setOut(self._original)
-            self._text = str(self._buffer.toString("UTF-8"))
-            self._original = None
-
-    def text(self) -> str:
-        if self._headless:
-            if self._original is not None:
-                jc.System.out.flush()
-                return str(self._buffer.toString("UTF-8"))
-            return self._text
-        return jstr(jc.IJ.getLog()) or ""
 
 
 def _is_imageplus(value: Any) -> bool:
