@@ -124,3 +124,37 @@ def test_parse_tile_refuses_what_it_cannot_read():
     for text in ("", "0", "a,b", "y=a", "256,-1"):
         with pytest.raises(ArgumentError, match="--tile"):
             parse_tile(text)
+
+
+ENDLESS_MACRO = """// post-processing that never ends
+n = 0;
+while (true) {
+    n = n + 1;
+}
+"""
+
+
+def test_a_step_that_never_ends_is_stopped_at_the_timeout_and_the_batch_goes_on(tmp_path):
+    # two images, each stopped in its post-processing macro; the process then exits by itself (the
+    # subprocess timeout is the bound, far above the two time limits: nothing here measures speed)
+    from support.dij_bundles import write_segmentation_bundle_v0_3
+
+    bundle = write_segmentation_bundle_v0_3(tmp_path / "endless", post_macro=ENDLESS_MACRO)
+    (tmp_path / "in").mkdir()
+    for index in range(2):
+        tifffile.imwrite(tmp_path / "in" / f"img_{index}.tif", bundle.test_input[0, 0] * (index + 1))
+    done = deepij_command("run", bundle.folder, "--input", tmp_path / "in", "--output", tmp_path / "out",
+                          "--timeout", "5", timeout=5 * 2 + 240)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for index in range(2):
+        (line,) = [row for row in lines if row.startswith(f"img_{index}.tif")]
+        assert "failed" in line and "postprocessing step 1 of 1" in line and "time limit of 5 s" in line
+    assert lines[-1] == "2 images: 0 done, 0 already done, 2 failed"
+
+
+def test_timeout_must_be_positive(bundle, tmp_path):
+    write_folder(tmp_path / "in", 1)
+    done = deepij_command("run", bundle.folder, "--input", tmp_path / "in", "--output", tmp_path / "out",
+                          "--timeout", "0")
+    assert done.returncode == 2 and "--timeout 0: expected a number of seconds > 0" in done.stderr

@@ -9,9 +9,10 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from deepij.errors import MacroError
+from deepij.errors import CommandNotFoundError, MacroError
 from deepij.frontdoors.deepimagej_run import COMMAND, DeepImageJRun
 from support.bundles import write_bundle_v0_3
+from support.dij_bundles import FAILING_MACRO, write_segmentation_bundle_v0_3
 
 MODEL_NAME = "deepij test 0.3 model"
 SIZE = 96
@@ -133,6 +134,28 @@ def test_three_one_line_on_a_folder(session, bundle, cells, tmp_path):
     )
 
 
+def test_three_one_refuses_a_folder_with_a_truncated_tiff_before_running_any(session, bundle, cells,
+                                                                              tmp_path):
+    # the check of deepij run: the truncated file is named, and no file of the call was run
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a_cells.tif", cells)
+    tifffile.imwrite(tmp_path / "whole.tif", cells[::-1].copy())
+    whole = (tmp_path / "whole.tif").read_bytes()
+    (tmp_path / "in" / "b_cut.tif").write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "out"
+    macro = (
+        'print("before");\n'
+        f'run("{COMMAND}", "model_path=[{bundle.folder}] input_path=[{tmp_path / "in"}] '
+        f'output_folder=[{out}] display_output=false");\nprint("after");'
+    )
+    with pytest.raises(MacroError) as caught:
+        session.run_macro(macro)
+    message = str(caught.value)
+    assert caught.value.line == 2 and "1 of 2 files cannot be read" in message
+    assert repr(str(tmp_path / "in" / "b_cut.tif")) in message and "truncated" in message
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_the_model_stays_loaded_between_calls(session, models_dir, cells):
     handler = session.commands.handlers()[COMMAND]
     handler.models.clear()
@@ -173,3 +196,31 @@ def test_contradictory_options_stop_the_macro_at_that_line(session, cells):
     with pytest.raises(MacroError, match="patch=") as caught:
         session.run_macro(macro, image=cells)
     assert caught.value.line == 2
+
+
+FAILURES_ON_LINE_3 = {  # a bundle's pre-processing macro failing on its line 3, three ways ImageJ reports it
+    "interpreter error": (FAILING_MACRO, MacroError, "Undefined variable", "undefinedVariable"),
+    "error box": ('// opens a file that is not there\nrun("32-bit");\nopen("/nonexistent/deepij/a.tif");\n',
+                  MacroError, "File not found", 'open("/nonexistent/deepij/a.tif");'),
+    "missing command": ('// a Fiji plugin\nrun("32-bit");\nrun("Morphological Filters", "radius=2");\n',
+                        CommandNotFoundError, 'Unrecognized command: "Morphological Filters"', "MorphoLibJ"),
+}
+
+
+@pytest.mark.parametrize("kind", FAILURES_ON_LINE_3)
+def test_an_error_in_a_bundle_macro_names_that_macro_and_the_calling_line(session, cells, tmp_path, kind):
+    pre_macro, error_type, says, shows = FAILURES_ON_LINE_3[kind]
+    bundle = write_segmentation_bundle_v0_3(tmp_path / "bundle", pre_macro=pre_macro, post_macro=None)
+    user_macro = tmp_path / "analyse.ijm"
+    call = f'run("{COMMAND}", "model_path=[{bundle.folder}] format=Pytorch");'
+    user_macro.write_text(f'// my analysis\nprint("start");\nw = getWidth();\nh = getHeight();\n{call}\n')
+    with pytest.raises(error_type) as caught:
+        session.run_macro(user_macro, image=cells)
+    error = caught.value
+    assert error.source == str(bundle.folder / "per_sample_scale_range.ijm") and error.line == 3
+    assert str(error).startswith(f"{bundle.folder / 'per_sample_scale_range.ijm'}, line 3: ")
+    assert says in str(error) and shows in str(error)
+    assert str(error).endswith(f"(called from {user_macro}, line 5: {call})")
+    if kind == "missing command":
+        assert error.command == "Morphological Filters" and error.component == "MorphoLibJ"
+    assert session.run_macro('print("next");').log.strip() == "next"  # the session goes on

@@ -17,7 +17,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from deepij.errors import ArgumentError
+from deepij.errors import ArgumentError, InputError
 from deepij.frontdoors.workflow import parse_answers, run_workflow
 from support.bundles import write_bundle_v0_3
 
@@ -149,7 +149,9 @@ def test_deepij_macro_command(workshop, models_dir, tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1] == "2 images: 2 done, 0 already done, 0 failed"
+    # standard output is the macro's Log (its print() lines), deepij's own messages are on standard error
+    assert done.stdout.splitlines() == [f"{name}: {n} nuclei" for name, n in expected.items()]
+    assert done.stderr.splitlines()[-1] == "2 images: 2 done, 0 already done, 0 failed"
     for name, n in expected.items():
         assert len(pd.read_csv(answered / f"{name}_nuclei.csv")) == n
 
@@ -228,3 +230,61 @@ def test_an_output_folder_that_is_a_file(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"deepij macro: output: {str(tmp_path / 'out.txt')!r} is a file")
     assert (tmp_path / "out.txt").read_text() == "a file"
+
+
+def test_a_truncated_tiff_is_reported_and_skipped_as_deepij_run_does(imagej_session, tmp_path):
+    # ImageJ itself would open the cut file with zeros in its missing rows and measure it
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = nuclei(3)
+    tifffile.imwrite(folder / "a_whole.tif", image)
+    whole = (folder / "a_whole.tif").read_bytes()
+    (folder / "b_cut.tif").write_bytes(whole[: len(whole) // 2])
+    macro = tmp_path / "measure.ijm"
+    macro.write_text('getStatistics(area, mean);\nprint(getTitle() + " " + mean);\n')
+    report = run_workflow(macro, inputs=folder, session=imagej_session)
+    assert [o.status for o in report.outcomes] == ["done", "failed"] and report.exit_code == 1
+    failed = report.outcomes[1]
+    assert isinstance(failed.exception, InputError) and repr(str(folder / "b_cut.tif")) in failed.error
+    assert "truncated: the pixel data of page 0" in failed.error
+
+
+def test_deepij_macro_prints_the_log_as_it_comes_and_writes_it_with_output(tmp_path):
+    # the macro waits for a file this test makes only once it has read the macro's first line on the
+    # command's standard output: that line must come while the macro runs (the --timeout ends the wait if
+    # it never comes, and the run then fails)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = nuclei(4)
+    tifffile.imwrite(folder / "a.tif", image)
+    whole = (folder / "a.tif").read_bytes()
+    (folder / "b_cut.tif").write_bytes(whole[: len(whole) // 2])
+    go = tmp_path / "go"
+    macro = tmp_path / "wait_then_measure.ijm"
+    macro.write_text(
+        'title = getTitle();\nprint("opened " + title);\n'
+        f'while (!File.exists("{go}")) {{ wait(20); }}\n'
+        'getStatistics(area, mean);\nprint(title + " mean " + d2s(mean, 3));\n'
+    )
+    command = [sys.executable, "-m", "deepij.frontdoors.cli", "macro", str(macro), "--input", str(folder),
+               "--output", str(tmp_path / "out"), "--timeout", "120"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                               env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    try:
+        first = process.stdout.readline()
+        go.touch()
+        rest, errors = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 1, first + rest + errors  # b_cut.tif failed
+    logged = [first.rstrip("\n"), *rest.splitlines()]
+    assert len(logged) == 2 and logged[0] == "opened a.tif" and logged[1].startswith("a.tif mean ")
+    assert float(logged[1].split()[-1]) == pytest.approx(image.astype(np.float64).mean(), abs=2e-3)
+    assert (tmp_path / "out" / "a_Log.txt").read_text() == "\n".join(logged) + "\n"
+    assert not (tmp_path / "out" / "b_cut_Log.txt").exists()  # refused before ImageJ opened it
+    told = errors.splitlines()
+    assert told[0].startswith("deepij macro: a.tif: done (")
+    cut = str(folder / "b_cut.tif")
+    assert told[1].startswith(f"deepij macro: b_cut.tif: failed: InputError: image: file {cut!r}")
+    assert "truncated" in told[1]
+    assert told[-1] == "2 images: 1 done, 0 already done, 1 failed"

@@ -111,6 +111,54 @@ def test_unrecognized_commands_name_the_component(session):
     assert caught.value.command == "Frobnicate Cells" and caught.value.component is None
 
 
+def test_imagej2_commands_are_not_sent_to_the_plugins_folder(session, handlers):
+    with pytest.raises(CommandNotFoundError) as caught:
+        session.run_macro('run("Command From Macro", "command=[de.csbdresden.stardist.StarDist2D]");')
+    text = str(caught.value)
+    assert caught.value.command == "Command From Macro" and "ImageJ2" in text
+    assert "cannot run ImageJ2 commands" in text and "in Fiji" in text and "plugins/ folder can add" in text
+    assert ".jar into the plugins/" not in text  # a jar there cannot register an ImageJ2 command
+
+    # a command deepij serves wins over the hint
+    handlers("Command From Macro", lambda call: call.show(np.full((2, 2), 7, "uint8"), title="served"))
+    result = session.run_macro('run("Command From Macro", "command=[de.csbdresden.stardist.StarDist2D]");')
+    assert int(result.images["served"].max()) == 7
+
+
+def test_a_lookup_table_put_where_the_hint_says_is_run(run_python, tmp_path):
+    # the .lut file goes into the luts/ folder the error names (of the ImageJ started here: the folder of
+    # its jar, as plugins/ is there), and run("glasbey") then applies it, with no restart
+    from deepij.imagej import locate
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "ij.jar").symlink_to(locate.find_ij_jar())
+    done = run_python("""
+        import re
+        from pathlib import Path
+        import numpy as np
+        import deepij
+        from deepij.errors import CommandNotFoundError
+
+        session = deepij.imagej()
+        code = ('newImage("labels", "8-bit ramp", 8, 8, 1); run("glasbey"); getLut(r, g, b); '
+                'return "" + r[3] + " " + g[3] + " " + b[3];')
+        try:
+            session.run_macro(code)
+        except CommandNotFoundError as error:
+            print("ERROR", error)
+            folder = Path(re.search("put the file glasbey[.]lut .*? into (/.*?/): ", str(error)).group(1))
+        folder.mkdir(exist_ok=True)
+        ramp = np.arange(256, dtype=np.uint8)
+        (folder / "glasbey.lut").write_bytes(np.concatenate([ramp[::-1], ramp, ramp // 2]).tobytes())
+        print("FOLDER", folder)
+        print("LUT", session.run_macro(code).value)
+    """, env={"DEEPIJ_IJ_JAR": str(tmp_path / "ij.jar"), "DISPLAY": ""})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Fiji lookup tables" in done.stdout and "can also be removed" in done.stdout
+    assert f"FOLDER {tmp_path}" in done.stdout
+    assert "LUT 252 3 1" in done.stdout  # the file's red, green and blue of index 3
+
+
 def test_every_command_in_the_table_is_missing_from_plain_imagej(session):
     # the table must only hold what this ImageJ lacks; asked of ImageJ's own command table
     commands = jc.Menus.getCommands()

@@ -16,7 +16,10 @@ out["headless"] = session.headless and bool(jc.GraphicsEnvironment.isHeadless())
 out["display"] = session.display
 
 image = np.random.default_rng(0).integers(0, 255, (32, 40), dtype="uint8")
-result = session.run_macro('print("hello");\nrun("Invert");\nrun("Smooth");', image=image)
+streamed = []
+result = session.run_macro('print("hello");\nrun("Invert");\nrun("Smooth");', image=image,
+                           on_log=streamed.append)
+out["streamed"] = streamed
 reference = session.to_imageplus(image)
 reference.getProcessor().invert()
 reference.getProcessor().smooth()
@@ -65,6 +68,7 @@ def test_headless_mode_runs_what_it_can_and_refuses_the_rest(run_python):
     assert out["headless"] is True and out["display"] is None
     assert out["invert_smooth_equal_java"] is True
     assert out["log"].strip() == "hello"  # a headless ImageJ prints its log to stdout: captured
+    assert out["streamed"] == ["hello"]  # and followed (on_log)
     assert "run('Gaussian Blur...') cannot run faithfully in a headless ImageJ" in out["gaussian"]
     assert "(macro, line 2)" in out["gaussian"]
     assert "Analyze Particles..." in out["particles"]

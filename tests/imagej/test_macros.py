@@ -268,6 +268,60 @@ def test_time_limit_stops_java_code_that_ignores_the_interpreter(session, monkey
     assert session.run_macro("return \"\" + 6 * 7;").value == "42"
 
 
+def test_log_lines_are_handed_out_while_the_macro_runs(session, handlers):
+    # the macro waits in a command until the line it printed before has reached on_log: it arrives while the
+    # macro runs, not at its end (the wait gives up after a minute, so a failure cannot hang the tests)
+    got = []
+    arrived = threading.Event()
+
+    def on_log(line):
+        got.append(line)
+        if line == "first":
+            arrived.set()
+
+    handlers("Deepij Test Wait For Log", lambda call: got.append(f"seen while running: {arrived.wait(60)}"))
+    code = ('print("first");\nrun("Deepij Test Wait For Log");\nprint("second");\n'
+            'print("\\\\Update:second, updated");\nprint("last");')
+    result = session.run_macro(code, on_log=on_log)
+    assert got[:2] == ["first", "seen while running: True"]
+    assert got[-1] == "last" and got[-2] == "second, updated"  # "second" may come too, before its update
+    assert set(got[2:-2]) <= {"second"}
+    assert result.log == "first\nsecond, updated\nlast\n"
+
+
+def test_a_stopped_run_stops_the_python_code_of_the_handler_it_is_in(session, handlers):
+    # ImageJ's stop flag and Java interrupts never reach Python code (a handler predicting with a network):
+    # the stop is raised inside it. The run is stopped once the handler runs (as its time limit would stop
+    # it, through the same path), so that nothing depends on how fast the machine is; the handler's loop
+    # gives up after two minutes, so a failure cannot hang the tests.
+    seen = []
+    entered = threading.Event()
+
+    def busy(call):
+        entered.set()
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                sum(range(1000))
+        except BaseException as stop:
+            seen.append(type(stop).__name__)
+            raise
+        seen.append("ran out")
+
+    def stop_when_entered():
+        entered.wait(120)
+        session.runner.fail_current(MacroTimeoutError("the macro ran past its time limit of 1 s"))
+
+    handlers("Deepij Test Busy Python", busy)
+    threading.Thread(target=stop_when_entered, daemon=True).start()
+    with pytest.raises(MacroTimeoutError, match=r"time limit of 1 s") as caught:
+        session.run_macro('print("a");\nrun("Deepij Test Busy Python");\nprint("b");')
+    assert seen == ["RunStopped"] and caught.value.line == 2
+    # ImageJ's commands work again: the stopped handler no longer holds the command listeners' lock
+    result = session.run_macro('run("Invert");', image=np.zeros((4, 4), "uint8"))
+    assert int(result.image.min()) == 255
+
+
 @pytest.mark.parametrize("arguments, error, names", [
     ({"timeout": 0}, ArgumentError, "timeout: expected a number of seconds > 0"),
     ({"timeout": -1.5}, ArgumentError, "timeout: expected a number of seconds > 0"),

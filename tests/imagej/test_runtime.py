@@ -168,6 +168,38 @@ def test_faulthandler_turned_off_after_the_jvm_started_does_not_crash_it(run_pyt
     assert done.returncode == 0 and done.stdout.strip() == "done", (done.returncode, done.stderr[-2000:])
 
 
+def test_a_handler_stuck_past_its_macros_time_limit_does_not_keep_the_process_alive(run_python):
+    # a handler in one long C call (no Python bytecode to stop it at) outlives its stopped run; the process
+    # must still end when its script does (it once waited for the handler, removing ImageJ's listener)
+    # (stopped once the handler runs, as a time limit stops it, so that nothing depends on speed)
+    done = run_python("""
+        import threading, time
+        import deepij
+        from deepij.errors import MacroTimeoutError
+
+        session = deepij.imagej()
+        entered = threading.Event()
+
+        def sleep(call):
+            entered.set()
+            time.sleep(600)
+
+        def stop_when_entered():
+            entered.wait(120)
+            session.runner.fail_current(MacroTimeoutError("the macro ran past its time limit of 1 s"))
+
+        session.commands.register("Deepij Test Sleep", sleep)
+        threading.Thread(target=stop_when_entered, daemon=True).start()
+        try:
+            session.run_macro('run("Deepij Test Sleep");')
+        except MacroTimeoutError as error:
+            print("TIMEOUT", error, flush=True)
+    """, timeout=240, env={"DISPLAY": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "TIMEOUT macro, line 1: the macro ran past its time limit of 1 s" in done.stdout
+    assert "command listener is left in place at exit" in done.stderr
+
+
 def test_explicit_shutdown_is_final(run_python):
     done = run_python("""
         import json, deepij

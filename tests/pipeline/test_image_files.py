@@ -13,6 +13,7 @@ import tifffile
 
 from deepij.errors import InputError
 from deepij.pipeline import Model
+from deepij.pipeline.image_files import check_image_file
 from support.models import describe, write_torchscript_convnet
 
 RNG = np.random.default_rng(3)
@@ -123,3 +124,42 @@ def test_a_file_the_system_cannot_open_is_an_input_error(model, tmp_path):
     (tmp_path / "notes.txt").write_text("not a folder")
     message = _predict_error(model, tmp_path / "notes.txt" / "cells.tif", None)
     assert "cells.tif" in message
+
+
+def _damaged_zlib(good):
+    """The zlib TIFF with 50 bytes in the middle of its compressed pixel data zeroed (as long as before)."""
+    import io
+
+    data = bytearray(good["zlib.tif"])
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        start, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    data[start + count // 2 : start + count // 2 + 50] = bytes(50)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if not c.endswith((".png", ".xyz"))] + ["bad zlib.tif"])
+def test_check_image_file_refuses_what_predict_refuses_with_the_same_message(name, good, model, tmp_path):
+    # the doors where ImageJ opens the file itself (deepij macro, DeepImageJ Run input_path=) call
+    # check_image_file first; ImageJ would open the truncated TIFFs with zeros for the missing rows
+    data = _damaged_zlib(good) if name == "bad zlib.tif" else _cases(good)[name][0]
+    path = tmp_path / name
+    path.write_bytes(data)
+    expected = _predict_error(model, path, None)
+    with pytest.raises(InputError) as caught:
+        check_image_file(path)
+    if name == "cut.npy":  # the check maps the file instead of reading it, and numpy words that fault so
+        message = str(caught.value)
+        assert "found a .npy array file" in message and "mmap length is greater" in message
+    else:
+        assert str(caught.value) == expected
+
+
+def test_check_image_file_passes_good_files_and_leaves_other_formats_to_imagej(good, tmp_path):
+    for name in ("stack.tif", "plain.tif", "zlib.tif", "array.npy", "ramp.png"):
+        (tmp_path / name).write_bytes(good[name])
+        check_image_file(tmp_path / name)
+    (tmp_path / "cut.png").write_bytes(good["ramp.png"][:100])
+    check_image_file(tmp_path / "cut.png")  # ImageJ's opener decides (its refusal: see cut.png above)
+    for missing in (tmp_path / "nowhere.tif", tmp_path):
+        with pytest.raises(InputError, match=r"does not exist|is a folder"):
+            check_image_file(missing)

@@ -14,7 +14,7 @@ import xarray as xr
 from scipy import ndimage
 
 import deepij
-from deepij.errors import StepError
+from deepij.errors import ArgumentError, StepError
 from deepij.imagej._java import jc
 from support.dij_bundles import (
     FAILING_MACRO,
@@ -99,6 +99,23 @@ def test_failing_macro_names_bundle_step_file_and_line_then_the_next_call_works(
     (bundle.folder / "per_sample_scale_range.ijm").write_text(SCALE_RANGE_MACRO)
     fixed = model.predict(bundle.test_input, session=imagej_session, **NATIVE)  # same model, same session
     np.testing.assert_allclose(fixed.images["output"].values, bundle.expected_output, atol=1e-4)
+
+
+def test_a_step_past_its_time_limit_is_stopped_and_the_next_call_works(imagej_session, tmp_path):
+    endless = "// never ends\nn = 0;\nwhile (true) {\n    n = n + 1;\n}\n"
+    bundle = write_segmentation_bundle_v0_3(tmp_path / "endless", pre_macro=endless, post_macro=None)
+    model = deepij.load(bundle.folder)
+    with pytest.raises(StepError) as caught:
+        model.predict(bundle.test_input, session=imagej_session, step_timeout=1.5, **NATIVE)
+    message = str(caught.value)
+    assert "preprocessing step 1 of 1 (macro per_sample_scale_range.ijm)" in message
+    assert "the macro ran past its time limit of 1.5 s" in message
+    assert jc.WindowManager.getImageCount() == 0  # nothing left open in ImageJ
+    (bundle.folder / "per_sample_scale_range.ijm").write_text(SCALE_RANGE_MACRO)
+    fixed = model.predict(bundle.test_input, session=imagej_session, step_timeout=600, **NATIVE)
+    np.testing.assert_allclose(fixed.images["output"].values, bundle.expected_output, atol=1e-4)
+    with pytest.raises(ArgumentError, match=r"step_timeout: expected a number of seconds > 0 or None"):
+        model.predict(bundle.test_input, session=imagej_session, step_timeout=0, **NATIVE)
 
 
 def test_an_image_titled_like_the_input_tensor_wins_over_the_current_image(imagej_session, tmp_path):

@@ -1,7 +1,9 @@
 """``deepij macro`` (users' workshop macros, prompts answered by their text) and ``deepij demo``.
 
-Exit status: 0 when every run was done, 1 when some run failed or the macro could not be used, 2 for a
-usage error.
+What the macro prints to ImageJ's Log goes to standard output as it comes, as ``ImageJ -batch`` prints it
+(and, with ``--output``, into ``<input name>_Log.txt`` there); deepij's own messages (each run's outcome,
+the summary, errors) go to standard error. Exit status: 0 when every run was done, 1 when some run failed
+or the macro could not be used, 2 for a usage error.
 
 Examples
 --------
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from deepij.frontdoors.cli_run import USAGE_ERROR
 
@@ -36,12 +39,17 @@ def _add_macro(commands: argparse._SubParsersAction) -> None:
             "file open as the current image. Prompts (getDirectory, getString, getNumber, Dialog fields) are "
             "answered by their text with --answer; an unanswered one stops the run and shows the --answer "
             'that would answer it. run("DeepImageJ Run", ...) finds its models in --models-dir first. '
-            "With --output, the images and tables each run leaves are written there (TIFF, CSV)."
+            "What the macro prints (its Log) goes to standard output as it runs, as with ImageJ -batch; "
+            "deepij's own messages to standard error. With --output, the images, tables and Log each run "
+            "leaves are written there (TIFF, CSV, <input name>_Log.txt). "
+            "Exit status: 0 all done, 1 some failed, 2 usage."
         ),
     )
     macro.add_argument("workflow", metavar="WORKFLOW.ijm", help="the macro file")
     macro.add_argument("--input", "-i", help="an image file or a folder: the macro runs once per file")
-    macro.add_argument("--output", "-o", help="write the images and tables each run leaves into this folder")
+    macro.add_argument(
+        "--output", "-o", help="write the images, tables and Log each run leaves into this folder"
+    )
     macro.add_argument("--models-dir", help='where run("DeepImageJ Run", "model=NAME ...") looks first')
     macro.add_argument(
         "--answer",
@@ -51,7 +59,12 @@ def _add_macro(commands: argparse._SubParsersAction) -> None:
         metavar="PROMPT=VALUE",
         help="answer the prompt PROMPT with VALUE (repeat for several)",
     )
-    macro.add_argument("--timeout", type=float, help="seconds per run before it is stopped")
+    macro.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds per run before it is stopped and reported as failed (default: no limit)",
+    )
     macro.set_defaults(handler=_run_macro)
 
 
@@ -61,6 +74,8 @@ def _run_macro(args: argparse.Namespace) -> int:
 
     try:
         answers = parse_answers(args.answer)
+        if args.timeout is not None and not args.timeout > 0:
+            raise ArgumentError(f"--timeout {args.timeout:g}: expected a number of seconds > 0")
         report = run_workflow(
             args.workflow,
             inputs=args.input,
@@ -68,6 +83,8 @@ def _run_macro(args: argparse.Namespace) -> int:
             models_dir=args.models_dir,
             answers=answers,
             timeout=args.timeout,
+            on_log=_print_log_line,
+            on_run=_tell_outcome,
         )
     except ArgumentError as error:
         print(f"deepij macro: {error}", file=sys.stderr)
@@ -75,10 +92,22 @@ def _run_macro(args: argparse.Namespace) -> int:
     except DeepijError as error:
         print(f"deepij macro: {error}", file=sys.stderr)
         return 1
-    for outcome in report.failed:
-        print(f"deepij macro: {outcome.source.name}: {outcome.error}", file=sys.stderr)
-    print(report.summary())
+    print(report.summary(), file=sys.stderr)
     return report.exit_code
+
+
+def _print_log_line(line: str) -> None:
+    """A line of the macro's Log, on standard output at once (as ImageJ -batch prints it)."""
+    print(line, flush=True)
+
+
+def _tell_outcome(outcome: Any) -> None:
+    """One run's outcome, on standard error, as soon as it is known (after the Log lines it printed)."""
+    if outcome.status == "failed":
+        print(f"deepij macro: {outcome.source.name}: failed: {outcome.error}", file=sys.stderr, flush=True)
+    else:
+        print(f"deepij macro: {outcome.source.name}: {outcome.status} ({outcome.seconds:.2f} s)",
+              file=sys.stderr, flush=True)
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:

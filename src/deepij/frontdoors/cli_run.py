@@ -64,6 +64,13 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--weights-format", help="which of the bundle's weights to run (e.g. onnx, torchscript)")
     run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds each ImageJ pre/post-processing step (macro or Java step) may run; a step that runs "
+        "longer is stopped and its image reported as failed, the others still run (default: no limit)",
+    )
+    run.add_argument(
         "--resume",
         action="store_true",
         help="skip the images an earlier run finished with this bundle and these options (checked: outputs "
@@ -130,6 +137,8 @@ def _run_bundle(args: argparse.Namespace) -> int:
 
     try:
         tile = parse_tile(args.tile)
+        if args.timeout is not None and not args.timeout > 0:
+            raise ArgumentError(f"--timeout {args.timeout:g}: expected a number of seconds > 0")
         if args.workers is not None and args.workers < 1:
             raise ArgumentError(f"--workers {args.workers}: expected a positive number of worker processes")
         files = [] if is_zarr(args.input) else image_files(args.input)
@@ -145,6 +154,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
         "device": args.device,
         "processing": args.processing,
         "weights_format": args.weights_format,
+        "step_timeout": args.timeout,
     }
     chosen = {k: v for k, v in options.items() if v is not None}
     scale_out = {"workers": args.workers, "scheduler": args.scheduler}

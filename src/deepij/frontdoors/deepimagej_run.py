@@ -354,6 +354,7 @@ class DeepImageJRun:
                 f"{COMMAND}: input_path={request.input_path} with display_output=false and no output_folder= "
                 "would keep nothing (expected output_folder=FOLDER or display_output=true)"
             )
+        _check_files(files, request.input_path)
         for path in files:
             title = path.name
             prediction = self.predict(model, path, request, call.session, title)
@@ -361,6 +362,28 @@ class DeepImageJRun:
                 _save(prediction, request.output_folder, title)
             if request.display_output:
                 prediction.show(call.session, input_title=title)
+
+
+def _check_files(files: list[Path], input_path: Path) -> None:
+    """Refuse the whole call, before any file runs, when some file of ``input_path=`` cannot be read.
+
+    The check of ``deepij run`` (:func:`~deepij.pipeline.image_files.check_image_file`): a truncated TIFF
+    is refused rather than run with zeros where its missing rows would be, and no output of the call is
+    left half made.
+    """
+    from deepij.pipeline.image_files import check_image_file
+
+    problems = []
+    for path in files:
+        try:
+            check_image_file(path)
+        except InputError as error:
+            problems.append(str(error))
+    if problems:
+        raise InputError(
+            f"input_path={input_path}: {len(problems)} of {len(files)} files cannot be read, so none was "
+            "run (expected every file to be an image; remove or replace these): " + "; ".join(problems)
+        )
 
 
 def _save(prediction: Prediction, folder: Path, input_title: str) -> list[Path]:

@@ -10,7 +10,9 @@ With ``output``, what the macro leaves open is written there too: its images as 
 as CSV, named ``<input name>_<title>`` by the rule of ``deepij run``
 (:mod:`deepij.pipeline.output_names`): unique in the run and the same on every run (titles ``a/b`` and
 ``a:b``, or ``res`` and ``res.tif``, are two files); a file that would replace an input or another run's
-output of the same call fails that run with a message naming both.
+output of the same call fails that run with a message naming both. Its Log goes there as
+``<input name>_Log.txt``. What the macro prints goes to ``on_log`` as it comes (``deepij macro`` prints it,
+as ``ImageJ -batch`` does).
 
 Examples
 --------
@@ -24,11 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepij.errors import ArgumentError, ArgumentTypeError
+from deepij.errors import ArgumentError, ArgumentTypeError, InputError
 from deepij.files import atomic_path, writable_folder, write_atomically
 from deepij.pipeline.batch import (
     BatchReport,
@@ -74,6 +76,8 @@ def run_workflow(
     answers: Mapping[str, Any] | None = None,
     session: Session | None = None,
     timeout: float | None = None,
+    on_log: Callable[[str], object] | None = None,
+    on_run: Callable[[ImageOutcome], object] | None = None,
 ) -> BatchReport:
     """Run a workshop macro unchanged: once, or once per input file with that file as the current image.
 
@@ -93,7 +97,15 @@ def run_workflow(
     session : Session, optional
         Default ``deepij.imagej()``.
     timeout : float, optional
-        Seconds per run.
+        Seconds per run; a run past it is stopped (its Python commands too, ``run("DeepImageJ Run", ...)``
+        predicting) and reported as failed, and the next file runs.
+    on_log : callable, optional
+        Called with each line the macro writes to ImageJ's Log (``print``), while it runs: what
+        ``ImageJ -batch`` prints. With ``output``, each run's Log is also written to
+        ``<input name>_Log.txt`` there, line by line as it comes (what a stopped or killed run logged is
+        kept).
+    on_run : callable, optional
+        Called with each run's :class:`~deepij.pipeline.batch.ImageOutcome` as soon as it is known.
 
     Returns
     -------
@@ -127,7 +139,10 @@ def run_workflow(
     with _models_dir(handler, models_dir):
         runs: list[Path | None] = list(files) or [None]
         for source in runs:
-            outcomes.append(_run_once(session, path, source, saver, answers, timeout))
+            outcome = _run_once(session, path, source, saver, answers, timeout, on_log)
+            outcomes.append(outcome)
+            if on_run is not None:
+                on_run(outcome)
     return BatchReport(outcomes, saver.folder if saver is not None else Path.cwd())
 
 
@@ -156,47 +171,88 @@ def _run_once(
     saver: _OutputSaver | None,
     answers: Mapping[str, Any] | None,
     timeout: float | None,
+    on_log: Callable[[str], object] | None = None,
 ) -> ImageOutcome:
     started = time.perf_counter()
     label = source if source is not None else macro
+    log_file = saver.log_file(source) if saver is not None else None
+    with _log_sink(log_file, on_log) as (sink, logs):
+        try:
+            image = open_image(session, source) if source is not None else None
+            result = session.run_macro(macro, image=image, timeout=timeout, answers=answers, on_log=sink)
+            written = saver.save(session, result, source) if saver is not None else []
+        except Exception as error:  # one file that fails is reported; the others still run
+            # the whole message: an unanswered prompt's error ends with the --answer that answers it
+            return ImageOutcome(label, "failed", time.perf_counter() - started, outputs=logs,
+                                error=f"{type(error).__name__}: {error}", exception=error)
+    return ImageOutcome(label, "done", time.perf_counter() - started, outputs=[*written, *logs])
+
+
+@contextlib.contextmanager
+def _log_sink(path: Path | None, on_log: Callable[[str], object] | None
+              ) -> Iterator[tuple[Callable[[str], object] | None, list[Path]]]:
+    """(where a run's Log lines go, the log files written): ``on_log``, and with an output folder
+    ``path`` (``<input name>_Log.txt`` there), made at the first line and appended line by line as the lines
+    come (what a stopped or killed run logged stays readable; an earlier run's file is replaced)."""
+    if path is None:
+        yield on_log, []
+        return
+    path.unlink(missing_ok=True)  # this run's Log, or none: never an earlier run's
+    written: list[Path] = []
+    stream: Any = None
+
+    def sink(line: str) -> None:
+        nonlocal stream
+        if stream is None:
+            stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed when the run ends
+            written.append(path)
+        stream.write(line + "\n")
+        stream.flush()
+        if on_log is not None:
+            on_log(line)
+
     try:
-        image = open_image(session, source) if source is not None else None
-        result = session.run_macro(macro, image=image, timeout=timeout, answers=answers)
-        written = saver.save(session, result, source) if saver is not None else []
-    except Exception as error:  # one file that fails is reported; the others still run
-        # the whole message: an unanswered prompt's error ends with the --answer that answers it
-        return ImageOutcome(label, "failed", time.perf_counter() - started,
-                            error=f"{type(error).__name__}: {error}", exception=error)
-    return ImageOutcome(label, "done", time.perf_counter() - started, outputs=written)
+        yield sink, written
+    finally:
+        if stream is not None:
+            stream.close()
 
 
 def open_image(session: Session, path: Path) -> Any:
     """An image file as ImageJ opens it (calibration, title = file name); ``.npy`` through numpy.
 
+    The file is checked first as ``deepij run`` checks its inputs
+    (:func:`~deepij.pipeline.image_files.check_image_file`): ImageJ itself opens a truncated TIFF without an
+    error, the missing rows filled with zeros.
+
     Raises
     ------
-    ArgumentError
-        ImageJ cannot open the file.
+    InputError
+        The file cannot be read (the message names it, what is in it and what was expected).
     """
+    from deepij.pipeline.image_files import cannot_read, check_image_file, read_npy
+
+    check_image_file(path)
     if path.suffix.lower() == ".npy":
-        import numpy as np
         import xarray as xr
 
-        array = np.load(path, allow_pickle=False)
-        return session.to_imageplus(xr.DataArray(array, dims=_imagej_dims(array.ndim)), title=path.name)
+        array = read_npy(path).values
+        return session.to_imageplus(xr.DataArray(array, dims=_imagej_dims(path, array.ndim)), title=path.name)
     from deepij.imagej._java import jc
 
     jc.IJ.redirectErrorMessages()  # an unreadable file is reported here, never in a box nobody can close
     imp = jc.IJ.openImage(str(path))
     if imp is None:
-        raise ArgumentError(f"input: ImageJ cannot open {str(path)!r} as an image (expected an image file)")
+        raise cannot_read(path, "ImageJ could not open it")
     return imp
 
 
-def _imagej_dims(ndim: int) -> tuple[str, ...]:
+def _imagej_dims(path: Path, ndim: int) -> tuple[str, ...]:
     dims = {2: ("row", "col"), 3: ("pln", "row", "col"), 4: ("t", "pln", "row", "col")}
     if ndim not in dims:
-        raise ArgumentError(f"input: a .npy image must have 2 to 4 dims (yx, zyx, tzyx), found {ndim}")
+        raise InputError(
+            f"image: file {str(path)!r}: a .npy image must have 2 to 4 dims (yx, zyx, tzyx), found {ndim}"
+        )
     return dims[ndim]
 
 
@@ -210,8 +266,15 @@ class _OutputSaver:
         self.protected = protected_inputs(files, folder)
         self.claimed: dict[str, Path] = {}
 
+    def prefix(self, source: Path | None) -> str:
+        return self.prefixes[source] if source is not None else clean_name(self.macro.stem, "macro")
+
+    def log_file(self, source: Path | None) -> Path:
+        """Where a run's Log goes: ``<prefix>_Log.txt`` (images are .tif, tables .csv: no clash)."""
+        return self.folder / f"{self.prefix(source)}_Log.txt"
+
     def save(self, session: Session, result: Any, source: Path | None) -> list[Path]:
-        prefix = self.prefixes[source] if source is not None else clean_name(self.macro.stem, "macro")
+        prefix = self.prefix(source)
         images, tables = output_files(prefix, result.imageplus, result.tables)
         claim_names([*images.values(), *tables.values()], source or self.macro, self.folder, self.protected,
                     self.claimed)

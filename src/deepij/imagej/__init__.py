@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,8 @@ def imagej(
 
 def run_macro(macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
               timeout: float | None = None, answers: Mapping[str, Any] | None = None,
-              tables: Mapping[str, Any] | None = None) -> MacroResult:
+              tables: Mapping[str, Any] | None = None,
+              on_log: Callable[[str], object] | None = None) -> MacroResult:
     """Run an ImageJ macro in the process's session (started if needed). See :meth:`Session.run_macro`.
 
     Examples
@@ -89,7 +90,7 @@ def run_macro(macro: str | Path, image: Any = None, args: str | Mapping[str, Any
     >>> result = deepij.run_macro("sum areas.ijm", tables={"Results": measurements})  # doctest: +SKIP
     """
     return get_session().run_macro(macro, image=image, args=args, timeout=timeout, answers=answers,
-                                   tables=tables)
+                                   tables=tables, on_log=on_log)
 
 
 class _CallableModule(types.ModuleType):

@@ -44,6 +44,7 @@ _CLASSES = {
     "Macro": "ij.Macro",
     "Menus": "ij.Menus",
     "MultiLineLabel": "ij.gui.MultiLineLabel",
+    "NonBlockingGenericDialog": "ij.gui.NonBlockingGenericDialog",
     "Prefs": "ij.Prefs",
     "PrintStream": "java.io.PrintStream",
     "ResultsTable": "ij.measure.ResultsTable",

@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from deepij.errors import ArgumentError, ArgumentTypeError, DeepijError, MacroError
 from deepij.imagej._java import is_macro_canceled, jc, jstr
+from deepij.imagej.macro_errors import located_inside, restated
 
 _log = logging.getLogger("deepij.imagej")
 
@@ -51,6 +53,7 @@ Handler = Callable[["CommandCall[HostT]"], None]
 Policy = Callable[[str], BaseException | None]
 #: Stops the running macro because of an error; False when no macro runs (``MacroRunner.fail_current``).
 StopMacro = Callable[[BaseException], bool]
+HandlerSection = contextlib.AbstractContextManager[None]
 
 
 class CommandCall(Generic[HostT]):
@@ -111,12 +114,16 @@ class CommandCall(Generic[HostT]):
 class CommandRouter(Generic[HostT]):
     """The session's command listener: Python handlers by command name, plus an optional refusal policy.
 
-    ``stop_macro`` is told of a handler's failure (or a refusal) to stop the running macro with it.
+    ``stop_macro`` is told of a handler's failure (or a refusal) to stop the running macro with it;
+    ``handler_section`` (a context manager factory) wraps each handler call (``MacroRunner.handler_section``).
     """
 
-    def __init__(self, session: HostT, stop_macro: StopMacro) -> None:
+    def __init__(self, session: HostT, stop_macro: StopMacro,
+                 handler_section: Callable[[], HandlerSection] | None = None) -> None:
         self._session = session
         self._stop_macro = stop_macro
+        # wraps every handler call: how a stopped macro run reaches the Python code it called
+        self._handler_section = handler_section or contextlib.nullcontext
         self._handlers: dict[str, Handler[HostT]] = {}
         self._lock = threading.Lock()
         self._policy: Policy | None = None
@@ -174,7 +181,8 @@ class CommandRouter(Generic[HostT]):
             return None
         call = CommandCall(command, _current_options(), self._session)
         try:
-            handler(call)
+            with self._handler_section():
+                handler(call)
         except BaseException as error:  # a Python error must not cross into ImageJ unreported
             if not is_macro_canceled(error):  # else ImageJ aborted the macro, and its error box says why
                 self._fail(handler_failure(command, error))
@@ -191,7 +199,10 @@ def handler_failure(command: str | None, error: BaseException) -> MacroError:
 
     A MacroError (a nested macro's, a refusal) stays as it is. Anything else, a bad option reported as an
     ArgumentError included, is an error of the macro line that ran the command; the original exception is
-    the ``__cause__``. ``command`` None: a handler not known by name.
+    the ``__cause__``. When a macro the command ran inside the calling one failed (a bundle's step, whose
+    MacroError is among the causes), the error is that macro's file and line, of that kind
+    (CommandNotFoundError...), and the run says it was called from the calling line. ``command`` None: a
+    handler not known by name.
 
     Examples
     --------
@@ -207,7 +218,9 @@ def handler_failure(command: str | None, error: BaseException) -> MacroError:
         text = f"a command handler failed: {text}"
     elif not text.startswith(f"{command}:"):  # errors of CommandCall name the command already
         text = f"{command}: {text}"
-    failure = MacroError(text)
+    inner = located_inside(error)  # a macro the command ran failed: the error is at its file and line
+    failure = (MacroError(text) if inner is None
+               else restated(inner, text, line=inner.line, source=inner.source))
     failure.__cause__ = error
     return failure
 

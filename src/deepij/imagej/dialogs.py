@@ -172,8 +172,14 @@ def _waits_in(window: Any, frames: list[Frame]) -> bool:
     """True when the macro thread (``frames``) waits in a dialog, and in this one where that can be told."""
     if not any(where in _WAITING_CALLS for where in frames):
         return False
+    if isinstance(window, jc.NonBlockingGenericDialog):
+        return ("ij.gui.NonBlockingGenericDialog", "showDialog") in frames
     if isinstance(window, jc.GenericDialog):
-        return any(where[1] == "showDialog" and where[0].startswith("ij.gui.") for where in frames)
+        # showDialog holds its thread only in a modal dialog: a non-modal one up meanwhile (a command's own
+        # window) is not the one the thread waits in, even while a command's dialog reads its options
+        return bool(window.isModal()) and any(
+            where[1] == "showDialog" and where[0].startswith("ij.gui.") for where in frames
+        )
     if isinstance(window, jc.WaitForUserDialog):
         return ("ij.gui.WaitForUserDialog", "show") in frames
     class_name = jstr(window.getClass().getName()) or ""

@@ -13,26 +13,27 @@ Meanwhile the caller answers the windows nobody could click (see :mod:`deepij.im
 run's ``answers`` cover: :mod:`deepij.imagej.answers`) and enforces the time limit. A macro that fails,
 waits for a user or runs too long is stopped: its interpreter is told to
 finish, its dialogs are cancelled, and if its thread still does not return, the thread is stopped or given up.
+Python code a command handler runs for the macro is stopped too (:mod:`deepij.imagej.worker`). The Log can be
+followed while the macro runs (``on_log``, :mod:`deepij.imagej.log_stream`).
+
+A run's state and the small operations on it are in :mod:`deepij.imagej.macro_run`; its errors are made in
+:mod:`deepij.imagej.macro_errors`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from deepij.errors import (
     ArgumentError,
     ArgumentTypeError,
-    DeepijError,
     HeadlessError,
     ImageJError,
     MacroError,
@@ -40,10 +41,35 @@ from deepij.errors import (
 )
 from deepij.imagej import answers as questions
 from deepij.imagej import dialogs, results, state
-from deepij.imagej._java import is_macro_canceled, java_name, jc, jstr, private_field
+from deepij.imagej._java import jc, jstr
 from deepij.imagej.commands import format_options, handler_failure
-from deepij.imagej.missing_commands import command_not_found, unrecognized_command
-from deepij.imagej.worker import Worker
+from deepij.imagej.log_stream import LogStream
+from deepij.imagej.macro_errors import (
+    cause,
+    code_of,
+    current_line,
+    error_line,
+    is_cancel,
+    java_failure,
+    macro_error,
+    stopped_error,
+)
+from deepij.imagej.macro_run import (
+    Frame,
+    LogCapture,
+    Outcome,
+    Run,
+    check_timeout,
+    completed,
+    interpreter_ended,
+    interpreters,
+    interrupt,
+    log_text,
+    raise_nested_error,
+    raise_stop_flag,
+    read_macro,
+)
+from deepij.imagej.worker import RunStopped, Worker, withdraw_stop
 
 #: How long a stopped macro gets to wind down before its thread is stopped, then given up.
 STOP_GRACE_S = 5.0
@@ -53,11 +79,6 @@ _WAKE_AFTER_S = 0.3
 #: starts with "Run$_" (IJ.run renames the thread on its first command; naming it so from the start keeps
 #: that from depending on which command comes first).
 MACRO_THREAD_NAME = "Run$_deepij-macro"
-_MACRO_SUFFIXES = (".ijm", ".txt", ".mac", ".ijm.txt")
-
-
-class LogCapture(Protocol):
-    def text(self) -> str: ...
 
 
 class MacroHost(Protocol):
@@ -75,37 +96,6 @@ class MacroHost(Protocol):
     def log_capture(self) -> contextlib.AbstractContextManager[LogCapture]: ...
 
 
-@dataclass
-class _Run:
-    """State one run shares between its macro thread and the watching caller."""
-
-    interp: Any = None
-    java_thread: Any = None
-    stop_error: BaseException | None = None
-    stop_line: int | None = None
-    dialog_error: tuple[str, int | None, str | None] | None = None
-    messages: list[str] = field(default_factory=list)
-    message_windows: set[int] = field(default_factory=set)
-    answered_at: float | None = None
-    earlier_windows: set[int] = field(default_factory=set)
-    first_seen: dict[int, float] = field(default_factory=dict)
-    answers: questions.Answers = field(default_factory=dict)
-    answered: dict[str, str] = field(default_factory=dict)
-    code_lines: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass
-class _Outcome:
-    """What the macro thread reports back."""
-
-    value: str | None = None
-    failure: BaseException | None = None
-    error_message: str | None = None
-    error_line: int | None = None
-    result: results.MacroResult | None = None
-
-
 class MacroRunner:
     """Runs macros for one session (see the module docstring)."""
 
@@ -113,32 +103,41 @@ class MacroRunner:
         self._session = session
         self._lock = threading.RLock()
         self._worker: Worker | None = None
-        self._active: _Run | None = None
+        self._active: Run | None = None
         self.settings: state.Settings | None = None
+        self._handler_depth: dict[int, int] = {}  # thread -> command handlers running on it (nested)
+        self._depth_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------- public
     def run(self, macro: str | Path, image: Any = None, args: Any = None, timeout: float | None = None,
-            answers: Any = None, tables: Any = None) -> results.MacroResult:
+            answers: Any = None, tables: Any = None,
+            on_log: Callable[[str], object] | None = None) -> results.MacroResult:
         """See :meth:`deepij.imagej.session.Session.run_macro`."""
         code, source = read_macro(macro)
         argument = format_options(args, argument="args")
         check_timeout(timeout)
+        if on_log is not None and not callable(on_log):
+            raise ArgumentTypeError(f"on_log: expected a callable taking a line (str), found {on_log!r}")
         given_answers = questions.normalize_answers(answers)
         if self._worker is not None and self._worker.is_current() and self._active is not None:
+            # its Log lines are the calling run's: that run's on_log hands them out
             return self._run_nested(code, source, image, argument, given_answers, tables)
         with self._lock:
             inputs = self._session.prepare_inputs(image)
             given_tables = self._session.prepare_tables(tables)
-            run = _Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()},
+            run = Run(earlier_windows={dialogs.window_key(w) for w in jc.Window.getWindows()},
                        answers=given_answers, code_lines=code.splitlines())
+            stream = None if on_log is None else LogStream(on_log, lambda: log_text(run))
             self._active = run
             try:
                 future = self._current_worker().submit(
                     lambda: self._execute(run, code, inputs, given_tables, argument)
                 )
-                outcome = self._watch(run, future, timeout)
+                outcome = self._watch(run, future, timeout, stream)
             finally:
                 self._active = None
+            if stream is not None:
+                stream.finish(outcome.log_text)
             return self._conclude(run, outcome, source)
 
     def fail_current(self, error: BaseException) -> bool:
@@ -161,6 +160,33 @@ class MacroRunner:
         return self._worker is not None and self._worker.is_current()
 
     @contextlib.contextmanager
+    def handler_section(self) -> Iterator[None]:
+        """Mark a command handler's Python code: a run stopped while it runs stops it too.
+
+        Neither ImageJ's stop flag nor a Java interrupt reaches Python code; :meth:`_wind_down` raises
+        :class:`~deepij.imagej.worker.RunStopped` in it instead (at its next bytecode), and a stop it has not
+        met yet is withdrawn when the outermost handler returns.
+        """
+        ident = threading.get_ident()
+        with self._depth_lock:
+            self._handler_depth[ident] = self._handler_depth.get(ident, 0) + 1
+        try:
+            yield
+        finally:
+            with self._depth_lock:
+                depth = self._handler_depth.pop(ident, 1) - 1
+                if depth > 0:
+                    self._handler_depth[ident] = depth
+                else:
+                    withdraw_stop()
+
+    @property
+    def handler_running(self) -> bool:
+        """True while some command handler runs (on any thread), e.g. one a stopped run left behind."""
+        with self._depth_lock:
+            return bool(self._handler_depth)
+
+    @contextlib.contextmanager
     def exclusive(self) -> Iterator[bool]:
         """Hold ImageJ for Java work that must not overlap a macro run (see ``Session.exclusive``).
 
@@ -180,8 +206,8 @@ class MacroRunner:
             self._worker = Worker()
         return self._worker
 
-    def _execute(self, run: _Run, code: str, inputs: list[Any], given_tables: list[tuple[str, Any]],
-                 argument: str) -> _Outcome:
+    def _execute(self, run: Run, code: str, inputs: list[Any], given_tables: list[tuple[str, Any]],
+                 argument: str) -> Outcome:
         """On the macro thread: clean, open inputs and tables, run, collect, clean."""
         run.java_thread = jc.Thread.currentThread()
         if jstr(run.java_thread.getName()) != MACRO_THREAD_NAME:
@@ -192,24 +218,31 @@ class MacroRunner:
             self._session.open_inputs(inputs)
             self._session.open_tables(given_tables)
             run.interp = jc.Interpreter()
-            outcome = _Outcome()
+            outcome = Outcome()
             with self._session.log_capture() as log:
+                run.log = log  # followed by the watcher while the macro runs (run(on_log=...))
+                run.interpreting = True
                 try:
                     outcome.value = jstr(run.interp.run(code, argument))
                 except Exception as error:  # Java exceptions arrive as Python exceptions (JException)
                     outcome.failure = error
+                finally:
+                    interpreter_ended(run)
+            outcome.log_text = log.text()
             outcome.error_message = jstr(run.interp.getErrorMessage())
-            outcome.error_line = _error_line(run.interp)
-            if _completed(run, outcome):
-                outcome.result = results.build_result(outcome.value, log.text(), run.messages, headless,
-                                                      answered=run.answered)
+            outcome.error_line = error_line(run.interp)
+            if completed(run, outcome):
+                outcome.result = results.build_result(outcome.value, outcome.log_text, run.messages,
+                                                      headless, answered=run.answered)
             return outcome
         finally:
             state.reset(self.settings)
             jc.Thread.interrupted()  # clears an interrupt sent while stopping the run (see _wind_down)
 
-    def _watch(self, run: _Run, future: Future[_Outcome], timeout: float | None) -> _Outcome:
-        """On the caller's thread: answer dialogs, enforce the time limit, give up on a stuck thread."""
+    def _watch(self, run: Run, future: Future[Outcome], timeout: float | None,
+               stream: LogStream | None) -> Outcome:
+        """On the caller's thread: answer dialogs, enforce the time limit, give up on a stuck thread; hand
+        out the Log's new lines."""
         started = time.monotonic()
         poll = 0.002
         while True:
@@ -217,13 +250,17 @@ class MacroRunner:
                 return future.result(timeout=poll)
             except FutureTimeout:
                 poll = min(poll * 2, 0.05)
+            except RunStopped:  # met after its handler returned, while the run ended
+                return Outcome(failure=run.stop_error)
+            if stream is not None:
+                stream.poll(time.monotonic())
             self._answer_dialogs(run)
             if timeout is not None and time.monotonic() - started > timeout:
                 self._stop(run, MacroTimeoutError(f"the macro ran past its time limit of {timeout:g} s"))
             if run.stop_error is not None:
                 return self._wind_down(run, future)
 
-    def _wind_down(self, run: _Run, future: Future[_Outcome]) -> _Outcome:
+    def _wind_down(self, run: Run, future: Future[Outcome]) -> Outcome:
         """Wait for a stopped macro to end; wake its thread if it sleeps, stop it if it does not return."""
         started = time.monotonic()
         next_wake = started + 0.1
@@ -233,13 +270,16 @@ class MacroRunner:
                 return future.result(timeout=0.02)
             except FutureTimeout:
                 pass
+            except RunStopped:
+                return Outcome(failure=run.stop_error)
             # The interpreter rewrites its stop flag on every token it reads, so one write can be lost:
             # ImageJ's own abort writes it repeatedly too.
-            _raise_stop_flag(run.interp)
-            if run.java_thread is not None and time.monotonic() >= next_wake:
+            raise_stop_flag(*interpreters(run))
+            if time.monotonic() >= next_wake:
                 # A macro asleep in Java (wait(ms), a dialog's wait() whose wake-up raced with its own start)
                 # never sees the stop flag: an interrupt wakes it. Its thread clears the flag afterwards.
-                run.java_thread.interrupt()
+                interrupt(run)
+                self._stop_handler_code()
                 next_wake = time.monotonic() + 0.5
         if run.java_thread is not None:
             # Last resort for Java code that ignores both (Thread.stop still works on Java 17).
@@ -248,14 +288,25 @@ class MacroRunner:
                 return future.result(timeout=2.0)
             except FutureTimeout:
                 pass
+            except RunStopped:
+                return Outcome(failure=run.stop_error)
             except Exception as error:  # the thread came back (with the ThreadDeath): keep using it
-                return _Outcome(failure=error)
+                return Outcome(failure=error)
         # The thread is lost: leave it asleep, clean ImageJ from here, use a fresh thread next time.
         self._worker = None
         state.reset(self.settings)
-        return _Outcome(failure=run.stop_error)
+        return Outcome(failure=run.stop_error)
 
-    def _answer_dialogs(self, run: _Run) -> None:
+    def _stop_handler_code(self) -> None:
+        """Stop the Python code of a command handler the stopped macro is in (see :meth:`handler_section`)."""
+        worker = self._worker
+        if worker is None or worker.ident is None:
+            return
+        with self._depth_lock:
+            if self._handler_depth.get(worker.ident, 0) > 0:
+                worker.stop_python()
+
+    def _answer_dialogs(self, run: Run) -> None:
         self._wake_from_vanished_dialog(run)
         for dialog in dialogs.pending_dialogs(run.java_thread):
             run.answered_at = time.monotonic()
@@ -279,12 +330,12 @@ class MacroRunner:
             elif self._waits_for_user(run, dialog, key):
                 self._answer_question(run, dialog)
 
-    def _waits_for_user(self, run: _Run, dialog: dialogs.OpenDialog, key: int) -> bool:
+    def _waits_for_user(self, run: Run, dialog: dialogs.OpenDialog, key: int) -> bool:
         """True for an input dialog the macro waits in, or one that has stayed up a while (see dialogs)."""
         first_seen = run.first_seen.setdefault(key, time.monotonic())
         return dialog.waited_on or time.monotonic() - first_seen > dialogs.INPUT_GRACE_S
 
-    def _answer_question(self, run: _Run, dialog: dialogs.OpenDialog) -> None:
+    def _answer_question(self, run: Run, dialog: dialogs.OpenDialog) -> None:
         try:
             if questions.answer(dialog, run.answers, run.answered):
                 return
@@ -294,23 +345,25 @@ class MacroRunner:
         self._stop(run, error)
         dialogs.cancel(dialog)
 
-    def _record_error_box(self, run: _Run, dialog: dialogs.OpenDialog) -> None:
-        """Keep the first error box's text and line, and make the macro stop after its current statement.
+    def _record_error_box(self, run: Run, dialog: dialogs.OpenDialog) -> None:
+        """Keep the first error box's text and line, and make its macro stop after its current statement.
 
-        The interpreter's own error box ends the macro by itself; an ``IJ.error`` box (``File not found``)
-        would let it go on, as ImageJ does on a thread it does not know as a macro thread.
+        The box belongs to the innermost macro running (one a command runs inside the run's macro, a
+        bundle's step, has its own file and lines). The interpreter's own error box ends the macro by
+        itself; an ``IJ.error`` box (``File not found``) would let it go on, as ImageJ does on a thread it
+        does not know as a macro thread.
         """
         message, line, code = dialog.error_parts()
-        if line is None:
-            line = _current_line(run.interp)
-            known = line is not None and line <= len(run.code_lines)
-            code = run.code_lines[line - 1].strip() if known and line is not None else None
         with run.lock:
-            if run.dialog_error is None:
-                run.dialog_error = (message, line, code)
-        _raise_stop_flag(run.interp)
+            frame = run.nested[-1] if run.nested else run
+            if line is None:
+                line = current_line(frame.interp)
+                code = code_of(frame.code_lines, line)
+            if frame.dialog_error is None:
+                frame.dialog_error = (message, line, code)
+        raise_stop_flag(frame.interp)
 
-    def _wake_from_vanished_dialog(self, run: _Run) -> None:
+    def _wake_from_vanished_dialog(self, run: Run) -> None:
         """Wake a macro thread left waiting in a dialog that is already gone.
 
         AWT loses the wake-up of a modal dialog closed right after it appeared (its show() then waits for
@@ -322,31 +375,32 @@ class MacroRunner:
         if time.monotonic() - run.answered_at < _WAKE_AFTER_S or dialogs.any_showing():
             return
         if dialogs.blocked_in_dialog(run.java_thread):
-            run.java_thread.interrupt()
+            interrupt(run)
             run.answered_at = time.monotonic()
 
-    def _stop(self, run: _Run, error: BaseException) -> None:
+    def _stop(self, run: Run, error: BaseException) -> None:
         """Tell the interpreter to finish after the current statement; the first reason wins."""
         with run.lock:
             if run.stop_error is not None:
                 return
             run.stop_error = error
-            run.stop_line = _current_line(run.interp)
-        _raise_stop_flag(run.interp)
+            run.stop_line = current_line(run.interp)
+        raise_stop_flag(*interpreters(run))
 
-    def _conclude(self, run: _Run, outcome: _Outcome, source: str | None) -> results.MacroResult:
+    def _conclude(self, run: Run, outcome: Outcome, source: str | None) -> results.MacroResult:
         """The result, or the error that explains why there is none."""
         line = outcome.error_line
         if run.stop_error is not None:
-            raise _with_line(run.stop_error, run.stop_line, source) from _cause(run.stop_error)
+            error = stopped_error(run.stop_error, run.stop_line, source, run.code_lines)
+            raise error from cause(run.stop_error)
         if run.dialog_error is not None:
             message, dialog_line, code = run.dialog_error
             text = f"{message}: {code}" if code else message
             raise macro_error(text, line=dialog_line if dialog_line is not None else line, source=source)
         if outcome.error_message is not None:
             raise macro_error(outcome.error_message, line=line, source=source)
-        if outcome.failure is not None and not _is_cancel(outcome.failure):
-            raise _java_failure(outcome.failure, line, source) from outcome.failure
+        if outcome.failure is not None and not is_cancel(outcome.failure):
+            raise java_failure(outcome.failure, line, source) from outcome.failure
         if outcome.result is None:  # pragma: no cover - every other path above raised
             raise ImageJError("the macro ended without a result")
         return outcome.result
@@ -365,139 +419,25 @@ class MacroRunner:
         given_tables = self._session.prepare_tables(tables)
         self._session.open_inputs(inputs, reset_batch=False)
         self._session.open_tables(given_tables)
-        interp = jc.Interpreter()
         active = self._active
-        outer_answers = dict(active.answers) if active is not None else {}
-        if active is not None:
+        assert active is not None  # run() comes here only while a run is active
+        frame = Frame(jc.Interpreter(), code.splitlines())
+        outer_answers = dict(active.answers)
+        with active.lock:
             active.answers = {**outer_answers, **answers}
+            active.nested.append(frame)  # its error boxes are its own (see _record_error_box)
+        failure: BaseException | None = None
         try:
-            value = jstr(interp.run(code, argument))
+            value = jstr(frame.interp.run(code, argument))
         except Exception as error:
-            message = jstr(interp.getErrorMessage())
-            if message is None and _is_cancel(error):
-                value = None
-            else:
-                raise macro_error(message or str(error), line=_error_line(interp), source=source) from error
+            value, failure = None, error
         finally:
-            if active is not None:
+            with active.lock:
+                active.nested.remove(frame)
                 active.answers = outer_answers
+        raise_nested_error(frame, failure, source)
         new_ids = set(state.open_image_ids()) - before
         current = jc.WindowManager.getCurrentImage()
         if current is not None:
             new_ids.add(int(current.getID()))
         return results.build_result(value, "", [], self._session.headless, only_ids=new_ids)
-
-
-# --------------------------------------------------------------------------------------------- helpers
-def check_timeout(timeout: Any) -> None:
-    """A time limit is a number of seconds > 0, or None (ArgumentTypeError / ArgumentError otherwise)."""
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise ArgumentTypeError(
-            f"timeout: expected a number of seconds > 0 or None, found {timeout!r} ({type(timeout).__name__})"
-        )
-    seconds = float(timeout)
-    if math.isnan(seconds) or not seconds > 0:
-        raise ArgumentError(f"timeout: expected a number of seconds > 0 or None, found {timeout!r}")
-
-
-def macro_error(message: str, *, line: int | None, source: str | None) -> MacroError:
-    """The MacroError for ImageJ's error text: a CommandNotFoundError for ``Unrecognized command``."""
-    if unrecognized_command(message) is not None:
-        return command_not_found(message, line=line, source=source)
-    return MacroError(message, line=line, source=source)
-
-
-def _raise_stop_flag(interp: Any) -> None:
-    """Make the running interpreter(s) finish after the current statement, without error boxes."""
-    interpreters = {id(i): i for i in (interp, jc.Interpreter.getInstance()) if i is not None}
-    for each in interpreters.values():
-        each.setIgnoreErrors(True)  # no further error boxes from a macro being stopped
-        # `done` is the interpreter's own stop flag (what its abort sets); it is package-private
-        private_field("ij.macro.Interpreter", "done").setBoolean(each, True)
-
-
-def read_macro(macro: str | Path) -> tuple[str, str | None]:
-    """(code, source file or None) from macro code or a path to a .ijm/.txt file."""
-    if isinstance(macro, Path) or (isinstance(macro, str) and _looks_like_path(macro)):
-        path = Path(macro).expanduser()
-        if not path.is_file():
-            raise ArgumentError(
-                f"macro: file {str(path)!r} does not exist (expected macro code or the path of a .ijm file)"
-            )
-        raw = path.read_bytes()
-        try:
-            return raw.decode("utf-8"), str(path)
-        except UnicodeDecodeError:
-            return raw.decode("latin-1"), str(path)  # ImageJ's own default for old macro files
-    if not isinstance(macro, str):
-        raise ArgumentTypeError(f"macro: expected macro code (str) or a path, found {type(macro).__name__}")
-    return macro, None
-
-
-def _looks_like_path(text: str) -> bool:
-    return "\n" not in text and ";" not in text and text.strip().lower().endswith(_MACRO_SUFFIXES)
-
-
-def _completed(run: _Run, outcome: _Outcome) -> bool:
-    if run.stop_error is not None or run.dialog_error is not None or outcome.error_message is not None:
-        return False
-    return outcome.failure is None or _is_cancel(outcome.failure)
-
-
-def _is_cancel(error: BaseException) -> bool:
-    """ImageJ ends a macro by exit() (or an answered cancel) with RuntimeException("Macro canceled")."""
-    return is_macro_canceled(error)
-
-
-def _error_line(interp: Any) -> int | None:
-    """The line ImageJ reported the error on (kept in a package-private field), else the line it was at."""
-    try:
-        line = int(private_field("ij.macro.Interpreter", "lineNumber").getInt(interp))
-    except Exception:
-        line = 0
-    return line if line > 0 else _current_line(interp)
-
-
-def _current_line(interp: Any) -> int | None:
-    if interp is None:
-        return None
-    try:
-        line = int(interp.getLineNumber())
-    except Exception:  # before the program is tokenized there is no line yet
-        return None
-    return line if line > 0 else None
-
-
-def _with_line(error: BaseException, line: int | None, source: str | None) -> BaseException:
-    """The error to raise for a stopped run, naming the macro line it stopped at.
-
-    MacroError (and its time-out and not-found kinds) and HeadlessError keep their type. An ArgumentError
-    here is an answer from run_macro's ``answers=`` that the question cannot take (a bad argument of the
-    run itself); command handlers' errors arrive as MacroErrors (:func:`~deepij.imagej.commands.
-    handler_failure`).
-    """
-    if isinstance(error, ArgumentError):
-        return error
-    if isinstance(error, MacroError):
-        if error.line is not None or line is None:
-            return error
-        return type(error)(error.macro_message, line=line, source=source or error.source)
-    if isinstance(error, HeadlessError) and line is not None:
-        return type(error)(f"{error} ({source or 'macro'}, line {line})")
-    return error
-
-
-def _cause(error: BaseException) -> BaseException | None:
-    return error.__cause__ if isinstance(error, MacroError | HeadlessError | ArgumentError) else error
-
-
-def _java_failure(failure: BaseException, line: int | None, source: str | None) -> DeepijError:
-    name = java_name(failure)
-    if "HeadlessException" in name:
-        return HeadlessError(
-            f"{source or 'macro'}, line {line}: the macro needs a window or dialog, which a headless ImageJ "
-            "cannot show (start deepij without headless=True)"
-        )
-    return MacroError(f"{name}: {failure}", line=line, source=source)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from deepij.imagej import headless as headless_mode
 from deepij.imagej import images, state, tables
 from deepij.imagej._java import jc, jstr, private_field
 from deepij.imagej.commands import CommandRouter
+from deepij.imagej.log_stream import LogText
 from deepij.imagej.macros import MacroRunner
 from deepij.imagej.results import MacroResult
 
@@ -71,7 +72,8 @@ class Session:
         self.virtual_display = virtual_display
         self.startup_seconds = startup_seconds
         self.runner = MacroRunner(self)
-        self.commands: CommandRouter[Session] = CommandRouter(self, self.runner.fail_current)
+        self.commands: CommandRouter[Session] = CommandRouter(self, self.runner.fail_current,
+                                                              self.runner.handler_section)
         self.closed = False
 
     def initialize(self) -> None:
@@ -174,7 +176,8 @@ class Session:
     # ------------------------------------------------------------------------------------------ macros
     def run_macro(self, macro: str | Path, image: Any = None, args: str | Mapping[str, Any] | None = None,
                   timeout: float | None = None, answers: Mapping[str, Any] | None = None,
-                  tables: Mapping[str, Any] | None = None) -> MacroResult:
+                  tables: Mapping[str, Any] | None = None,
+                  on_log: Callable[[str], object] | None = None) -> MacroResult:
         """Run an ImageJ macro on an image and collect what it produced.
 
         Parameters
@@ -202,6 +205,12 @@ class Session:
             ``selectWindow`` find. They open in dict order, after the images; the last one is in front (where
             ImageJ looks for results when the Results table is empty). What the macro leaves in them comes
             back in ``.tables``. A headless ImageJ has no table windows: only ``"Results"`` can be given.
+        on_log : callable, optional
+            Called with each line the macro writes to the Log (``print``, ``IJ.log``), while it runs (read
+            every 0.1 s, on the calling thread), the rest when it ends, as ``ImageJ -batch`` prints them: a
+            line the macro rewrites (``print("\\Update:...")``) comes again. Macros run inside this one (a
+            bundle's steps run by ``run("DeepImageJ Run", ...)``) write to the same Log. The whole Log is
+            also the result's ``.log``.
 
         Returns
         -------
@@ -238,7 +247,8 @@ class Session:
         [1.0, 2.0, 3.0]
         """
         self._check_open()
-        return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers, tables=tables)
+        return self.runner.run(macro, image=image, args=args, timeout=timeout, answers=answers, tables=tables,
+                               on_log=on_log)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[bool]:
@@ -396,9 +406,9 @@ class Session:
             table.show(title)
 
     @contextlib.contextmanager
-    def log_capture(self) -> Iterator[_LogText]:
+    def log_capture(self) -> Iterator[LogText]:
         """What ImageJ logs while the block runs (the Log window; stdout of a headless ImageJ)."""
-        capture = _LogText(self.headless)
+        capture = LogText(self.headless)
         capture.start()
         try:
             yield capture
@@ -415,8 +425,15 @@ class Session:
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(Exception):
-            self.commands.uninstall()
+        if self.runner.handler_running:
+            # ImageJ calls command listeners holding their list's lock: removing ours would wait for the
+            # handler a stopped run left in a long call (its RunStopped comes at its next bytecode); the
+            # JVM is going away, the listener with it
+            _log.warning("a command handler of a stopped macro run is still running; ImageJ's command "
+                         "listener is left in place at exit")
+        else:
+            with contextlib.suppress(Exception):
+                self.commands.uninstall()
         with contextlib.suppress(Exception):
             # ImageJ's worker pool has non-daemon threads: left running, they block the interpreter's exit
             jc.ThreadUtil.threadPoolExecutor.shutdownNow()
@@ -424,36 +441,6 @@ class Session:
             instance = jc.IJ.getInstance()
             if instance is not None:
                 instance.dispose()
-
-
-class _LogText:
-    def __init__(self, headless: bool) -> None:
-        self._headless = headless
-        self._buffer: Any = None
-        self._original: Any = None
-        self._text = ""
-
-    def start(self) -> None:
-        if self._headless:
-            # A headless ImageJ has no Log window: IJ.log() prints to System.out, captured here.
-            self._buffer = jc.ByteArrayOutputStream()
-            self._original = jc.System.out
-            jc.System.setOut(jc.PrintStream(self._buffer, True, "UTF-8"))
-
-    def stop(self) -> None:
-        if self._headless and self._original is not None:
-            jc.System.out.flush()
-            jc.System.setOut(self._original)
-            self._text = str(self._buffer.toString("UTF-8"))
-            self._original = None
-
-    def text(self) -> str:
-        if self._headless:
-            if self._original is not None:
-                jc.System.out.flush()
-                return str(self._buffer.toString("UTF-8"))
-            return self._text
-        return jstr(jc.IJ.getLog()) or ""
 
 
 def _is_imageplus(value: Any) -> bool:

@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -64,13 +64,61 @@ def read_image_file(path: Path, session: SessionProvider | None = None) -> xr.Da
     ------
     InputError
         The path does not exist or is a folder, or the file cannot be read as what its name says (the message
-        names the file, what is in it and what was expected).
+        names the file, what is in it and what was expected): the refusals of :func:`check_image_file`.
 
     Examples
     --------
     >>> read_image_file(Path("cells.tif")).dims  # doctest: +SKIP
     ('pln', 'row', 'col', 'ch')
     """
+    _check_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return read_npy(path)
+    if suffix in TIFF_SUFFIXES:
+        return read_tiff(path)
+    return _open_with_imagej(path, session)
+
+
+def check_image_file(path: Path) -> None:
+    """Refuse a file that deepij would not read as an image, before anything opens it.
+
+    The checks :func:`read_image_file` makes (what ``deepij run`` and ``Model.predict`` do), for the doors
+    that let ImageJ open the file itself (``deepij macro --input``, ``run("DeepImageJ Run",
+    "input_path=...")``): ImageJ opens a truncated or damaged TIFF without an error, the missing rows filled
+    with zeros. A missing path, a folder, an empty file; a ``.npy`` that is not one or is cut short; a TIFF
+    whose pages or pixel data end past the end of the file, whose ImageJ header counts more images than it
+    holds, or whose compressed data cannot be decoded. Other formats are only checked for being a non-empty
+    file here: ImageJ's own opener decides (see :func:`cannot_read` for its refusal).
+
+    Raises
+    ------
+    InputError
+        Naming the file, what is in it and what was expected.
+    """
+    _check_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        _load_npy(path, mmap_mode="r")  # the header and the file's length, without reading the data
+    elif suffix in TIFF_SUFFIXES:
+        with _checked_tiff(path) as tif:
+            if any(page.compression != 1 for page in tif.pages):  # 1: none; only decoding shows damage
+                tif.series[0].asarray()
+
+
+def cannot_read(path: Path, problem: str) -> InputError:
+    """The InputError for a file that cannot be read as what its name says (``problem`` says why).
+
+    Examples
+    --------
+    >>> print(cannot_read(Path("missing.png"), "ImageJ could not open it"))  # doctest: +ELLIPSIS
+    image: file 'missing.png': found ..., which cannot be read as an image file ImageJ opens (.png): ImageJ...
+    """
+    return _unreadable(path, path.suffix.lower(), problem)
+
+
+def _check_path(path: Path) -> None:
+    """A file that exists and is not empty (a folder or a missing path is refused, naming it)."""
     if path.is_dir():
         raise InputError(
             f"image: {str(path)!r} is a folder; expected an image file (a folder of images is run with "
@@ -80,16 +128,10 @@ def read_image_file(path: Path, session: SessionProvider | None = None) -> xr.Da
         raise InputError(
             f"image: file {str(path)!r} does not exist (expected an image file, array or ImagePlus)"
         )
-    suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise InputError(
-            f"image: file {str(path)!r}: found an empty file (0 bytes); expected {_kind(suffix)}"
+            f"image: file {str(path)!r}: found an empty file (0 bytes); expected {_kind(path.suffix.lower())}"
         )
-    if suffix == ".npy":
-        return read_npy(path)
-    if suffix in TIFF_SUFFIXES:
-        return read_tiff(path)
-    return _open_with_imagej(path, session)
 
 
 def read_npy(path: Path) -> xr.DataArray:
@@ -100,17 +142,21 @@ def read_npy(path: Path) -> xr.DataArray:
     >>> read_npy(Path("exampleImage.npy")).shape  # doctest: +SKIP
     (1, 1, 256, 256)
     """
+    return xr.DataArray(_load_npy(path), name=path.name)
+
+
+def _load_npy(path: Path, mmap_mode: Literal["r"] | None = None) -> np.ndarray:
     with open(path, "rb") as stream:
         magic = stream.read(6)
     if magic != b"\x93NUMPY":
         raise _unreadable(path, ".npy", "it does not start with the .npy header (\\x93NUMPY)")
     try:
-        values = np.load(path, allow_pickle=False)
+        values: np.ndarray = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except ValueError as error:
         raise _unreadable(path, ".npy", f"{error}") from None
     except Exception as error:  # numpy's EOFError, OSError... on a truncated or foreign file
         raise _unreadable(path, ".npy", f"{type(error).__name__}: {error}") from None
-    return xr.DataArray(values, name=path.name)
+    return values
 
 
 def read_tiff(path: Path) -> xr.DataArray:
@@ -127,22 +173,11 @@ def read_tiff(path: Path) -> xr.DataArray:
     >>> read_tiff(Path("hyperstack.tif")).attrs["pixel_size"]  # doctest: +SKIP
     {'col': 0.5, 'row': 0.5, 'pln': 2.0}
     """
-    import tifffile
-
-    warnings: list[str] = []
-    try:
-        with _tifffile_warnings(warnings), tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise _unreadable(path, ".tif", "a TIFF file without any image")
-            _check_complete(tif, path, warnings)
-            series = tif.series[0]
-            values = series.asarray()
-            codes = series.axes
-            attrs = _tiff_calibration(tif)
-    except InputError:
-        raise
-    except Exception as error:  # tifffile raises many kinds (IndexError, struct.error, zlib.error...)
-        raise _unreadable(path, ".tif", _damage(error, warnings)) from None
+    with _checked_tiff(path) as tif:
+        series = tif.series[0]
+        values = series.asarray()
+        codes = series.axes
+        attrs = _tiff_calibration(tif)
     dims: list[str] = []
     keep: list[int] = []
     for index, code in enumerate(codes):
@@ -230,6 +265,25 @@ def _tifffile_warnings(found: list[str]) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+
+
+@contextmanager
+def _checked_tiff(path: Path) -> Iterator[Any]:
+    """The open ``tifffile.TiffFile`` of a TIFF that has an image and is complete; whatever goes wrong in
+    the block (reading it, decoding it) is an InputError naming the file and the damage."""
+    import tifffile
+
+    warnings: list[str] = []
+    try:
+        with _tifffile_warnings(warnings), tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise _unreadable(path, ".tif", "a TIFF file without any image")
+            _check_complete(tif, path, warnings)
+            yield tif
+    except InputError:
+        raise
+    except Exception as error:  # tifffile raises many kinds (IndexError, struct.error, zlib.error...)
+        raise _unreadable(path, ".tif", _damage(error, warnings)) from None
 
 
 def _check_complete(tif: Any, path: Path, warnings: list[str]) -> None:

@@ -184,6 +184,7 @@ class Model:
         non_finite: str = "raise",
         precision: str = "float32",
         instances: str = "auto",
+        step_timeout: float | None = None,
     ) -> Prediction:
         """Run the model on an image: pre-processing, tiled inference, post-processing.
 
@@ -272,6 +273,10 @@ class Model:
             ``"none"``: the network's raw maps (probability and distances, flows). They run with the spec
             ops (``processing="spec"``), on the whole stitched output. See
             :mod:`deepij.processing.instances`.
+        step_timeout : float, optional
+            Seconds each ImageJ pre/post-processing step (macro or Java step) may run; one that runs longer
+            is stopped and the prediction fails with a StepError saying so (a macro looping forever).
+            None (default): no limit, as in ImageJ.
 
         Returns
         -------
@@ -317,7 +322,7 @@ class Model:
         check_margin(margin)
         request = RunRequest(tile, mode, overlap, batch_size, max_memory, margin)
         with Reporter(self.name, progress, logging) as report:
-            chain = Chain(self.description, processing, session, report)
+            chain = Chain(self.description, processing, session, report, step_timeout=step_timeout)
             source = read_source(
                 image, self.description, axes=axes, input_title=input_title, session=chain.session
             )

@@ -142,6 +142,10 @@ class Chain:
         The ImageJ session, or what gives it; default ``deepij.imagej()``, started only when a step needs it.
     report : Reporter, optional
         Receives one event per step.
+    step_timeout : float, optional
+        Seconds each ImageJ step (macro or Java step) may run before it is stopped and fails with a
+        StepError saying so. None: no limit. A step run from inside a macro (``run("DeepImageJ Run", ...)``)
+        runs within that macro's own time limit instead.
 
     Attributes
     ----------
@@ -159,9 +163,14 @@ class Chain:
         processing: str = "auto",
         session: Session | Callable[[], Session] | None = None,
         report: Reporter | None = None,
+        step_timeout: float | None = None,
     ) -> None:
+        from deepij.imagej.macro_run import check_timeout
+
+        check_timeout(step_timeout, "step_timeout")
         self.description = description
         self.mode = choose_mode(description, processing)
+        self.step_timeout = step_timeout
         self._session_arg = session
         self._session: Session | None = None
         self.report = report
@@ -344,7 +353,8 @@ class Chain:
         nested = session.runner.in_macro_thread
         batch = session.batch_mode if nested else None
         try:
-            result = session.run_macro(path, image=by_title(workspace.ordered(), titles), tables=tables)
+            result = session.run_macro(path, image=by_title(workspace.ordered(), titles), tables=tables,
+                                       timeout=self.step_timeout)
             if nested:
                 _forget(session, result.imageplus.values())
         except MacroError as error:
@@ -391,6 +401,7 @@ class Chain:
                 tensors,
                 configs,
                 method=step.method,
+                timeout=self.step_timeout,
             )
         except DeepijError as error:
             raise StepError(f"{self._where(stage, index, step)}: {error}") from error
