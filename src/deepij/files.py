@@ -22,7 +22,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +108,24 @@ def remove_orphaned_temporaries(folder: Path, *, prefix: str = ".") -> list[Path
     A temporary of a live process, of a process on another host (a cluster sharing the folder), or without an
     owner in its name is left alone.
     """
+
+    def dead_owner(name: str) -> bool:
+        owner = temporary_owner(name) if name.startswith(prefix) else None
+        return owner is not None and owner[1] == host_name() and not process_alive(owner[0])
+
+    return remove_entries(folder, dead_owner)
+
+
+def remove_entries(folder: Path, chosen: Callable[[str], bool]) -> list[Path]:
+    """Remove the files and folders directly in ``folder`` whose name ``chosen`` picks (links are removed,
+    never followed); the removed paths. A folder that cannot be listed removes nothing."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        owner = temporary_owner(entry.name) if entry.name.startswith(prefix) else None
-        if owner is None or owner[1] != host_name() or process_alive(owner[0]):
+        if not chosen(entry.name):
             continue
         path = Path(entry.path)
         if entry.is_dir(follow_symlinks=False):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import stat
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from deepij.errors import BundleError
 from deepij.files import host_name as _host
 from deepij.files import process_alive as _alive
+from deepij.files import remove_entries
 
 
 def make_staging(parent: Path, prefix: str) -> Path:
@@ -58,23 +58,12 @@ def owner_pid(name: str, prefix: str) -> int | None:
 
 def remove_stale(parent: Path, prefix: str) -> list[Path]:
     """Remove the staging folders in ``parent`` whose process (on this host) is gone; the removed ones."""
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        pid = owner_pid(entry.name, prefix)
-        if pid is None or _alive(pid):
-            continue
-        path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        removed.append(path)
-    return removed
+
+    def stale(name: str) -> bool:
+        pid = owner_pid(name, prefix)
+        return pid is not None and not _alive(pid)
+
+    return remove_entries(parent, stale)
 
 
 class Terminated(KeyboardInterrupt):
