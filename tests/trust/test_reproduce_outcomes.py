@@ -155,3 +155,37 @@ def test_a_small_tile_on_a_large_test_input_runs_a_few_tiles(tmp_path, monkeypat
     # bounded number of passes too: far from the 2704 tiles of the whole input
     assert len(windows) < whole_image_tiles / 20
     assert onnx.tiled_seconds > 0
+
+
+# --- test files that are not what their name says ---------------------------------------------------------
+
+
+def _replace_tensor(bundle, field: str, data: bytes) -> None:
+    """Write ``data`` into the test tensor file of ``inputs`` or ``outputs`` and give the descriptor its
+    sha256, so the file is read (not refused as changed) and shows what it holds."""
+    import hashlib
+
+    rdf = yaml.safe_load(bundle.descriptor.read_text())
+    tensor = rdf[field][0]["test_tensor"]
+    (bundle.folder / tensor["source"]).write_bytes(data)
+    tensor["sha256"] = hashlib.sha256(data).hexdigest()
+    bundle.descriptor.write_text(yaml.safe_dump(rdf, sort_keys=False))
+
+
+def test_a_test_input_of_random_bytes_is_an_error_naming_the_file_and_field(tmp_path, capsys):
+    # it once ended in a traceback from numpy's loader
+    bundle = write_bundle_v0_5(tmp_path / "b", weights=("onnx",))
+    _replace_tensor(bundle, "inputs", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    code, out, err = run_cli(capsys, bundle.folder, "--no-tiled")
+    assert code == 1 and "Traceback" not in out + err
+    assert "test_input.npy" in out and "inputs[0].test_tensor" in out and "4096 bytes" in out, out
+
+
+def test_a_test_output_of_random_bytes_fails_its_comparison_naming_it(tmp_path, capsys):
+    bundle = write_bundle_v0_5(tmp_path / "b", weights=("onnx",))
+    _replace_tensor(bundle, "outputs", b"<!DOCTYPE html><html><body>Not found</body></html>\n")
+    report = deepij.test_bundle(bundle.folder, tiled=False)
+    (comparison,) = report.format("onnx").comparisons
+    assert not comparison.passed and report.exit_code == 1
+    assert "cannot read it" in comparison.problem and "outputs[0].test_tensor" in comparison.problem
+    assert "an HTML page" in comparison.problem

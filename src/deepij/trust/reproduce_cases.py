@@ -33,8 +33,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from deepij.errors import ArgumentError, BundleError
 from deepij.trust.reproduce_compare import Comparison, Tolerance, failed_comparison
 
@@ -224,8 +222,11 @@ def _refused(case: Case, problem: str) -> list[Comparison]:
 
 def case_input(description: ModelDescription, case: Case) -> Any:
     """What ``predict`` takes: test tensors as arrays (by input name when several), an example as its file."""
+    from deepij.bundle import read_tensor_file
+
     images = {}
     for name, file in case.inputs.items():
         path = description.path(file)
-        images[name] = np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy" else path
+        # a .npy is read (and refused, naming file and field, when it is not one); an image file is predict's
+        images[name] = read_tensor_file(description, file) if path.suffix.lower() == ".npy" else path
     return images if len(images) > 1 else next(iter(images.values()))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deepij.errors import BundleError
 from deepij.trust.reproduce_compare import (
     Comparison,
     Tolerance,
@@ -45,7 +46,7 @@ def compare_case(
     for expected in case.expected:
         try:
             values = read_expected(description, expected.file)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, BundleError) as exc:
             tolerance = reproduction_tolerance(description, fmt, expected.output or "")
             found.append(
                 failed_comparison(
@@ -58,20 +59,12 @@ def compare_case(
 
 
 def read_expected(description: ModelDescription, file: str) -> Any:
-    """A bundle's expected values: ``.npy`` and TIFF as arrays, ``.csv`` as a DataFrame."""
-    path = description.path(file)
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix in (".tif", ".tiff"):
-        import tifffile
+    """A bundle's expected values: ``.npy`` and TIFF as arrays, ``.csv`` as a DataFrame
+    (:func:`deepij.bundle.read_tensor_file`: a file that is not what its name says is a BundleError naming
+    it and its descriptor field)."""
+    from deepij.bundle import read_tensor_file
 
-        return tifffile.imread(path)
-    if suffix == ".csv":
-        import pandas as pd
-
-        return pd.read_csv(path)
-    raise ValueError(f"expected a .npy, .tif or .csv file, not {path.name}")
+    return read_tensor_file(description, file)
 
 
 def _compare_one(
