@@ -93,6 +93,27 @@ def test_deepij_load_of_a_refused_zip_leaves_the_cache_unchanged(changed_zip, ca
     assert listing(cache) == before
 
 
+def bad_instance_op(folder: Path) -> None:
+    """A StarDist op whose grid has one entry for a 2-D output: the descriptor reads, the model refuses."""
+    descriptor = folder / "rdf.yaml"
+    data = yaml.safe_load(descriptor.read_text())
+    data["outputs"][0]["postprocessing"] = [
+        {"id": "stardist_postprocessing", "kwargs": {"grid": [2], "b": 2, "n_rays": 32,
+                                                   "prob_threshold": 0.5, "nms_threshold": 0.4}}
+    ]
+    descriptor.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_deepij_load_of_a_zip_the_model_refuses_leaves_the_cache_unchanged(changed_zip, cache: Path) -> None:
+    # the descriptor reads, but making the model checks the instance op's kwargs and refuses them: the
+    # unpacked copy was kept before, as the refusal came after open_bundle
+    archive = changed_zip("0.5", bad_instance_op)
+    before = listing(cache)
+    with pytest.raises(BundleError, match="grid"):
+        deepij.load(archive)
+    assert listing(cache) == before
+
+
 def test_a_zip_over_the_archive_limits_leaves_the_cache_unchanged(
     written: dict[str, WrittenBundle], cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from deepij.bundle._yaml import load_yaml_file
@@ -27,7 +28,9 @@ from deepij.bundle.weights import TF_FORMAT, check_sha256, local_path
 from deepij.errors import ArgumentTypeError, BundleError
 
 
-def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
+def open_bundle(
+    source: str | Path, *, verify: bool = True, check: Callable[[ModelDescription], object] | None = None
+) -> ModelDescription:
     """Read a bundle into its normalized description.
 
     Parameters
@@ -41,6 +44,10 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
         does, and every other file the descriptor gives a sha256 (test and sample tensors, attachments,
         documentation, covers); ``False`` skips the checks (then also pass ``verify=False`` to
         :func:`resolve_weights`).
+    check : callable, optional
+        A further check of the caller's, called with the description (``deepij.load`` makes the model
+        with it): for a zip it runs before the unpacked copy is kept, so a bundle it refuses leaves nothing
+        in the cache.
 
     Returns
     -------
@@ -66,18 +73,22 @@ def open_bundle(source: str | Path, *, verify: bool = True) -> ModelDescription:
     if not isinstance(verify, bool):
         raise ArgumentTypeError(f"verify: expected True or False, not {verify!r}")
     if is_url(source):
-        return _open_url(str(source), verify)
+        return _open_url(str(source), verify, check)
     path = Path(source).expanduser()
     if path.is_file() and _is_zip(path):
-        return _open_zip(path, verify)
-    return _read(_descriptor_of(path), verify)
+        return _open_zip(path, verify, check=check)
+    return _read(_descriptor_of(path), verify, check)
 
 
-def _read(descriptor: Path, verify: bool) -> ModelDescription:
+def _read(
+    descriptor: Path, verify: bool, check: Callable[[ModelDescription], object] | None = None
+) -> ModelDescription:
     description = read_description(load_yaml_file(descriptor), descriptor)
     if verify:
         verify_present_weights(description)
         verify_present_files(description)
+    if check is not None:
+        check(description)
     return description
 
 
@@ -127,7 +138,12 @@ def _is_zip(path: Path) -> bool:
     return suffix == ".zip" or (suffix not in (".yaml", ".yml") and zipfile.is_zipfile(path))
 
 
-def _open_zip(archive: Path, verify: bool, url: str | None = None) -> ModelDescription:
+def _open_zip(
+    archive: Path,
+    verify: bool,
+    url: str | None = None,
+    check: Callable[[ModelDescription], object] | None = None,
+) -> ModelDescription:
     """Read a bundle zip from its unpacked copy in the cache (keyed by the zip's content).
 
     The first time, the zip is unpacked into a staging folder, read and verified there, and only then
@@ -138,7 +154,7 @@ def _open_zip(archive: Path, verify: bool, url: str | None = None) -> ModelDescr
     digest = file_sha256(archive)
     target = cache_dir() / "bundles" / f"{_safe_stem(archive.name)}-{digest[:16]}"
     if target.is_dir():
-        return _read(descriptor_in_unpacked(target, archive), verify)
+        return _read(descriptor_in_unpacked(target, archive), verify, check)
     with terminate_as_interrupt():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +165,7 @@ def _open_zip(archive: Path, verify: bool, url: str | None = None) -> ModelDescr
             ) from None
         try:
             unpacked = extract_zip(archive, staging / "bundle")
-            _read(descriptor_in_unpacked(unpacked, archive), verify)
+            _read(descriptor_in_unpacked(unpacked, archive), verify, check)
             _rename_into_place(unpacked, target)
         except BundleError as exc:
             raise error_naming_source(exc, staging, archive, url) from None
@@ -169,7 +185,9 @@ def _rename_into_place(unpacked: Path, target: Path) -> None:
             ) from None
 
 
-def _open_url(url: str, verify: bool) -> ModelDescription:
+def _open_url(
+    url: str, verify: bool, check: Callable[[ModelDescription], object] | None = None
+) -> ModelDescription:
     """Download (once) and open; a download that cannot be opened (not a zip, a refused descriptor, a
     checksum that does not match) is removed from the cache, so the next attempt fetches it again instead
     of failing on the same bytes forever."""
@@ -179,8 +197,8 @@ def _open_url(url: str, verify: bool) -> ModelDescription:
         download(url, target)
     try:
         if _is_zip(target):
-            return _open_zip(target, verify, url)
-        return _read(_descriptor_of(target), verify)
+            return _open_zip(target, verify, url, check)
+        return _read(_descriptor_of(target), verify, check)
     except BundleError:
         target.unlink(missing_ok=True)
         with contextlib.suppress(OSError):

@@ -478,7 +478,7 @@ def load(
     accepted = [
         name
         for name, p in inspect.signature(open_bundle).parameters.items()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name not in ("source", "verify")
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name not in ("source", "verify", "check")
     ]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -486,4 +486,14 @@ def load(
             f"load: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
             "expected " + ", ".join(["allow_code", "verify", *accepted])
         )
-    return Model(open_bundle(source, verify=verify, **options), allow_code=allow_code, verify=verify)
+    made: list[Model] = []
+
+    def make(description: ModelDescription) -> None:
+        # in open_bundle's staging for a zip: a description the model refuses (an instance op's kwargs)
+        # leaves no unpacked copy in the cache
+        made.append(Model(description, allow_code=allow_code, verify=verify))
+
+    description = open_bundle(source, verify=verify, check=make, **options)
+    if made and made[-1].description is description:
+        return made[-1]
+    return Model(description, allow_code=allow_code, verify=verify)  # a zip's copy, read again in place
