@@ -311,7 +311,8 @@ class Model:
                 max_memory=max_memory, axes=axes, tiling=tiling, overlap=overlap, batch_size=batch_size,
                 runtime=runtime, non_finite=non_finite, precision=precision,
             )
-        from deepij.pipeline.planning import RunRequest, check_margin
+        from deepij.pipeline.margins import check_margin
+        from deepij.pipeline.planning import RunRequest
         from deepij.pipeline.progress import Reporter
         from deepij.pipeline.sources import read_source
         from deepij.pipeline.steps import Chain
