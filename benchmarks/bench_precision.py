@@ -12,7 +12,9 @@ printed against bioimage.io's default tolerance too, under which int8 would be r
 Contenders, each in its own process, asked in turn for ``--repeats`` rounds (the machinery of _common.py),
 one image size at a time: ``deepij.load(bundle).predict(image, runtime=ENGINE, precision=P)`` for ENGINE in
 onnxruntime, OpenVINO and P in float32, int8 (and bfloat16 where this CPU has bfloat16 arithmetic; it is
-refused elsewhere and the reason printed). The torch weights are converted to ONNX and quantized once,
+refused elsewhere and the reason printed); on x86 CPUs without VNNI, where deepij gives int8 weights 7 bits
+against onnxruntime's saturation, also onnxruntime with 8-bit weights (``int8fullrange``: faster or not,
+and how wrong). The torch weights are converted to ONNX and quantized once,
 before the contenders start (they share the graph cache, as processes on one machine do), so their load
 times are warm starts; the load is timed apart from the passes.
 
@@ -20,7 +22,7 @@ Printed figures (``name value unit``) per size S and contender E_P: ``E_P_S_s`` 
 ``E_P_S_peak_rss_mb``, ``E_P_S_load_s``; ``E_P_S_max_abs_error`` and ``E_P_S_mismatched_per_million``
 (outside rtol 1e-3, atol 1e-3: bioimage.io's default tolerance) and ``E_P_S_mask_disagreement_per_million``
 (pixels on the other side of 0.5, what a segmentation keeps) against onnxruntime's float32 output;
-``E_int8_over_float32_S_ratio`` (< 1: int8 faster) and ``best_int8_over_best_float32_S_ratio``. Also the
+``E_P_over_float32_S_ratio`` (< 1: P faster) and ``best_int8_over_best_float32_S_ratio``. Also the
 CPU's VNNI / AMX / bfloat16 flags and OpenVINO's capabilities, and the machine's load.
 
 Usage: ``.venv/bin/python benchmarks/bench_precision.py [--repeats N] [--sizes 512,2048]
@@ -121,10 +123,16 @@ def write_bundle(folder: Path, steps: int, tolerance: float) -> None:
 
 
 def worker(workdir: Path, engine: str, precision: str, side: int) -> None:
-    """Serve ``predict(image, runtime=engine, precision=precision)`` on the ``side`` image."""
+    """Serve ``predict(image, runtime=engine, precision=precision)`` on the ``side`` image;
+    ``int8fullrange``: int8 with 8-bit weights where deepij gives them 7 (module notes)."""
     name = f"{engine}_{precision}_{side}"
     image = np.load(workdir / f"image{side}.npy")
     state: dict[str, object] = {}
+    if precision == "int8fullrange":
+        from deepij.inference.backends import quantization
+
+        quantization.reduced_weights = lambda: False  # type: ignore[assignment]  # this process only
+        precision = "int8"
 
     def load() -> Callable[[], object]:
         import deepij
@@ -172,7 +180,10 @@ def prepare(workdir: Path, steps: int, tolerance: float) -> None:
     missing = bfloat16_missing()
     if missing is not None:
         print(f"# bfloat16 not measured: {missing}", flush=True)
-    print("precisions float32 int8" + (" bfloat16" if missing is None else ""), flush=True)
+    from deepij.inference.backends.quantization import reduced_weights
+
+    full_range = " int8fullrange" if reduced_weights() else ""
+    print("precisions float32 int8" + full_range + (" bfloat16" if missing is None else ""), flush=True)
 
 
 def errors(workdir: Path, side: int, figures: dict[str, float]) -> None:
@@ -195,9 +206,11 @@ def errors(workdir: Path, side: int, figures: dict[str, float]) -> None:
 
 def ratios(side: int, figures: dict[str, float]) -> None:
     for engine in ENGINES:
-        int8, float32 = figures.get(f"{engine}_int8_{side}_s"), figures.get(f"{engine}_float32_{side}_s")
-        if int8 and float32:
-            common.emit(f"{engine}_int8_over_float32_{side}_ratio", int8 / float32, "x")
+        float32 = figures.get(f"{engine}_float32_{side}_s")
+        for precision in ("int8", "int8fullrange", "bfloat16"):
+            lower = figures.get(f"{engine}_{precision}_{side}_s")
+            if lower and float32:
+                common.emit(f"{engine}_{precision}_over_float32_{side}_ratio", lower / float32, "x")
     best = {
         p: min((figures[k] for e in ENGINES if (k := f"{e}_{p}_{side}_s") in figures), default=0.0)
         for p in ("int8", "float32")
@@ -259,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for p in precisions
                 for e in ENGINES
                 if not (p == "bfloat16" and e == "onnxruntime")  # no bfloat16 kernels in onnxruntime
+                and not (p == "int8fullrange" and e == "openvino")  # the saturation is onnxruntime's
             ]
             figures = common.run_rounds(plan, workdir, args.repeats)
             errors(workdir, side, figures)

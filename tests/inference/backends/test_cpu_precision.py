@@ -213,3 +213,13 @@ def test_bfloat16_that_openvino_would_compute_in_float32_is_refused(generous_onn
     with pytest.warns(DeepijWarning, match=r"OpenVINO compiled it in f32, not bf16"):
         backend = load_backend(description, precision="bfloat16")
     assert backend.runtime in ("onnxruntime", "openvino")
+
+
+def test_predict_with_int8_says_so_and_stays_within_the_tolerance(generous_onnx, rng):
+    model = deepij.load(generous_onnx.folder)
+    image = rng.random((1, 1, 48, 48), dtype=np.float32) * 1000
+    float32 = np.asarray(model.predict(image).images["probability"])
+    result = model.predict(image, precision="int8")
+    assert any(n.startswith("precision int8") for n in result.notes)
+    int8 = np.asarray(result.images["probability"])
+    assert Tolerance(0.05, 0.05, 100).accepts(float32, int8)[0] and not np.array_equal(float32, int8)

@@ -196,10 +196,11 @@ def quantize(backend: Any, calibration: CalibrationInputs) -> bytes:
             return self.left.pop(0) if self.left else None
 
     with tempfile.TemporaryDirectory(prefix="deepij-int8-") as folder, _quiet_quantizer():
-        target = Path(folder) / "int8.onnx"
+        source_file, target = Path(folder) / "float32.onnx", Path(folder) / "int8.onnx"
         try:
+            onnx.save(model, str(source_file))  # a file: older onnxruntime takes no ModelProto here
             quantize_static(
-                model,
+                source_file,
                 target,
                 Reader(),
                 quant_format=QuantFormat.QDQ,
