@@ -223,3 +223,15 @@ def test_predict_with_int8_says_so_and_stays_within_the_tolerance(generous_onnx,
     assert any(n.startswith("precision int8") for n in result.notes)
     int8 = np.asarray(result.images["probability"])
     assert Tolerance(0.05, 0.05, 100).accepts(float32, int8)[0] and not np.array_equal(float32, int8)
+
+
+def test_a_calibration_input_the_network_cannot_take_refuses_int8_not_the_model(tmp_path, rng):
+    written = models.write_onnx_convnet(tmp_path / "convnet.onnx")
+    np.save(tmp_path / "test_input.npy", rng.random((1, 2, 32, 32), dtype=np.float32))  # 2 channels, not 1
+    description = models.describe(written)
+    spec = dataclasses.replace(description.inputs[0], test_tensor="test_input.npy")
+    description = dataclasses.replace(description, inputs=(spec,))
+    with pytest.warns(DeepijWarning, match=r"precision='int8' refused, float32 runs: onnxruntime could not"):
+        backend = load_backend(description, runtime="onnxruntime", precision="int8")
+    image = rng.standard_normal((1, 1, 24, 24)).astype(np.float32)
+    np.testing.assert_allclose(backend.predict([image])[0], written.forward(image)[0], rtol=1e-5, atol=1e-5)

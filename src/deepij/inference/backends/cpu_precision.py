@@ -67,6 +67,10 @@ def _kept_if_it_reproduces(
             compiled = candidate.compiled_precision()  # type: ignore[attr-defined]
             if compiled != "bf16":
                 ok, figures = False, f"OpenVINO compiled it in {compiled}, not bf16"
+    except BackendError as error:  # the float32 network refuses the calibration input
+        candidate.close()
+        why = str(error).splitlines()[0]
+        return refused(backend, precision, f"it cannot be checked on {calibration.source}: {why}")
     except BaseException:
         candidate.close()
         raise
@@ -119,7 +123,10 @@ def int8_if_it_reproduces(backend: Backend, runtime: str = "auto") -> Backend:
 
         graph, cached = quantized_graph(backend, calibration)
         candidate = _int8_engine(backend, graph, runtime)
-    except (BackendError, ImportError) as error:
+    except ImportError as error:
+        missing = (error.name or "onnx").split(".")[0]
+        return refused(backend, "int8", f"{missing} is not installed (pip install {missing})")
+    except BackendError as error:
         text = str(error).strip().splitlines()
         return refused(backend, "int8", text[0] if text else type(error).__name__)
     made = "quantized graph from the graph cache" if cached else f"quantized on {calibration.source}"
