@@ -158,3 +158,18 @@ def test_timeout_must_be_positive(bundle, tmp_path):
     done = deepij_command("run", bundle.folder, "--input", tmp_path / "in", "--output", tmp_path / "out",
                           "--timeout", "0")
     assert done.returncode == 2 and "--timeout 0: expected a number of seconds > 0" in done.stderr
+
+
+def test_precision_reaches_the_model_and_unknown_values_are_usage_errors(bundle, tmp_path):
+    write_folder(tmp_path / "in", 1)
+    unknown = deepij_command("run", bundle.folder, "-i", tmp_path / "in", "-o", tmp_path / "o",
+                             "--precision", "float8")
+    assert unknown.returncode == 2 and "--precision float8: expected one of" in unknown.stderr
+    plain = deepij_command("run", bundle.folder, "-i", tmp_path / "in", "-o", tmp_path / "float32")
+    int8 = deepij_command("run", bundle.folder, "-i", tmp_path / "in", "-o", tmp_path / "int8",
+                          "--precision", "int8")
+    assert plain.returncode == 0 and int8.returncode == 0, int8.stderr
+    # the bundle's tolerance (atol 1e-4) is tighter than int8 gets: refused, said, and float32 runs
+    assert "precision='int8' refused, float32 runs" in int8.stderr
+    for name, image in pixels(tmp_path / "int8").items():
+        np.testing.assert_array_equal(image, pixels(tmp_path / "float32")[name])

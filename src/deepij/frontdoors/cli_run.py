@@ -71,6 +71,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         "longer is stopped and its image reported as failed, the others still run (default: no limit)",
     )
     run.add_argument(
+        "--precision",
+        help="float32 (default), float16 (GPU), int8 or bfloat16 (CPU): kept only where it reproduces "
+        "float32 within the bundle's tolerance, else float32 with a note",
+    )
+    run.add_argument(
         "--resume",
         action="store_true",
         help="skip the images an earlier run finished with this bundle and these options (checked: outputs "
@@ -129,6 +134,15 @@ def parse_tile(text: str | None) -> Any:
     return sizes
 
 
+def _check_precision(precision: str | None) -> None:
+    """``--precision``: one of the values ``predict(precision=...)`` takes (a usage error otherwise)."""
+    from deepij.errors import ArgumentError
+    from deepij.inference.backends.precision import PRECISIONS
+
+    if precision is not None and precision not in PRECISIONS:
+        raise ArgumentError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+
+
 def _run_bundle(args: argparse.Namespace) -> int:
     import deepij
     from deepij.errors import ArgumentError, DeepijError
@@ -139,6 +153,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
         tile = parse_tile(args.tile)
         if args.timeout is not None and not args.timeout > 0:
             raise ArgumentError(f"--timeout {args.timeout:g}: expected a number of seconds > 0")
+        _check_precision(args.precision)
         if args.workers is not None and args.workers < 1:
             raise ArgumentError(f"--workers {args.workers}: expected a positive number of worker processes")
         files = [] if is_zarr(args.input) else image_files(args.input)
@@ -155,6 +170,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
         "processing": args.processing,
         "weights_format": args.weights_format,
         "step_timeout": args.timeout,
+        "precision": args.precision,
     }
     chosen = {k: v for k, v in options.items() if v is not None}
     scale_out = {"workers": args.workers, "scheduler": args.scheduler}

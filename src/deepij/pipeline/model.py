@@ -261,10 +261,14 @@ class Model:
             0 there (after pre-processing, so they do not spread through its receptive field), and the
             floating-point outputs are NaN again at those pixels. ``"propagate"``: run the values as they
             are.
-        precision : {"float32", "float16"}
-            ``"float16"``: half precision where a GPU runtime runs the model and a probe at load
-            reproduces float32 within the bundle's reproduction tolerance; else float32, with a note and a
-            warning saying why (:mod:`deepij.inference.backends.precision`).
+        precision : {"float32", "float16", "bfloat16", "int8"}
+            ``"float16"``: half precision where a GPU runtime runs the model; ``"int8"``: on the CPU, the
+            ONNX graph (the bundle's, or torch weights converted) quantized with onnxruntime, calibrated
+            on the bundle's test input after its spec pre-processing; ``"bfloat16"``: OpenVINO's bf16
+            inference, on CPUs with bfloat16 arithmetic (AMX, ``avx512_bf16``). Each is kept only when a
+            probe at load reproduces float32 within the bundle's reproduction tolerance; else float32,
+            with a note and a warning saying why (:mod:`deepij.inference.backends.precision`,
+            :mod:`deepij.inference.backends.cpu_precision`).
         instances : {"auto", "declared", "none"}
             Outputs that are instances (StarDist, Cellpose, a bundle's ``custom`` op): ``"auto"`` gives the
             label images (and ``<output>_objects`` tables, ``Prediction.instances`` with the polygons), for

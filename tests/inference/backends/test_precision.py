@@ -25,8 +25,8 @@ def test_float16_on_the_cpu_is_refused_with_a_note_and_a_warning(convnet, rng):
     [out] = backend.predict([image])
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, torchscript.forward(image)[0], rtol=1e-5, atol=1e-6)
-    with pytest.raises(BackendError, match=r"precision='bfloat16' is not known"):
-        load_backend(description, device="cpu", precision="bfloat16")
+    with pytest.raises(BackendError, match=r"precision='float8' is not known"):
+        load_backend(description, device="cpu", precision="float8")
 
 
 def test_half_is_kept_when_it_reproduces_float32(convnet, rng):

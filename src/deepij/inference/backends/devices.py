@@ -111,3 +111,16 @@ def cuda_driver_present() -> bool:
     if Path("/proc/driver/nvidia/version").exists() or Path("/dev/dxg").exists():
         return True
     return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``: ``avx2``, ``avx512_vnni``, ``amx_bf16``, ...); empty
+    where the system does not list them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()

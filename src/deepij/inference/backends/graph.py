@@ -138,6 +138,28 @@ def as_dtype(array: np.ndarray, dtype: np.dtype | None) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def fixed_batches(graph_inputs: list[np.ndarray], fixed: int | None) -> list[tuple[list[np.ndarray], int]]:
+    """``graph_inputs`` in passes of the batch size a graph fixes (the last one filled up by repeating its
+    last sample), each with how many of its samples are real; one pass when nothing is fixed.
+
+    Examples
+    --------
+    >>> [(c[0].shape[0], kept) for c, kept in fixed_batches([np.zeros((3, 2))], 2)]
+    [(2, 2), (2, 1)]
+    """
+    batch = graph_inputs[0].shape[0] if graph_inputs and graph_inputs[0].ndim else None
+    if fixed is None or batch is None or batch == fixed:
+        return [(graph_inputs, batch if batch is not None else 1)]
+    chunks = []
+    for start in range(0, batch, fixed):
+        chunk = [a[start : start + fixed] for a in graph_inputs]
+        short = fixed - chunk[0].shape[0]
+        if short:
+            chunk = [np.concatenate([c, np.repeat(c[-1:], short, axis=0)]) for c in chunk]
+        chunks.append((chunk, fixed - short))
+    return chunks
+
+
 class GraphBackend(Backend):
     """A backend whose framework runs a graph with known (or assumed) inputs and outputs.
 
@@ -188,9 +210,9 @@ class GraphBackend(Backend):
             for spec, slot in zip(self.description.inputs, self._input_slots, strict=True)
         ]
 
-    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self.closed:
-            raise BackendError(f"{self.label}: predict called after close()")
+    def graph_feed(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``inputs`` (one per described input, in its axes) as the graph takes them: in graph input order,
+        with the batch axis and dtype the graph wants."""
         described = self.description.inputs
         check_inputs(inputs, described)
         graph_inputs: list[np.ndarray | None] = [None] * len(self._graph_inputs)
@@ -198,7 +220,12 @@ class GraphBackend(Backend):
             wanted = self._graph_inputs[slot]
             array = add_batch_axis(np.asarray(array), spec, wanted.rank, self._torch_like)
             graph_inputs[slot] = as_dtype(array, wanted.dtype)
-        raw = self._run_in_fixed_batches(graph_inputs)  # type: ignore[arg-type]
+        return graph_inputs  # type: ignore[return-value]
+
+    def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self.closed:
+            raise BackendError(f"{self.label}: predict called after close()")
+        raw = self._run_in_fixed_batches(self.graph_feed(inputs))
         slots = self._output_slots or self._runtime_output_slots(raw)
         return [
             drop_batch_axis(np.asarray(raw[slot]), spec, self.label)
@@ -208,17 +235,10 @@ class GraphBackend(Backend):
     def _run_in_fixed_batches(self, graph_inputs: list[np.ndarray]) -> list[np.ndarray]:
         """One pass, or, when the graph fixes its batch size and the arrays have another, passes of that
         size (the last one filled up by repeating its last sample; the extra results are dropped)."""
-        fixed = self._fixed_batch
-        batch = graph_inputs[0].shape[0] if graph_inputs and graph_inputs[0].ndim else None
-        if fixed is None or batch is None or batch == fixed:
+        chunks = fixed_batches(graph_inputs, self._fixed_batch)
+        if len(chunks) == 1 and chunks[0][0] is graph_inputs:
             return self._run(graph_inputs)
-        parts: list[list[np.ndarray]] = []
-        for start in range(0, batch, fixed):
-            chunk = [a[start : start + fixed] for a in graph_inputs]
-            short = fixed - chunk[0].shape[0]
-            if short:
-                chunk = [np.concatenate([c, np.repeat(c[-1:], short, axis=0)]) for c in chunk]
-            parts.append([np.asarray(r)[: fixed - short] for r in self._run(chunk)])
+        parts = [[np.asarray(r)[:kept] for r in self._run(chunk)] for chunk, kept in chunks]
         return [np.concatenate(results) for results in zip(*parts, strict=True)]
 
     def _runtime_output_slots(self, raw: Sequence[np.ndarray]) -> list[int]:

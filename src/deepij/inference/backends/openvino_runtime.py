@@ -70,6 +70,10 @@ class OpenVinoBackend(GraphBackend):
         The ``.onnx`` file, or a serialized ONNX model.
     threads : int, optional
         Inference threads; None lets OpenVINO use every core.
+    inference_precision : {"f32", "bf16"}
+        OpenVINO's ``INFERENCE_PRECISION_HINT``: ``f32`` (the default, outputs as onnxruntime's) or ``bf16``
+        (``precision="bfloat16"``, :mod:`.cpu_precision`; CPUs without bfloat16 arithmetic run f32
+        regardless, see :meth:`compiled_precision`).
     """
 
     runtime = "openvino"
@@ -80,6 +84,7 @@ class OpenVinoBackend(GraphBackend):
         weights: WeightsEntry,
         model: Path | bytes,
         threads: int | None = None,
+        inference_precision: str = "f32",
     ) -> None:
         import openvino
 
@@ -94,7 +99,11 @@ class OpenVinoBackend(GraphBackend):
         except Exception as error:
             where = "converted model" if isinstance(model, bytes) else str(model)
             raise BackendError(f"{where}: OpenVINO {openvino.__version__} cannot read it: {error}") from error
-        self._config: dict[str, Any] = {"PERFORMANCE_HINT": HINT, "INFERENCE_PRECISION_HINT": "f32"}
+        self.inference_precision = inference_precision
+        self._config: dict[str, Any] = {
+            "PERFORMANCE_HINT": HINT,
+            "INFERENCE_PRECISION_HINT": inference_precision,
+        }
         if threads is not None:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
         inputs = [_graph_tensor(p) for p in self._model.inputs]
@@ -115,6 +124,14 @@ class OpenVinoBackend(GraphBackend):
         while len(self._compiled) > KEEP:
             self._compiled.popitem(last=False)
         return request
+
+    def compiled_precision(self) -> str | None:
+        """The inference precision OpenVINO compiled the last used shape in (``"f32"``, ``"bf16"``): it
+        falls back to f32 where the CPU lacks what was asked; None before the first pass."""
+        if not self._compiled:
+            return None
+        compiled = next(reversed(self._compiled.values())).get_compiled_model()
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
 
     def predict(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not self.closed and not all(_finite(np.asarray(a)) for a in inputs):

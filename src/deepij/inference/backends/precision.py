@@ -1,18 +1,20 @@
-"""Half precision (``precision="float16"``): an opt-in for GPU runtimes, checked at load, never silent.
+"""Lower precision (``precision=``): an opt-in, checked at load against float32, never silent.
 
-On a GPU, float16 weights and activations halve the memory of a pass and run on the tensor cores; on a CPU
-they are slower than float32 (no fp16 arithmetic in these engines' CPU kernels), so only GPU runtimes take
-it. A network may not survive it (activations past 65504 overflow, small differences vanish), so at load
-the half-precision network runs on a probe input next to the float32 one, and it is kept only when its
-outputs reproduce float32 within the bundle's own reproduction tolerance
-(``config.bioimageio.reproducibility_tolerance``; default rtol 1e-3, atol 1e-3, 100 mismatched elements per
-million, as bioimage.io's tests use). Otherwise the model runs in float32 and a note (also a
-:class:`~deepij.errors.DeepijWarning`) says why. Which runtimes can:
+- ``"float16"``: half precision on GPU runtimes. On a GPU, float16 weights and activations halve the memory
+  of a pass and run on the tensor cores; on a CPU they are slower than float32 (no fp16 arithmetic in these
+  engines' CPU kernels), so only torch on CUDA takes it: the module's floating-point parameters are cast to
+  float16 (inputs follow; outputs are cast back to the declared type); the float32 weights are restored
+  when the check fails. onnxruntime, TensorFlow, Keras, OpenVINO: not offered (their fp16 paths need a
+  converted graph).
+- ``"int8"`` and ``"bfloat16"``: on the CPU, for ONNX graphs run by onnxruntime or OpenVINO (the bundle's
+  own, or torch weights converted): see :mod:`.cpu_precision`.
 
-- torch on CUDA: the module's floating-point parameters are cast to float16 (inputs follow; outputs are cast
-  back to the declared type); the float32 weights are restored when the check fails;
-- onnxruntime, TensorFlow, Keras, OpenVINO: not offered (their fp16 paths need a converted graph); the note
-  says so and float32 runs.
+A network may not survive a lower precision (float16 activations past 65504 overflow, small differences
+vanish, int8 steps are coarse), so at load the lower-precision network runs on a probe input next to the
+float32 one, and it is kept only when its outputs reproduce float32 within the bundle's own reproduction
+tolerance (``config.bioimageio.reproducibility_tolerance``; default rtol 1e-3, atol 1e-3, 100 mismatched
+elements per million, as bioimage.io's tests use). Otherwise the model runs in float32 and a note (also a
+:class:`~deepij.errors.DeepijWarning`) says why.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from deepij.bundle.description import ModelDescription
 from deepij.errors import BackendError, DeepijWarning
 from deepij.inference.backends.base import Backend
 
-PRECISIONS = ("float32", "float16")
+PRECISIONS = ("float32", "float16", "bfloat16", "int8")
 """Values of ``precision=``."""
 
 
@@ -102,16 +104,51 @@ def check_precision(precision: str) -> None:
         raise BackendError(f"precision={precision!r} is not known (expected one of {list(PRECISIONS)})")
 
 
-def apply_precision(backend: Backend, precision: str) -> Backend:
-    """``backend`` running in ``precision`` where it may (module notes), else in float32 with a note."""
+def apply_precision(backend: Backend, precision: str, runtime: str = "auto") -> Backend:
+    """``backend`` running in ``precision`` where it may (module notes), else in float32 with a note.
+
+    ``runtime`` is what :func:`~deepij.inference.backends.selection.load_backend` was asked for: it decides
+    which CPU engine may run an int8 or bfloat16 graph.
+    """
     check_precision(precision)
     if precision == "float32":
         return backend
+    if precision in ("int8", "bfloat16"):
+        from deepij.inference.backends import cpu_precision
+
+        if precision == "int8":
+            return cpu_precision.int8_if_it_reproduces(backend, runtime)
+        return cpu_precision.bfloat16_if_it_reproduces(backend, runtime)
     if not backend.device.startswith("cuda"):
-        return _refused(backend, f"it applies to GPU runtimes only and this one runs on {backend.device}")
+        return refused(
+            backend,
+            precision,
+            f"it applies to GPU runtimes only and this one runs on {backend.device} (on the CPU: "
+            "precision='int8')",
+        )
     if backend.runtime != "torch":
-        return _refused(backend, f"{backend.runtime} is not offered it (only torch on CUDA)")
+        return refused(backend, precision, f"{backend.runtime} is not offered it (only torch on CUDA)")
     return half_if_it_reproduces(backend)
+
+
+def compare(
+    expected: Sequence[Sequence[np.ndarray]],
+    candidate: Backend,
+    probes: Sequence[Sequence[np.ndarray]],
+    tolerance: Tolerance,
+) -> tuple[bool, str]:
+    """Whether ``candidate``'s outputs on each probe (a list of inputs) reproduce the ``expected`` float32
+    outputs on it within ``tolerance``, and the figures in words (only those that fail, when one does).
+    """
+    verdicts = []
+    for reference, probe in zip(expected, probes, strict=True):
+        try:
+            got = candidate.predict(probe)
+        except BackendError as error:
+            return False, str(error).splitlines()[0]
+        verdicts += [tolerance.accepts(r, g) for r, g in zip(reference, got, strict=True)]
+    ok = all(accepted for accepted, _ in verdicts)
+    return ok, "; ".join(text for accepted, text in verdicts if ok or not accepted)
 
 
 def half_if_it_reproduces(backend: Any) -> Backend:
@@ -124,24 +161,22 @@ def half_if_it_reproduces(backend: Any) -> Backend:
     reference = backend.predict(probe)
     saved = {k: v.detach().clone() for k, v in backend.module.state_dict().items()}
     backend.use_half(True)
-    try:
-        half = backend.predict(probe)
-    except BackendError as error:
-        half, failure = None, str(error).splitlines()[0]
     tolerance = reproduction_tolerance(backend.description, backend.weights.format)
-    verdicts = [] if half is None else [tolerance.accepts(r, h) for r, h in zip(reference, half, strict=True)]
-    if half is not None and all(ok for ok, _ in verdicts):
-        figures = "; ".join(text for _, text in verdicts)
+    ok, figures = compare([reference], backend, [probe], tolerance)
+    if ok:
         backend.notes.append(f"precision float16: checked against float32 on a probe ({figures})")
         return backend
     backend.use_half(False)
     backend.module.load_state_dict(saved)  # the float32 weights as they were, not a round trip
-    why = failure if half is None else "; ".join(text for ok, text in verdicts if not ok)
-    return _refused(backend, f"its outputs on a probe leave the bundle's reproduction tolerance ({why})")
+    return refused(
+        backend, "float16", f"its outputs on a probe leave the bundle's reproduction tolerance ({figures})"
+    )
 
 
-def _refused(backend: Backend, reason: str) -> Backend:
-    note = f"precision='float16' refused, float32 runs: {reason}"
+def refused(backend: Backend, precision: str, reason: str) -> Backend:
+    """``backend`` (float32) with a note and a :class:`~deepij.errors.DeepijWarning` saying why
+    ``precision`` was refused."""
+    note = f"precision={precision!r} refused, float32 runs: {reason}"
     backend.notes.append(note)
     warnings.warn(f"{backend.description.name}: {note}", DeepijWarning, stacklevel=4)
     return backend

@@ -40,7 +40,7 @@ def _graph_digest(source: Path | bytes) -> str:
     return graph_cache.file_sha256(Path(source))
 
 
-def _choice_key(backend: Any) -> str | None:
+def _choice_key(backend: Any, agreement: bool = True) -> str | None:
     import deepij
 
     try:
@@ -49,7 +49,7 @@ def _choice_key(backend: Any) -> str | None:
         return None
     return graph_cache.cache_key(
         digest,
-        CHOICE,
+        CHOICE if agreement else f"{CHOICE} without agreement",
         f"deepij {deepij.__version__}",
         *graph_cache.versions("onnxruntime", "openvino"),
         f"threads {backend.threads or os.cpu_count()}",
@@ -84,7 +84,7 @@ def measure(backend: Any, candidate: Any) -> tuple[float, float, bool]:
     return min(times[0]), min(times[1]), agree
 
 
-def choose_cpu_runtime(backend: Any, runtime: str) -> Backend:
+def choose_cpu_runtime(backend: Any, runtime: str, *, agreement: bool = True, subject: str = "") -> Backend:
     """``backend`` (onnxruntime on the CPU) or an OpenVINO backend on the same graph, per ``runtime``.
 
     Parameters
@@ -93,6 +93,11 @@ def choose_cpu_runtime(backend: Any, runtime: str) -> Backend:
         The loaded graph; closed when OpenVINO takes over.
     runtime : {"auto", "onnxruntime", "openvino"}
         ``auto`` measures (see the module notes); the others force that engine.
+    agreement : bool
+        Take OpenVINO only when its outputs agree with onnxruntime's to float rounding. False for an int8
+        graph, where each engine rounds its own way and the caller checks the result against float32.
+    subject : str
+        What the notes call the graph, after the engine's name (``" for the int8 graph"``).
     """
     if runtime == "onnxruntime" or backend.device != "cpu":
         return backend
@@ -102,10 +107,10 @@ def choose_cpu_runtime(backend: Any, runtime: str) -> Backend:
         return backend
     if runtime == "openvino":
         chosen = _openvino_backend(backend)
-        chosen.notes.append("run with OpenVINO (runtime='openvino')")
+        chosen.notes.append(f"run with OpenVINO{subject} (runtime='openvino')")
         backend.close()
         return chosen
-    key = _choice_key(backend)
+    key = _choice_key(backend, agreement)
     cached = graph_cache.load(key) if key else None
     if cached is not None:
         backend.figures.update(cached.meta.get("figures", {}))
@@ -128,10 +133,11 @@ def choose_cpu_runtime(backend: Any, runtime: str) -> Backend:
         )
         return backend
     figures = {"onnxruntime_probe_s": ort_s, "openvino_probe_s": ov_s}
+    agree = agree or not agreement
     faster = agree and ov_s < (1 - MARGIN) * ort_s
     winner = "openvino" if faster else "onnxruntime"
     note = (
-        f"runtime {winner}: {PROBE_SIDE}-pixel probe pass {ov_s * 1e3:.0f} ms with OpenVINO, "
+        f"runtime {winner}{subject}: {PROBE_SIDE}-pixel probe pass {ov_s * 1e3:.0f} ms with OpenVINO, "
         f"{ort_s * 1e3:.0f} ms with onnxruntime" + ("" if agree else " (OpenVINO's outputs differ: not used)")
     )
     if key:

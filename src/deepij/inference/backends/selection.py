@@ -280,10 +280,13 @@ def load_backend(
         Intra-op threads of the engine (torch's setting is process-wide); None keeps the framework default.
     verify : bool
         Check weights files against their sha256 (passed to :func:`deepij.bundle.resolve_weights`).
-    precision : {"float32", "float16"}
-        ``"float16"``: half precision on a GPU runtime (torch on CUDA) when a probe at load reproduces the
-        float32 outputs within the bundle's reproduction tolerance; otherwise float32 runs and the notes
-        (and a warning) say why (:mod:`deepij.inference.backends.precision`).
+    precision : {"float32", "float16", "bfloat16", "int8"}
+        ``"float16"``: half precision on a GPU runtime (torch on CUDA); ``"int8"``: the ONNX graph
+        quantized by onnxruntime (calibrated on the bundle's test input), on the CPU; ``"bfloat16"``:
+        OpenVINO's bf16 inference, on CPUs with bfloat16 arithmetic. Each is kept when a probe at load
+        reproduces the float32 outputs within the bundle's reproduction tolerance; otherwise float32 runs
+        and the notes (and a warning) say why (:mod:`deepij.inference.backends.precision`,
+        :mod:`deepij.inference.backends.cpu_precision`).
 
     Returns
     -------
@@ -332,7 +335,7 @@ def load_backend(
             log.warning("%s: %s", description.name, note)
         backend.notes[:0] = skipped
         try:
-            return apply_precision(backend, precision)
+            return apply_precision(backend, precision, runtime)
         except BaseException:
             backend.close()
             raise
