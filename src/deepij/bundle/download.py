@@ -156,7 +156,7 @@ def download(
     >>> digest = "b062c984c44102b4168751e11ef08eb5db50e60591d67ce3528ce5cf9c5a1d61"
     >>> download(url, Path(tempfile.mkdtemp()) / "weights.onnx", sha256=digest).stat().st_size
     122113
-    >>> server.shutdown()
+    >>> server.shutdown(); server.server_close()
     """
     if not isinstance(url, str):
         raise ArgumentTypeError(f"url: expected a str, not {url!r} ({type(url).__name__})")

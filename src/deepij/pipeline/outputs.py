@@ -10,6 +10,7 @@ Examples
 ['cells_probability.tif', 'cells_labels.tif', 'cells_Results.csv']
 >>> result.show(deepij.imagej(), input_title="cells.tif")
 {'probability': 'deepij demo nuclei U-Net_probability_cells', 'labels': 'labels', 'Results': 'Results'}
+>>> _ = deepij.imagej().run_macro("")  # a run starts by closing what is open: ImageJ is empty again
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class Prediction:
         ...     "examples/nuclei_bundle/sample_input.tif", processing="spec")
         >>> result.show(deepij.imagej(), input_title="cells.tif")
         {'probability': 'deepij demo nuclei U-Net_probability_cells'}
+        >>> _ = deepij.imagej().run_macro("")  # a run starts by closing what is open: ImageJ is empty again
         """
         titles: dict[str, str] = {}
         for name, image in self.images.items():
