@@ -139,8 +139,14 @@ def check_members(archive: zipfile.ZipFile, file: Path, limits: ArchiveLimits | 
 
     Examples
     --------
-    >>> with open_zip(Path("bundle.zip")) as archive:  # doctest: +SKIP
-    ...     check_members(archive, Path("bundle.zip"))
+    >>> import tempfile
+    >>> bad = Path(tempfile.mkdtemp()) / "bad.zip"
+    >>> with zipfile.ZipFile(bad, "w") as archive:
+    ...     archive.writestr("../outside.txt", "written beside the target folder")
+    >>> with open_zip(bad) as archive:  # doctest: +ELLIPSIS
+    ...     check_members(archive, bad)
+    Traceback (most recent call last):
+    deepij.errors.ArchiveError: .../bad.zip: path escaping the target folder ... (found '../outside.txt', ...)
     """
     limits = limits_or_default(limits)
     members = archive.infolist()
@@ -281,8 +287,12 @@ def extract_zip(
 
     Examples
     --------
-    >>> extract_zip(Path("weights.zip"), Path("weights"))  # doctest: +SKIP
-    PosixPath('weights')
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> bundle_zip = shutil.make_archive(str(folder / "nuclei"), "zip", "examples/nuclei_bundle")
+    >>> unpacked = extract_zip(Path(bundle_zip), folder / "nuclei")
+    >>> unpacked == folder / "nuclei", (unpacked / "rdf.yaml").is_file()
+    (True, True)
     """
     path, destination = Path(path), Path(destination)
     limits = limits_or_default(limits)

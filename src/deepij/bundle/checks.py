@@ -29,7 +29,13 @@ def check_description(description: ModelDescription) -> None:
 
     Examples
     --------
-    >>> check_description(description)  # doctest: +SKIP
+    >>> import dataclasses
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")  # opening checks it too
+    >>> check_description(description)
+    >>> check_description(dataclasses.replace(description, weights={}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    deepij.errors.BundleError: examples/nuclei_bundle/rdf.yaml: weights: no weights formats given ...
     """
     _check_weights(description)
     _check_paths(description)
@@ -50,7 +56,13 @@ def minimum_size(description: ModelDescription, rule: SizeRule, _depth: int = 0)
 
     Examples
     --------
-    >>> minimum_size(description, ParameterizedSize(64, 16))  # doctest: +SKIP
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> minimum_size(description, ParameterizedSize(64, 16))
+    64
+    >>> description.outputs[0].axis("y").size  # the input's size, so the input's minimum
+    ReferenceSize(tensor='input', axis='y', scale=1.0, offset=0.0)
+    >>> minimum_size(description, description.outputs[0].axis("y").size)
     64
     """
     if isinstance(rule, FixedSize):
@@ -98,8 +110,12 @@ def named_files(description: ModelDescription) -> list[tuple[str, str]]:
 
     Examples
     --------
-    >>> named_files(open_bundle("my_bundle/"))[:1]  # doctest: +SKIP
-    [('weights.torchscript.source', 'weights.pt')]
+    >>> from deepij.bundle import open_bundle
+    >>> for field, path in named_files(open_bundle("examples/nuclei_bundle"))[:3]:
+    ...     print(field, path)
+    weights.torchscript.source weights_torchscript.pt
+    weights.onnx.source weights.onnx
+    attachments per_sample_scale_range.ijm
     """
     legacy = _legacy(description)
     found: list[tuple[str, str]] = []
@@ -168,8 +184,9 @@ def files_with_sha256(description: ModelDescription) -> list[tuple[str, str, str
 
     Examples
     --------
-    >>> files_with_sha256(open_bundle("my_bundle/", verify=False))[:1]  # doctest: +SKIP
-    [('inputs[0].test_tensor.sha256', 'test_input.npy', '71dd0d6b...')]
+    >>> from deepij.bundle import open_bundle
+    >>> files_with_sha256(open_bundle("examples/nuclei_bundle"))[0]  # doctest: +ELLIPSIS
+    ('inputs[0].test_tensor.sha256', 'test_input.npy', '71dd0d6bd6e6...')
     """
     found, seen = [], set()
     for where, path in sha256_references(description):

@@ -146,8 +146,17 @@ def download(
 
     Examples
     --------
-    >>> download("http://127.0.0.1:8000/m.zip", Path("m.zip"), progress=print_progress())  # doctest: +SKIP
-    PosixPath('m.zip')
+    A local server stands in for a web site here:
+
+    >>> import functools, http.server, tempfile, threading
+    >>> serve = functools.partial(http.server.SimpleHTTPRequestHandler, directory="examples/nuclei_bundle")
+    >>> server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), serve)
+    >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+    >>> url = f"http://127.0.0.1:{server.server_port}/weights.onnx"
+    >>> digest = "b062c984c44102b4168751e11ef08eb5db50e60591d67ce3528ce5cf9c5a1d61"
+    >>> download(url, Path(tempfile.mkdtemp()) / "weights.onnx", sha256=digest).stat().st_size
+    122113
+    >>> server.shutdown(); server.server_close()
     """
     if not isinstance(url, str):
         raise ArgumentTypeError(f"url: expected a str, not {url!r} ({type(url).__name__})")
@@ -376,7 +385,13 @@ def print_progress(prefix: str = "downloading") -> Progress:
 
     Examples
     --------
-    >>> download(url, Path("x.zip"), progress=print_progress())  # doctest: +SKIP
+    >>> import io
+    >>> progress, shown = print_progress("weights.onnx"), io.StringIO()
+    >>> with contextlib.redirect_stderr(shown):
+    ...     progress(5_000_000, 12_000_000)
+    ...     progress(12_000_000, 12_000_000)
+    >>> shown.getvalue()
+    '\\rweights.onnx: 5.0 / 12.0 MB (42 %)\\rweights.onnx: 12.0 / 12.0 MB (100 %)\\n'
     """
     last = [0.0]
 

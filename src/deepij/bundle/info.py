@@ -84,8 +84,10 @@ def summarize(description: ModelDescription, *, verify: bool = True) -> dict[str
 
     Examples
     --------
-    >>> summarize(open_bundle("my_bundle/", verify=False))["inputs"][0]["axes"]  # doctest: +SKIP
-    'bcyx'
+    >>> from deepij.bundle import open_bundle
+    >>> summary = summarize(open_bundle("examples/nuclei_bundle"))
+    >>> summary["name"], summary["inputs"][0]["axes"], summary["missing_files"]
+    ('deepij demo nuclei U-Net', 'bcyx', [])
     """
     require_description(description)
     require_bool(verify, "verify")
@@ -137,8 +139,12 @@ def missing_files(description: ModelDescription) -> list[dict[str, str]]:
 
     Examples
     --------
-    >>> missing_files(open_bundle("my_bundle/", verify=False))  # doctest: +SKIP
-    [{'field': 'config.deepimagej.prediction.preprocess', 'path': 'preprocessing.ijm'}]
+    >>> import shutil, tempfile
+    >>> from deepij.bundle import open_bundle
+    >>> copy = shutil.copytree("examples/nuclei_bundle", Path(tempfile.mkdtemp()) / "nuclei")
+    >>> (copy / "README.md").unlink()
+    >>> missing_files(open_bundle(copy))
+    [{'field': 'documentation', 'path': 'README.md'}]
     """
     missing = []
     seen = set()

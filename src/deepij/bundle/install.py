@@ -79,8 +79,11 @@ def install(
 
     Examples
     --------
-    >>> install("unet2d_nuclei_broad.zip", models_dir="~/Fiji.app/models")  # doctest: +SKIP
-    PosixPath('/home/me/Fiji.app/models/unet2d_nuclei_broad')
+    >>> import tempfile
+    >>> models = Path(tempfile.mkdtemp())  # a Fiji.app's models/ folder, say
+    >>> installed = install("examples/nuclei_bundle", models_dir=models)
+    >>> installed == models / "nuclei_bundle", (installed / "rdf.yaml").is_file()
+    (True, True)
     """
     check_path_argument(zip_or_url, "zip_or_url")
     if models_dir is not None:

@@ -17,8 +17,10 @@ def default_models_dir() -> Path:
 
     Examples
     --------
-    >>> default_models_dir()  # doctest: +SKIP
-    PosixPath('/home/me/.deepij/models')
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"DEEPIJ_MODELS_DIR": "/data/models"}):
+    ...     default_models_dir()
+    PosixPath('/data/models')
     """
     configured = os.environ.get("DEEPIJ_MODELS_DIR")
     if configured:
@@ -83,8 +85,8 @@ def find_descriptor(folder: Path) -> Path:
 
     Examples
     --------
-    >>> find_descriptor(Path("my_bundle"))  # doctest: +SKIP
-    PosixPath('my_bundle/rdf.yaml')
+    >>> find_descriptor(Path("examples/nuclei_bundle"))
+    PosixPath('examples/nuclei_bundle/rdf.yaml')
     """
     check_path_argument(folder, "folder")
     folder = Path(folder)

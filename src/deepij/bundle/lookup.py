@@ -27,8 +27,11 @@ def installed_models(models_dir: str | Path | None = None) -> list[InstalledMode
 
     Examples
     --------
-    >>> [m.name for m in installed_models("~/Fiji.app/models")]  # doctest: +SKIP
-    ['UNet 2D Nuclei Broad', 'SMLM Density Map Estimation (DEFCoN)']
+    >>> import tempfile
+    >>> from deepij.bundle import install
+    >>> models = install("examples/nuclei_bundle", models_dir=tempfile.mkdtemp()).parent
+    >>> [(m.folder.name, m.name) for m in installed_models(models)]
+    [('nuclei_bundle', 'deepij demo nuclei U-Net')]
     """
     folder = models_dir_from(models_dir)
     if not folder.is_dir():
@@ -77,8 +80,13 @@ def find_model(name: str, models_dir: str | Path | None = None) -> Path:
 
     Examples
     --------
-    >>> find_model("UNet 2D Nuclei Broad", models_dir="~/Fiji.app/models")  # doctest: +SKIP
-    PosixPath('/home/me/Fiji.app/models/unet2d_nuclei_broad')
+    >>> import tempfile
+    >>> from deepij.bundle import install
+    >>> models = install("examples/nuclei_bundle", models_dir=tempfile.mkdtemp()).parent
+    >>> find_model("deepij demo nuclei U-Net", models_dir=models) == models / "nuclei_bundle"
+    True
+    >>> find_model("DEEPIJ DEMO NUCLEI U-NET", models_dir=models).name  # then ignoring case
+    'nuclei_bundle'
     """
     require_text(name, "name")
     wanted = strip_quotes(name)

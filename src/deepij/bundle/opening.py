@@ -65,9 +65,9 @@ def open_bundle(
 
     Examples
     --------
-    >>> description = open_bundle("models/unet2d_nuclei_broad/")  # doctest: +SKIP
-    >>> description.inputs[0].axes_str, list(description.weights)  # doctest: +SKIP
-    ('bcyx', ['onnx', 'pytorch_state_dict', 'torchscript'])
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> description.name, description.inputs[0].axes_str, list(description.weights)
+    ('deepij demo nuclei U-Net', 'bcyx', ['torchscript', 'onnx'])
     """
     check_path_argument(source, "source")
     if not isinstance(verify, bool):

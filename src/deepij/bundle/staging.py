@@ -31,8 +31,10 @@ def make_staging(parent: Path, prefix: str) -> Path:
 
     Examples
     --------
-    >>> make_staging(Path("models"), ".deepij-install-")  # doctest: +SKIP
-    PosixPath('models/.deepij-install-4242-myhost-k2j4l1x0')
+    >>> models = Path(tempfile.mkdtemp())
+    >>> staging = make_staging(models, ".deepij-install-")  # .deepij-install-4242-myhost-k2j4l1x0
+    >>> staging.parent == models, staging.name.startswith(f".deepij-install-{os.getpid()}-")
+    (True, True)
     """
     remove_stale(parent, prefix)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-{_host()}-", dir=parent))

@@ -55,9 +55,10 @@ def resolve_weights(description: ModelDescription, weights_format: str, *, verif
 
     Examples
     --------
-    >>> model = deepij.load("my_bundle/")  # doctest: +SKIP
-    >>> resolve_weights(model.description, "torchscript")  # doctest: +SKIP
-    PosixPath('my_bundle/weights.pt')
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> resolve_weights(description, "torchscript")
+    PosixPath('examples/nuclei_bundle/weights_torchscript.pt')
     """
     require_description(description)
     require_text(weights_format, "weights_format")
@@ -92,9 +93,10 @@ def resolve_file(
 
     Examples
     --------
-    >>> arch = description.weights["pytorch_state_dict"].architecture  # doctest: +SKIP
-    >>> resolve_file(description, arch.source, arch.sha256)  # doctest: +SKIP
-    PosixPath('my_bundle/unet.py')
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> resolve_file(description, "test_input.npy", description.file_sha256["test_input.npy"])
+    PosixPath('examples/nuclei_bundle/test_input.npy')
     """
     require_description(description)
     require_text(source, "source")

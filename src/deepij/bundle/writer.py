@@ -83,9 +83,18 @@ def write_descriptor(description: ModelDescription, path: str | Path, format_ver
 
     Examples
     --------
-    >>> path = write_descriptor(description, "my_bundle/")  # doctest: +SKIP
-    >>> open_bundle(path).name == description.name  # doctest: +SKIP
-    True
+    >>> import tempfile
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_descriptor(description, folder).name
+    'rdf.yaml'
+    >>> again = open_bundle(folder, verify=False)  # (the weights were not copied there)
+    >>> again.inputs == description.inputs, again.outputs == description.outputs
+    (True, True)
+    >>> old = write_descriptor(description, folder / "model.yaml", format_version="0.4")  # for deepImageJ 2.x
+    >>> open_bundle(old, verify=False).format_version
+    '0.4.10'
     """
     require_description(description)
     check_path_argument(path, "path")

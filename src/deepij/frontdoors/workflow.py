@@ -16,10 +16,23 @@ as ``ImageJ -batch`` does).
 
 Examples
 --------
->>> report = run_workflow("segment.ijm", inputs="images/", output="out/",            # doctest: +SKIP
-...                       answers={"Choose the output folder": "out/"})
->>> [o.status for o in report.outcomes]                                               # doctest: +SKIP
+The lab macro ``examples/segment_cells.ijm`` on the demo bundle's two input images:
+
+>>> import tempfile
+>>> out = Path(tempfile.mkdtemp())
+>>> images = ["examples/nuclei_bundle/exampleImage.tif", "examples/nuclei_bundle/sample_input.tif"]
+>>> report = run_workflow("examples/segment_cells.ijm", inputs=images, output=out)
+>>> [o.status for o in report.outcomes]
 ['done', 'done']
+>>> sorted(path.name for path in out.glob("exampleImage*"))
+['exampleImage_Log.txt', 'exampleImage_Results.csv', 'exampleImage_exampleImage.tif', 'exampleImage_mask.tif']
+
+A macro that asks, answered:
+
+>>> asks = out / "asks.ijm"
+>>> _ = asks.write_text('print("method: " + getString("Threshold method", "Otsu"));')
+>>> report = run_workflow(asks, answers={"Threshold method": "Li"}, on_log=print)
+method: Li
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@
 Examples
 --------
 >>> import deepij, numpy as np
->>> session = deepij.imagej()                                               # doctest: +SKIP
->>> result = deepij.run_macro('run("Invert");', np.zeros((8, 8), "uint8"))  # doctest: +SKIP
->>> int(result.image.max())                                                 # doctest: +SKIP
+>>> session = deepij.imagej()
+>>> result = deepij.run_macro('run("Invert");', np.zeros((8, 8), "uint8"))
+>>> int(result.image.max())
 255
 """
 
@@ -69,9 +69,12 @@ def imagej(
 
     Examples
     --------
-    >>> session = deepij.imagej()                                 # doctest: +SKIP
-    >>> session.version                                           # doctest: +SKIP
-    '1.53t'
+    >>> import deepij
+    >>> session = deepij.imagej()
+    >>> session is deepij.imagej()  # one per process
+    True
+    >>> session.version  # doctest: +ELLIPSIS
+    '1...'
     """
     return get_session(ij_jar, fiji=fiji, headless=headless, virtual_display=virtual_display,
                        max_memory=max_memory, jvm_options=jvm_options)
@@ -85,9 +88,26 @@ def run_macro(macro: str | Path, image: Any = None, args: str | Mapping[str, Any
 
     Examples
     --------
-    >>> result = deepij.run_macro("normalize.ijm", image)      # doctest: +SKIP
-    >>> result = deepij.run_macro("workshop.ijm", answers={"Choose input folder": "/data"})  # doctest: +SKIP
-    >>> result = deepij.run_macro("sum areas.ijm", tables={"Results": measurements})  # doctest: +SKIP
+    A macro file on an image:
+
+    >>> import deepij, tempfile, numpy as np, pandas as pd
+    >>> macro = Path(tempfile.mkdtemp()) / "double.ijm"
+    >>> _ = macro.write_text('run("Multiply...", "value=2");')
+    >>> deepij.run_macro(macro, np.full((4, 4), 3, "uint8")).image.values.tolist()[0]
+    [6, 6, 6, 6]
+
+    A prompt the macro asks (``getString``, ``getDirectory``, dialogs...) answered by its text:
+
+    >>> macro = 'print(getString("Name of the experiment", "exp1"));'
+    >>> deepij.run_macro(macro, answers={"Name of the experiment": "day 2"}).log
+    'day 2\\n'
+
+    Tables the macro finds open, and gets back:
+
+    >>> measured = pd.DataFrame({"Area": [1.0, 2.0]})
+    >>> result = deepij.run_macro('setResult("Area", nResults, 3);', tables={"Results": measured})
+    >>> result.tables["Results"]["Area"].tolist()
+    [1.0, 2.0, 3.0]
     """
     return get_session().run_macro(macro, image=image, args=args, timeout=timeout, answers=answers,
                                    tables=tables, on_log=on_log)

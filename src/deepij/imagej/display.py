@@ -6,10 +6,12 @@ nothing is visible to anyone.
 
 Examples
 --------
->>> display = VirtualDisplay.start()          # doctest: +SKIP
->>> display.wait_ready(); display.name         # doctest: +SKIP
-':1'
->>> display.stop()                             # doctest: +SKIP
+>>> display = VirtualDisplay.start()
+>>> display.wait_ready() == display.name, display.name.startswith(":")  # ":1", ":7"... whichever was free
+(True, True)
+>>> display.stop()
+>>> display.running
+False
 """
 
 from __future__ import annotations

@@ -62,10 +62,12 @@ def to_xarray(imp: Any, *, squeeze: bool = True) -> xr.DataArray:
 
     Examples
     --------
-    >>> session = deepij.imagej()                                  # doctest: +SKIP
-    >>> imp = session.to_imageplus(np.zeros((3, 64, 64), "uint16"))  # doctest: +SKIP
-    >>> to_xarray(imp).dims                                        # doctest: +SKIP
-    ('pln', 'row', 'col')
+    >>> import deepij
+    >>> imp = deepij.imagej().to_imageplus(np.zeros((3, 64, 64), "uint16"))
+    >>> to_xarray(imp).dims, to_xarray(imp).dtype
+    (('pln', 'row', 'col'), dtype('uint16'))
+    >>> to_xarray(imp, squeeze=False).dims
+    ('t', 'pln', 'row', 'col', 'ch')
     """
     if imp is None:
         raise ArgumentTypeError("imp: expected an ij.ImagePlus, found None")
@@ -199,9 +201,11 @@ def to_imageplus(
 
     Examples
     --------
-    >>> imp = to_imageplus(np.zeros((4, 32, 32), "float32"), "stack")   # doctest: +SKIP
-    >>> imp.getNSlices(), imp.getBitDepth()                             # doctest: +SKIP
-    (4, 32)
+    >>> import deepij
+    >>> _ = deepij.imagej()  # the JVM runs
+    >>> imp = to_imageplus(np.zeros((4, 32, 32), "float32"), "stack")
+    >>> str(imp.getTitle()), imp.getNSlices(), imp.getBitDepth()
+    ('stack', 4, 32)
     """
     _check_to_imageplus_arguments(data, title, dims, rgb)
     array = _as_named(data, dims)

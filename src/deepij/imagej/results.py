@@ -41,9 +41,10 @@ class MacroResult:
 
     Examples
     --------
-    >>> result = deepij.run_macro('run("Invert");', np.zeros((8, 8), "uint8"))   # doctest: +SKIP
-    >>> result.image.values.max()                                               # doctest: +SKIP
-    255
+    >>> import deepij, numpy as np
+    >>> result = deepij.run_macro('run("Invert"); print("inverted");', np.zeros((8, 8), "uint8"))
+    >>> result.current, list(result.images), int(result.image.max()), result.log
+    ('image', ['image'], 255, 'inverted\\n')
     """
 
     images: dict[str, xr.DataArray] = field(default_factory=dict)

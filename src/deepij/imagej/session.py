@@ -55,9 +55,13 @@ class Session:
 
     Examples
     --------
-    >>> session = deepij.imagej()                                                  # doctest: +SKIP
-    >>> result = session.run_macro('run("Gaussian Blur...", "sigma=2");', image)  # doctest: +SKIP
-    >>> result.image                                                               # doctest: +SKIP
+    >>> import deepij
+    >>> session = deepij.imagej()
+    >>> image = np.zeros((32, 32), np.float32)
+    >>> image[16, 16] = 1
+    >>> result = session.run_macro('run("Gaussian Blur...", "sigma=2");', image)
+    >>> result.image.dims, result.image.dtype, bool(0 < result.image[16, 16] < 1)
+    (('row', 'col'), dtype('float32'), True)
     """
 
     def __init__(self, *, mode: str, headless: bool, display: str | None = None, ij_jar: Path | None = None,
@@ -113,7 +117,10 @@ class Session:
 
         Examples
         --------
-        >>> imp = session.to_imageplus(np.zeros((64, 64), "uint16"), title="blank")  # doctest: +SKIP
+        >>> import deepij
+        >>> imp = deepij.imagej().to_imageplus(np.zeros((64, 48), "uint16"), title="blank")
+        >>> str(imp.getTitle()), imp.getWidth(), imp.getHeight(), imp.getBitDepth()
+        ('blank', 48, 64, 16)
         """
         self._check_open()
         return images.to_imageplus(data, title, dims=dims, rgb=rgb)
@@ -123,8 +130,11 @@ class Session:
 
         Examples
         --------
-        >>> session.to_xarray(imp).dims                                             # doctest: +SKIP
-        ('row', 'col')
+        >>> import deepij
+        >>> session = deepij.imagej()
+        >>> imp = session.to_imageplus(np.zeros((64, 48), "uint16"))
+        >>> session.to_xarray(imp).dims, session.to_xarray(imp).shape
+        (('row', 'col'), (64, 48))
         """
         self._check_open()
         return images.to_xarray(imp, squeeze=squeeze)
@@ -137,7 +147,13 @@ class Session:
 
         Examples
         --------
-        >>> session.save_tiff(result.imageplus["mask"], "out/mask.tif")   # doctest: +SKIP
+        >>> import deepij, tempfile, tifffile
+        >>> session = deepij.imagej()
+        >>> result = session.run_macro('run("Invert");', np.eye(16, dtype="uint8"))
+        >>> path = session.save_tiff(result.imageplus["image"], Path(tempfile.mkdtemp()) / "inverted.tif")
+        >>> with tifffile.TiffFile(path) as tiff:
+        ...     path.name, tiff.is_imagej, tiff.asarray().tolist()[0][:3]
+        ('inverted.tif', True, [254, 255, 255])
         """
         self._check_open()
         target = Path(path)
@@ -163,7 +179,12 @@ class Session:
 
         Examples
         --------
-        >>> session.to_dataframe(session.to_resultstable(pd.DataFrame({"a": [1.0]})))  # doctest: +SKIP
+        >>> import deepij
+        >>> session = deepij.imagej()
+        >>> session.to_dataframe(session.to_resultstable(pd.DataFrame({"Area": [1.5, 2.0]})))
+           Area
+        0   1.5
+        1   2.0
         """
         self._check_open()
         return tables.to_dataframe(table)
@@ -238,12 +259,15 @@ class Session:
 
         Examples
         --------
-        >>> result = session.run_macro('run("Gaussian Blur...", "sigma=7");', image)   # doctest: +SKIP
-        >>> blurred = result.image  # doctest: +SKIP
+        >>> import deepij
+        >>> session = deepij.imagej()
+        >>> result = session.run_macro('run("Gaussian Blur...", "sigma=7");', np.eye(64, dtype=np.float32))
+        >>> blurred = result.image
+        >>> blurred.shape, bool(blurred.max() < 1)
+        ((64, 64), True)
         >>> areas = pd.DataFrame({"Area": [1.0, 2.0]})
-        >>> counted = session.run_macro('setResult("Area", nResults, 3);',
-        ...                             tables={"Results": areas})  # doctest: +SKIP
-        >>> counted.tables["Results"]["Area"].tolist()  # doctest: +SKIP
+        >>> counted = session.run_macro('setResult("Area", nResults, 3);', tables={"Results": areas})
+        >>> counted.tables["Results"]["Area"].tolist()
         [1.0, 2.0, 3.0]
         """
         self._check_open()
@@ -261,8 +285,12 @@ class Session:
 
         Examples
         --------
-        >>> with session.exclusive() as inside_macro:                  # doctest: +SKIP
-        ...     imp = jc.IJ.openImage("cells.tif")  # no macro runs meanwhile
+        >>> import deepij
+        >>> session = deepij.imagej()
+        >>> with session.exclusive() as inside_macro:
+        ...     imp = jc.IJ.openImage("examples/nuclei_bundle/exampleImage.tif")  # no macro runs meanwhile
+        >>> inside_macro, imp.getWidth()
+        (False, 512)
         """
         with self.runner.exclusive() as inside_macro:
             yield inside_macro
@@ -373,8 +401,13 @@ class Session:
 
         Examples
         --------
-        >>> before = session.batch_mode              # doctest: +SKIP
-        >>> session.batch_mode = before              # doctest: +SKIP
+        >>> import deepij
+        >>> session = deepij.imagej()
+        >>> before = session.batch_mode
+        >>> session.batch_mode = True
+        >>> session.batch_mode
+        True
+        >>> session.batch_mode = before
         """
         return bool(jc.Interpreter.isBatchMode())
 
@@ -392,7 +425,15 @@ class Session:
 
         Examples
         --------
-        >>> session.withdraw_image(intermediate)  # doctest: +SKIP
+        >>> import deepij
+        >>> session = deepij.imagej()
+        >>> def scratch_step(call):  # a command's Python handler
+        ...     scratch = call.show(np.zeros((8, 8), "uint8"), title="scratch")  # the macro sees it...
+        ...     call.session.withdraw_image(scratch)  # ...and no longer
+        >>> session.commands.register("Scratch Step", scratch_step)
+        >>> session.run_macro('run("Scratch Step"); print(nImages);', np.ones((4, 4), "uint8")).log
+        '1\\n'
+        >>> session.commands.unregister("Scratch Step")
         """
         if jc.Interpreter.isBatchMode():
             jc.Interpreter.removeBatchModeImage(imp)

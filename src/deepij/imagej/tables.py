@@ -11,9 +11,10 @@ Mapping
 
 Examples
 --------
->>> session = deepij.imagej()                                     # doctest: +SKIP
->>> rt = session.to_resultstable(pd.DataFrame({"Area": [1.0, 2.0], "Name": ["a", "b"]}))  # doctest: +SKIP
->>> session.to_dataframe(rt)                                      # doctest: +SKIP
+>>> import deepij
+>>> session = deepij.imagej()
+>>> rt = session.to_resultstable(pd.DataFrame({"Area": [1.0, 2.0], "Name": ["a", "b"]}))
+>>> session.to_dataframe(rt)
    Area Name
 0   1.0    a
 1   2.0    b

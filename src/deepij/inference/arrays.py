@@ -229,8 +229,13 @@ def table_frame(data: xr.DataArray, spec: TensorSpec) -> pd.DataFrame:
 
     Examples
     --------
-    >>> table_frame(xr.DataArray(np.ones((1, 3, 2)), dims=("b", "i", "c")), spec).shape  # doctest: +SKIP
-    (3, 2)
+    >>> from deepij.bundle.description import AxisSpec
+    >>> spec = TensorSpec("boxes", (AxisSpec("b"), AxisSpec("i"), AxisSpec("c", channel_names=("x", "y"))))
+    >>> table_frame(xr.DataArray(np.arange(6.0).reshape(1, 3, 2), dims=("b", "i", "c")), spec)
+         x    y
+    0  0.0  1.0
+    1  2.0  3.0
+    2  4.0  5.0
     """
     squeezed = data.squeeze([d for d in data.dims if d not in ("i", "c") and data.sizes[d] == 1])
     names: list[str] = []

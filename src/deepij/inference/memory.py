@@ -336,8 +336,19 @@ def choose_batch(
 
     Examples
     --------
-    >>> choose_batch(estimate, plan, budget=2e9, samples=1, sizes=range(2, 9))  # doctest: +SKIP
+    >>> import dataclasses
+    >>> from deepij.bundle import open_bundle
+    >>> from deepij.inference.tiling import analyse_tiling
+    >>> plan = analyse_tiling(open_bundle("examples/nuclei_bundle")).plan(
+    ...     {"input": {"c": 1, "y": 512, "x": 512}}, tile=128)  # 49 tiles of 128 x 128
+    >>> estimate = MemoryEstimate(fixed=50e6, per_pixel=2000.0, output_per_pixel=4.0)  # as measured
+    >>> choose_batch(estimate, plan, budget=200e6, samples=1, sizes=range(1, 33))  # 4 tiles fit
     4
+    >>> choose_batch(estimate, plan, budget=2e9, samples=1, sizes=range(1, 33))  # CPU_BATCH_PIXELS
+    16
+    >>> choose_batch(dataclasses.replace(estimate, device="cuda"), plan, budget=2e9, samples=1,
+    ...              sizes=range(1, 33))  # max_batch
+    8
     """
     return _largest_batch(
         estimate, math.prod(plan.tile.values()), budget, samples * plan.n_tiles, sizes, max_batch

@@ -29,9 +29,14 @@ One background's forward pass serves every grid position, so a measurement costs
 
 Examples
 --------
->>> field = measure_receptive_field(backend, tiling, {"raw": {"c": 1, "y": 512, "x": 512}})  # doctest: +SKIP
->>> field.radius  # doctest: +SKIP
-{'y': 23, 'x': 23}
+>>> from deepij.bundle import open_bundle
+>>> from deepij.inference.backends import load_backend
+>>> from deepij.inference.tiling import analyse_tiling
+>>> description = open_bundle("examples/nuclei_bundle")
+>>> backend = load_backend(description, "onnx", "cpu")
+>>> field = measure_receptive_field(backend, analyse_tiling(description), {"input": {"c": 1}}, effort=QUICK)
+>>> field.radius, analyse_tiling(description).pads  # what it sees, what the bundle declares
+({'y': 23, 'x': 23}, {'y': 24, 'x': 24})
 """
 
 from __future__ import annotations

@@ -59,7 +59,15 @@ def cut_tile(sample: np.ndarray, axes: str, plan: TilePlan, tile: Tile) -> np.nd
 
     Examples
     --------
-    >>> window = cut_tile(image, "yx", plan, next(plan.tiles()))  # doctest: +SKIP
+    >>> from deepij.bundle import open_bundle
+    >>> from deepij.inference.tiling import analyse_tiling
+    >>> plan = analyse_tiling(open_bundle("examples/nuclei_bundle")).plan(
+    ...     {"input": {"c": 1, "y": 200, "x": 200}}, tile=128)
+    >>> first = next(plan.tiles())
+    >>> first.starts  # 24 pixels of halo before the image: mirrored
+    (-24, -24)
+    >>> cut_tile(np.zeros((1, 200, 200), np.float32), "cyx", plan, first).shape
+    (1, 128, 128)
     """
     index: list[slice] = [slice(None)] * sample.ndim
     fancy: dict[int, np.ndarray] = {}
@@ -438,9 +446,15 @@ def run_tiled(
 
     Examples
     --------
-    >>> plan = analyse_tiling(backend.description).plan({"raw": {"c": 1, "y": 512, "x": 512}}, tile=128)
-    ... # doctest: +SKIP
-    >>> outputs = run_tiled(backend, plan, {"raw": xr.DataArray(image, dims=("b", "c", "y", "x"))})
-    ... # doctest: +SKIP
+    >>> from deepij.bundle import open_bundle
+    >>> from deepij.inference.backends import load_backend
+    >>> from deepij.inference.tiling import analyse_tiling
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> backend = load_backend(description, "onnx", "cpu")
+    >>> plan = analyse_tiling(description).plan({"input": {"c": 1, "y": 200, "x": 200}}, tile=128)
+    >>> image = np.random.default_rng(0).random((1, 1, 200, 200), np.float32)
+    >>> outputs = run_tiled(backend, plan, {"input": xr.DataArray(image, dims=("b", "c", "y", "x"))})
+    >>> plan.n_tiles, outputs["probability"].dims, outputs["probability"].shape
+    (9, ('b', 'c', 'y', 'x'), (1, 1, 200, 200))
     """
     return TiledRun(backend, plan, inputs, batch_size, prepare=prepare, finish=finish).run(progress)

@@ -311,10 +311,13 @@ class ModelTiling:
 
         Examples
         --------
-        >>> plan = analyse_tiling(description).plan({"raw": {"c": 1, "y": 90, "x": 90}}, tile=48)
-        ... # doctest: +SKIP
-        >>> plan.n_tiles  # doctest: +SKIP
+        >>> from deepij.bundle import open_bundle
+        >>> tiling = analyse_tiling(open_bundle("examples/nuclei_bundle"))
+        >>> plan = tiling.plan({"input": {"c": 1, "y": 200, "x": 200}}, tile=128)
+        >>> plan.n_tiles  # 80 valid pixels per tile (128 less 2 x 24 of halo): 3 x 3 tiles
         9
+        >>> tiling.plan({"input": {"c": 1, "y": 200, "x": 200}}).tile  # deepImageJ's suggested tile
+        {'y': 256, 'x': 256}
         """
         if mode not in TILING_MODES:
             raise TilingError(f"mode: unknown tiling mode {mode!r}; expected one of {TILING_MODES}")
@@ -424,9 +427,10 @@ def analyse_tiling(description: ModelDescription) -> ModelTiling:
 
     Examples
     --------
-    >>> tiling = analyse_tiling(description)  # doctest: +SKIP
-    >>> tiling.axes, tiling.pads  # doctest: +SKIP
-    ('yx', {'y': 8, 'x': 8})
+    >>> from deepij.bundle import open_bundle
+    >>> tiling = analyse_tiling(open_bundle("examples/nuclei_bundle"))
+    >>> tiling.axes, tiling.pads  # the outputs' halo of 24 pixels
+    ('yx', {'y': 24, 'x': 24})
     """
     primary = next((t for t in description.inputs if any(a.id in SPACE_AXES for a in t.axes)), None)
     if primary is None:

@@ -21,15 +21,23 @@ How an interrupted run is never left half-written, and a resumed one trusts only
 
 Examples
 --------
->>> model = deepij.load("bundles/unet2d")                                       # doctest: +SKIP
->>> report = run_batch(model, "images/", "out/", resume=True, tile=256)        # doctest: +SKIP
->>> print(report.summary())                                                     # doctest: +SKIP
-image     status   seconds  outputs / error
-a.tif     done     0.41     a_output.tif
-b.tif     failed   0.02     InputError: b.tif: not an image (...)
+>>> import deepij, shutil, tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> (folder / "images").mkdir()
+>>> _ = shutil.copy("examples/nuclei_bundle/sample_input.tif", folder / "images" / "a.tif")
+>>> _ = (folder / "images" / "b.tif").write_text("not an image")
+>>> model = deepij.load("examples/nuclei_bundle")
+>>> report = run_batch(model, folder / "images", folder / "out", resume=True, progress=False, tile=128)
+>>> print(report.summary())  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+image  status  seconds  outputs / error
+a.tif  done    ...     a_probability.tif a_labels.tif a_Results.csv
+b.tif  failed  ...     InputError: image: file '.../b.tif': found text (12 bytes), which cannot be read as ...
 2 images: 1 done, 0 already done, 1 failed
->>> report.exit_code                                                            # doctest: +SKIP
+>>> report.exit_code
 1
+>>> again = run_batch(model, folder / "images", folder / "out", resume=True, progress=False, tile=128)
+>>> [(outcome.source.name, outcome.status) for outcome in again.outcomes]
+[('a.tif', 'already done'), ('b.tif', 'failed')]
 """
 
 from __future__ import annotations
@@ -78,8 +86,15 @@ def image_files(path: str | Path) -> list[Path]:
 
     Examples
     --------
-    >>> image_files("images/")  # doctest: +SKIP
-    [PosixPath('images/a.tif'), PosixPath('images/b.tif')]
+    >>> for path in image_files("examples/nuclei_bundle"):  # not rdf.yaml, README.md, the macros
+    ...     print(path.name)
+    cover.png
+    exampleImage.tif
+    resultImage.tif
+    sample_input.tif
+    sample_output.tif
+    test_input.npy
+    test_output.npy
     """
     source = Path(path).expanduser()
     if source.is_file():

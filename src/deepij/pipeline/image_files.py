@@ -7,11 +7,14 @@ expected; never a reader's own exception (tifffile's IndexError, zlib's error, n
 
 Examples
 --------
->>> read_image_file(Path("cells.tif")).dims  # doctest: +SKIP
-('pln', 'row', 'col', 'ch')
->>> read_image_file(Path("empty.tif"))  # doctest: +SKIP
+>>> import tempfile
+>>> read_image_file(Path("examples/nuclei_bundle/exampleImage.tif")).dims
+('row', 'col')
+>>> empty = Path(tempfile.mkdtemp()) / "empty.tif"
+>>> empty.touch()
+>>> read_image_file(empty)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-deepij.errors.InputError: image: file 'empty.tif': found an empty file (0 bytes); expected a TIFF image
+deepij.errors.InputError: image: file '.../empty.tif': found an empty file (0 bytes); expected a TIFF image
 """
 
 from __future__ import annotations
@@ -68,8 +71,11 @@ def read_image_file(path: Path, session: SessionProvider | None = None) -> xr.Da
 
     Examples
     --------
-    >>> read_image_file(Path("cells.tif")).dims  # doctest: +SKIP
-    ('pln', 'row', 'col', 'ch')
+    >>> image = read_image_file(Path("examples/nuclei_bundle/exampleImage.tif"))
+    >>> image.name, image.dims, str(image.dtype)
+    ('exampleImage.tif', ('row', 'col'), 'uint16')
+    >>> read_image_file(Path("examples/nuclei_bundle/test_input.npy")).shape  # as numpy has it
+    (1, 1, 256, 256)
     """
     _check_path(path)
     suffix = path.suffix.lower()
@@ -139,8 +145,9 @@ def read_npy(path: Path) -> xr.DataArray:
 
     Examples
     --------
-    >>> read_npy(Path("exampleImage.npy")).shape  # doctest: +SKIP
-    (1, 1, 256, 256)
+    >>> array = read_npy(Path("examples/nuclei_bundle/test_input.npy"))
+    >>> array.shape, array.dims
+    ((1, 1, 256, 256), ('dim_0', 'dim_1', 'dim_2', 'dim_3'))
     """
     return xr.DataArray(_load_npy(path), name=path.name)
 
@@ -170,8 +177,13 @@ def read_tiff(path: Path) -> xr.DataArray:
 
     Examples
     --------
-    >>> read_tiff(Path("hyperstack.tif")).attrs["pixel_size"]  # doctest: +SKIP
-    {'col': 0.5, 'row': 0.5, 'pln': 2.0}
+    >>> import tempfile, tifffile
+    >>> path = Path(tempfile.mkdtemp()) / "stack.tif"  # 3 slices 1.5 um apart, 0.5 um pixels
+    >>> tifffile.imwrite(path, np.zeros((3, 64, 64), np.uint16), imagej=True, resolution=(2.0, 2.0),
+    ...                  metadata={"axes": "ZYX", "spacing": 1.5, "unit": "um"})
+    >>> stack = read_tiff(path)
+    >>> stack.dims, stack.attrs["pixel_size"], stack.attrs["unit"]
+    (('pln', 'row', 'col'), {'col': 0.5, 'row': 0.5, 'pln': 1.5}, 'micron')
     """
     with _checked_tiff(path) as tif:
         series = tif.series[0]
@@ -206,8 +218,10 @@ def describe_content(path: Path) -> str:
 
     Examples
     --------
-    >>> describe_content(Path("nuclei.png"))  # doctest: +SKIP
-    'a PNG file (1234 bytes)'
+    >>> describe_content(Path("examples/nuclei_bundle/cover.png"))
+    'a PNG file (116598 bytes)'
+    >>> describe_content(Path("examples/nuclei_bundle/rdf.yaml"))  # doctest: +ELLIPSIS
+    'text (... bytes)'
     """
     try:
         size = path.stat().st_size

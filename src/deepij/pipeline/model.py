@@ -63,10 +63,13 @@ class Model:
 
     Examples
     --------
-    >>> model = deepij.load("bundles/unet2d/")  # doctest: +SKIP
-    >>> result = model.predict(np.load("bundles/unet2d/test_input.npy"))  # doctest: +SKIP
-    >>> result.images["output"].dims  # doctest: +SKIP
-    ('b', 'c', 'y', 'x')
+    >>> import deepij, numpy as np
+    >>> model = deepij.load("examples/nuclei_bundle")
+    >>> result = model.predict(np.load("examples/nuclei_bundle/test_input.npy"))
+    >>> result.images["probability"].dims, sorted(result.images), list(result.tables)
+    (('b', 'c', 'y', 'x'), ['labels', 'probability'], ['Results'])
+
+    ``labels`` and ``Results`` come from the bundle's post-processing macro, run inside ImageJ.
     """
 
     def __init__(
@@ -298,9 +301,11 @@ class Model:
 
         Examples
         --------
-        >>> result = model.predict(image, tile=256, max_memory="2GB")  # doctest: +SKIP
-        >>> result.images["output"].sel(b=0, c=0).shape  # doctest: +SKIP
-        (2048, 2048)
+        >>> import deepij
+        >>> model = deepij.load("examples/nuclei_bundle")
+        >>> result = model.predict("examples/nuclei_bundle/sample_input.tif", tile=128, max_memory="2GB")
+        >>> result.images["probability"].sel(b=0, c=0).shape, result.plan.tile
+        ((256, 256), {'y': 128, 'x': 128})
 
         A dask array, a dask-backed DataArray or a Zarr / OME-Zarr path runs lazily (images bigger than
         memory): the outputs are dask arrays, see :mod:`deepij.pipeline.lazy_predict`.
@@ -473,7 +478,9 @@ def load(
 
     Examples
     --------
-    >>> model = deepij.load("my_bundle.zip")  # doctest: +SKIP
+    >>> import deepij
+    >>> deepij.load("examples/nuclei_bundle")  # or its rdf.yaml, a zip of it, a URL
+    Model('deepij demo nuclei U-Net', format_version='0.5.4')
     """
     import inspect
 

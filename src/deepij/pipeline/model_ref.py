@@ -8,8 +8,12 @@ calls.
 
 Examples
 --------
->>> ref = BackendRef.of(model, None, "cpu", "auto")  # doctest: +SKIP
->>> ref() is model.backend(None, "cpu", "auto")  # doctest: +SKIP
+>>> import deepij, pickle
+>>> model = deepij.load("examples/nuclei_bundle")
+>>> ref = BackendRef.of(model, None, "cpu", "auto")
+>>> ref() is model.backend(None, "cpu", "auto")
+True
+>>> pickle.loads(pickle.dumps(ref))() is model.backend(None, "cpu", "auto")  # as a Dask task carries it
 True
 """
 

@@ -3,11 +3,14 @@ way deepImageJ shows its outputs, or saved as ImageJ TIFF and CSV files that rec
 
 Examples
 --------
->>> result = model.predict("cells.tif")  # doctest: +SKIP
->>> result.save("out/", prefix="cells")  # doctest: +SKIP
-[PosixPath('out/cells_output.tif'), PosixPath('out/cells_Results.csv')]
->>> result.show(session, input_title="cells.tif")  # doctest: +SKIP
-{'output': 'my model_output_cells', 'Results': 'Results'}
+>>> import deepij, tempfile
+>>> model = deepij.load("examples/nuclei_bundle")
+>>> result = model.predict("examples/nuclei_bundle/sample_input.tif")
+>>> [path.name for path in result.save(tempfile.mkdtemp(), prefix="cells")]
+['cells_probability.tif', 'cells_labels.tif', 'cells_Results.csv']
+>>> result.show(deepij.imagej(), input_title="cells.tif")
+{'probability': 'deepij demo nuclei U-Net_probability_cells', 'labels': 'labels', 'Results': 'Results'}
+>>> _ = deepij.imagej().run_macro("")  # a run starts by closing what is open: ImageJ is empty again
 """
 
 from __future__ import annotations
@@ -108,8 +111,11 @@ class Prediction:
 
         Examples
         --------
-        >>> prediction.title("output", "cells.tif")  # doctest: +SKIP
-        'my model_output_cells'
+        >>> import deepij
+        >>> prediction = deepij.load("examples/nuclei_bundle").predict(
+        ...     "examples/nuclei_bundle/sample_input.tif", processing="spec")
+        >>> prediction.title("probability", "cells.tif"), prediction.title("probability")
+        ('deepij demo nuclei U-Net_probability_cells', 'deepij demo nuclei U-Net_probability_sample_input')
         """
         from deepij.pipeline.sources import strip_extension
 
@@ -139,8 +145,12 @@ class Prediction:
 
         Examples
         --------
-        >>> result.show(deepij.imagej(), input_title="cells.tif")  # doctest: +SKIP
-        {'output': 'my model_output_cells'}
+        >>> import deepij
+        >>> result = deepij.load("examples/nuclei_bundle").predict(
+        ...     "examples/nuclei_bundle/sample_input.tif", processing="spec")
+        >>> result.show(deepij.imagej(), input_title="cells.tif")
+        {'probability': 'deepij demo nuclei U-Net_probability_cells'}
+        >>> _ = deepij.imagej().run_macro("")  # a run starts by closing what is open: ImageJ is empty again
         """
         titles: dict[str, str] = {}
         for name, image in self.images.items():
@@ -178,8 +188,12 @@ class Prediction:
 
         Examples
         --------
-        >>> result.save("out/", prefix="cells")  # doctest: +SKIP
-        [PosixPath('out/cells_output.tif')]
+        >>> import deepij, tempfile
+        >>> result = deepij.load("examples/nuclei_bundle").predict(
+        ...     "examples/nuclei_bundle/sample_input.tif", processing="spec")
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> result.save(folder, prefix="cells") == [folder / "cells_probability.tif"]
+        True
         """
         target = Path(folder)
         if not target.is_dir():
@@ -237,9 +251,12 @@ def provenance(
 
     Examples
     --------
-    >>> provenance(model.description, result, "macros", ["pre 1: macro scale.ijm"])["weights sha256"]
-    ... # doctest: +SKIP
-    '3f1c...'
+    >>> import deepij
+    >>> model = deepij.load("examples/nuclei_bundle")
+    >>> result = model.predict("examples/nuclei_bundle/sample_input.tif", processing="spec")
+    >>> made = provenance(model.description, result, "macros", ["pre 1: macro per_sample_scale_range.ijm"])
+    >>> made["model"], made["weights format"], made["weights sha256"]  # doctest: +ELLIPSIS
+    ('deepij demo nuclei U-Net', 'onnx', 'b062c984c441...')
     """
     from deepij import __version__
 

@@ -8,8 +8,11 @@ Examples
 'blend'
 >>> check_arguments(None, None, None, "auto", None, "raise", None) is None
 True
->>> sample_shapes(model.description, {"raw": image})  # doctest: +SKIP
-{'raw': {'c': 1, 'y': 512, 'x': 512}}
+>>> import numpy as np, xarray as xr
+>>> from deepij.bundle import open_bundle
+>>> image = xr.DataArray(np.zeros((1, 1, 512, 512), np.float32), dims=("b", "c", "y", "x"))
+>>> sample_shapes(open_bundle("examples/nuclei_bundle"), {"input": image})
+{'input': {'c': 1, 'y': 512, 'x': 512}}
 """
 
 from __future__ import annotations

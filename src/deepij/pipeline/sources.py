@@ -21,9 +21,11 @@ The parts live in their own modules, re-exported here: :mod:`deepij.pipeline.ima
 
 Examples
 --------
->>> source = read_source("cells.ome.tif", model.description)  # doctest: +SKIP
->>> source.title, source.images["input"].dims  # doctest: +SKIP
-('cells.ome.tif', ('z', 'y', 'x'))
+>>> from deepij.bundle import open_bundle
+>>> description = open_bundle("examples/nuclei_bundle")  # a 2-D model: bcyx
+>>> source = read_source(np.zeros((3, 64, 64), np.float32), description, axes="zyx")
+>>> source.title, source.images["input"].dims  # z stays, to be looped over
+('image', ('z', 'y', 'x'))
 """
 
 from __future__ import annotations
@@ -139,9 +141,14 @@ def read_source(
 
     Examples
     --------
-    >>> source = read_source("cells.ome.tif", model.description)  # doctest: +SKIP
-    >>> source.title, source.images["input"].dims, source.calibration.pixel_size  # doctest: +SKIP
-    ('cells.ome.tif', ('z', 'y', 'x'), {'x': 0.3, 'y': 0.3, 'z': 1.5})
+    >>> import tempfile, tifffile
+    >>> from deepij.bundle import open_bundle
+    >>> path = Path(tempfile.mkdtemp()) / "cells.tif"  # 3 slices 1.5 um apart, 0.5 um pixels
+    >>> tifffile.imwrite(path, np.zeros((3, 64, 64), np.uint16), imagej=True, resolution=(2.0, 2.0),
+    ...                  metadata={"axes": "ZYX", "spacing": 1.5, "unit": "um"})
+    >>> source = read_source(path, open_bundle("examples/nuclei_bundle"))
+    >>> source.title, source.images["input"].dims, source.calibration.pixel_size
+    ('cells.tif', ('z', 'y', 'x'), {'z': 1.5, 'y': 0.5, 'x': 0.5})
     """
     specs = description.inputs
     if isinstance(image, Mapping):

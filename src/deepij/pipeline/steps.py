@@ -30,9 +30,15 @@ session and the loaded model work for the next call.
 
 Examples
 --------
->>> chain = Chain(model.description, "auto", session=None)  # doctest: +SKIP
->>> chain.mode  # doctest: +SKIP
+>>> from deepij.bundle import open_bundle
+>>> from deepij.pipeline.sources import read_source
+>>> description = open_bundle("examples/nuclei_bundle")
+>>> chain = Chain(description, "auto", session=None)  # deepij.imagej() when a step needs it
+>>> chain.mode
 'macros'
+>>> ready = chain.pre(read_source("examples/nuclei_bundle/sample_input.tif", description))
+>>> chain.ran, ready["input"].dims, ready["input"].dtype
+(['pre 1: macro per_sample_scale_range.ijm'], ('y', 'x'), dtype('float32'))
 """
 
 from __future__ import annotations
@@ -68,8 +74,14 @@ def choose_mode(description: ModelDescription, processing: str) -> str:
 
     Examples
     --------
-    >>> choose_mode(description_with_macros, "auto")  # doctest: +SKIP
-    'macros'
+    >>> import dataclasses
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")  # with deepImageJ macros
+    >>> choose_mode(description, "auto"), choose_mode(description, "spec")
+    ('macros', 'spec')
+    >>> no_steps = dataclasses.replace(description.deepimagej, preprocess=(), postprocess=())
+    >>> choose_mode(dataclasses.replace(description, deepimagej=no_steps), "auto")
+    'spec'
     """
     if processing not in MODES:
         raise ArgumentError(f"processing: unknown value {processing!r}; expected one of {list(MODES)}")

@@ -34,9 +34,13 @@ def apply_ops(
 
     Examples
     --------
-    >>> out = apply_ops(xr.DataArray(image, dims=("b", "c", "y", "x")),
-    ...                 [ProcessingOp("scale_linear", {"gain": 2.0})], spec, where="inputs['raw']")
-    ... # doctest: +SKIP
+    >>> from deepij.bundle import open_bundle
+    >>> spec = open_bundle("examples/nuclei_bundle").inputs[0]
+    >>> image = xr.DataArray(np.array([[[[0, 10], [20, 30]]]], np.uint16), dims=("b", "c", "y", "x"))
+    >>> out = apply_ops(image, [ProcessingOp("scale_linear", {"gain": 2.0, "offset": 1.0})], spec,
+    ...                 where="inputs['input'].preprocessing")
+    >>> out.dtype, out.values.ravel().tolist()  # float32, the input's declared type
+    (dtype('float32'), [1.0, 21.0, 41.0, 61.0])
     """
     chain = prepare_chain(data, ops, tensor, where=where, descriptor=descriptor, references=references)
     return chain(data)
@@ -60,8 +64,12 @@ def preprocess(description: ModelDescription, inputs: Mapping[str, xr.DataArray]
 
     Examples
     --------
-    >>> ready = preprocess(model.description, {"raw": xr.DataArray(image, dims=("b", "c", "y", "x"))})
-    ... # doctest: +SKIP
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")  # scale_range, percentiles 1 and 99.8
+    >>> image = np.load("examples/nuclei_bundle/test_input.npy")
+    >>> ready = preprocess(description, {"input": xr.DataArray(image, dims=("b", "c", "y", "x"))})
+    >>> ready["input"].dtype, [round(float(np.percentile(ready["input"], q)), 3) for q in (1.0, 99.8)]
+    (dtype('float32'), [0.0, 1.0])
     """
     raw = dict(inputs)
     result = {}

@@ -16,10 +16,22 @@
 
 Examples
 --------
->>> streamed = stream_processing(model.description, raw)  # doctest: +SKIP
+>>> from deepij.bundle import open_bundle
+>>> from deepij.inference.backends import load_backend
+>>> from deepij.inference.runner import run_tiled
+>>> from deepij.inference.tiling import analyse_tiling
+>>> description = open_bundle("examples/nuclei_bundle")
+>>> image = np.load("examples/nuclei_bundle/test_input.npy")  # (1, 1, 256, 256), uint16 values as float32
+>>> raw = {"input": xr.DataArray(image, dims=("b", "c", "y", "x"))}
+>>> streamed = stream_processing(description, raw)
+>>> sorted(streamed.prepare), streamed.held_bytes  # scale_range runs on each tile: no processed copy
+(['input'], 0)
+>>> plan = analyse_tiling(description).plan({"input": {"c": 1, "y": 256, "x": 256}}, tile=128)
+>>> backend = load_backend(description, "onnx", "cpu")
 >>> outputs = run_tiled(backend, plan, streamed.inputs, prepare=streamed.prepare, finish=streamed.finish)
-... # doctest: +SKIP
->>> outputs = streamed.post(outputs)  # doctest: +SKIP
+>>> outputs = streamed.post(outputs)
+>>> outputs["probability"].shape, outputs["probability"].dtype
+((1, 1, 256, 256), dtype('float32'))
 """
 
 from __future__ import annotations

@@ -56,9 +56,11 @@ def read_description(data: Any, descriptor: Path, root: Path | None = None) -> M
 
     Examples
     --------
-    >>> from deepij.bundle._yaml import load_yaml_file  # doctest: +SKIP
-    >>> read_description(load_yaml_file(path), path).name  # doctest: +SKIP
-    'UNet 2D Nuclei Broad'
+    >>> from deepij.bundle._yaml import load_yaml_file
+    >>> path = Path("examples/nuclei_bundle/rdf.yaml")
+    >>> description = read_description(load_yaml_file(path), path)
+    >>> description.name, description.format_version
+    ('deepij demo nuclei U-Net', '0.5.4')
     """
     descriptor = Path(descriptor)
     doc = Node(data, "", descriptor)

@@ -31,8 +31,9 @@ own thread and answers its windows; :mod:`.running` is :func:`run_java_step` wit
 
 Examples
 --------
->>> out = run_java_step(session, "postprocessing.jar", None, "post", {"output": prediction})  # doctest: +SKIP
->>> session.to_dataframe(out["Results"])                                                   # doctest: +SKIP
+A bundle's post-processing jar gets the network's outputs by name and returns what it made, e.g.
+``out = run_java_step(deepij.imagej(), "postprocessing.jar", None, "post", {"output": prediction})`` and
+then ``session.to_dataframe(out["Results"])``; :func:`run_java_step` shows one compiled and run.
 """
 
 from deepij.imagej.java_steps.interfaces_jar import (

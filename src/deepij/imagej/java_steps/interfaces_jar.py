@@ -160,7 +160,13 @@ def write_jar(target: Path, classes: Path) -> Path:
 
     Examples
     --------
-    >>> write_jar(tmp_path / "step.jar", tmp_path / "classes")  # doctest: +SKIP
+    >>> import tempfile
+    >>> classes = Path(tempfile.mkdtemp()) / "classes"
+    >>> with zipfile.ZipFile(processing_jar()) as built:  # some compiled classes
+    ...     built.extractall(classes, [name for name in built.namelist() if name.endswith(".class")])
+    >>> with zipfile.ZipFile(write_jar(classes.with_name("again.jar"), classes)) as jar:
+    ...     jar.namelist()[0], len(jar.namelist())
+    ('META-INF/MANIFEST.MF', 3)
     """
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nCreated-By: deepij\r\n\r\n")

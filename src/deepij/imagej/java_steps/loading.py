@@ -180,8 +180,13 @@ def class_file_name(data: bytes) -> str:
 
     Examples
     --------
-    >>> class_file_name((tmp_path / "Scale.class").read_bytes())  # doctest: +SKIP
-    'my.steps.Scale'
+    >>> with zipfile.ZipFile(processing_jar()) as jar:
+    ...     data = jar.read("deepimagej/processing/PreProcessingInterface.class")
+    >>> class_file_name(data)
+    'deepimagej.processing.PreProcessingInterface'
+    >>> class_file_name(b"PK\\x03\\x04")
+    Traceback (most recent call last):
+    ValueError: no Java class file signature (0xCAFEBABE)
     """
     if len(data) < 10 or data[:4] != b"\xca\xfe\xba\xbe":
         raise ValueError("no Java class file signature (0xCAFEBABE)")

@@ -78,9 +78,25 @@ def run_java_step(
 
     Examples
     --------
-    >>> out = run_java_step(session, "pre.jar", "Scale", "pre", {"input": image},   # doctest: +SKIP
-    ...                     config_files=["scale.txt"])
-    >>> session.to_xarray(out["input"])                                             # doctest: +SKIP
+    A step as a bundle author writes it, compiled with the JDK's ``javac`` (a bundle ships the jar):
+
+    >>> import deepij, subprocess, tempfile
+    >>> from deepij.imagej import locate
+    >>> from deepij.imagej.java_steps import processing_jar
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "Twice.java").write_text(" ".join([
+    ...     "import java.util.*; import ij.ImagePlus;",
+    ...     "public class Twice implements deepimagej.processing.PreProcessingInterface {",
+    ...     "  public HashMap<String, Object> deepimagejPreprocessing(HashMap<String, Object> map) {",
+    ...     '    ((ImagePlus) map.get("input")).getProcessor().multiply(2); return map; }',
+    ...     "  public void setConfigFiles(ArrayList<String> files) {}",
+    ...     '  public String error() { return ""; } }']))
+    >>> _ = subprocess.run(["javac", "--release", "8", "-cp", f"{processing_jar()}:{locate.find_ij_jar()}",
+    ...                     "-d", str(folder), str(folder / "Twice.java")], check=True)
+    >>> session = deepij.imagej()
+    >>> out = run_java_step(session, folder / "Twice.class", None, "pre", {"input": np.ones((2, 2), "f4")})
+    >>> session.to_xarray(out["input"]).values.tolist()
+    [[2.0, 2.0], [2.0, 2.0]]
     """
     if session.closed:
         raise ImageJError("this ImageJ session was shut down (a JVM cannot restart within one process)")
