@@ -90,7 +90,8 @@ def _onnx_weights(spec: BundleSpec, tensor: np.ndarray, onnx: bool | str, notes:
 def _onnx_copy(spec: BundleSpec, description: ModelDescription, tensor: np.ndarray) -> int:
     """Write ``weights.onnx`` when torch's network exports to an ONNX graph that reproduces torch on the
     example and on a larger valid size; its opset (ArgumentError with the reasons otherwise)."""
-    from deepij.inference.backends.onnx_conversion import OPSET, ROUTES, export_onnx, probe_inputs
+    from deepij.inference.backends.onnx_conversion import OPSET, ROUTES, export_onnx
+    from deepij.inference.backends.probes import probe_inputs
     from deepij.inference.backends.torchscript import TorchScriptBackend
 
     entry = description.weights["torchscript"]
@@ -116,8 +117,8 @@ def _onnx_copy(spec: BundleSpec, description: ModelDescription, tensor: np.ndarr
 
 
 def _graph_agrees(description: ModelDescription, torch_backend: Any, graph: bytes, checks: list) -> bool:
-    from deepij.inference.backends.onnx_conversion import outputs_agree
     from deepij.inference.backends.onnx_runtime import OnnxRuntimeBackend
+    from deepij.inference.backends.probes import outputs_agree
 
     onnx_backend = OnnxRuntimeBackend(description, WeightsEntry("onnx", ONNX_FILE), graph, "cpu")
     try:

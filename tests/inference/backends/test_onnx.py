@@ -11,7 +11,7 @@ import torch
 from deepij.bundle.description import TensorSpec
 from deepij.errors import BackendError
 from deepij.inference.backends import load_backend, selection
-from deepij.inference.backends.onnx_conversion import outputs_agree, probe_inputs
+from deepij.inference.backends.probes import outputs_agree, probe_inputs
 from support import models
 
 

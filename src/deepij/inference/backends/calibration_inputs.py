@@ -125,7 +125,7 @@ def _mirror(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def _random(description: ModelDescription, reason: str) -> CalibrationInputs:
-    from deepij.inference.backends.onnx_conversion import probe_inputs
+    from deepij.inference.backends.probes import probe_inputs
 
     three_d = any(sum(a.id in "zyx" for a in s.axes) == 3 for s in description.inputs)
     side = None if three_d else RANDOM_SIDE

@@ -141,7 +141,7 @@ class _Verifier:
         self.reference = original.predict([self.image])
 
     def same_at_fixed_size(self) -> None:
-        from deepij.inference.backends.onnx_conversion import outputs_agree
+        from deepij.inference.backends.probes import outputs_agree
 
         if not outputs_agree(self.reference, self.relaxed.predict([self.image])):
             raise BackendError("at the fixed size the relaxed graph gives other outputs")
@@ -157,7 +157,7 @@ class _Verifier:
         return sizes
 
     def same_inside_a_crop(self, sizes: Mapping[str, int], described: ModelDescription) -> None:
-        from deepij.inference.backends.onnx_conversion import outputs_agree
+        from deepij.inference.backends.probes import outputs_agree
 
         crop = _crop(self.image, self.spec, sizes)
         outputs = self.relaxed.predict([crop])
@@ -180,7 +180,7 @@ class _Verifier:
         """The fixed-size input at the start of one half as large again (new random content beyond it):
         outputs of the declared sizes, equal to the original's away from where the content changes (a
         graph that crops or reshapes to the fixed size fails here)."""
-        from deepij.inference.backends.onnx_conversion import outputs_agree
+        from deepij.inference.backends.probes import outputs_agree
 
         spec = described.inputs[0]
         sizes = {}

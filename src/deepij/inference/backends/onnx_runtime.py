@@ -26,7 +26,6 @@ import numpy as np
 
 from deepij.bundle.description import ModelDescription, WeightsEntry
 from deepij.errors import BackendError
-from deepij.inference.backends.base import OpenRequest
 from deepij.inference.backends.devices import choose_device
 from deepij.inference.backends.graph import GraphBackend, GraphTensor
 
@@ -196,19 +195,3 @@ class OnnxRuntimeBackend(GraphBackend):
     def close(self) -> None:
         self.session = None
         super().close()
-
-
-def open_backend(request: OpenRequest) -> OnnxRuntimeBackend:
-    """Open ``request.path`` in an onnxruntime session on the chosen device; a graph with fixed spatial dims
-    is relaxed where it may be, and refused where the descriptor allows sizes it cannot take (see
-    :mod:`deepij.inference.backends.onnx_relax`)."""
-    from deepij.inference.backends.onnx_relax import fit_to_descriptor
-
-    backend = OnnxRuntimeBackend(
-        request.description, request.weights, request.path, request.device, request.threads
-    )
-    try:
-        return fit_to_descriptor(backend, request)
-    except BaseException:
-        backend.close()
-        raise

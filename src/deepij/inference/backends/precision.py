@@ -104,33 +104,6 @@ def check_precision(precision: str) -> None:
         raise BackendError(f"precision={precision!r} is not known (expected one of {list(PRECISIONS)})")
 
 
-def apply_precision(backend: Backend, precision: str, runtime: str = "auto") -> Backend:
-    """``backend`` running in ``precision`` where it may (module notes), else in float32 with a note.
-
-    ``runtime`` is what :func:`~deepij.inference.backends.selection.load_backend` was asked for: it decides
-    which CPU engine may run an int8 or bfloat16 graph.
-    """
-    check_precision(precision)
-    if precision == "float32":
-        return backend
-    if precision in ("int8", "bfloat16"):
-        from deepij.inference.backends import cpu_precision
-
-        if precision == "int8":
-            return cpu_precision.int8_if_it_reproduces(backend, runtime)
-        return cpu_precision.bfloat16_if_it_reproduces(backend, runtime)
-    if not backend.device.startswith("cuda"):
-        return refused(
-            backend,
-            precision,
-            f"it applies to GPU runtimes only and this one runs on {backend.device} (on the CPU: "
-            "precision='int8')",
-        )
-    if backend.runtime != "torch":
-        return refused(backend, precision, f"{backend.runtime} is not offered it (only torch on CUDA)")
-    return half_if_it_reproduces(backend)
-
-
 def compare(
     expected: Sequence[Sequence[np.ndarray]],
     candidate: Backend,
@@ -154,8 +127,9 @@ def compare(
 def half_if_it_reproduces(backend: Any) -> Backend:
     """A torch backend switched to float16 when that reproduces its float32 outputs on a probe within the
     bundle's tolerance; else the float32 one, with the reason in its notes. (Runs on any torch device: the
-    check is the same arithmetic; :func:`apply_precision` offers it on CUDA only.)"""
-    from deepij.inference.backends.onnx_conversion import probe_inputs
+    check is the same arithmetic; :func:`~deepij.inference.backends.precision_choice.apply_precision`
+    offers it on CUDA only.)"""
+    from deepij.inference.backends.probes import probe_inputs
 
     probe = probe_inputs(backend.description, larger=True, seed=7)
     reference = backend.predict(probe)

@@ -73,7 +73,7 @@ def _openvino_backend(backend: Any) -> Any:
 
 def measure(backend: Any, candidate: Any) -> tuple[float, float, bool]:
     """Best seconds per probe pass of ``backend`` and ``candidate``, and whether their outputs agree."""
-    from deepij.inference.backends.onnx_conversion import outputs_agree, probe_inputs
+    from deepij.inference.backends.probes import outputs_agree, probe_inputs
 
     probe = probe_inputs(backend.description, side=PROBE_SIDE, seed=5)
     agree = outputs_agree(backend.predict(probe), candidate.predict(probe))  # also the warm-up passes

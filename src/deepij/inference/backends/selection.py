@@ -51,7 +51,7 @@ _ONNX_ENGINES = ("onnxruntime", "openvino")
 ADAPTERS = {
     "torchscript": "deepij.inference.backends.torchscript",
     "pytorch_state_dict": "deepij.inference.backends.torch_state_dict",
-    "onnx": "deepij.inference.backends.onnx_runtime",
+    "onnx": "deepij.inference.backends.onnx_weights",
     "tensorflow_saved_model_bundle": "deepij.inference.backends.tensorflow_saved_model",
     "keras_hdf5": "deepij.inference.backends.keras_hdf5",
 }
@@ -306,7 +306,8 @@ def load_backend(
     ('torchscript', 'openvino', 'cpu')
     >>> [mask] = backend.predict([image])  # doctest: +SKIP
     """
-    from deepij.inference.backends.precision import apply_precision, check_precision
+    from deepij.inference.backends.precision import check_precision
+    from deepij.inference.backends.precision_choice import apply_precision
 
     if runtime not in RUNTIMES:
         raise BackendError(f"runtime={runtime!r} is not known (expected one of {list(RUNTIMES)})")
