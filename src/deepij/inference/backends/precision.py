@@ -76,8 +76,9 @@ def reproduction_tolerance(description: ModelDescription, weights_format: str | 
 
     Examples
     --------
-    >>> reproduction_tolerance(description).relative  # doctest: +SKIP
-    0.001
+    >>> from deepij.bundle import open_bundle
+    >>> reproduction_tolerance(open_bundle("examples/nuclei_bundle"))  # its config.bioimageio sets atol
+    Tolerance(relative=0.001, absolute=0.0001, mismatched_per_million=100.0)
     """
     config = description.config if isinstance(description.config, Mapping) else {}
     bioimageio = config.get("bioimageio", {})

@@ -301,10 +301,15 @@ def load_backend(
 
     Examples
     --------
-    >>> backend = load_backend(description)  # doctest: +SKIP
-    >>> backend.weights.format, backend.runtime, backend.device  # doctest: +SKIP
-    ('torchscript', 'openvino', 'cpu')
-    >>> [mask] = backend.predict([image])  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> backend = load_backend(description, "onnx", "cpu", runtime="onnxruntime")
+    >>> backend.weights.format, backend.runtime, backend.device
+    ('onnx', 'onnxruntime', 'cpu')
+    >>> [probability] = backend.predict([np.load("examples/nuclei_bundle/test_input.npy")])
+    >>> probability.shape, probability.dtype
+    ((1, 1, 256, 256), dtype('float32'))
     """
     from deepij.inference.backends.precision import check_precision
     from deepij.inference.backends.precision_choice import apply_precision

@@ -145,7 +145,15 @@ def check_output_shapes(
 
     Examples
     --------
-    >>> check_output_shapes(description, [image], backend.predict([image]), "onnx")  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> image = np.zeros((1, 1, 128, 128), np.float32)
+    >>> check_output_shapes(description, [image], [np.zeros((1, 1, 128, 128), np.float32)], "onnx")
+    >>> check_output_shapes(description, [image], [np.zeros((1, 1, 120, 120), np.float32)], "onnx")
+    Traceback (most recent call last):
+    ...
+    deepij.errors.OutputShapeError: ...
     """
     sizes = {
         (spec.name, letter): int(n)

@@ -16,8 +16,14 @@ class TorchScriptBackend(TorchModuleBackend):
 
     Examples
     --------
-    >>> backend = TorchScriptBackend(description, description.weights["torchscript"], path)  # doctest: +SKIP
-    >>> [out] = backend.predict([image])  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from deepij.bundle import open_bundle
+    >>> description = open_bundle("examples/nuclei_bundle")
+    >>> entry = description.weights["torchscript"]
+    >>> backend = TorchScriptBackend(description, entry, description.path(entry.source))
+    >>> [out] = backend.predict([np.load("examples/nuclei_bundle/test_input.npy")])
+    >>> out.shape
+    (1, 1, 256, 256)
     """
 
     def __init__(
