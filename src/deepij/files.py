@@ -368,3 +368,46 @@ def _holder(handle: int) -> str:
         return f"pid {holder['pid']} on host {holder['host']}, since {holder['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "a process that has not said who it is yet"
+
+
+FILE_SIGNATURES = (
+    (b"II*\x00", "a TIFF file"),
+    (b"MM\x00*", "a TIFF file"),
+    (b"II+\x00", "a BigTIFF file"),
+    (b"MM\x00+", "a BigTIFF file"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG file"),
+    (b"\xff\xd8\xff", "a JPEG file"),
+    (b"GIF8", "a GIF file"),
+    (b"BM", "a BMP file"),
+    (b"\x93NUMPY", "a .npy array file"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x89HDF", "an HDF5 file"),
+)
+"""First bytes of the file kinds a bundle or an image folder holds, and their names in messages."""
+
+
+def describe_content(path: Path) -> str:
+    """What a file holds, from its size and first bytes, for messages about files that cannot be read.
+
+    Examples
+    --------
+    >>> describe_content(Path("examples/nuclei_bundle/cover.png"))
+    'a PNG file (116598 bytes)'
+    >>> describe_content(Path("examples/nuclei_bundle/rdf.yaml"))  # doctest: +ELLIPSIS
+    'text (... bytes)'
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as stream:
+            head = stream.read(512)
+    except OSError as error:
+        return f"a file that cannot be read ({error.strerror or error})"
+    if size == 0:
+        return "an empty file (0 bytes)"
+    kind = next((name for magic, name in FILE_SIGNATURES if head.startswith(magic)), None)
+    if kind is None and head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        kind = "an HTML page"  # what a server answers for a file it does not have
+    if kind is None:
+        printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+        kind = "text" if printable == len(head) else f"unknown data (first bytes {head[:8].hex(' ')})"
+    return f"{kind} ({size} bytes)"

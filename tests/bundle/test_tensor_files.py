@@ -51,7 +51,8 @@ def test_random_bytes_in_a_npy_test_tensor(bundle_copy, version: str, field: str
     relative = description.inputs[0].test_tensor
     (description.root / relative).write_bytes(RANDOM_BYTES)
     error = unreadable(description, relative, field, "cannot be read as a .npy array")
-    assert str(error.found).startswith("4096 bytes of binary data: no valid .npy header")
+    assert str(error.found).startswith("unknown data (first bytes ")
+    assert "(4096 bytes): no valid .npy header" in error.found
     assert error.expected == "a .npy file (numpy.save)"
 
 
@@ -87,7 +88,7 @@ def test_an_html_page_saved_as_a_tif_sample(bundle_copy) -> None:
     page = "<!DOCTYPE html><html><body>Not found</body></html>\n"
     (description.root / "exampleImage.tif").write_text(page)
     error = unreadable(description, "exampleImage.tif", None, "cannot be read as a TIFF image")
-    assert str(error.found).startswith(f"{len(page)} bytes, an HTML page: ")
+    assert str(error.found).startswith(f"an HTML page ({len(page)} bytes): ")
 
 
 def test_images_and_tables(bundle_copy) -> None:
@@ -109,14 +110,14 @@ def test_random_bytes_as_an_image_or_a_table(bundle_copy, name: str, kind: str) 
     description = opened(bundle_copy("0.5"))
     (description.root / name).write_bytes(b"\xff" + RANDOM_BYTES)
     error = unreadable(description, name, None, f"cannot be read as {kind}")
-    assert str(error.found).startswith("4097 bytes of binary data: ")
+    assert str(error.found).startswith("unknown data (first bytes ") and "(4097 bytes): " in error.found
 
 
 def test_an_empty_file_a_missing_file_and_an_unknown_kind(bundle_copy) -> None:
     description = opened(bundle_copy("0.5"))
     (description.root / "test_input.npy").write_bytes(b"")
     error = unreadable(description, "test_input.npy", "inputs[0].test_tensor", "cannot be read as")
-    assert error.found == "0 bytes: the file is empty"
+    assert error.found == "an empty file (0 bytes): nothing to read"
     (description.root / "test_input.npy").unlink()
     with pytest.raises(BundleError, match="file missing from the bundle") as caught:
         read_tensor_file(description, "test_input.npy")

@@ -18,6 +18,7 @@ from deepij.bundle.checks import tensor_file_references
 from deepij.bundle.description import MAX_SMALLEST_TENSOR_BYTES, ModelDescription
 from deepij.bundle.weights import resolve_file
 from deepij.errors import BundleError
+from deepij.files import describe_content
 
 NPY_SUFFIXES = (".npy",)
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -32,18 +33,6 @@ _KINDS = {
     **dict.fromkeys(PICTURE_SUFFIXES, ("an image", "a PNG, JPEG, BMP or GIF file")),
     **dict.fromkeys(TABLE_SUFFIXES, ("a table", "a comma-separated table")),
 }
-_MAGIC = (
-    (b"\x93NUMPY", "a .npy array file"),
-    (b"II*\x00", "a TIFF file"),
-    (b"MM\x00*", "a TIFF file"),
-    (b"II+\x00", "a BigTIFF file"),
-    (b"MM\x00+", "a BigTIFF file"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG file"),
-    (b"\xff\xd8\xff", "a JPEG file"),
-    (b"GIF8", "a GIF file"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"\x89HDF", "an HDF5 file"),
-)
 
 
 def read_tensor_file(
@@ -96,7 +85,7 @@ def read_tensor_file(
             f"cannot be read as {kind}, as {description.descriptor.name} names it",
             file=path,
             field=field,
-            found=f"{_what_is_in(path)}: {problem}",
+            found=f"{describe_content(path)}: {problem}",
             expected=expected,
         ) from None
 
@@ -107,7 +96,7 @@ class _Unreadable(Exception):
 
 def _read(path: Path, suffix: str) -> Any:
     if path.stat().st_size == 0:
-        raise _Unreadable("the file is empty")
+        raise _Unreadable("nothing to read")
     if suffix in NPY_SUFFIXES:
         return _read_npy(path)
     if suffix in TIFF_SUFFIXES:
@@ -189,20 +178,3 @@ def _read_table(path: Path) -> Any:
         raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
 
 
-def _what_is_in(path: Path) -> str:
-    """What a file holds, as its size and first bytes tell: ``'4096 bytes of binary data'``."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as stream:
-            head = stream.read(512)
-    except OSError as exc:
-        return f"a file that cannot be opened ({exc.strerror or exc})"
-    if size == 0:
-        return "0 bytes"
-    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
-    if kind is None:
-        printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
-        kind = "text" if printable >= 0.95 * len(head) else "binary data"
-        if kind == "text" and head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
-            kind = "an HTML page"
-    return f"{size} bytes of {kind}" if kind in ("text", "binary data") else f"{size} bytes, {kind}"

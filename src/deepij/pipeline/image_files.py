@@ -31,6 +31,7 @@ import numpy as np
 import xarray as xr
 
 from deepij.errors import InputError
+from deepij.files import describe_content
 
 if TYPE_CHECKING:
     from deepij.imagej.session import Session
@@ -44,19 +45,6 @@ _TIFF_AXES = {"T": "t", "Z": "pln", "C": "ch", "S": "ch", "Y": "row", "X": "col"
 _OME_UNITS = {"µm": "micron", "um": "micron", "nm": "nm", "mm": "mm", "cm": "cm", "m": "m"}
 _RESOLUTION_UNITS = {2: "inch", 3: "cm"}
 #: What a file's first bytes say it is (for the messages about files that cannot be read).
-_MAGIC = (
-    (b"II*\x00", "a TIFF file"),
-    (b"MM\x00*", "a TIFF file"),
-    (b"II+\x00", "a BigTIFF file"),
-    (b"MM\x00+", "a BigTIFF file"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG file"),
-    (b"\xff\xd8\xff", "a JPEG file"),
-    (b"GIF8", "a GIF file"),
-    (b"BM", "a BMP file"),
-    (b"\x93NUMPY", "a .npy array file"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"\x89HDF", "an HDF5 file"),
-)
 
 
 def read_image_file(path: Path, session: SessionProvider | None = None) -> xr.DataArray:
@@ -211,31 +199,6 @@ def read_tiff(path: Path) -> xr.DataArray:
     image = image.transpose(*order)
     single = [d for d in order if d not in ("row", "col") and image.sizes[d] == 1 and not attrs.get("rgb")]
     return image.squeeze(single, drop=True) if single else image
-
-
-def describe_content(path: Path) -> str:
-    """What a file holds, from its size and first bytes, for messages about files that cannot be read.
-
-    Examples
-    --------
-    >>> describe_content(Path("examples/nuclei_bundle/cover.png"))
-    'a PNG file (116598 bytes)'
-    >>> describe_content(Path("examples/nuclei_bundle/rdf.yaml"))  # doctest: +ELLIPSIS
-    'text (... bytes)'
-    """
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as stream:
-            head = stream.read(64)
-    except OSError as error:
-        return f"a file that cannot be read ({error.strerror or error})"
-    if size == 0:
-        return "an empty file (0 bytes)"
-    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
-    if kind is None:
-        printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
-        kind = "text" if printable == len(head) else f"unknown data (first bytes {head[:8].hex(' ')})"
-    return f"{kind} ({size} bytes)"
 
 
 # ------------------------------------------------------------------------------------------------- helpers

@@ -41,12 +41,12 @@ import xarray as xr
 
 from deepij.bundle.description import ModelDescription, TensorSpec
 from deepij.errors import ArgumentTypeError, InputError
+from deepij.files import describe_content
 from deepij.pipeline.axis_matching import check_inputs, check_one, letter_of, name_array, to_letters
 from deepij.pipeline.calibration import Calibration, output_calibration
 from deepij.pipeline.image_files import (
     TIFF_SUFFIXES,
     SessionProvider,
-    describe_content,
     read_image_file,
     read_npy,
     read_tiff,
