@@ -56,6 +56,7 @@ from deepij.pipeline.run_records import check_record, made_by, write_record
 
 if TYPE_CHECKING:
     from deepij.pipeline.model import Model
+    from deepij.pipeline.outputs import Prediction
 
 __all__ = [
     "IMAGE_SUFFIXES", "MARKERS", "BatchReport", "ImageJob", "ImageOutcome", "Status", "claim_names",
@@ -147,6 +148,7 @@ def run_batch(
     resume: bool = False,
     progress: bool | None = None,
     on_image: Callable[[ImageOutcome], None] | None = None,
+    overlap_stages: bool = True,
     **predict_options: Any,
 ) -> BatchReport:
     """Run ``model`` on each image and save its outputs into ``output``.
@@ -168,6 +170,11 @@ def run_batch(
         Show a progress bar (tqdm); default: when standard error is a terminal.
     on_image : callable, optional
         Called with each :class:`ImageOutcome` as soon as it is known.
+    overlap_stages : bool
+        Overlap the images' stages (:mod:`deepij.pipeline.batch_overlap`: the next image read and
+        pre-processed while the network runs, the previous one post-processed and written), with the same
+        files, records and outcomes in the same order; False runs one image after the other. Either way
+        the network loads while ImageJ starts when the bundle's steps need it.
     **predict_options
         Passed to :meth:`Model.predict` (``tile=``, ``device=``, ``processing=``...).
 
@@ -182,10 +189,20 @@ def run_batch(
         No input image, inputs whose outputs would have the same names, or an output folder that cannot
         be made or written.
     """
+    from deepij.pipeline.warm_start import load_beside_imagej
+
     jobs, folder = start_batch(model, inputs, output, predict_options)
+    load_beside_imagej(model, predict_options)
     outcomes = []
     claimed: dict[str, Path] = {}
     with progress_bar(len(jobs), progress) as advance:
+        if overlap_stages and len(jobs) > 1:
+            from deepij.pipeline.batch_overlap import run_overlapped
+
+            earlier = (lambda job: earlier_outcome(job, model)) if resume else None
+            outcomes = run_overlapped(model, jobs, predict_options, claimed, earlier,
+                                      lambda outcome: tell(outcome, on_image, advance))
+            return BatchReport(outcomes, folder)
         for planned in jobs:
             outcome, job = earlier_outcome(planned, model) if resume else (None, planned)
             if outcome is None:
@@ -274,23 +291,36 @@ def run_one_image(
     started = time.perf_counter()
     try:
         with exclusive_lock(job.lock, f"image {job.source.name}"):
-            written = _run_locked(model, job, options, claimed)
+            prediction = predict_image(model, job, options)
+            written = write_image(model, job, prediction, claimed)
     except Exception as error:  # one bad image is reported and the batch goes on
-        message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
-        return ImageOutcome(job.source, "failed", time.perf_counter() - started, error=message,
-                            exception=error, note=job.note)
+        return failed_outcome(job, started, error)
     return ImageOutcome(job.source, "done", time.perf_counter() - started, outputs=written, note=job.note)
 
 
-def _run_locked(
-    model: Model, job: ImageJob, options: Mapping[str, Any], claimed: dict[str, Path] | None
+def predict_image(model: Model, job: ImageJob, options: Mapping[str, Any]) -> Prediction:
+    """The first half of an image's run, its lock held: its old record removed (the image is redone: an
+    old record must not vouch for new files), then its prediction."""
+    _forget_record(job)
+    return model.predict(job.source, **options)
+
+
+def write_image(
+    model: Model, job: ImageJob, prediction: Prediction, claimed: dict[str, Path] | None
 ) -> list[Path]:
-    _forget_record(job)  # the image is redone: an old record must not vouch for new files
-    prediction = model.predict(job.source, **options)
+    """The second half, its lock still held: the output names claimed, the outputs written (each
+    atomically), the record last; the files written."""
     _claim(prediction.file_names(job.prefix), job, claimed)
     written = [Path(p) for p in prediction.save(job.folder, prefix=job.prefix)]
     write_record(job.record, job.source, job.folder, job.made_by, prediction, written, model.description)
     return written
+
+
+def failed_outcome(job: ImageJob, started: float, error: BaseException) -> ImageOutcome:
+    """The outcome of an image whose run raised ``error`` (its first line, and the exception)."""
+    message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+    return ImageOutcome(job.source, "failed", time.perf_counter() - started, error=message,
+                        exception=error, note=job.note)
 
 
 def _forget_record(job: ImageJob) -> None:
