@@ -36,7 +36,8 @@ def nuclei_images(folder: Path, count: int, size: int = 128) -> list[Path]:
 
 def written_files(folder: Path) -> dict[str, bytes]:
     """Every file of an output folder (records included, locks and temporaries would show too)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
 def summary(report) -> list[tuple[str, str, list[str], str | None]]:
@@ -74,7 +75,8 @@ def test_spec_bundle_resumed_overlapped_writes_what_a_sequential_run_writes(tmp_
     rng = np.random.default_rng(3)
     (tmp_path / "images").mkdir()
     for index in range(5):
-        tifffile.imwrite(tmp_path / "images" / f"cell_{index}.tif", (rng.random((40, 48)) * 900).astype("uint16"))
+        image = (rng.random((40, 48)) * 900).astype("uint16")
+        tifffile.imwrite(tmp_path / "images" / f"cell_{index}.tif", image)
     try:
         sequential = run_batch(model, tmp_path / "images", tmp_path / "one_by_one", progress=False,
                                overlap_stages=False)
@@ -100,7 +102,8 @@ def test_a_stop_writes_nothing_more_and_leaves_no_lock(tmp_path):
     rng = np.random.default_rng(4)
     (tmp_path / "images").mkdir()
     for index in range(6):
-        tifffile.imwrite(tmp_path / "images" / f"cell_{index}.tif", (rng.random((40, 48)) * 900).astype("uint16"))
+        image = (rng.random((40, 48)) * 900).astype("uint16")
+        tifffile.imwrite(tmp_path / "images" / f"cell_{index}.tif", image)
 
     def stop(outcome):
         raise KeyboardInterrupt

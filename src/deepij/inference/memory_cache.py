@@ -14,6 +14,7 @@ driver, and a GPU run's first pass is not where the time goes.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,12 +64,18 @@ def engine_state(backend: Backend) -> str:
     >>> engine_state(SimpleNamespace(runtime="onnxruntime", device="cpu", threads=2, exact_memory=False))
     "('SimpleNamespace', 'onnxruntime', 'cpu', 2, False, None, None)"
     """
-    threads = getattr(backend, "threads", None) or os.cpu_count()
+    threads = getattr(backend, "threads", None) or _process_threads(backend.runtime)
     return repr((
         type(backend).__name__, backend.runtime, backend.device, threads,
         getattr(backend, "exact_memory", None), getattr(backend, "half", None),
         getattr(backend, "precision", None),
     ))
+
+
+def _process_threads(runtime: str) -> int | None:
+    """The engine's threads where they are the process's (torch's setting), else the cores."""
+    torch = sys.modules.get("torch") if runtime == "torch" else None
+    return int(torch.get_num_threads()) if torch is not None else os.cpu_count()
 
 
 def _estimate_key(backend: Backend, sizes: tuple) -> str | None:
