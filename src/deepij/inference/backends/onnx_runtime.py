@@ -202,8 +202,11 @@ def open_backend(request: OpenRequest) -> OnnxRuntimeBackend:
     """Open ``request.path`` in an onnxruntime session on the chosen device; a graph with fixed spatial dims
     is relaxed where it may be, and refused where the descriptor allows sizes it cannot take (see
     :mod:`deepij.inference.backends.onnx_relax`)."""
-    from deepij.inference.backends.onnx_relax import fit_to_descriptor
+    from deepij.inference.backends.onnx_relax import fit_to_descriptor, fitted_from_cache
 
+    fitted = fitted_from_cache(request)
+    if fitted is not None:
+        return fitted
     backend = OnnxRuntimeBackend(
         request.description, request.weights, request.path, request.device, request.threads
     )
