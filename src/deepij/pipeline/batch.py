@@ -51,7 +51,7 @@ from deepij.files import (
     write_atomically,  # noqa: F401  (deepij.trust.figures imports it from here)
 )
 from deepij.pipeline.batch_report import BatchReport, ImageOutcome, Status, progress_bar, tell
-from deepij.pipeline.output_names import unique_stems
+from deepij.pipeline.output_names import claim_names, protected_inputs, unique_stems
 from deepij.pipeline.run_records import check_record, made_by, write_record
 
 if TYPE_CHECKING:
@@ -239,13 +239,6 @@ def start_batch(
     return [ImageJob(f, folder, prefixes[f], made, protected) for f in files], folder
 
 
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except OSError:
-        return path.absolute()
-
-
 def output_prefixes(files: Sequence[Path]) -> dict[Path, str]:
     """The name each image's outputs start with: its name without extension, made unique and the same on
     every run by :func:`deepij.pipeline.output_names.unique_stems` (``a.tif`` and ``a.png``: ``a_tif`` and
@@ -358,56 +351,6 @@ def _recorded_source(record: Path) -> str | None:
 
 def _claim(names: Sequence[str], job: ImageJob, claimed: dict[str, Path] | None) -> None:
     claim_names(names, job.source, job.folder, job.protected, claimed)
-
-
-def claim_names(
-    names: Sequence[str],
-    source: Path,
-    folder: Path,
-    protected: frozenset[str],
-    claimed: dict[str, Path] | None,
-) -> None:
-    """Take the file names ``source``'s outputs will have in ``folder``, before anything is written.
-
-    Parameters
-    ----------
-    names : sequence of str
-        The file names.
-    source : Path
-        The image they are the outputs of.
-    folder : Path
-        The output folder.
-    protected : frozenset of str
-        Case-folded names no output may have: the run's inputs in ``folder``.
-    claimed : dict, optional
-        Case-folded names other images of this run took, by image; ``names`` are added.
-
-    Raises
-    ------
-    ArgumentError
-        A name is a protected input's or another image's (compared without case).
-    """
-    for name in names:
-        key = name.casefold()
-        if key in protected:
-            raise ArgumentError(
-                f"output: {name!r} would replace the input file of that name in {str(folder)!r} "
-                "(expected outputs that replace no input): choose another output folder"
-            )
-        owner = claimed.get(key) if claimed is not None else None
-        if owner is not None and owner != source:
-            raise ArgumentError(
-                f"output: {name!r} is already an output of {owner.name!r} in this run (expected names unique "
-                "in the run): rename one of the two images"
-            )
-    if claimed is not None:
-        claimed.update({name.casefold(): source for name in names})
-
-
-def protected_inputs(files: Sequence[Path], folder: Path) -> frozenset[str]:
-    """Case-folded names of the ``files`` that lie in ``folder`` (no output may replace them)."""
-    here = _resolved(folder)
-    return frozenset(f.name.casefold() for f in files if _resolved(f.parent) == here)
 
 
 def earlier_outcome(job: ImageJob, model: Model) -> tuple[ImageOutcome | None, ImageJob]:
