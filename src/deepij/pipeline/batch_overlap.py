@@ -15,7 +15,9 @@ sequential run. What stays as in :func:`deepij.pipeline.batch.run_batch`'s seque
 - safety: an image's lock is taken before its prediction and released after its record (the lock is held
   by this process, whichever thread started it), every file is written atomically, records last;
 - errors: an image that fails is that image's outcome, at its place in the order;
-- memory: at most :data:`IMAGES_AHEAD` images in prediction and one being written;
+- memory: at most :data:`IMAGES_AHEAD` images in prediction and one being written (the memory planner
+  sees the neighbours' arrays as memory in use: a run whose tiles are sized by the memory left can choose
+  smaller ones than one image at a time would, where memory is that tight);
 - stopping: Ctrl-C (KeyboardInterrupt here) cancels the images not started, lets the ones in prediction end
   and writes none of them (their locks released), then goes on as a KeyboardInterrupt; ``kill`` and
   ``kill -9`` leave what they always left (temporaries that the next run removes, no half-written file).
