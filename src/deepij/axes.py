@@ -42,7 +42,10 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from deepij.dask_on_demand import keep_dask_unloaded
 from deepij.errors import ArgumentError, ArgumentTypeError
+
+keep_dask_unloaded()  # every DataArray deepij makes would import dask otherwise
 
 #: ImageJ dims in the order deepij (like pyimagej) lays them out.
 IMAGEJ_DIMS: tuple[str, ...] = ("t", "pln", "row", "col", "ch")

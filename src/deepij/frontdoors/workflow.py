@@ -144,10 +144,9 @@ def run_workflow(
     files = _input_files(inputs)
     saver = _OutputSaver(writable_folder(output, "output"), files, path) if output is not None else None
     if session is None:
-        from deepij.imagej.runtime import get_session
-
-        session = get_session()
-    handler = install(session)
+        session, handler = _start_with_models(path, models_dir)
+    else:
+        handler = install(session)
     outcomes = []
     with _models_dir(handler, models_dir):
         runs: list[Path | None] = list(files) or [None]
@@ -157,6 +156,23 @@ def run_workflow(
             if on_run is not None:
                 on_run(outcome)
     return BatchReport(outcomes, saver.folder if saver is not None else Path.cwd())
+
+
+def _start_with_models(macro: Path, models_dir: str | Path | None) -> tuple[Session, Any]:
+    """The session (started on this thread when none runs) and its ``DeepImageJ Run`` handler, with the
+    models the macro names loaded meanwhile (:mod:`deepij.frontdoors.macro_preload`)."""
+    from deepij.frontdoors.deepimagej_run import ModelCache, install
+    from deepij.frontdoors.macro_preload import start_loading
+    from deepij.imagej.runtime import current_session, get_session
+
+    if current_session() is not None:
+        session = get_session()
+        return session, install(session)
+    cache = ModelCache()
+    loading = start_loading(cache, macro.read_text(encoding="utf-8", errors="replace"), models_dir)
+    session = get_session()
+    loading.join()
+    return session, install(session, cache)
 
 
 def _input_files(inputs: str | Path | Sequence[str | Path] | None) -> list[Path]:

@@ -35,10 +35,13 @@ from deepij.bundle.description import (
     ReferenceSize,
     TensorSpec,
 )
+from deepij.dask_on_demand import keep_dask_unloaded
 from deepij.errors import BackendError, OutputShapeError, TilingError
 from deepij.inference.backends.base import Backend
 from deepij.inference.grid import mirror_indices
 from deepij.inference.plan import Tile, TilePlan
+
+keep_dask_unloaded()  # the runner's DataArrays would import dask otherwise
 
 Progress = Callable[[int, int], None]
 TileTransform = Callable[[np.ndarray, str, Mapping[str, int]], np.ndarray]

@@ -42,25 +42,20 @@ b.tif  failed  ...     InputError: image: file '.../b.tif': found text (12 bytes
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepij.errors import ArgumentError
 from deepij.files import (
-    exclusive_lock,
     remove_abandoned_lock,
     remove_orphaned_temporaries,
     writable_folder,
-    write_atomically,  # noqa: F401  (deepij.trust.figures imports it from here)
 )
+from deepij.pipeline.batch_image import MARKERS, ImageJob, earlier_outcome, run_one_image
 from deepij.pipeline.batch_report import BatchReport, ImageOutcome, Status, progress_bar, tell
-from deepij.pipeline.output_names import unique_stems
-from deepij.pipeline.run_records import check_record, made_by, write_record
+from deepij.pipeline.output_names import claim_names, protected_inputs, unique_stems
+from deepij.pipeline.run_records import made_by
 
 if TYPE_CHECKING:
     from deepij.pipeline.model import Model
@@ -73,7 +68,6 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".npy")
 """The files of a folder that are images to run on (case-insensitive)."""
-MARKERS = ".deepij-batch"
 """The folder (inside the output folder) of the per-image completion records and locks."""
 
 def image_files(path: str | Path) -> list[Path]:
@@ -117,43 +111,6 @@ def _is_image(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-@dataclass(frozen=True)
-class ImageJob:
-    """One image of a batch, with what running it needs besides the model (it travels to Dask workers).
-
-    Attributes
-    ----------
-    source : Path
-        The image file.
-    folder : Path
-        The output folder.
-    prefix : str
-        What its output files' names start with (:func:`output_prefixes`).
-    made_by : dict
-        The bundle and options that make its outputs (:func:`deepij.pipeline.run_records.made_by`).
-    protected : frozenset of str
-        Names (case-folded) of files in the output folder that no output may replace: the run's inputs
-        there.
-    note : str or None
-        Why it runs again although a record of it was there.
-    """
-
-    source: Path
-    folder: Path
-    prefix: str
-    made_by: Mapping[str, Any]
-    protected: frozenset[str] = frozenset()
-    note: str | None = None
-
-    @property
-    def record(self) -> Path:
-        return self.folder / MARKERS / f"{self.prefix}.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.folder / MARKERS / f"{self.prefix}.lock"
-
-
 def run_batch(
     model: Model,
     inputs: str | Path | Sequence[str | Path],
@@ -162,6 +119,7 @@ def run_batch(
     resume: bool = False,
     progress: bool | None = None,
     on_image: Callable[[ImageOutcome], None] | None = None,
+    overlap_stages: bool = True,
     **predict_options: Any,
 ) -> BatchReport:
     """Run ``model`` on each image and save its outputs into ``output``.
@@ -183,6 +141,11 @@ def run_batch(
         Show a progress bar (tqdm); default: when standard error is a terminal.
     on_image : callable, optional
         Called with each :class:`ImageOutcome` as soon as it is known.
+    overlap_stages : bool
+        Overlap the images' stages (:mod:`deepij.pipeline.batch_overlap`: the next image read and
+        pre-processed while the network runs, the previous one post-processed and written), with the same
+        files, records and outcomes in the same order; False runs one image after the other. Either way
+        the network loads while ImageJ starts when the bundle's steps need it.
     **predict_options
         Passed to :meth:`Model.predict` (``tile=``, ``device=``, ``processing=``...).
 
@@ -197,10 +160,20 @@ def run_batch(
         No input image, inputs whose outputs would have the same names, or an output folder that cannot
         be made or written.
     """
+    from deepij.pipeline.warm_start import load_beside_imagej
+
     jobs, folder = start_batch(model, inputs, output, predict_options)
+    load_beside_imagej(model, predict_options)
     outcomes = []
     claimed: dict[str, Path] = {}
     with progress_bar(len(jobs), progress) as advance:
+        if overlap_stages and len(jobs) > 1:
+            from deepij.pipeline.batch_overlap import run_overlapped
+
+            earlier = (lambda job: earlier_outcome(job, model)) if resume else None
+            outcomes = run_overlapped(model, jobs, predict_options, claimed, earlier,
+                                      lambda outcome: tell(outcome, on_image, advance))
+            return BatchReport(outcomes, folder)
         for planned in jobs:
             outcome, job = earlier_outcome(planned, model) if resume else (None, planned)
             if outcome is None:
@@ -237,13 +210,6 @@ def start_batch(
     return [ImageJob(f, folder, prefixes[f], made, protected) for f in files], folder
 
 
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except OSError:
-        return path.absolute()
-
-
 def output_prefixes(files: Sequence[Path]) -> dict[Path, str]:
     """The name each image's outputs start with: its name without extension, made unique and the same on
     every run by :func:`deepij.pipeline.output_names.unique_stems` (``a.tif`` and ``a.png``: ``a_tif`` and
@@ -271,137 +237,6 @@ def output_prefixes(files: Sequence[Path]) -> dict[Path, str]:
             )
     stems = unique_stems(by_name, extensions=IMAGE_SUFFIXES, fallback="image")
     return {path: stems[path.name] for path in files}
-
-
-def run_one_image(
-    model: Model,
-    job: ImageJob,
-    options: Mapping[str, Any],
-    claimed: dict[str, Path] | None = None,
-) -> ImageOutcome:
-    """Run ``model`` on one image and save its outputs, its lock held and its record written last; a
-    failure is the outcome (its message and exception), never raised.
-
-    ``claimed``: the output names (case-folded) other images of this run wrote, by image; this image's are
-    added. An output named like one of them, or like a protected input, fails the image before anything
-    is written.
-    """
-    started = time.perf_counter()
-    try:
-        with exclusive_lock(job.lock, f"image {job.source.name}"):
-            written = _run_locked(model, job, options, claimed)
-    except Exception as error:  # one bad image is reported and the batch goes on
-        message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
-        return ImageOutcome(job.source, "failed", time.perf_counter() - started, error=message,
-                            exception=error, note=job.note)
-    return ImageOutcome(job.source, "done", time.perf_counter() - started, outputs=written, note=job.note)
-
-
-def _run_locked(
-    model: Model, job: ImageJob, options: Mapping[str, Any], claimed: dict[str, Path] | None
-) -> list[Path]:
-    _forget_record(job)  # the image is redone: an old record must not vouch for new files
-    prediction = model.predict(job.source, **options)
-    _claim(prediction.file_names(job.prefix), job, claimed)
-    written = [Path(p) for p in prediction.save(job.folder, prefix=job.prefix)]
-    write_record(job.record, job.source, job.folder, job.made_by, prediction, written, model.description)
-    return written
-
-
-def _forget_record(job: ImageJob) -> None:
-    """Remove the image's old record; refuse when it is another image's (the input set changed since, and
-    this image's outputs would replace that one's) or a folder with something in it."""
-    record = job.record
-    if not os.path.lexists(record):
-        return
-    if record.is_dir() and not record.is_symlink():
-        try:
-            record.rmdir()
-        except OSError:
-            raise ArgumentError(
-                f"record: {str(record)!r} is a folder with files in it, not a record deepij wrote "
-                "(expected a record file or nothing); move it away"
-            ) from None
-        return
-    other = _recorded_source(record)
-    if other is not None and other != job.source.name:
-        raise ArgumentError(
-            f"output: the files {job.prefix}_* in {str(job.folder)!r} are the outputs of {other!r} (record "
-            f"{str(record)!r}); {job.source.name!r} would replace them (expected one input per output name): "
-            "remove those outputs and their record, or choose another output folder"
-        )
-    record.unlink()
-
-
-def _recorded_source(record: Path) -> str | None:
-    try:
-        name = json.loads(record.read_text(encoding="utf-8"))["source"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # not a readable record: replaced
-    return name if isinstance(name, str) else None
-
-
-def _claim(names: Sequence[str], job: ImageJob, claimed: dict[str, Path] | None) -> None:
-    claim_names(names, job.source, job.folder, job.protected, claimed)
-
-
-def claim_names(
-    names: Sequence[str],
-    source: Path,
-    folder: Path,
-    protected: frozenset[str],
-    claimed: dict[str, Path] | None,
-) -> None:
-    """Take the file names ``source``'s outputs will have in ``folder``, before anything is written.
-
-    Parameters
-    ----------
-    names : sequence of str
-        The file names.
-    source : Path
-        The image they are the outputs of.
-    folder : Path
-        The output folder.
-    protected : frozenset of str
-        Case-folded names no output may have: the run's inputs in ``folder``.
-    claimed : dict, optional
-        Case-folded names other images of this run took, by image; ``names`` are added.
-
-    Raises
-    ------
-    ArgumentError
-        A name is a protected input's or another image's (compared without case).
-    """
-    for name in names:
-        key = name.casefold()
-        if key in protected:
-            raise ArgumentError(
-                f"output: {name!r} would replace the input file of that name in {str(folder)!r} "
-                "(expected outputs that replace no input): choose another output folder"
-            )
-        owner = claimed.get(key) if claimed is not None else None
-        if owner is not None and owner != source:
-            raise ArgumentError(
-                f"output: {name!r} is already an output of {owner.name!r} in this run (expected names unique "
-                "in the run): rename one of the two images"
-            )
-    if claimed is not None:
-        claimed.update({name.casefold(): source for name in names})
-
-
-def protected_inputs(files: Sequence[Path], folder: Path) -> frozenset[str]:
-    """Case-folded names of the ``files`` that lie in ``folder`` (no output may replace them)."""
-    here = _resolved(folder)
-    return frozenset(f.name.casefold() for f in files if _resolved(f.parent) == here)
-
-
-def earlier_outcome(job: ImageJob, model: Model) -> tuple[ImageOutcome | None, ImageJob]:
-    """(the outcome of an image an earlier run completed, or None when it must run again; the job, with the
-    reason it runs again as its note)."""
-    verdict = check_record(job.record, job.source, job.folder, job.made_by, model.description)
-    if verdict.outputs is not None:
-        return ImageOutcome(job.source, "already done", 0.0, outputs=verdict.outputs), job
-    return None, replace(job, note=verdict.reason)
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

@@ -4,6 +4,7 @@ post-processing on an image and returns a :class:`~deepij.pipeline.outputs.Predi
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,10 @@ class Model:
         """What planning measured on the loaded networks (memory per pass, receptive field)."""
         self._tiling: ModelTiling | None = None
         self._backend_tilings: dict[int, ModelTiling] = {}
+        self.network_turn = threading.RLock()
+        """Held while the network loads and runs: images predicted side by side (a folder's,
+        :mod:`deepij.pipeline.batch_overlap`) take turns there, one pass at a time with all the cores, while
+        their reading and ImageJ steps go on beside it; loading and planning are measured alone."""
         self.token = uuid.uuid4().hex
         """Names this loaded model in every process: Dask tasks carry it to find the model again, and a copy
         loaded in a worker takes the same token (:mod:`deepij.pipeline.model_ref`)."""
@@ -341,8 +346,9 @@ class Model:
             checked = None
             if not _imagej_makes_inputs(chain):
                 checked = self._inputs(chain.pre(source), None, non_finite)
-            backend = self.backend(weights_format, device, runtime, precision)
-            self._hold_memory(backend, exact=max_memory is not None)
+            with self.network_turn:
+                backend = self.backend(weights_format, device, runtime, precision)
+                self._hold_memory(backend, exact=max_memory is not None)
             run = self._run_network(backend, chain, source, checked, request, non_finite, report.tiles)
             # Instance ops (StarDist NMS, Cellpose dynamics, custom) on the whole stitched outputs.
             found = run_instances(
@@ -389,16 +395,17 @@ class Model:
         rules = self.tiling_for(backend)
         found = non_finite_mask(rules, self.description, raw) if non_finite == "ignore" else None
         held = streamed.held_bytes + (found.mask.nbytes if found is not None else 0)
-        plan, batch = plan_run(self, backend, streamed.inputs, request, notes, reserved=held)
-        outputs = run_tiled(
-            backend,
-            plan,
-            streamed.inputs,
-            batch_size=batch,
-            progress=progress,
-            prepare=streamed.prepare,
-            finish=streamed.finish,
-        )
+        with self.network_turn:
+            plan, batch = plan_run(self, backend, streamed.inputs, request, notes, reserved=held)
+            outputs = run_tiled(
+                backend,
+                plan,
+                streamed.inputs,
+                batch_size=batch,
+                progress=progress,
+                prepare=streamed.prepare,
+                finish=streamed.finish,
+            )
         outputs = mask_outputs(streamed.post(outputs), plan, found, notes)
         return NetworkRun(outputs, raw, plan, batch, notes)
 

@@ -14,7 +14,9 @@ image), ``Prediction.save`` and ``deepij macro --output`` (the titles a macro le
 4. if two still agree (a name made to look like another's hash), the run is refused, naming both.
 
 No rule depends on the order names come in or on the files already in the output folder, so a run and its
-``--resume`` agree on every name.
+``--resume`` agree on every name. :func:`claim_names` then takes each image's names as its outputs are
+written (in input order, :mod:`deepij.pipeline.batch`): a name another image took, or a run's input in the
+output folder (:func:`protected_inputs`), fails that image before anything is written.
 
 Examples
 --------
@@ -29,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from deepij.errors import ArgumentError
 
@@ -133,3 +136,60 @@ def _clashes(stems: dict[str, str]) -> list[list[str]]:
 
 def _short_hash(text: str) -> str:
     return hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:8]
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def claim_names(
+    names: Sequence[str],
+    source: Path,
+    folder: Path,
+    protected: frozenset[str],
+    claimed: dict[str, Path] | None,
+) -> None:
+    """Take the file names ``source``'s outputs will have in ``folder``, before anything is written.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The file names.
+    source : Path
+        The image they are the outputs of.
+    folder : Path
+        The output folder.
+    protected : frozenset of str
+        Case-folded names no output may have: the run's inputs in ``folder``.
+    claimed : dict, optional
+        Case-folded names other images of this run took, by image; ``names`` are added.
+
+    Raises
+    ------
+    ArgumentError
+        A name is a protected input's or another image's (compared without case).
+    """
+    for name in names:
+        key = name.casefold()
+        if key in protected:
+            raise ArgumentError(
+                f"output: {name!r} would replace the input file of that name in {str(folder)!r} "
+                "(expected outputs that replace no input): choose another output folder"
+            )
+        owner = claimed.get(key) if claimed is not None else None
+        if owner is not None and owner != source:
+            raise ArgumentError(
+                f"output: {name!r} is already an output of {owner.name!r} in this run (expected names unique "
+                "in the run): rename one of the two images"
+            )
+    if claimed is not None:
+        claimed.update({name.casefold(): source for name in names})
+
+
+def protected_inputs(files: Sequence[Path], folder: Path) -> frozenset[str]:
+    """Case-folded names of the ``files`` that lie in ``folder`` (no output may replace them)."""
+    here = _resolved(folder)
+    return frozenset(f.name.casefold() for f in files if _resolved(f.parent) == here)

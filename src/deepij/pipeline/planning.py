@@ -88,13 +88,21 @@ class Measurements:
     ) -> tuple[MemoryEstimate, int]:
         """The model's measured memory, and what measuring left behind (an engine's memory pool keeps its
         probe passes' memory, held during every later run too, so it counts in the budget). Reading the
-        resident memory costs a garbage collection: measured once per backend and channel sizes."""
+        resident memory costs a garbage collection: measured once per backend and channel sizes, and kept
+        on disk for later processes (:mod:`deepij.inference.memory_cache`; read from there, no probe pass
+        ran and nothing was left behind)."""
         from deepij.inference.memory import estimate_memory
+        from deepij.inference.memory_cache import keep_memory_estimate, read_memory_estimate
 
         key = (id(backend), fixed_sizes(tiling, shapes))
         if key not in self._estimates:
+            kept = read_memory_estimate(backend, key[1])
+            if kept is not None:
+                self._estimates[key] = (kept, 0)
+                return kept, 0
             before = _resident(backend)
             estimate = estimate_memory(backend, tiling, shapes)
+            keep_memory_estimate(backend, key[1], estimate)
             self._estimates[key] = (estimate, max(0, _resident(backend) - before))
         return self._estimates[key]
 

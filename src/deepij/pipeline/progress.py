@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging as pylogging
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -31,6 +32,12 @@ from deepij.errors import ArgumentError
 LOGGING_LEVELS = {"mute": pylogging.ERROR, "normal": pylogging.INFO, "debug": pylogging.DEBUG}
 STAGES = ("preprocessing", "inference", "postprocessing")
 _log = pylogging.getLogger("deepij.pipeline")
+_levels = threading.Lock()
+_active: list[Reporter] = []
+_before = {"level": 0}
+"""The Reporters inside their run now, in the order they began (nested runs, or images of a folder run side
+by side, :mod:`deepij.pipeline.batch_overlap`), and the ``"deepij"`` level before the first: when one ends,
+the level of the latest still running applies, and the one before them all when none is."""
 
 
 @dataclass(frozen=True)
@@ -101,19 +108,23 @@ class Reporter:
         self._bar: Any = None
         self._bar_stage: str | None = None
         self._logger = pylogging.getLogger("deepij")
-        self._previous_level: int | None = None
 
     def __enter__(self) -> Reporter:
-        self._previous_level = self._logger.level
-        self._logger.setLevel(self.level)
+        with _levels:
+            if not _active:
+                _before["level"] = self._logger.level
+            _active.append(self)
+            self._logger.setLevel(self.level)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._close_bar()
-        if self._previous_level is not None:
-            self._logger.setLevel(self._previous_level)
+        with _levels:
+            if self in _active:
+                _active.remove(self)
+                self._logger.setLevel(_active[-1].level if _active else _before["level"])
 
     def advance(self, stage: str, done: int, total: int, label: str = "") -> None:
         """Report that ``done`` of ``total`` pieces of ``stage`` are finished."""

@@ -3,7 +3,10 @@
 >>> from deepij.processing import apply_ops, preprocess, postprocess, OPS
 """
 
+from deepij.dask_on_demand import keep_dask_unloaded
 from deepij.processing.ops import OPS
 from deepij.processing.spec import apply_ops, postprocess, preprocess
+
+keep_dask_unloaded()  # the ops' DataArrays would import dask otherwise
 
 __all__ = ["OPS", "apply_ops", "postprocess", "preprocess"]

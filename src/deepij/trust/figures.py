@@ -70,7 +70,7 @@ def validation_figure(reference: np.ndarray, test: np.ndarray, values: dict[str,
         from matplotlib.figure import Figure
     except ImportError:
         raise ArgumentError("figures: drawing needs matplotlib (pip install matplotlib)") from None
-    from deepij.pipeline.batch import write_atomically
+    from deepij.files import write_atomically
 
     s, g, where = _shown_plane(reference), _shown_plane(test), _plane_note(reference)
     columns = max(1, math.ceil(len(values) / LINES_PER_COLUMN))

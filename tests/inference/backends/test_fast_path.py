@@ -138,6 +138,42 @@ def test_contradicting_graph_skipped_for_the_next_format(dense, zoo_dir):
         load_backend(description, weights_format="onnx")
 
 
+
+def _stand_in(written, folder, weights_format="onnx"):
+    """A copy of ``written``'s file in ``folder``, its sha256 in the descriptor's weights entry (the cache
+    key), and the description of it allowing multiples of 16."""
+    import hashlib
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = Path(shutil.copy(written.path, folder / written.path.name))
+    entry = WeightsEntry(weights_format, copy.name, hashlib.sha256(copy.read_bytes()).hexdigest())
+    return copy, zoo_models.multiple_of(dataclasses.replace(written, path=copy), 16,
+                                        weights={weights_format: entry})
+
+
+def test_a_fitted_graph_comes_from_the_cache_before_the_original_is_opened(fixed_unet, dense, tmp_path):
+    """A warm start opens one engine session, not two: what an earlier load made of a fixed-dims graph
+    (relaxed, or refused) is read before the original graph is opened. Seen with the original file itself:
+    replaced by bytes no engine opens (loaded unverified, as verify=False does), the relaxed graph still
+    runs and the refusal is still the same refusal."""
+    copy, description = _stand_in(fixed_unet, tmp_path / "unet")
+    first = load_backend(description, runtime="onnxruntime")
+    copy.write_bytes(b"not an ONNX graph any more")
+    again = load_backend(description, runtime="onnxruntime", verify=False)
+    assert any("(relaxed graph from the cache)" in n for n in again.notes)
+    image = zoo_models.image(96)
+    np.testing.assert_array_equal(again.predict([image])[0], first.predict([image])[0])
+    copy, description = _stand_in(dense, tmp_path / "dense")
+    with pytest.raises(BackendError) as refused:
+        load_backend(description, runtime="onnxruntime")
+    copy.write_bytes(b"not an ONNX graph any more")
+    with pytest.raises(BackendError) as cached:
+        load_backend(description, runtime="onnxruntime", verify=False)
+    assert "relaxing its fixed dims failed" in str(refused.value)
+    assert str(cached.value) == f"{refused.value} (from the graph cache)"  # word for word
+
+
 # --- engines ---
 
 

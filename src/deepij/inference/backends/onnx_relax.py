@@ -286,9 +286,6 @@ def fit_to_descriptor(backend: Any, request: OpenRequest) -> Any:
     allows: unchanged when the graph fixes no spatial dim, relaxed when it does and may, else unchanged
     (the descriptor pins the size too) or refused (BackendError: the descriptor allows sizes it cannot take).
     """
-    from deepij.inference.backends.onnx_runtime import OnnxRuntimeBackend
-
-    description = backend.description
     conflicts = []
     for spec, dims in backend.graph_dims():
         conflicts += fixed_dim_conflicts(spec, dims)
@@ -303,11 +300,7 @@ def fit_to_descriptor(backend: Any, request: OpenRequest) -> Any:
     key = _cache_key(request)
     cached = graph_cache.load(key) if key else None
     if cached is not None and cached.meta.get("relaxed"):
-        steps = {k: int(v) for k, v in cached.meta.get("steps", {}).items()}
-        scales = {k: float(v) for k, v in cached.meta.get("scales", {}).items()}
-        widened = relaxed_description(description, {description.inputs[0].name: steps}, scales)
-        relaxed = OnnxRuntimeBackend(widened, request.weights, cached.model, backend.device, request.threads)
-        relaxed.notes.append(str(cached.meta.get("note", "")) + " (relaxed graph from the cache)")
+        relaxed = _relaxed_from_cache(cached, request, backend.device)
         backend.close()
         return relaxed
     fixed_text = ", ".join(f"{a}={n}" for a, n in fixed.items())
@@ -317,14 +310,15 @@ def fit_to_descriptor(backend: Any, request: OpenRequest) -> Any:
         result = _relax(backend, request, Path(request.path).read_bytes(), fixed)
     except BackendError as error:
         reason = str(error).splitlines()[0].replace(f"{backend.label}: ", "")
-        if key and cached is None:
-            graph_cache.store(key, b"", {"relaxed": False, "reason": reason})
+        refusal = (
+            "the graph contradicts the descriptor: " + "; ".join(map(str, conflicts))
+            + f"; relaxing its fixed dims failed: {reason}"
+        )
+        if key and (cached is None or (conflicts and "refusal" not in cached.meta)):
+            meta = {"relaxed": False, "reason": reason, **({"refusal": refusal} if conflicts else {})}
+            graph_cache.store(key, b"", meta)
         if conflicts:
-            raise BackendError(
-                "the graph contradicts the descriptor: "
-                + "; ".join(map(str, conflicts))
-                + f"; relaxing its fixed dims failed: {reason}"
-            ) from error
+            raise BackendError(refusal) from error
         backend.notes.append(
             f"the ONNX graph fixes {fixed_text} and needs it ({reason}): it runs at that size"
         )
@@ -337,6 +331,33 @@ def fit_to_descriptor(backend: Any, request: OpenRequest) -> Any:
         graph_cache.store(key, result.model, meta)
     backend.close()
     return result.backend
+
+
+def fitted_from_cache(request: OpenRequest) -> Any | None:
+    """What :func:`fit_to_descriptor` made of this graph in an earlier process, without opening the original
+    graph first (an engine session less on a warm start): the relaxed graph, or the refusal (BackendError);
+    None when the cache holds neither (the original is then opened and fitted)."""
+    key = _cache_key(request)
+    cached = graph_cache.load(key) if key else None
+    if cached is None:
+        return None
+    if cached.meta.get("relaxed"):
+        return _relaxed_from_cache(cached, request, request.device)
+    if cached.meta.get("refusal"):
+        raise BackendError(f"{cached.meta['refusal']} (from the graph cache)")
+    return None  # it runs at its fixed size: the original graph it is
+
+
+def _relaxed_from_cache(cached: graph_cache.CachedGraph, request: OpenRequest, device: str | None) -> Any:
+    from deepij.inference.backends.onnx_runtime import OnnxRuntimeBackend
+
+    description = request.description
+    steps = {k: int(v) for k, v in cached.meta.get("steps", {}).items()}
+    scales = {k: float(v) for k, v in cached.meta.get("scales", {}).items()}
+    widened = relaxed_description(description, {description.inputs[0].name: steps}, scales)
+    relaxed = OnnxRuntimeBackend(widened, request.weights, cached.model, device, request.threads)
+    relaxed.notes.append(str(cached.meta.get("note", "")) + " (relaxed graph from the cache)")
+    return relaxed
 
 
 def _cache_key(request: OpenRequest) -> str | None:

@@ -8,12 +8,17 @@ cannot take (:mod:`deepij.inference.backends.onnx_relax`); the session itself is
 from __future__ import annotations
 
 from deepij.inference.backends.base import OpenRequest
-from deepij.inference.backends.onnx_relax import fit_to_descriptor
+from deepij.inference.backends.onnx_relax import fit_to_descriptor, fitted_from_cache
 from deepij.inference.backends.onnx_runtime import OnnxRuntimeBackend
 
 
 def open_backend(request: OpenRequest) -> OnnxRuntimeBackend:
-    """Open ``request.path`` in an onnxruntime session on the chosen device, fitted to the descriptor."""
+    """Open ``request.path`` in an onnxruntime session on the chosen device, fitted to the descriptor (by an
+    earlier process: the relaxed graph, or the refusal, comes from the graph cache before the original graph
+    is opened)."""
+    fitted = fitted_from_cache(request)
+    if fitted is not None:
+        return fitted
     backend = OnnxRuntimeBackend(
         request.description, request.weights, request.path, request.device, request.threads
     )
