@@ -167,6 +167,8 @@ class StarDistBundle:
     descriptor: Path
     network: Any
     """The patched Keras network in the bundle (``network(x)`` gives what deepij's backend gives)."""
+    prob_threshold: float | None = None
+    """The probability threshold of the bundle's own post-processing macro (deepImageJ-style bundles)."""
 
 
 def _config(model: Any) -> dict[str, Any]:

@@ -105,9 +105,13 @@ def _new_manager() -> Any:
     batch = bool(jc.Interpreter.batchMode)
     jc.Interpreter.batchMode = False  # the constructor hands out the batch-mode manager otherwise
     try:
-        return jc.RoiManager()
+        manager = jc.RoiManager()
     finally:
         jc.Interpreter.batchMode = batch
+    # It stays ImageJ's ROI Manager without being painted: its list is filled from the macro's thread,
+    # which Swing's painting (on its own thread) is not made for.
+    manager.setVisible(False)
+    return manager
 
 
 def add_rois(rois: Iterable[Any], *, reset: bool = True) -> Any:
@@ -134,7 +138,8 @@ def _managers() -> list[Any]:
     shown = jc.RoiManager.getRawInstance()
     if shown is not None:
         found.append(shown)
-    batch = jc.Interpreter.getBatchModeRoiManager()
+    # asking for the batch-mode manager makes one: only when the running macro has one already
+    batch = jc.Interpreter.getBatchModeRoiManager() if bool(jc.Interpreter.isBatchModeRoiManager()) else None
     if batch is not None and (shown is None or not bool(batch.equals(shown))):
         found.append(batch)
     return found

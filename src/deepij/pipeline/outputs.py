@@ -331,11 +331,16 @@ def _write_tiff(path: Path, image: xr.DataArray, info: str, lut: np.ndarray | No
     values = _imagej_values(np.ascontiguousarray(laid_out.values))
     sizes = image.attrs.get("pixel_size") or {}
     metadata: dict[str, Any] = {"axes": axes, "Info": info}
+    options: dict[str, Any] = {}
     if lut is not None:
-        metadata["LUTs"] = [lut] * (laid_out.sizes["c"] if "c" in laid_out.dims else 1)
+        channels = laid_out.sizes["c"] if "c" in laid_out.dims else 1
+        if channels > 1:  # a composite's tables
+            metadata["LUTs"] = [lut] * channels
+        else:  # ImageJ reads a single channel's table from the TIFF colour map (256 16-bit entries each)
+            colour_map = (lut.astype(np.uint16) * np.uint16(257)).ravel()
+            options["extratags"] = [(320, "H", colour_map.size, colour_map, True)]
         if values.dtype != np.uint8 and values.size:
             metadata["min"], metadata["max"] = 0.0, float(max(1, values.max()))
-    options: dict[str, Any] = {}
     if "x" in sizes or "y" in sizes:
         width = float(sizes["x"] if "x" in sizes else sizes["y"])
         height = float(sizes["y"] if "y" in sizes else sizes["x"])
