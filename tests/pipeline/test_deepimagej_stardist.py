@@ -23,12 +23,22 @@ import deepij
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny_stardist, tmp_path_factory):
-    from support.dij_stardist_bundles import write_deepimagej_stardist_v0_4
+@pytest.fixture(scope="module", params=["0.4", "0.3"])
+def any_bundle(request, tiny_stardist, tmp_path_factory):
+    """The bundle as a 0.4 ``rdf.yaml`` and as deepImageJ 2.1's 0.3 ``model.yaml``."""
+    from support.dij_stardist_bundles import write_deepimagej_stardist
 
     model, image = tiny_stardist
-    return write_deepimagej_stardist_v0_4(model, tmp_path_factory.mktemp("dij_stardist") / "tiny", image)
+    folder = tmp_path_factory.mktemp(f"dij_stardist_{request.param}") / "tiny"
+    return write_deepimagej_stardist(model, folder, image, version=request.param)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_stardist, tmp_path_factory):
+    from support.dij_stardist_bundles import write_deepimagej_stardist
+
+    model, image = tiny_stardist
+    return write_deepimagej_stardist(model, tmp_path_factory.mktemp("dij_stardist") / "tiny", image)
 
 
 def _nms_labels(scores: np.ndarray, distances: np.ndarray, prob: float) -> np.ndarray:
@@ -48,7 +58,8 @@ def _check_objects(labels: np.ndarray, scores: np.ndarray, distances: np.ndarray
     assert np.mean(labels != expected) < 0.005
 
 
-def test_predict_runs_the_macros_and_leaves_the_objects(tiny_stardist, bundle, tmp_path, imagej_session):
+def test_predict_runs_the_macros_and_leaves_the_objects(tiny_stardist, any_bundle, tmp_path, imagej_session):
+    bundle = any_bundle
     from support.dij_bundles import histogram_scale_range
 
     _, image = tiny_stardist

@@ -36,8 +36,11 @@ POST_MACRO = "StarDist2D_Post-processing.ijm"
 PRE_MACRO = "per_sample_scale_range.ijm"
 
 
-def write_deepimagej_stardist_v0_4(model: Any, folder: Path, image: np.ndarray) -> StarDistBundle:
-    """The bundle (module notes); ``image`` (``(y, x)``) is its example image.
+def write_deepimagej_stardist(
+    model: Any, folder: Path, image: np.ndarray, *, version: str = "0.4"
+) -> StarDistBundle:
+    """The bundle (module notes); ``image`` (``(y, x)``) is its example image. ``version="0.3"`` writes a
+    deepImageJ 2.1 ``model.yaml`` (0.3.2) with the same content instead of the 0.4 ``rdf.yaml``.
 
     The macro's probability threshold is where the network's map of ``image`` (mirror-padded by the
     bundle's margin, as deepImageJ tiles it) has its top 2 %: the tiny network is trained only roughly, and
@@ -95,10 +98,33 @@ def write_deepimagej_stardist_v0_4(model: Any, folder: Path, image: np.ndarray) 
         },
         "config": {"deepimagej": _deepimagej_config(image.shape)},
     }
+    if version == "0.3":
+        data = _as_v0_3(data)
     (folder / "README.md").write_text(f"# {NAME}\n")
-    descriptor = folder / "rdf.yaml"
+    descriptor = folder / ("model.yaml" if version == "0.3" else "rdf.yaml")
     descriptor.write_text(yaml.safe_dump(data, sort_keys=False))
     return StarDistBundle(folder, descriptor, network, threshold)
+
+
+def _as_v0_3(data: dict[str, Any]) -> dict[str, Any]:
+    """The 0.4 descriptor in deepImageJ 2.1's 0.3.2 shape: authors as names, ``reference_input``, the
+    macros as attachments, no spec ops (deepImageJ 2.1 wrote none)."""
+    inputs = [{k: v for k, v in spec.items() if k != "preprocessing"} for spec in data["inputs"]]
+    outputs = []
+    for spec in data["outputs"]:
+        shape = dict(spec["shape"])
+        shape["reference_input"] = shape.pop("reference_tensor")
+        outputs.append({**spec, "shape": shape})
+    return {
+        **{k: v for k, v in data.items() if k not in ("type", "sample_inputs")},
+        "format_version": "0.3.2",
+        "authors": ["deepij tests"],
+        "language": "java",
+        "framework": "tensorflow",
+        "attachments": {"files": [f"./{PRE_MACRO}", f"./{POST_MACRO}"]},
+        "inputs": inputs,
+        "outputs": outputs,
+    }
 
 
 def _input(div_by: int) -> dict[str, Any]:
