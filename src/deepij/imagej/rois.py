@@ -99,9 +99,20 @@ def roi_manager(*, reset: bool) -> Any:
 
 def _new_manager() -> Any:
     """A real ROI Manager, also from inside a batch-mode macro (where ImageJ would make a hidden one that
-    the macro's end drops); a manager without a window where there is no display (headless ImageJ)."""
+    the macro's end drops).
+
+    Raises
+    ------
+    HeadlessError
+        In a headless ImageJ: the ROI Manager is a window, and there is none without a display.
+    """
     if bool(jc.GraphicsEnvironment.isHeadless()):
-        return jc.RoiManager(True)
+        from deepij.errors import HeadlessError
+
+        raise HeadlessError(
+            "the ROI Manager is a window, which a headless ImageJ cannot make; start deepij with its virtual "
+            "display (the default where there is no DISPLAY) to get the objects as ROIs"
+        )
     batch = bool(jc.Interpreter.batchMode)
     jc.Interpreter.batchMode = False  # the constructor hands out the batch-mode manager otherwise
     try:

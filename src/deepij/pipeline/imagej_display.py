@@ -19,10 +19,13 @@ dtype('float32')
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from deepij.errors import HeadlessError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -118,8 +121,13 @@ def show_rois(prediction: Prediction, imps: Mapping[str, Any]) -> int:
                     roi.setPosition(frame)
                 found.append(roi)
     found += [rois.outline_roi(o) for o in prediction.rois]
-    if found:
+    if not found:
+        return 0
+    try:
         rois.add_rois(found, reset=True)
+    except HeadlessError as error:  # the images are shown all the same
+        logging.getLogger("deepij.pipeline").warning("%d objects not shown as ROIs: %s", len(found), error)
+        return 0
     return len(found)
 
 
