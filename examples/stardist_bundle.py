@@ -2,8 +2,8 @@
 project's synthetic nuclei (``nuclei_data.py``), written as stardist's current exporter writes its bundles.
 
 - the network: StarDist2D, 32 rays, grid 2, a 3-level U-Net of 16 filters, trained on 32 synthetic images
-  of 256 x 256 pixels for ``epochs`` (a few minutes on two CPU cores), thresholds optimised by stardist on
-  8 more;
+  of 256 x 256 pixels for ``epochs`` of 20 steps (minutes on two CPU cores), thresholds optimised by
+  stardist on 8 more;
 - the bundle (``rdf.yaml`` 0.5.14): input ``raw`` (percentile normalisation 1 / 99.8 as a spec op), output
   ``labels`` made by the ``stardist_postprocessing`` op (StarDist's NMS with the optimised thresholds), the
   network patched to one output (probability then distances, at half the image's size), TensorFlow

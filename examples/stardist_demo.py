@@ -1,15 +1,16 @@
 """deepij's StarDist demo: a StarDist bundle segments nuclei, in Python and in ImageJ.
 
 1. makes the bundle on first run (``stardist_bundle.py``: a StarDist2D trained offline on the project's
-   synthetic nuclei, about 3 minutes on two CPU cores) into ``out/stardist_bundle``, then reuses it;
+   synthetic nuclei; minutes on two CPU cores, 12 on a busy one) into ``out/stardist_bundle``, then reuses
+   it;
 2. ``deepij.load(bundle).predict(image)`` on the nuclei demo's example image: the network, then StarDist's
    NMS (the bundle's ``stardist_postprocessing`` op, run by the stardist package) on the whole output:
    the label image, a table of the objects (label, centroid, area, mean probability) and their polygons;
 3. the same bundle in ImageJ, from a macro: ``run("DeepImageJ Run", ...)`` leaves the label image (16-bit,
    a glasbey lookup table) and the objects as ROIs in the ROI Manager, as StarDist's Fiji plugin does;
 4. compares the objects with the ground truth the synthetic image was drawn with (stardist's ``matching``,
-   IoU 0.5) and writes ``labels.tif`` (16-bit, opens in ImageJ with its colours), ``objects.csv`` and
-   ``figure.png`` (the image, the polygons on it, the labels) into the output folder.
+   IoU 0.5) and writes ``labels.tif`` (16-bit, opens in ImageJ with its colours), ``labels_objects.csv``
+   (the table) and ``figure.png`` (the image, the polygons on it, the labels) into the output folder.
 
 Needs ``pip install 'deepij[stardist,tensorflow,plot]'``.
 
@@ -115,9 +116,8 @@ def run(output: Path, bundle: Path, figure_copy: Path | None) -> int:
     if output.exists():
         shutil.rmtree(output)
     written = result.save(output)
-    objects.to_csv(output / "objects.csv", index=False)
     figure(output / "figure.png", image, labels, found.polygons, f"{model.name}: {summary}")
-    for path in [*written, output / "objects.csv", output / "figure.png"]:
+    for path in [*written, output / "figure.png"]:
         print(f"wrote {path}")
     if figure_copy is not None:
         shutil.copyfile(output / "figure.png", figure_copy)

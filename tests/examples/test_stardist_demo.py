@@ -40,7 +40,7 @@ def test_the_demo_writes_labels_objects_and_figure(demo_bundle, tmp_path, capsys
     assert stardist_demo.run(tmp_path / "out", demo_bundle, tmp_path / "figure.png") == 0
     printed = capsys.readouterr().out
     labels = tifffile.imread(tmp_path / "out" / "labels.tif")
-    objects = pd.read_csv(tmp_path / "out" / "objects.csv")
+    objects = pd.read_csv(tmp_path / "out" / "labels_objects.csv")
     assert labels.dtype == np.uint16
     assert objects["label"].tolist() == sorted(set(np.unique(labels)) - {0})
     shown = f"in ImageJ: deepij StarDist nuclei (example)_labels_exampleImage: 16-bit, {len(objects)} ROIs"
