@@ -88,3 +88,25 @@ def test_show_and_save_a_cellpose_label_image(tmp_path, imagej_session):
     assert (depth, float(high)) == ("16", objects)
     assert colour.split() == [str(v) for v in lut_colours("glasbey_on_dark")[1]]
     np.testing.assert_array_equal(opened.image.values, expected)
+
+
+def test_deepimagej_run_of_a_cellpose_exporter_bundle(tmp_path, imagej_session):
+    """Its flows become labels and ROIs; its style vector (no image plane) becomes a table."""
+    import xarray as xr
+
+    dynamics = pytest.importorskip("cellpose.dynamics")
+    write_cellpose_exporter_bundle(tmp_path / "cp")
+    image = blob_pair(96)
+    flows = deepij.load(tmp_path / "cp").predict(image, axes="yxc", instances="none").images["flow"].values[0]
+    masks = dynamics.compute_masks(flows[:2], flows[2], niter=200, cellprob_threshold=0.0, flow_threshold=0.4,
+                                   min_size=15)
+    expected = masks[0] if isinstance(masks, tuple) else masks
+    line = (
+        'run("DeepImageJ Run", "model=[cellpose-shaped flows] format=Pytorch preprocessing=[no preprocessing] '
+        f'postprocessing=[no postprocessing] axes=C,Y,X logging=normal model_dir=[{tmp_path / "cp"}]");'
+    )
+    result = imagej_session.run_macro(line + 'return "" + roiManager("count");',
+                                      image=xr.DataArray(np.moveaxis(image, -1, 0), dims=("ch", "row", "col")))
+    assert int(result.value) == expected.max() >= 5
+    np.testing.assert_array_equal(result.images["cellpose-shaped flows_flow_image"].values, expected)
+    assert result.tables["cellpose-shaped flows_style_image"].shape == (1, 256)

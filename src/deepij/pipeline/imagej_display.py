@@ -28,11 +28,35 @@ import numpy as np
 from deepij.errors import HeadlessError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import xarray as xr
 
     from deepij.pipeline.outputs import Prediction
 
 _EXACT_FLOAT32 = 2**24
+
+
+def without_plane(image: xr.DataArray) -> pd.DataFrame | None:
+    """An output with no ``y``/``x`` plane (Cellpose's ``style`` vector, ``(b, c)``) as the table ImageJ can
+    show instead of an image: a column per channel, a row per position of its other dims; None for images.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> without_plane(xr.DataArray(np.ones((1, 3)), dims=("b", "c"))).columns.tolist()
+    ['c0', 'c1', 'c2']
+    >>> without_plane(xr.DataArray(np.ones((4, 4)), dims=("y", "x"))) is None
+    True
+    """
+    import pandas as pd
+
+    if "y" in image.dims and "x" in image.dims:
+        return None
+    rows = [str(d) for d in image.dims if d != "c"]
+    values = np.asarray(image.transpose(*rows, *(["c"] if "c" in image.dims else [])).values)
+    values = values.reshape(-1, image.sizes["c"] if "c" in image.dims else 1)
+    names = [f"c{k}" for k in range(values.shape[1])] if "c" in image.dims else [str(image.name or "value")]
+    return pd.DataFrame(values, columns=names)
 
 
 def labels_for_imagej(image: xr.DataArray) -> xr.DataArray:

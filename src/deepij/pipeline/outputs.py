@@ -125,7 +125,8 @@ class Prediction:
     def show(self, session: Session, *, input_title: str | None = None) -> dict[str, str]:
         """Open every output in ImageJ, where a calling macro finds it: images as ImagePlus titled as
         deepImageJ titles them (:meth:`title`), tables as ResultsTables (``Results`` is ImageJ's Results
-        table, what ``getResult`` reads). Label images (instance outputs) are 16-bit with a label lookup
+        table, what ``getResult`` reads); an image output without a ``y``/``x`` plane (a feature vector) as
+        a table too. Label images (instance outputs) are 16-bit with a label lookup
         table, and the objects are ROIs in the ROI Manager, as StarDist's Fiji plugin leaves them (with
         the ROIs the post-processing left there; see :mod:`deepij.pipeline.imagej_display`).
 
@@ -155,6 +156,11 @@ class Prediction:
         imps: dict[str, Any] = {}
         for name, image in self.images.items():
             title = self.title(name, input_title)
+            table = display.without_plane(image)
+            if table is not None:  # no plane to show: a table (Cellpose's style vector)
+                session.publish_table(session.to_resultstable(table), title)
+                titles[name] = title
+                continue
             shown = display.labels_for_imagej(image) if name in self.instances else image
             imp = session.to_imageplus(_for_imagej(shown), title=title)
             display.decorate(self, name, imp)
