@@ -102,11 +102,12 @@ def test_deepimagej_run_of_a_cellpose_exporter_bundle(tmp_path, imagej_session):
                                    min_size=15)
     expected = masks[0] if isinstance(masks, tuple) else masks
     line = (
-        'run("DeepImageJ Run", "model=[cellpose-shaped flows] format=Pytorch preprocessing=[no preprocessing] '
-        f'postprocessing=[no postprocessing] axes=C,Y,X logging=normal model_dir=[{tmp_path / "cp"}]");'
+        'run("DeepImageJ Run", "model=[cellpose-shaped flows] format=Pytorch '
+        "preprocessing=[no preprocessing] postprocessing=[no postprocessing] axes=C,Y,X logging=normal "
+        f'model_dir=[{tmp_path / "cp"}]");'
     )
-    result = imagej_session.run_macro(line + 'return "" + roiManager("count");',
-                                      image=xr.DataArray(np.moveaxis(image, -1, 0), dims=("ch", "row", "col")))
+    planes = xr.DataArray(np.moveaxis(image, -1, 0), dims=("ch", "row", "col"))
+    result = imagej_session.run_macro(line + 'return "" + roiManager("count");', image=planes)
     assert int(result.value) == expected.max() >= 5
     np.testing.assert_array_equal(result.images["cellpose-shaped flows_flow_image"].values, expected)
     assert result.tables["cellpose-shaped flows_style_image"].shape == (1, 256)
