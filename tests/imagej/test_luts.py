@@ -4,6 +4,7 @@ colours that come from colorcet and matplotlib themselves (the oracles here), wh
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -104,3 +105,31 @@ def test_unknown_table_names_are_refused_with_the_known_ones():
 
     with pytest.raises(ArgumentError, match="expected one of glasbey, glasbey_on_dark"):
         lut_colours("glasbee")
+
+
+LUT_FILE_SCRIPT = r"""
+import json, sys
+import deepij
+session = deepij.imagej()
+macro = ('newImage("a", "8-bit ramp", 8, 8, 1); run("NAME"); getLut(r, g, b); '
+         'return "" + r[9] + " " + g[9] + " " + b[9];')
+out = {name: session.run_macro(macro.replace("NAME", name)).value for name in ("glasbey", "glasbey_on_dark")}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_lut_file_of_imagejs_own_wins_over_deepijs_table(tmp_path, run_python):
+    """An ImageJ folder (ij.jar, plugins/, luts/) whose luts/ has its own glasbey.lut (all red here,
+    ImageJ's raw 768-byte format): ImageJ's command runs; the names it lacks are still deepij's."""
+    from deepij.imagej.locate import find_ij_jar
+
+    (tmp_path / "ij.jar").symlink_to(find_ij_jar())
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "luts").mkdir()
+    (tmp_path / "luts" / "glasbey.lut").write_bytes(bytes([255] * 256 + [0] * 512))
+    done = run_python(LUT_FILE_SCRIPT, env={"DEEPIJ_IJ_JAR": str(tmp_path / "ij.jar")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(text for text in done.stdout.splitlines() if text.startswith("RESULT "))
+    out = json.loads(line[len("RESULT "):])
+    assert out["glasbey"] == "255 0 0"
+    assert out["glasbey_on_dark"].split() == [str(v) for v in lut_colours("glasbey_on_dark")[9]]

@@ -304,5 +304,9 @@ def _show_label_image(call: CommandCall, label_imp: Any, prob_imp: Any, drawn: i
 
 
 def install(session: Session) -> None:
-    """Serve ``run("Command From Macro", ...)`` (StarDist2DNMS) on ``session`` (a session hook)."""
-    session.commands.register(COMMAND, command_from_macro)
+    """Serve ``run("Command From Macro", ...)`` (StarDist2DNMS) on ``session`` (a session hook), unless
+    ImageJ has the command itself (a Fiji with StarDist: its own plugin runs)."""
+    from deepij.imagej.luts import imagej_has_command
+
+    if not imagej_has_command(COMMAND):
+        session.commands.register(COMMAND, command_from_macro)

@@ -2,7 +2,8 @@
 
 :func:`install` (a session hook, see :data:`deepij.SESSION_HOOKS`) registers ``run("glasbey")``,
 ``run("glasbey_on_dark")``, ``run("royal")``, ``run("16_colors")``, ``run("mpl-viridis")``... (every name
-of :data:`~deepij.imagej.lut_colours.LUT_NAMES`) on a session. Each does what ImageJ does when it applies a
+of :data:`~deepij.imagej.lut_colours.LUT_NAMES` that ImageJ does not have itself: a Fiji's ``luts/`` files
+stay what its macros get) on a session. Each does what ImageJ does when it applies a
 table from its ``luts`` folder: the current image's table changes (a composite image's current channel; all
 channels of a composite shown in grayscale, which becomes colour); with no image open a 256x32 ramp
 titled with the table's name opens. RGB images have no table: ImageJ reports it and the macro goes on, so
@@ -129,7 +130,29 @@ class LutCommand:
             jc.IJ.log(f"{self.name}: {refused} ({jstr(imp.getTitle())} is RGB); the macro goes on")
 
 
+def imagej_has_command(name: str) -> bool:
+    """Whether ImageJ's own command table has ``name`` (a Fiji with its ``luts/`` files and plugins does)."""
+    commands = jc.Menus.getCommands()
+    return commands is not None and bool(commands.containsKey(name))
+
+
+def imagej_has_lut(name: str) -> bool:
+    """Whether ImageJ applies a table of that name itself: a command, or a file in its ``luts/`` folder
+    (spelt as ImageJ looks it up: as given, spaces as ``_``, lower case)."""
+    if imagej_has_command(name):
+        return True
+    folder = jstr(jc.IJ.getDirectory("luts"))
+    if not folder:
+        return False
+    from pathlib import Path
+
+    spellings = {name, name.replace(" ", "_"), name.lower().replace(" ", "_")}
+    return any((Path(folder) / f"{spelling}.lut").is_file() for spelling in spellings)
+
+
 def install(session: Session) -> None:
-    """Serve every table of :data:`LUT_NAMES` as a command on ``session`` (a session hook)."""
+    """Serve every table of :data:`LUT_NAMES` as a command on ``session`` (a session hook), except those
+    ImageJ has itself (a Fiji's own ``luts/`` files stay what its macros get)."""
     for name in LUT_NAMES:
-        session.commands.register(name, LutCommand(name))
+        if not imagej_has_lut(name):
+            session.commands.register(name, LutCommand(name))
