@@ -111,3 +111,20 @@ def test_deepimagej_run_of_a_cellpose_exporter_bundle(tmp_path, imagej_session):
     assert int(result.value) == expected.max() >= 5
     np.testing.assert_array_equal(result.images["cellpose-shaped flows_flow_image"].values, expected)
     assert result.tables["cellpose-shaped flows_style_image"].shape == (1, 256)
+
+
+def test_the_calling_macros_own_rois_stay_as_they_are(tmp_path, imagej_session):
+    """A bundle with ImageJ macros run from a macro that has ROIs of its own (a rectangle, an oval): they
+    are still there afterwards, of their kinds, under their names."""
+    from support.dij_bundles import write_segmentation_bundle_v0_3
+
+    bundle = write_segmentation_bundle_v0_3(tmp_path / "seg", name="seg model")
+    macro = (
+        'makeRectangle(2, 3, 10, 12); roiManager("add"); roiManager("select", 0); roiManager("rename", "box");'
+        'makeOval(20, 4, 8, 8); roiManager("add"); run("Select None");'
+        f'run("DeepImageJ Run", "model_path=[{bundle.folder}]");'
+        'roiManager("select", 0); a = "" + Roi.getName + " " + selectionType();'
+        'roiManager("select", 1); return a + " " + selectionType() + " " + roiManager("count");'
+    )
+    result = imagej_session.run_macro(macro, image={"cells": bundle.test_input[0, 0]})
+    assert result.value == "box 0 1 2"  # ImageJ's selection types: 0 rectangle, 1 oval

@@ -362,7 +362,9 @@ class Chain:
         workspace.converted = {keys[title]: image for title, image in result.images.items()}
         workspace.current = keys.get(result.current) if result.current is not None else None
         workspace.tables = {**by_name(kept, titles), **by_name(result.tables, titles)}
-        workspace.rois = list(result.rois)
+        # Run inside a calling macro, the step's ROIs stay in that macro's ROI Manager as they are (with the
+        # macro's own): nothing to carry, nothing to show again.
+        workspace.rois = [] if nested else list(result.rois)
 
     def _output_titles(self, stage: str) -> dict[str, str]:
         """Network output name -> the title the post-processing macros see it under (deepImageJ's)."""
