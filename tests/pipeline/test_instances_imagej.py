@@ -120,7 +120,8 @@ def test_the_calling_macros_own_rois_stay_as_they_are(tmp_path, imagej_session):
 
     bundle = write_segmentation_bundle_v0_3(tmp_path / "seg", name="seg model")
     macro = (
-        'makeRectangle(2, 3, 10, 12); roiManager("add"); roiManager("select", 0); roiManager("rename", "box");'
+        'makeRectangle(2, 3, 10, 12); roiManager("add"); roiManager("select", 0); '
+        'roiManager("rename", "box");'
         'makeOval(20, 4, 8, 8); roiManager("add"); run("Select None");'
         f'run("DeepImageJ Run", "model_path=[{bundle.folder}]");'
         'roiManager("select", 0); a = "" + Roi.getName + " " + selectionType();'
