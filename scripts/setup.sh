@@ -62,7 +62,7 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     "${pip[@]}" torch==2.13.0
 fi
 log "installing deepij and its dependencies into .venv"
-"${pip[@]}" -e ".[torch,tensorflow,onnx,openvino,plot,dask,stardist,cellpose,test]"
+"${pip[@]}" -e ".[torch,tensorflow,onnx,openvino,plot,luts,dask,stardist,cellpose,test]"
 # cellpose without its torchvision (which would replace torch 2.13.0): cellpose.dynamics needs none up to 4.1.1
 "${pip[@]}" --no-deps "cellpose==4.1.1"
 echo "$want" > "$stamp"

@@ -57,3 +57,16 @@ def imagej_session():
     import deepij
 
     return deepij.imagej()
+
+
+@pytest.fixture(scope="session")
+def tiny_stardist(tmp_path_factory):
+    """A StarDist2D trained here with the stardist package (about 15-30 s on 2 cores, once per session; see
+    support.stardist_bundles) and a test image it was not trained on."""
+    pytest.importorskip("stardist")
+    pytest.importorskip("tensorflow")
+    from support.stardist_bundles import blob_image, train_tiny_stardist
+
+    model = train_tiny_stardist(tmp_path_factory.mktemp("stardist_model"))
+    image, _ = blob_image(128, objects=20, seed=99)
+    return model, image

@@ -15,28 +15,6 @@ from deepij.errors import ArgumentError, ProcessingError
 from support.instance_bundles import blob_pair, write_cellpose_exporter_bundle, write_custom_op_bundle
 
 
-@pytest.fixture(scope="session")
-def tiny_stardist(tmp_path_factory):
-    """The trained model (about 15-30 s on 2 cores, once per session) and a test image it was not
-    trained on."""
-    pytest.importorskip("stardist")
-    pytest.importorskip("tensorflow")
-    from support.stardist_bundles import blob_image, train_tiny_stardist
-
-    model = train_tiny_stardist(tmp_path_factory.mktemp("stardist_model"))
-    image, _ = blob_image(128, objects=20, seed=99)
-    return model, image
-
-
-@pytest.fixture(scope="session")
-def stardist_bundles(tiny_stardist, tmp_path_factory):
-    from support.stardist_bundles import write_stardist_v0_4, write_stardist_v0_5
-
-    model, image = tiny_stardist
-    root = tmp_path_factory.mktemp("stardist_bundles")
-    return write_stardist_v0_5(model, root / "v05", image), write_stardist_v0_4(model, root / "v04", image)
-
-
 def _stardist_own(model, image):
     from csbdeep.data import PercentileNormalizer
 

@@ -33,6 +33,48 @@ N_RAYS = 16
 GRID = (2, 2)
 NMS_THRESHOLD = 0.4
 
+# The steps of a deepImageJ StarDist post-processing macro, written here: the network's output (probability
+# in channel 1, distances after it, at 1/grid of the image's size) upsampled bicubically, split into a
+# probability image and a distance image, coloured, then StarDist's NMS through Command From Macro. The
+# thresholds are filled in by stardist_post_processing_macro.
+_POST_PROCESSING = """// StarDist post-processing of a deepImageJ bundle
+title = getTitle();
+grid = @GRID@;
+probThresh = @PROB@;
+nmsThresh = @NMS@;
+getDimensions(width, height, channels, slices, frames);
+layers = maxOf(channels, slices);
+run("Scale...", "x=" + grid + " y=" + grid + " z=1.0 width=" + grid*width + " height=" + grid*height
+    + " depth=" + layers + " interpolation=Bicubic average process create title=upsampled");
+selectWindow(title);
+close();
+selectWindow("upsampled");
+rename(title);
+run("Make Substack...", "channels=1");
+rename("scores");
+run("Fire");
+selectWindow(title);
+run("Delete Slice", "delete=channel");
+selectWindow(title);
+run("Properties...", "channels=" + layers - 1
+    + " slices=1 frames=1 pixel_width=1.0000 pixel_height=1.0000 voxel_depth=1.0000");
+rename("distances");
+run("royal");
+run("Command From Macro", "command=[de.csbdresden.stardist.StarDist2DNMS], args=['prob':'scores', "
+    + "'dist':'distances', 'probThresh':'" + probThresh + "', 'nmsThresh':'" + nmsThresh + "', "
+    + "'outputType':'Both', 'excludeBoundary':'2', 'roiPosition':'Stack', 'verbose':'false'], "
+    + "process=[false]");
+"""
+
+
+def stardist_post_processing_macro(prob: float, nms: float = NMS_THRESHOLD, grid: int = 2) -> str:
+    """A deepImageJ-style StarDist post-processing macro with these thresholds and grid."""
+    values = {"@GRID@": str(grid), "@PROB@": repr(float(prob)), "@NMS@": repr(float(nms))}
+    macro = _POST_PROCESSING
+    for key, value in values.items():
+        macro = macro.replace(key, value)
+    return macro
+
 
 def blob_image(size: int = 64, *, objects: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Bright disks of radius 4-7 on a noisy background, and their labels (disks do not touch)."""
@@ -125,6 +167,8 @@ class StarDistBundle:
     descriptor: Path
     network: Any
     """The patched Keras network in the bundle (``network(x)`` gives what deepij's backend gives)."""
+    prob_threshold: float | None = None
+    """The probability threshold of the bundle's own post-processing macro (deepImageJ-style bundles)."""
 
 
 def _config(model: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from deepij.imagej import images as image_conversion
-from deepij.imagej import state
+from deepij.imagej import rois, state
 from deepij.imagej import tables as table_conversion
 from deepij.imagej._java import jc, jstr
 
@@ -38,6 +38,9 @@ class MacroResult:
         an answered dialog that had no answer keep the value shown, and are listed too).
     current : str or None
         Key (in ``images``) of the image that was current at the end.
+    rois : list of Outline
+        The ROIs the ROI Manager held at the end (:class:`deepij.imagej.rois.Outline`: vertices, name,
+        position), e.g. the objects StarDist's post-processing leaves there.
 
     Examples
     --------
@@ -55,6 +58,7 @@ class MacroResult:
     messages: list[str] = field(default_factory=list)
     current: str | None = None
     answered: dict[str, str] = field(default_factory=dict)
+    rois: list[Any] = field(default_factory=list)
 
     @property
     def image(self) -> xr.DataArray | None:
@@ -123,4 +127,5 @@ def build_result(value: str | None, log: str, messages: list[str], headless: boo
         messages=list(messages),
         current=current,
         answered=dict(answered or {}),
+        rois=rois.collect_outlines(),
     )

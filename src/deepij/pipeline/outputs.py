@@ -25,6 +25,7 @@ import numpy as np
 
 from deepij.errors import ArgumentError
 from deepij.files import atomic_path, cached_sha256, writable_folder
+from deepij.pipeline.imagej_display import integer_values, lut_for_tiff
 from deepij.pipeline.output_names import clean_name, unique_stems
 
 if TYPE_CHECKING:
@@ -73,6 +74,9 @@ class Prediction:
         Per output made by an instance op (StarDist, Cellpose, custom), each image's position along the
         looped dims and its :class:`~deepij.processing.instances.Instances` (labels, object table, polygons:
         the ROIs).
+    rois : list of Outline
+        The ROIs the ImageJ post-processing left in the ROI Manager (:class:`deepij.imagej.rois.Outline`:
+        vertices in ImageJ's coordinates, name, position), e.g. a deepImageJ StarDist bundle's objects.
     """
 
     images: dict[str, xr.DataArray]
@@ -87,6 +91,7 @@ class Prediction:
     input_title: str = "image"
     provenance: dict[str, Any] = field(default_factory=dict)
     instances: dict[str, list[Any]] = field(default_factory=dict)
+    rois: list[Any] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> xr.DataArray | pd.DataFrame:
         if name in self.images:
@@ -126,7 +131,10 @@ class Prediction:
     def show(self, session: Session, *, input_title: str | None = None) -> dict[str, str]:
         """Open every output in ImageJ, where a calling macro finds it: images as ImagePlus titled as
         deepImageJ titles them (:meth:`title`), tables as ResultsTables (``Results`` is ImageJ's Results
-        table, what ``getResult`` reads).
+        table, what ``getResult`` reads); an image output without a ``y``/``x`` plane (a feature vector) as
+        a table too. Label images (instance outputs) are 16-bit with a label lookup
+        table, and the objects are ROIs in the ROI Manager, as StarDist's Fiji plugin leaves them (with
+        the ROIs the post-processing left there; see :mod:`deepij.pipeline.imagej_display`).
 
         Inside a macro (a command handler) they join the macro's images; otherwise they are shown (nothing
         appears on screen under deepij's virtual display) until the next macro run cleans ImageJ.
@@ -152,16 +160,27 @@ class Prediction:
         {'probability': 'deepij demo nuclei U-Net_probability_cells'}
         >>> _ = deepij.imagej().run_macro("")  # a run starts by closing what is open: ImageJ is empty again
         """
+        from deepij.pipeline import imagej_display as display
+
         titles: dict[str, str] = {}
+        imps: dict[str, Any] = {}
         for name, image in self.images.items():
             title = self.title(name, input_title)
-            imp = session.to_imageplus(_for_imagej(image), title=title)
+            table = display.without_plane(image)
+            if table is not None:  # no plane to show: a table (Cellpose's style vector)
+                session.publish_table(session.to_resultstable(table), title)
+                titles[name] = title
+                continue
+            shown = display.labels_for_imagej(image) if name in self.instances else image
+            imp = session.to_imageplus(_for_imagej(shown), title=title)
+            display.decorate(self, name, imp)
             session.publish_image(imp)
-            titles[name] = title
+            titles[name], imps[name] = title, imp
         for name, frame in self.tables.items():
             title = self.title(name, input_title)
             session.publish_table(session.to_resultstable(frame), title)
             titles[name] = title
+        display.show_rois(self, imps)
         return titles
 
     # ------------------------------------------------------------------------------------------ files
@@ -169,8 +188,10 @@ class Prediction:
         """Write every image as an ImageJ TIFF and every table as CSV into ``folder``.
 
         TIFFs are ImageJ hyperstacks (tifffile ``imagej=True``): axes and calibration kept, float32, uint16
-        and uint8 as they are (other types: float32, bool: 0/255 uint8), and how they were made
-        (:attr:`provenance`) in ImageJ's ``Info`` property (Image > Show Info). Each file is written under a
+        and uint8 as they are, other integers as uint16 when their values fit (label images: ImageJ reads
+        them as 16-bit integers, with their label lookup table), else float32, bool as 0/255 uint8; and how
+        they were made (:attr:`provenance`) in ImageJ's ``Info`` property (Image > Show Info). Each file is
+        written under a
         temporary name and renamed, so a file is complete or absent; if one fails, the ones this call
         wrote are removed.
 
@@ -205,7 +226,7 @@ class Prediction:
                 path = target / image_files[name]
                 info = self._info(name)
                 with atomic_path(path) as partial:
-                    _write_tiff(partial, image, info)
+                    _write_tiff(partial, image, info, lut_for_tiff(self, name))
                 written.append(path)
             for name, frame in self.tables.items():
                 path = target / table_files[name]
@@ -321,10 +342,11 @@ def _imagej_values(values: np.ndarray) -> np.ndarray:
         return values
     if values.dtype == np.bool_:
         return values.astype(np.uint8) * np.uint8(255)
-    return values.astype(np.float32)
+    as_integers = integer_values(values)
+    return as_integers if as_integers is not None else values.astype(np.float32)
 
 
-def _write_tiff(path: Path, image: xr.DataArray, info: str) -> None:
+def _write_tiff(path: Path, image: xr.DataArray, info: str, lut: np.ndarray | None = None) -> None:
     import tifffile
 
     laid_out = _imagej_layout(image)
@@ -333,6 +355,15 @@ def _write_tiff(path: Path, image: xr.DataArray, info: str) -> None:
     sizes = image.attrs.get("pixel_size") or {}
     metadata: dict[str, Any] = {"axes": axes, "Info": info}
     options: dict[str, Any] = {}
+    if lut is not None:
+        channels = laid_out.sizes["c"] if "c" in laid_out.dims else 1
+        if channels > 1:  # a composite's tables
+            metadata["LUTs"] = [lut] * channels
+        else:  # ImageJ reads a single channel's table from the TIFF colour map (256 16-bit entries each)
+            colour_map = (lut.astype(np.uint16) * np.uint16(257)).ravel()
+            options["extratags"] = [(320, "H", colour_map.size, colour_map, True)]
+        if values.dtype != np.uint8 and values.size:
+            metadata["min"], metadata["max"] = 0.0, float(max(1, values.max()))
     if "x" in sizes or "y" in sizes:
         width = float(sizes["x"] if "x" in sizes else sizes["y"])
         height = float(sizes["y"] if "y" in sizes else sizes["x"])

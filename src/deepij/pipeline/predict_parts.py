@@ -148,6 +148,7 @@ def with_step_outputs(
 
     prediction.images.update(finished.images)
     prediction.tables.update(finished.tables)
+    prediction.rois = list(finished.rois)
     prediction.model_name = description.name
     prediction.input_title = input_title
     prediction.provenance = provenance(description, prediction, chain.mode, chain.ran)

@@ -122,6 +122,8 @@ class StepOutputs:
     tensors: Tensors
     images: dict[str, xr.DataArray] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    rois: list[Any] = field(default_factory=list)
+    """The ROI Manager's ROIs after the last macro step (:class:`deepij.imagej.rois.Outline`)."""
 
 
 @dataclass
@@ -132,6 +134,7 @@ class _Workspace:
     current: str | None
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     converted: dict[str, xr.DataArray] = field(default_factory=dict)
+    rois: list[Any] = field(default_factory=list)
 
     def ordered(self) -> dict[str, Any]:
         """Images by title, the current one last (the way :meth:`Session.run_macro` makes it current)."""
@@ -326,13 +329,14 @@ class Chain:
                 network = _like(image, tensors[title]).rename(title)
                 result.tensors[title] = Calibration.of(image).apply(network)
             else:
-                result.images[title] = Calibration.of(image).apply(image)
+                result.images[title] = _with_lut(Calibration.of(image).apply(image), workspace.images[title])
         for spec in self.description.outputs:
             if not spec.is_table and spec.name not in workspace.images:
                 self.notes.append(
                     f"post-processing closed output {spec.name!r}: it is given as the network produced it"
                 )
         result.tables = dict(workspace.tables)
+        result.rois = list(workspace.rois)
         return result
 
     # ------------------------------------------------------------------------------------------ steps
@@ -380,6 +384,9 @@ class Chain:
         workspace.converted = {keys[title]: image for title, image in result.images.items()}
         workspace.current = keys.get(result.current) if result.current is not None else None
         workspace.tables = {**by_name(kept, titles), **by_name(result.tables, titles)}
+        # Run inside a calling macro, the step's ROIs stay in that macro's ROI Manager as they are (with the
+        # macro's own): nothing to carry, nothing to show again.
+        workspace.rois = [] if nested else list(result.rois)
 
     def _output_titles(self, stage: str) -> dict[str, str]:
         """Network output name -> the title the post-processing macros see it under (deepImageJ's)."""
@@ -474,6 +481,19 @@ def _imagej_attrs(image: xr.DataArray) -> xr.DataArray:
     result = image.copy(deep=False)
     result.attrs = {**image.attrs, "pixel_size": renamed}
     return result
+
+
+def _with_lut(image: xr.DataArray, imp: Any) -> xr.DataArray:
+    """The image with the name of the lookup table a step gave it (``attrs["lut"]``, e.g. a label image's
+    ``glasbey_on_dark``), so that :meth:`Prediction.show` shows it so again."""
+    from deepij.imagej.luts import lut_name
+
+    name = lut_name(imp)
+    if name is None:
+        return image
+    named = image.copy(deep=False)
+    named.attrs = {**image.attrs, "lut": name}
+    return named
 
 
 def _forget(session: Session, imps: Any) -> None:

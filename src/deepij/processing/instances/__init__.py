@@ -25,7 +25,7 @@ from deepij.processing.instances.cellpose import cellpose_instances
 from deepij.processing.instances.params import INSTANCE_OPS
 from deepij.processing.instances.plan import MODES, InstancePlan, InstanceStep, check_mode, plan_instances
 from deepij.processing.instances.run import InstanceResult, run_instances
-from deepij.processing.instances.stardist import stardist_instances
+from deepij.processing.instances.stardist import stardist_instances, stardist_polygons
 from deepij.processing.instances.table import Instances, object_table, outlines
 
 __all__ = [
@@ -42,4 +42,5 @@ __all__ = [
     "plan_instances",
     "run_instances",
     "stardist_instances",
+    "stardist_polygons",
 ]

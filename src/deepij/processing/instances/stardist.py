@@ -114,9 +114,42 @@ def _checked(prob: np.ndarray, dist: np.ndarray, params: StardistParams) -> tupl
     return np.ascontiguousarray(prob, np.float32), np.ascontiguousarray(dist, np.float32)
 
 
-def _instances_2d(
-    prob: np.ndarray, dist: np.ndarray, params: StardistParams, shape: tuple[int, ...]
-) -> tuple[np.ndarray, dict[int, float], dict[int, np.ndarray]]:
+def stardist_polygons(
+    prob: np.ndarray,
+    dist: np.ndarray,
+    *,
+    grid: Sequence[int] = (1, 1),
+    prob_threshold: float,
+    nms_threshold: float,
+    b: Border = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """StarDist's 2-D non-maximum suppression alone (no label image).
+
+    Parameters are those of :func:`stardist_instances` (2-D only).
+
+    Returns
+    -------
+    points : ndarray
+        ``(n, 2)`` centres ``(y, x)`` of the kept polygons in image pixels, by descending probability.
+    scores : ndarray
+        Their probabilities.
+    dist : ndarray
+        Their ray lengths, ``(n, rays)``.
+    polygons : ndarray
+        Their vertices, ``(n, rays, 2)`` as ``(y, x)`` (pixel centres at integer coordinates).
+
+    Examples
+    --------
+    >>> prob = np.zeros((16, 16), np.float32); prob[8, 8] = 0.9
+    >>> points, scores, _, polygons = stardist_polygons(
+    ...     prob, np.full((16, 16, 4), 3.0, np.float32), prob_threshold=0.5, nms_threshold=0.4)
+    >>> points.tolist(), polygons[0].round(3).tolist()
+    ([[8, 8]], [[8.0, 11.0], [11.0, 8.0], [8.0, 5.0], [5.0, 8.0]])
+    """
+    params = StardistParams(tuple(int(g) for g in grid), prob_threshold, nms_threshold, b, None, None, None)
+    if params.ndim != 2:
+        raise ArgumentError(f"grid: stardist_polygons is 2-D; expected 2 integers, not {tuple(grid)}")
+    prob, dist = _checked(np.asarray(prob), np.asarray(dist), params)
     stardist = import_extra("stardist", "stardist", "StarDist post-processing")
     from stardist.geometry import dist_to_coord
 
@@ -128,9 +161,25 @@ def _instances_2d(
         prob_thresh=params.prob_threshold,
         nms_thresh=params.nms_threshold,
     )
+    coords = dist_to_coord(disti, points)  # (n, 2, rays)
+    return points, probi, disti, np.ascontiguousarray(np.moveaxis(coords, 1, 2))
+
+
+def _instances_2d(
+    prob: np.ndarray, dist: np.ndarray, params: StardistParams, shape: tuple[int, ...]
+) -> tuple[np.ndarray, dict[int, float], dict[int, np.ndarray]]:
+    stardist = import_extra("stardist", "stardist", "StarDist post-processing")
+
+    points, probi, disti, coords = stardist_polygons(
+        prob,
+        dist,
+        grid=params.grid,
+        prob_threshold=params.prob_threshold,
+        nms_threshold=params.nms_threshold,
+        b=params.b,
+    )
     labels = stardist.polygons_to_label(disti, points, prob=probi, shape=shape)
-    coords = dist_to_coord(disti, points)  # (n, 2, rays): label k is polygon k-1
-    polygons = {k + 1: np.ascontiguousarray(coords[k].T) for k in range(len(coords))}
+    polygons = {k + 1: coords[k] for k in range(len(coords))}  # label k is polygon k-1
     scores = {k + 1: float(p) for k, p in enumerate(probi)}
     return labels.astype(np.int32, copy=False), scores, polygons
 
