@@ -98,7 +98,8 @@ SESSION_HOOKS: list[str] = ["deepij.frontdoors.deepimagej_run:install",
                             "deepij.frontdoors.deepimagej_validate:install",
                             "deepij.imagej.luts:install",
                             "deepij.frontdoors.stardist_nms:install",
-                            "deepij.frontdoors.deepimagej_instances:install"]
+                            "deepij.frontdoors.deepimagej_instances:install",
+                            "deepij.frontdoors.deepimagej_cellpose:install"]
 """``"module:function"`` names each new ImageJ session calls with itself once it is ready. The session imports
 them only then, so ``import deepij`` stays light and the ``imagej`` package never imports what sits above it
 (this one registers ``run("DeepImageJ Run", ...)``)."""

@@ -45,6 +45,7 @@ from deepij.frontdoors.deepimagej_instances import (
 
 if TYPE_CHECKING:
     from deepij.imagej.commands import CommandCall
+    from deepij.imagej.session import Session
     from deepij.pipeline import Model
     from deepij.processing.instances import InstanceStep
 
@@ -216,3 +217,8 @@ def _show_plain(call: CommandCall, stack: np.ndarray, title: str) -> None:
     if stack.ndim == 4 and stack.shape[1] == 2:  # flows_1: (n, 2, y, x)
         dims = ("ch", "row", "col") if len(stack) == 1 else ("t", "ch", "row", "col")
     call.show(call.session.to_imageplus(xr.DataArray(data, dims=dims), title=title))
+
+
+def install(session: Session) -> None:
+    """Serve ``run("DeepImageJ Cellpose", ...)`` (a session hook)."""
+    session.commands.register(CELLPOSE, cellpose_command)

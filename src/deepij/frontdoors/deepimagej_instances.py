@@ -262,8 +262,6 @@ def _percentile_normalised(plane: np.ndarray, percentiles: tuple[float, float]) 
 
 
 def install(session: Session) -> None:
-    """Serve ``run("DeepImageJ StarDist", ...)`` and ``run("DeepImageJ Cellpose", ...)`` (a session hook)."""
-    from deepij.frontdoors.deepimagej_cellpose import CELLPOSE, cellpose_command
-
+    """Serve ``run("DeepImageJ StarDist", ...)`` (a session hook; ``DeepImageJ Cellpose`` has its own, in
+    :mod:`deepij.frontdoors.deepimagej_cellpose`)."""
     session.commands.register(STARDIST, stardist_command)
-    session.commands.register(CELLPOSE, cellpose_command)

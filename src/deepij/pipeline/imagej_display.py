@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -31,9 +31,17 @@ if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
-    from deepij.pipeline.outputs import Prediction
 
 _EXACT_FLOAT32 = 2**24
+
+
+class Prediction(Protocol):
+    """What the display reads of a :class:`~deepij.pipeline.outputs.Prediction` (that module calls this one:
+    a protocol keeps the import one way)."""
+
+    images: dict[str, xr.DataArray]
+    instances: dict[str, list[Any]]
+    rois: list[Any]
 
 
 def without_plane(image: xr.DataArray) -> pd.DataFrame | None:
