@@ -10,12 +10,16 @@ result images and tables where the macro expects them.
 
 Examples
 --------
->>> session = deepij.imagej()                                                   # doctest: +SKIP
+>>> import numpy as np
+>>> import deepij
+>>> session = deepij.imagej()
 >>> def double(call):
 ...     call.show(call.image_xarray() * 2, title="doubled")
->>> session.commands.register("Double It", double)                              # doctest: +SKIP
->>> result = session.run_macro('run("Double It");', image=np.ones((4, 4), "float32"))  # doctest: +SKIP
->>> result.images["doubled"]                                                     # doctest: +SKIP
+>>> session.commands.register("Double It", double)
+>>> result = session.run_macro('run("Double It");', image=np.ones((4, 4), "float32"))
+>>> result.images["doubled"].values.tolist()
+[[2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]]
+>>> session.commands.unregister("Double It")
 """
 
 from __future__ import annotations
