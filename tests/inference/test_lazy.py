@@ -145,22 +145,38 @@ def test_a_graph_culled_to_its_output_keeps_every_forward_pass():
 
 # --- statistics of spec ops with Dask -------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["float", "ties", "uint16", "narrow"])
-def test_percentiles_are_numpys_exactly(kind, monkeypatch):
-    from deepij.inference import lazy_statistics
+def signed_zeros(rng, shape):
+    """-0.0 and 0.0 (apart in their keys, equal in value) among a few small integers."""
+    zeros = np.where(rng.random(shape) < 0.5, -0.0, 0.0)
+    return np.where(rng.random(shape) < 0.6, zeros, rng.integers(-2, 2, shape).astype(np.float64))
 
-    monkeypatch.setattr(lazy_statistics, "EXACT_BELOW", 50)  # make the search refine several times
-    monkeypatch.setattr(lazy_statistics, "BINS", 16)
-    rng = np.random.default_rng(3)
-    values = {
-        "float": rng.standard_normal((2, 60, 70)).astype(np.float32),
-        "ties": rng.integers(0, 4, (2, 60, 70)).astype(np.float32),
-        "uint16": rng.integers(0, 65535, (2, 60, 70)).astype(np.uint16),
-        "narrow": (1.0 + rng.random((2, 60, 70)) * 1e-6).astype(np.float32),
-    }[kind]
+
+KINDS = {
+    "float": lambda rng: rng.standard_normal((2, 60, 70)).astype(np.float32),
+    "ties": lambda rng: rng.integers(0, 4, (2, 60, 70)).astype(np.float32),
+    "uint16": lambda rng: rng.integers(0, 65535, (2, 60, 70)).astype(np.uint16),
+    "uint8": lambda rng: rng.integers(0, 255, (2, 60, 70)).astype(np.uint8),
+    "int16": lambda rng: rng.integers(-30000, 30000, (2, 60, 70)).astype(np.int16),
+    "int32": lambda rng: rng.integers(-(2**31), 2**31 - 1, (2, 60, 70)).astype(np.int32),
+    "narrow": lambda rng: (1.0 + rng.random((2, 60, 70)) * 1e-6).astype(np.float32),
+    "float64": lambda rng: rng.standard_normal((2, 60, 70)) * 1e6,
+    "signs": lambda rng: signed_zeros(rng, (2, 60, 70)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("digit", [16, 3])
+def test_percentiles_are_numpys_exactly(kind, digit, monkeypatch):
+    from deepij.inference import lazy_percentiles
+    from deepij.inference.lazy_statistics import DaskStats
+
+    # 3 bits per read and 50 values sorted at most: the search refines many times and gathers
+    monkeypatch.setattr(lazy_percentiles, "DIGIT", digit)
+    monkeypatch.setattr(lazy_percentiles, "EXACT_BELOW", 50 if digit == 3 else 1 << 20)
+    values = KINDS[kind](np.random.default_rng(3))
     image = xr.DataArray(da.from_array(values, chunks=(1, 25, 30)), dims=("c", "y", "x"))
     qs = (0.0, 1.0, 37.5, 99.8, 100.0)
-    found = lazy_statistics.DaskStats(image).percentiles(("y", "x"), qs)
+    found = DaskStats(image).percentiles(("y", "x"), qs)
     expected = np.percentile(values, qs, axis=(1, 2))
     for q, f, e in zip(qs, found, expected, strict=True):
         assert f.dims == ("c",)
