@@ -140,7 +140,7 @@ def _merge_one(ask: _Ask, parts: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
     if not parts:
         return np.zeros(1 << ask.bits, dtype=np.int64)
-    return np.sum(parts, axis=0, dtype=np.int64)
+    return np.asarray(np.sum(parts, axis=0, dtype=np.int64))
 
 
 def _merge_blocks(asks: Sequence[_Ask], parts: Sequence[tuple[int, list[np.ndarray]]]) -> tuple[int, list]:

@@ -47,6 +47,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 """Environment variables that cap the frameworks' threads in a worker process."""
 CONNECT_TIMEOUT = 10
 """Seconds to reach a Dask scheduler given by address (``--scheduler``) before saying it does not answer."""
+ZARR_THREADS = 2
+"""Dask threads per worker of a cluster made for a Zarr image: one runs the network (its passes never
+overlap in a process), the other reads and writes chunks meanwhile."""
 
 def framework_threads(workers: int, cores: int | None = None) -> int:
     """Framework threads per worker so that ``workers`` processes share the cores without oversubscribing.
@@ -168,19 +171,26 @@ def run_many(
             if job.source in outcomes:
                 tell(outcomes[job.source], on_image, advance)
         if todo:
-            ref = BackendRef.of(
-                model,
-                predict_options.get("weights_format"),
-                predict_options.get("device"),
-                predict_options.get("runtime", "auto"),
-                predict_options.get("precision", "float32"),
-            )
-            active.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
+            ref = load_on_workers(active, count, model, predict_options)
             for outcome in _run_on_workers(active, ref.model, todo, predict_options):
                 outcomes[outcome.source] = _claimed(outcome, claimed)
                 tell(outcomes[outcome.source], on_image, advance)
     remove_leftovers(folder)  # what a killed worker of this host left half-written
     return BatchReport([outcomes[job.source] for job in jobs], folder)
+
+
+def load_on_workers(client: Any, count: int, model: Model, options: Mapping[str, Any]) -> BackendRef:
+    """Have every worker of ``client`` load the network ``options`` (predict's) choose, once, with its
+    framework threads capped for ``count`` workers sharing a machine (:class:`ModelWorker`)."""
+    ref = BackendRef.of(
+        model,
+        options.get("weights_format"),
+        options.get("device"),
+        options.get("runtime", "auto"),
+        options.get("precision", "float32"),
+    )
+    client.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
+    return ref
 
 
 def _claimed(outcome: ImageOutcome, claimed: dict[str, Path]) -> ImageOutcome:
@@ -237,8 +247,11 @@ def run_image(ref: ModelRef, job: ImageJob, options: Mapping[str, Any]) -> Image
 
 
 @contextlib.contextmanager
-def _client(client: Any, workers: int | None, scheduler: str | None) -> Iterator[tuple[Any, int]]:
-    """(the client to use, how many workers share this machine's cores); a cluster made here is closed."""
+def _client(
+    client: Any, workers: int | None, scheduler: str | None, *, threads: int = 1
+) -> Iterator[tuple[Any, int]]:
+    """(the client to use, how many workers share this machine's cores); a cluster made here (``threads``
+    Dask threads per worker) is closed."""
     if client is not None:
         yield client, _worker_count(client)
         return
@@ -258,7 +271,7 @@ def _client(client: Any, workers: int | None, scheduler: str | None) -> Iterator
     with (
         LocalCluster(
             n_workers=count,
-            threads_per_worker=1,
+            threads_per_worker=threads,
             processes=True,
             dashboard_address=dashboard,
             env=env,
@@ -361,11 +374,13 @@ def run_zarr(
     target = Path(output).expanduser()
     check_output_store(target, source=Path(source))  # before anything runs
     context = (
-        _client(client, workers, scheduler)
+        _client(client, workers, scheduler, threads=ZARR_THREADS)
         if client is not None or workers is not None or scheduler is not None
         else contextlib.nullcontext((None, 1))
     )
-    with context:
+    with context as (active, count):
+        if active is not None:  # before planning: the workers' memory then holds the network
+            load_on_workers(active, count, model, predict_options)
         prediction = model.predict(str(source), **predict_options)
         paths = zarr_output_paths(target, list(prediction.images))
         for path in paths.values():

@@ -10,9 +10,9 @@ or computed in parts.
 - ImageJ steps need the whole image in one JVM. An image that fits in memory (``max_memory``, else the RAM
   available) is read and run the ordinary way; a larger one is refused with an
   :class:`~deepij.errors.InputError` that says so and what to do.
-- ``tile=None`` takes tiles with a valid region of about ``LAZY_TILE`` pixels per axis (not the whole
-  image, as the in-memory path may); an image no larger than that, of a size the model takes, runs in one
-  pass as it is, as in memory.
+- ``tile=None`` takes the tiles the in-memory run would take on this machine, within a worker's memory;
+  tasks run rows or blocks of the input's chunk grid, many tiles each (:mod:`deepij.pipeline.lazy_plan`).
+  An image small enough for one pass runs in one pass, as in memory.
 - ``non_finite``: as in memory (:meth:`~deepij.pipeline.model.Model.predict`). ``"raise"`` reads the image
   once to count NaN/inf pixels (the same error); ``"ignore"`` reads it once for the mask, its statistics
   leave those pixels out and the outputs are NaN there (:mod:`deepij.pipeline.non_finite`);
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     from deepij.pipeline.model import Model
     from deepij.pipeline.outputs import Prediction
 
-LAZY_TILE = 256
-"""Valid pixels per tiled axis a lazy run's tiles aim at when no tile size is given."""
 IMAGEJ_COPIES = 3
 """Copies of an image (as float32) an ImageJ run holds at once: the Python image, the ImagePlus, an output."""
 
@@ -164,6 +162,7 @@ def _run_lazy(
 ) -> Prediction:
     from deepij.inference.lazy import lazy_tiled
     from deepij.inference.lazy_statistics import DaskStats
+    from deepij.pipeline.lazy_plan import plan_lazy
     from deepij.pipeline.model_ref import BackendRef
     from deepij.pipeline.non_finite import mask_outputs, non_finite_mask
     from deepij.pipeline.predict_parts import make_prediction, with_step_outputs
@@ -188,14 +187,14 @@ def _run_lazy(
             statistics=DaskStats,
         )
         found = non_finite_mask(model.tiling, description, raw) if ignore else None
-        plan = _lazy_plan(model, backend, streamed.inputs, options, mode, notes)
-        batch = 1 if options["batch_size"] == "auto" else int(options["batch_size"])
+        cut = plan_lazy(model, backend, streamed.inputs, options, mode, notes)
+        plan, batch = cut.plan, cut.batch
         outputs = lazy_tiled(
             BackendRef.of(model, *engine), plan, streamed.inputs, batch_size=batch, prepare=streamed.prepare,
-            finish=streamed.finish,
+            finish=streamed.finish, block=cut.block,
         )
         outputs = mask_outputs(streamed.post(outputs), plan, found, notes)
-        notes.append(f"lazy run: {plan.n_tiles} tiles per sample, output chunks are their write regions")
+        notes.append(f"lazy run: {plan.n_tiles} tiles per sample, output chunks follow the input's")
         finished = chain.post(outputs, raw, spec_applied=True)
         prediction = make_prediction(description, finished.tensors, plan, batch, backend, notes + chain.notes)
         return with_step_outputs(prediction, finished, chain, source.title, description)
@@ -225,36 +224,3 @@ def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.D
             image = image.expand_dims(axis.id)
     order = [a for a in spec.axes_str if a in image.dims]
     return image.transpose(*[d for d in image.dims if d not in order], *order)
-
-
-def _lazy_plan(
-    model: Model,
-    backend: Any,
-    inputs: Mapping[str, xr.DataArray],
-    options: dict[str, Any],
-    mode: Any,
-    notes: list[str],
-) -> Any:
-    """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels, or one pass for an image no
-    larger than the in-memory run would run in one (module notes); laid out as the in-memory run lays them
-    (unpadded for an image of valid sizes), seams checked as it checks them."""
-    from deepij.inference.memory import needs_no_measuring
-    from deepij.pipeline.planning import RunRequest, check_seams, image_runs_as_is, layout
-    from deepij.pipeline.predict_parts import sample_shapes
-
-    tiling = model.tiling
-    shapes = sample_shapes(model.description, inputs)
-    request = RunRequest(options["tile"], mode, options["overlap"], options["batch_size"])
-    tile: Any = options["tile"]
-    primary = shapes[tiling.input] if tiling.input else {}
-    if tile is None and tiling.input and tiling.tileable and needs_no_measuring(tiling, primary):
-        tile = "image" if tiling.image_is_valid(primary) else "whole"  # as the in-memory run chooses
-        notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
-    elif tile is None and tiling.input and tiling.tileable:
-        tile = {}
-        for a in tiling.axes:
-            want = min(primary[a], LAZY_TILE) + 2 * tiling.pads[a]
-            tile[a] = tiling.smallest_valid(a, want) or tiling.largest_valid(a) or want
-        notes.append(f"tile {tile}: about {LAZY_TILE} valid pixels per axis (lazy image)")
-    plan = tiling.plan(shapes, tile, layout(request, image_runs_as_is(tiling, shapes)), options["overlap"])
-    return check_seams(model, backend, tiling, plan, shapes, request, notes)
