@@ -256,3 +256,31 @@ def test_mean_and_std_over_the_whole_image():
     as_float = values.astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(mean.values, as_float.mean(axis=(1, 2)), rtol=1e-12)
     np.testing.assert_allclose(std.values, as_float.std(axis=(1, 2)), rtol=1e-10)
+
+
+@pytest.mark.parametrize(("dtype", "reads"), [("uint16", 1), ("float32", 2), ("float64", 2)])
+def test_percentiles_read_the_image_once_per_16_bits_and_the_nan_count_rides_along(dtype, reads):
+    # 8/16-bit values are found by their first 16 bits, float32 by a second read of the next 16; float64
+    # values sharing their first 16 bits are few here (under EXACT_BELOW): the second read gathers them. The
+    # NaN/inf count of non_finite="raise" joins the first read.
+    from deepij.inference.lazy_reads import Rider, riding
+    from deepij.inference.lazy_statistics import DaskStats, non_finite_count
+
+    values = (np.random.default_rng(6).random((1, 90, 80)) * 60000).astype(dtype)
+    if dtype != "uint16":
+        values[0, 5, 7] = np.inf
+    read = []
+
+    def reader(block, block_info=None):
+        read.append(tuple(block_info[0]["array-location"]))
+        return block
+
+    source = da.from_array(values, chunks=(1, 30, 40)).map_blocks(reader, dtype=values.dtype)
+    counting = [Rider(c) for c in [non_finite_count(source)] if c is not None]
+    with riding(counting):
+        found = DaskStats(xr.DataArray(source, dims=("c", "y", "x"))).percentiles(("y", "x"), (1.0, 99.8))
+    expected = np.percentile(values, (1.0, 99.8), axis=(1, 2))
+    np.testing.assert_array_equal([f.values for f in found], expected)
+    assert len(read) == reads * 6 and len(set(read)) == 6  # every block, once per read
+    if counting:
+        assert counting[0].done and counting[0].result() == (1, (0, 5, 7), np.inf)

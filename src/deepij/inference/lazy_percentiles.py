@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from deepij.inference.lazy_reads import compute
+
 DIGIT = 16
 """Bits of the key counted per read."""
 EXACT_BELOW = 1 << 20
@@ -68,7 +70,9 @@ def sort_keys(values: np.ndarray) -> np.ndarray:
     bits = values.view(unsigned)
     if kind == "i":
         return bits ^ sign
-    return np.where(bits & sign, ~bits, bits | sign)
+    # negative floats: every bit flipped; the others: the sign bit set (an arithmetic shift spreads the sign)
+    spread = (values.view(np.dtype(f"i{size}")) >> (8 * size - 1)).view(unsigned)
+    return bits ^ (spread | sign)
 
 
 def key_value(key: int, dtype: np.dtype) -> float:
@@ -124,8 +128,9 @@ def _block_answers(block: np.ndarray, width: int, asks: Sequence[_Ask]) -> tuple
                 nans += count
                 part = part[~missing]
         keys = sort_keys(part)
+        leading = {k: keys >> (width - k) for k in {a.known for a in asks if a.known}}  # once per length
         for ask, found in zip(asks, answers, strict=True):
-            chosen = keys if ask.known == 0 else keys[(keys >> (width - ask.known)) == ask.prefix]
+            chosen = keys if ask.known == 0 else keys[leading[ask.known] == ask.prefix]
             if ask.bits == 0:
                 found.append(chosen.copy() if chosen is keys else chosen)
                 continue
@@ -154,7 +159,10 @@ def _read(group: Any, asks: Sequence[_Ask]) -> Any:
 
     width = 8 * _keyed(np.dtype(group.dtype)).itemsize
     asks = tuple(asks)
-    level = [dask.delayed(_block_answers)(b, width, asks) for b in group.to_delayed().ravel()]
+    # unoptimised blocks: their keys are the image's own, so that Dask reads a chunk once for every
+    # reduction computed with this one (lazy_reads)
+    blocks = group.to_delayed(optimize_graph=False).ravel()
+    level = [dask.delayed(_block_answers)(b, width, asks) for b in blocks]
     while len(level) > 1:
         level = [
             dask.delayed(_merge_blocks)(asks, level[i : i + MERGE]) for i in range(0, len(level), MERGE)
@@ -210,11 +218,9 @@ def exact_percentiles(groups: Sequence[Any], qs: Sequence[float], *, skip_nan: b
     >>> exact_percentiles([with_nan], [50.0], skip_nan=True).tolist()
     [[3.0]]
     """
-    import dask
-
     widths = [8 * _keyed(np.dtype(g.dtype)).itemsize for g in groups]
     asks = [_Ask(0, 0, min(DIGIT, w)) for w in widths]
-    first = dask.compute(*[_read(g, [ask]) for g, ask in zip(groups, asks, strict=True)])
+    first = compute(*[_read(g, [ask]) for g, ask in zip(groups, asks, strict=True)])
     found = np.full((len(groups), len(qs)), np.nan)
     ranks: dict[tuple[int, int], _Rank] = {}
     positions: dict[tuple[int, int], tuple[int, int, float]] = {}
@@ -239,8 +245,6 @@ def exact_percentiles(groups: Sequence[Any], qs: Sequence[float], *, skip_nan: b
 
 def _refine(groups: Sequence[Any], ranks: dict[tuple[int, int], _Rank]) -> None:
     """Read until every rank's key is known; each read asks every group everything it still needs."""
-    import dask
-
     while True:
         pending: dict[int, dict[_Ask, list[_Rank]]] = {}
         for (g, _), rank in ranks.items():
@@ -249,7 +253,7 @@ def _refine(groups: Sequence[Any], ranks: dict[tuple[int, int], _Rank]) -> None:
         if not pending:
             return
         order = list(pending)
-        answers = dask.compute(*[_read(groups[g], list(pending[g])) for g in order])
+        answers = compute(*[_read(groups[g], list(pending[g])) for g in order])
         for g, (_, per_ask) in zip(order, answers, strict=True):
             for ask, answer in zip(pending[g], per_ask, strict=True):
                 for rank in pending[g][ask]:

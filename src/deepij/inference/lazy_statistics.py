@@ -31,6 +31,7 @@ import xarray as xr
 
 from deepij.bundle.description import ProcessingOp, TensorSpec
 from deepij.inference.lazy_percentiles import exact_percentiles
+from deepij.inference.lazy_reads import compute
 from deepij.processing.chain import Chain, prepare_chain
 from deepij.processing.statistics import StatsSource
 
@@ -74,15 +75,13 @@ class DaskStats(StatsSource):
 
     def mean_std(self, dims: Sequence[str]) -> tuple[xr.DataArray, xr.DataArray]:
         """Mean and population standard deviation over ``dims`` (float64), one read of the image."""
-        import dask
-
         data = self._prepared()
         skip = self.ignore_nan
         mean = data.mean(dim=list(dims), dtype=np.float64, skipna=skip)
         std = data.std(dim=list(dims), ddof=0, dtype=np.float64, skipna=skip)
         with warnings.catch_warnings():  # an infinite value: NaN deviations, as numpy's std gives
             warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
-            mean, std = dask.compute(mean, std)
+            mean, std = compute(mean, std)
         kept = self._kept(dims)
         return (
             xr.DataArray(np.asarray(mean.transpose(*kept).values, dtype=np.float64), dims=kept),
@@ -116,19 +115,33 @@ def count_non_finite_lazily(data: Any) -> tuple[int, tuple[int, ...], Any]:
     >>> count_non_finite_lazily(da.from_array(values, chunks=(2, 3)))
     (2, (2, 5), nan)
     """
+    counting = non_finite_count(data)
+    return (0, (), None) if counting is None else counting.compute()
+
+
+def non_finite_count(data: Any) -> Any:
+    """:func:`count_non_finite_lazily` as a delayed value, to compute later (with other reductions of the
+    same image: :mod:`deepij.inference.lazy_reads`); None for an array that cannot hold NaN or inf."""
     import dask
 
     if data.dtype.kind != "f":
-        return 0, (), None
+        return None
     starts = [np.cumsum((0, *sizes[:-1])) for sizes in data.chunks]
+    blocks = data.to_delayed(optimize_graph=False).ravel()  # the image's own keys: shared reads (lazy_reads)
     parts = [
         dask.delayed(_block_non_finite)(block, tuple(int(starts[a][i]) for a, i in enumerate(index)))
-        for index, block in zip(np.ndindex(*data.numblocks), data.to_delayed().ravel(), strict=True)
+        for index, block in zip(np.ndindex(*data.numblocks), blocks, strict=True)
     ]
-    found = [p for p in dask.compute(*parts) if p[0]]
+    return dask.delayed(_merge_non_finite)(parts, tuple(data.shape))
+
+
+def _merge_non_finite(
+    parts: Sequence[tuple[int, tuple[int, ...], Any]], shape: tuple[int, ...]
+) -> tuple[int, tuple[int, ...], Any]:
+    found = [p for p in parts if p[0]]
     if not found:
         return 0, (), None
-    first = min(found, key=lambda p: np.ravel_multi_index(p[1], data.shape))
+    first = min(found, key=lambda p: np.ravel_multi_index(p[1], shape))
     return sum(p[0] for p in found), first[1], first[2]
 
 

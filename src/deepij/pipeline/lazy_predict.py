@@ -13,9 +13,10 @@ or computed in parts.
 - ``tile=None`` takes the tiles the in-memory run would take on this machine, within a worker's memory;
   tasks run rows or blocks of the input's chunk grid, many tiles each (:mod:`deepij.pipeline.lazy_plan`).
   An image small enough for one pass runs in one pass, as in memory.
-- ``non_finite``: as in memory (:meth:`~deepij.pipeline.model.Model.predict`). ``"raise"`` reads the image
-  once to count NaN/inf pixels (the same error); ``"ignore"`` reads it once for the mask, its statistics
-  leave those pixels out and the outputs are NaN there (:mod:`deepij.pipeline.non_finite`);
+- ``non_finite``: as in memory (:meth:`~deepij.pipeline.model.Model.predict`). ``"raise"`` counts NaN/inf
+  pixels (the same error) in the statistics' first read, or in a read of its own when there are no
+  statistics to take (:mod:`deepij.inference.lazy_reads`); ``"ignore"`` reads the image once for the mask,
+  its statistics leave those pixels out and the outputs are NaN there (:mod:`deepij.pipeline.non_finite`);
   ``"propagate"`` reads nothing ahead.
 - A plain Zarr array or a dask array without dim names is named as a numpy array is (the input's own axis
   order, ``axes=`` for others).
@@ -161,6 +162,7 @@ def _run_lazy(
     options: dict[str, Any],
 ) -> Prediction:
     from deepij.inference.lazy import lazy_tiled
+    from deepij.inference.lazy_reads import riding
     from deepij.inference.lazy_statistics import DaskStats
     from deepij.pipeline.lazy_plan import plan_lazy
     from deepij.pipeline.model_ref import BackendRef
@@ -178,14 +180,18 @@ def _run_lazy(
         chain = Chain(description, processing, None, None)
         source = Source(images, options["input_title"] or title, Calibration.of(next(iter(images.values()))))
         named = chain.pre(source)
-        raw = {s.name: _lazy_tensor(named[s.name], s, options["non_finite"]) for s in description.inputs}
+        checks = _non_finite_checks(named, description, options["non_finite"])
+        raw = {s.name: _lazy_tensor(named[s.name], s) for s in description.inputs}
+        # Statistics with Dask over the whole image (the NaN/inf count in the same read); what is
+        # element-wise runs on each tile.
+        with riding([rider for _, rider in checks]):
+            streamed = stream_processing(
+                description, raw, spec_ops=processing == "spec", ignore_nan=ignore, blend=mode == "blend",
+                statistics=DaskStats,
+            )
+        _raise_non_finite(named, checks)  # before the network loads, as in memory
         backend = model.backend(*engine)
         notes = list(getattr(backend, "notes", []))
-        # Statistics with Dask over the whole image; what is element-wise runs on each tile.
-        streamed = stream_processing(
-            description, raw, spec_ops=processing == "spec", ignore_nan=ignore, blend=mode == "blend",
-            statistics=DaskStats,
-        )
         found = non_finite_mask(model.tiling, description, raw) if ignore else None
         cut = plan_lazy(model, backend, streamed.inputs, options, mode, notes)
         plan, batch = cut.plan, cut.batch
@@ -200,20 +206,46 @@ def _run_lazy(
         return with_step_outputs(prediction, finished, chain, source.title, description)
 
 
-def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.DataArray:
-    """The image as the input's tensor: the size-1 axes it lacks added (batch, one channel), its values
-    checked as an in-memory image's are, with the same errors (:func:`deepij.inference.arrays.check_values`;
-    non-finite pixels counted with Dask, one read, for ``non_finite="raise"``)."""
-    from deepij.inference.arrays import check_values, non_finite_error
-    from deepij.inference.lazy_statistics import count_non_finite_lazily
+def _non_finite_checks(
+    images: Mapping[str, xr.DataArray], description: ModelDescription, non_finite: str
+) -> list[tuple[TensorSpec, Any]]:
+    """For ``non_finite="raise"``, per floating-point input, the count of its NaN/inf pixels, waiting to join
+    the first statistics read (:mod:`deepij.inference.lazy_reads`)."""
+    from deepij.inference.lazy_reads import Rider
+    from deepij.inference.lazy_statistics import non_finite_count
+
+    if non_finite != "raise":
+        return []
+    checks = []
+    for spec in description.inputs:
+        counting = non_finite_count(images[spec.name].data)
+        if counting is not None:
+            checks.append((spec, Rider(counting)))
+    return checks
+
+
+def _raise_non_finite(images: Mapping[str, xr.DataArray], checks: list[tuple[TensorSpec, Any]]) -> None:
+    """The in-memory run's error for the first input holding NaN/inf pixels
+    (:func:`deepij.inference.arrays.non_finite_error`)."""
+    from deepij.inference.arrays import non_finite_error
+
+    for spec, rider in checks:
+        count, first, value = rider.result()
+        if count:
+            dims = [str(d) for d in images[spec.name].dims]
+            raise non_finite_error(f"image[{spec.name!r}]", count, dims, first, value)
+
+
+def _lazy_tensor(image: xr.DataArray, spec: TensorSpec) -> xr.DataArray:
+    """The image as the input's tensor: the size-1 axes it lacks added (batch, one channel), its type and
+    sizes checked as an in-memory image's are, with the same errors
+    (:func:`deepij.inference.arrays.check_values`; its NaN/inf pixels are counted apart,
+    :func:`_non_finite_checks`)."""
+    from deepij.inference.arrays import check_values
 
     argument, dims = f"image[{spec.name!r}]", [str(d) for d in image.dims]
     stand_in = np.broadcast_to(np.zeros((), dtype=image.dtype), image.shape)  # what dtype and sizes say
     check_values(stand_in, dims, spec, argument, "propagate")
-    if non_finite == "raise":
-        count, first, value = count_non_finite_lazily(image.data)
-        if count:
-            raise non_finite_error(argument, count, dims, first, value)
     for axis in spec.axes:
         if axis.id not in image.dims:
             if axis.id in "zyx":
