@@ -33,7 +33,7 @@ def both(spec, description, data, dims, *, chunks, tile, mode="deepimagej", batc
     return eager["out"], lazy["out"], plan, backend
 
 
-BLOCKS = {"a task per tile": None, "cells of 20": {"y": 20, "x": 20}, "rows": {"y": 30, "x": 1000}}
+BLOCKS = {"a task per pass": None, "cells of 20": {"y": 20, "x": 20}, "rows": {"y": 30, "x": 1000}}
 
 
 @pytest.mark.parametrize("block", sorted(BLOCKS))
@@ -95,7 +95,7 @@ def test_looped_dims_batches_and_a_larger_output():
     spec = ConvSpec(kernel_sizes=(3, 3), scale=2.0)
     description = conv_description(spec, min_size=8, step=8, batch=None)
     data = RNG.random((3, 2, 1, 30, 26), dtype=np.float32)  # t, b, c, y, x
-    for block in (None, {"t": 2, "b": 2, "y": 100, "x": 100}):  # a task per tile; samples sharing tasks
+    for block in (None, {"t": 2, "b": 2, "y": 100, "x": 100}):  # a task per pass; samples sharing tasks
         eager, lazy, _, _ = both(spec, description, data, ("t", "b", "c", "y", "x"),
                                  chunks=(1, 1, 1, 16, 16), tile=16, batch_size=3, block=block)
         assert lazy.dims == ("t", "b", "c", "y", "x") and lazy.shape == (3, 2, 1, 60, 52)
@@ -142,7 +142,7 @@ def test_each_forward_pass_reads_only_its_window():
         return block
 
     source = da.from_array(data, chunks=(1, 1, 8, 8)).map_blocks(reader, dtype=data.dtype)
-    chunks = {"y": 20, "x": 20}  # output chunks the tiles' write regions (a task per tile)
+    chunks = {"y": 20, "x": 20}  # output chunks the tiles' write regions (a task per pass, of one tile)
     lazy = lazy_tiled(lambda: backend, plan, {"raw": xr.DataArray(source, dims=("b", "c", "y", "x"))},
                       chunks=chunks)["out"]
     assert seen == [(1, 1, 24, 24)]  # one forward pass so far: the first batch, to learn the outputs

@@ -159,3 +159,18 @@ def test_a_model_is_found_again_by_its_token(model):
 
 def test_framework_threads_share_the_cores():
     assert framework_threads(2, cores=2) == 1 and framework_threads(3, cores=16) == 5
+
+
+def test_a_lazy_run_plans_with_the_workers_memory(client):
+    # the active client's workers: their memory limit (less what they hold now, a share kept as margin)
+    # and threads, what the lazy run sizes its tiles and tasks with
+    from deepij.inference.memory import SAFETY
+    from deepij.pipeline.lazy_plan import active_client, workers_here
+
+    assert active_client() is client
+    found = workers_here(None)
+    assert found.count == 2 and found.threads == 1
+    assert 0 < found.memory < WORKER_LIMIT * SAFETY  # what the workers hold already is taken off
+    assert workers_here("100MB").memory < 100e6 * SAFETY
+    with dask.config.set(scheduler="threads"):  # Dask's threads here, not the cluster
+        assert active_client() is None

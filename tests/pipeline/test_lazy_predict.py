@@ -206,3 +206,21 @@ def test_ignore_with_statistics_per_pixel(tmp_path):
     streamed = stream_processing(model.description, raw, ignore_nan=True, statistics=DaskStats)
     assert "input" not in streamed.prepare and isinstance(streamed.inputs["input"].data, da.Array)
     model.close()
+
+
+def test_tasks_of_many_tiles_equal_the_in_memory_run_with_the_same_tiles(net):
+    # the lazy run groups tiles into tasks by cells of the input's chunk grid; each tile goes through the
+    # same code as in memory, so the same tiles give the same values, to the last bit
+    model = with_ops(net, [OPS["scale_linear"]])
+    image = np.random.default_rng(13).random((1, 1, 400, 352)).astype(np.float32)
+    eager = model.predict(image, processing="spec", tile=96)
+    result = model.predict(lazy(image, (1, 1, 128, 128)), processing="spec", tile=96)
+    assert result.plan == eager.plan and result.plan.n_tiles > 8
+    cells = [n for n in result.notes if n.startswith("lazy tasks: cells of")]
+    assert cells, result.notes
+    values = result.images["output"].data
+    tasks = [k for k in values.__dask_graph__() if str(k).startswith("deepij-tiles-")]
+    assert 1 < len(tasks) < result.plan.n_tiles  # several tiles per task
+    assert values.chunks[2:] == ((128, 128, 128, 16), (128, 128, 96))  # the input's chunks
+    np.testing.assert_array_equal(values.compute(), eager.images["output"].values)
+    model.close()

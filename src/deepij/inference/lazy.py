@@ -86,8 +86,8 @@ def lazy_tiled(
     inputs : mapping of str to xarray.DataArray
         Per model input, the image (dask-backed or numpy) with named dims, as :class:`TiledRun` takes it.
     block : mapping of str to int, optional
-        Per tiled axis, the cell length (input pixels) that groups tiles into one task (module notes).
-        None: a task per tile.
+        The cells that group tiles into one task (module notes, :func:`block_work`): per tiled axis a
+        length in input pixels, per looped dim a number of samples. None: a task per forward pass.
     chunks : mapping of str to int, optional
         Per tiled axis, the outputs' chunk length in input pixels (scaled as each output axis follows the
         input's). None: the primary input's own chunks along the axes it is cut along, else ``block``,
@@ -201,10 +201,10 @@ class WindowedRun(TiledRun):
 def block_work(run: TiledRun, block: Mapping[str, int] | None) -> list[list[WorkItem]]:
     """The items of every task, in the run's order: grouped by the cell of ``block`` their tile's write
     region starts in (per tiled axis a length in input pixels; per looped dim a number of samples, 1 when
-    absent), cells in the order of their first item; one item per task when ``block`` is None."""
-    items = run.items()
+    absent), cells in the order of their first item; a task per forward pass when ``block`` is None."""
     if block is None:
-        return [[item] for item in items]
+        return run.batches()
+    items = run.items()
     groups: dict[tuple[int, ...], list[WorkItem]] = {}
     for item in items:
         samples = (k // max(1, block.get(d, 1)) for d, k in zip(run.loop_dims, item.key, strict=True))
