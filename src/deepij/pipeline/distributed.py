@@ -47,9 +47,6 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 """Environment variables that cap the frameworks' threads in a worker process."""
 CONNECT_TIMEOUT = 10
 """Seconds to reach a Dask scheduler given by address (``--scheduler``) before saying it does not answer."""
-ZARR_THREADS = 2
-"""Dask threads per worker of a cluster made for a Zarr image: one runs the network (its passes never
-overlap in a process), the other reads and writes chunks meanwhile."""
 
 def framework_threads(workers: int, cores: int | None = None) -> int:
     """Framework threads per worker so that ``workers`` processes share the cores without oversubscribing.
@@ -247,11 +244,8 @@ def run_image(ref: ModelRef, job: ImageJob, options: Mapping[str, Any]) -> Image
 
 
 @contextlib.contextmanager
-def _client(
-    client: Any, workers: int | None, scheduler: str | None, *, threads: int = 1
-) -> Iterator[tuple[Any, int]]:
-    """(the client to use, how many workers share this machine's cores); a cluster made here (``threads``
-    Dask threads per worker) is closed."""
+def _client(client: Any, workers: int | None, scheduler: str | None) -> Iterator[tuple[Any, int]]:
+    """(the client to use, how many workers share this machine's cores); a cluster made here is closed."""
     if client is not None:
         yield client, _worker_count(client)
         return
@@ -271,7 +265,7 @@ def _client(
     with (
         LocalCluster(
             n_workers=count,
-            threads_per_worker=threads,
+            threads_per_worker=1,
             processes=True,
             dashboard_address=dashboard,
             env=env,
@@ -374,7 +368,7 @@ def run_zarr(
     target = Path(output).expanduser()
     check_output_store(target, source=Path(source))  # before anything runs
     context = (
-        _client(client, workers, scheduler, threads=ZARR_THREADS)
+        _client(client, workers, scheduler)
         if client is not None or workers is not None or scheduler is not None
         else contextlib.nullcontext((None, 1))
     )
