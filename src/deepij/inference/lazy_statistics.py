@@ -10,6 +10,8 @@ element-wise chain the tiled run applies to each tile.
 - Percentiles: exact, with numpy's linear interpolation (what ``np.percentile`` gives on the whole image),
   found by histograms of the values' sort keys, 16 bits per read (:mod:`deepij.inference.lazy_percentiles`):
   one read for an 8- or 16-bit image, two for float32, every percentile of every group in the same reads.
+- Reads are shared: a count of NaN/inf pixels waiting to be taken (``non_finite="raise"``) is computed in
+  the first statistics read (:mod:`deepij.inference.lazy_reads`).
 
 Examples
 --------
