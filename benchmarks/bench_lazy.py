@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -221,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
+    if args.worker == "prepare":
+        prepare(args.workdir, args.nets, args.sizes)
+        return 0
     if args.worker:
         worker = worker_memory if args.worker == "memory" else worker_zarr
         worker(args.workdir, args.net, args.side)
@@ -230,7 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(f"# {os.cpu_count()} cpus, load {os.getloadavg()}", flush=True)
         os.environ["DEEPIJ_CACHE_DIR"] = str(workdir / "cache")  # never the user's cache; children inherit
-        prepare(workdir, args.nets, args.sizes)
+        # in a process of its own: a child starts with its parent's peak RSS (ru_maxrss survives exec), so
+        # the driver stays small (the bundles import torch, the images are made whole)
+        me = [sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir), "--worker", "prepare"]
+        me += ["--nets", *args.nets, "--sizes", *map(str, args.sizes)]
+        subprocess.run(me, check=True)
         for side in args.sizes:
             for net in args.nets:
                 measure(workdir, net, side, args)

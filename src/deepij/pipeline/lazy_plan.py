@@ -59,7 +59,7 @@ class Workers:
 
 @dataclass(frozen=True)
 class LazyPlan:
-    """The tiles, the batch size, and the cells that group tiles into tasks (None: a task per tile)."""
+    """The tiles, the batch size, and the cells that group tiles into tasks (None: a task per pass)."""
 
     plan: TilePlan
     batch: int
