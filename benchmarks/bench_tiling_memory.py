@@ -1,7 +1,7 @@
 """Peak memory of tiled predictions on a large float32 image (8192 x 8192 by default).
 
 Each configuration (image size, tile size) runs in a fresh child process, whose peak resident memory
-(``ru_maxrss``) is exact. The network is a cheap real one: a TorchScript stack of three 3x3 convolutions
+(``VmHWM``) is exact. The network is a cheap real one: a TorchScript stack of three 3x3 convolutions
 (8 hidden channels), run with deepij's defaults (onnxruntime when the conversion reproduces torch).
 Figures printed, one per line, ``name value unit`` (``S_T`` = image size S, tile T):
 

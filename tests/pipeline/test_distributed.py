@@ -123,7 +123,8 @@ def test_a_worker_killed_mid_run_loses_no_image(model, client, tmp_path):
         np.testing.assert_array_equal(outputs_of(tmp_path / "out")[name], values)
 
 
-def test_a_zarr_image_larger_than_a_workers_memory(bundle, model, client, tmp_path):
+@pytest.mark.parametrize("tile", [512, None])  # as asked; and chosen for the workers' memory
+def test_a_zarr_image_larger_than_a_workers_memory(bundle, model, client, tmp_path, tile):
     side = 6400  # float64: 328 MB, above the 320 MB limit of each worker
     rng = da.random.default_rng(1)
     image = (rng.random((1, side, side), chunks=(1, 1024, 1024)) * 10).astype(np.float64)
@@ -131,7 +132,7 @@ def test_a_zarr_image_larger_than_a_workers_memory(bundle, model, client, tmp_pa
                    tmp_path / "big.ome.zarr")
     assert int(np.prod(image.shape)) * 8 > WORKER_LIMIT
     baseline = client.run(dask_workers.start_peak_sampler)
-    run_zarr(model, tmp_path / "big.ome.zarr", tmp_path / "out.ome.zarr", client=client, tile=512,
+    run_zarr(model, tmp_path / "big.ome.zarr", tmp_path / "out.ome.zarr", client=client, tile=tile,
              runtime="onnxruntime", processing="none", non_finite="propagate")
     peaks = client.run(dask_workers.stop_peak_sampler)
     assert all(baseline[w] < peaks[w] < WORKER_LIMIT for w in peaks), (baseline, peaks)
@@ -159,3 +160,18 @@ def test_a_model_is_found_again_by_its_token(model):
 
 def test_framework_threads_share_the_cores():
     assert framework_threads(2, cores=2) == 1 and framework_threads(3, cores=16) == 5
+
+
+def test_a_lazy_run_plans_with_the_workers_memory(client):
+    # the active client's workers: their memory limit (less what they hold now, a share kept as margin)
+    # and threads, what the lazy run sizes its tiles and tasks with
+    from deepij.inference.memory import SAFETY
+    from deepij.pipeline.lazy_plan import active_client, workers_here
+
+    assert active_client() is client
+    found = workers_here(None)
+    assert found.count == 2 and found.threads == 1
+    assert 0 < found.memory < WORKER_LIMIT * SAFETY  # what the workers hold already is taken off
+    assert workers_here("100MB").memory < 100e6 * SAFETY
+    with dask.config.set(scheduler="threads"):  # Dask's threads here, not the cluster
+        assert active_client() is None

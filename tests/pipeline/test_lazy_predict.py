@@ -171,9 +171,10 @@ def test_precision_reaches_the_network_of_a_lazy_run(net, monkeypatch):
     model = with_ops(net, [OPS["scale_linear"]])
     image = (np.random.default_rng(11).random((1, 1, 300, 280))).astype(np.float32)
     with pytest.warns(DeepijWarning, match="precision='float16' refused, float32 runs"):
-        result = model.predict(lazy(image), processing="spec", precision="float16", device="cpu")
+        result = model.predict(lazy(image), processing="spec", precision="float16", device="cpu", tile=96)
     values = result.images["output"].values
-    assert result.plan.n_tiles > 1 and set(asked) == {"float16"} and len(asked) > result.plan.n_tiles
+    # the run's own backend and every task's (tasks of several tiles each)
+    assert result.plan.n_tiles > 1 and set(asked) == {"float16"} and len(asked) > 2
     assert any("precision='float16' refused, float32 runs: it applies to GPU runtimes only" in n
                for n in result.notes)
     assert values.dtype == np.float32
@@ -204,4 +205,22 @@ def test_ignore_with_statistics_per_pixel(tmp_path):
     raw = {"input": lazy(image)}
     streamed = stream_processing(model.description, raw, ignore_nan=True, statistics=DaskStats)
     assert "input" not in streamed.prepare and isinstance(streamed.inputs["input"].data, da.Array)
+    model.close()
+
+
+def test_tasks_of_many_tiles_equal_the_in_memory_run_with_the_same_tiles(net):
+    # the lazy run groups tiles into tasks by cells of the input's chunk grid; each tile goes through the
+    # same code as in memory, so the same tiles give the same values, to the last bit
+    model = with_ops(net, [OPS["scale_linear"]])
+    image = np.random.default_rng(13).random((1, 1, 400, 352)).astype(np.float32)
+    eager = model.predict(image, processing="spec", tile=96)
+    result = model.predict(lazy(image, (1, 1, 128, 128)), processing="spec", tile=96)
+    assert result.plan == eager.plan and result.plan.n_tiles > 8
+    cells = [n for n in result.notes if n.startswith("lazy tasks: cells of")]
+    assert cells, result.notes
+    values = result.images["output"].data
+    tasks = [k for k in values.__dask_graph__() if str(k).startswith("deepij-tiles-")]
+    assert 1 < len(tasks) < result.plan.n_tiles  # several tiles per task
+    assert values.chunks[2:] == ((128, 128, 128, 16), (128, 128, 96))  # the input's chunks
+    np.testing.assert_array_equal(values.compute(), eager.images["output"].values)
     model.close()

@@ -168,19 +168,26 @@ def run_many(
             if job.source in outcomes:
                 tell(outcomes[job.source], on_image, advance)
         if todo:
-            ref = BackendRef.of(
-                model,
-                predict_options.get("weights_format"),
-                predict_options.get("device"),
-                predict_options.get("runtime", "auto"),
-                predict_options.get("precision", "float32"),
-            )
-            active.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
+            ref = load_on_workers(active, count, model, predict_options)
             for outcome in _run_on_workers(active, ref.model, todo, predict_options):
                 outcomes[outcome.source] = _claimed(outcome, claimed)
                 tell(outcomes[outcome.source], on_image, advance)
     remove_leftovers(folder)  # what a killed worker of this host left half-written
     return BatchReport([outcomes[job.source] for job in jobs], folder)
+
+
+def load_on_workers(client: Any, count: int, model: Model, options: Mapping[str, Any]) -> BackendRef:
+    """Have every worker of ``client`` load the network ``options`` (predict's) choose, once, with its
+    framework threads capped for ``count`` workers sharing a machine (:class:`ModelWorker`)."""
+    ref = BackendRef.of(
+        model,
+        options.get("weights_format"),
+        options.get("device"),
+        options.get("runtime", "auto"),
+        options.get("precision", "float32"),
+    )
+    client.register_plugin(ModelWorker(ref, framework_threads(count)), name=ModelWorker.name)
+    return ref
 
 
 def _claimed(outcome: ImageOutcome, claimed: dict[str, Path]) -> ImageOutcome:
@@ -365,7 +372,9 @@ def run_zarr(
         if client is not None or workers is not None or scheduler is not None
         else contextlib.nullcontext((None, 1))
     )
-    with context:
+    with context as (active, count):
+        if active is not None:  # before planning: the workers' memory then holds the network
+            load_on_workers(active, count, model, predict_options)
         prediction = model.predict(str(source), **predict_options)
         paths = zarr_output_paths(target, list(prediction.images))
         for path in paths.values():

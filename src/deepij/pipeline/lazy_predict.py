@@ -10,12 +10,13 @@ or computed in parts.
 - ImageJ steps need the whole image in one JVM. An image that fits in memory (``max_memory``, else the RAM
   available) is read and run the ordinary way; a larger one is refused with an
   :class:`~deepij.errors.InputError` that says so and what to do.
-- ``tile=None`` takes tiles with a valid region of about ``LAZY_TILE`` pixels per axis (not the whole
-  image, as the in-memory path may); an image no larger than that, of a size the model takes, runs in one
-  pass as it is, as in memory.
-- ``non_finite``: as in memory (:meth:`~deepij.pipeline.model.Model.predict`). ``"raise"`` reads the image
-  once to count NaN/inf pixels (the same error); ``"ignore"`` reads it once for the mask, its statistics
-  leave those pixels out and the outputs are NaN there (:mod:`deepij.pipeline.non_finite`);
+- ``tile=None`` takes the tiles the in-memory run would take on this machine, within a worker's memory;
+  tasks run rows or blocks of the input's chunk grid, many tiles each (:mod:`deepij.pipeline.lazy_plan`).
+  An image small enough for one pass runs in one pass, as in memory.
+- ``non_finite``: as in memory (:meth:`~deepij.pipeline.model.Model.predict`). ``"raise"`` counts NaN/inf
+  pixels (the same error) in the statistics' first read, or in a read of its own when there are no
+  statistics to take (:mod:`deepij.inference.lazy_reads`); ``"ignore"`` reads the image once for the mask,
+  its statistics leave those pixels out and the outputs are NaN there (:mod:`deepij.pipeline.non_finite`);
   ``"propagate"`` reads nothing ahead.
 - A plain Zarr array or a dask array without dim names is named as a numpy array is (the input's own axis
   order, ``axes=`` for others).
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from deepij.pipeline.loaded_model import LoadedModel
     from deepij.pipeline.outputs import Prediction
 
-LAZY_TILE = 256
-"""Valid pixels per tiled axis a lazy run's tiles aim at when no tile size is given."""
 IMAGEJ_COPIES = 3
 """Copies of an image (as float32) an ImageJ run holds at once: the Python image, the ImagePlus, an output."""
 
@@ -163,7 +162,9 @@ def _run_lazy(
     options: dict[str, Any],
 ) -> Prediction:
     from deepij.inference.lazy import lazy_tiled
+    from deepij.inference.lazy_reads import riding
     from deepij.inference.lazy_statistics import DaskStats
+    from deepij.pipeline.lazy_plan import plan_lazy
     from deepij.pipeline.model_ref import BackendRef
     from deepij.pipeline.non_finite import mask_outputs, non_finite_mask
     from deepij.pipeline.predict_parts import make_prediction, with_step_outputs
@@ -179,42 +180,72 @@ def _run_lazy(
         chain = Chain(description, processing, None, None)
         source = Source(images, options["input_title"] or title, Calibration.of(next(iter(images.values()))))
         named = chain.pre(source)
-        raw = {s.name: _lazy_tensor(named[s.name], s, options["non_finite"]) for s in description.inputs}
+        checks = _non_finite_checks(named, description, options["non_finite"])
+        raw = {s.name: _lazy_tensor(named[s.name], s) for s in description.inputs}
+        # Statistics with Dask over the whole image (the NaN/inf count in the same read); what is
+        # element-wise runs on each tile.
+        with riding([rider for _, rider in checks]):
+            streamed = stream_processing(
+                description, raw, spec_ops=processing == "spec", ignore_nan=ignore, blend=mode == "blend",
+                statistics=DaskStats,
+            )
+        _raise_non_finite(named, checks)  # before the network loads, as in memory
         backend = model.backend(*engine)
         notes = list(getattr(backend, "notes", []))
-        # Statistics with Dask over the whole image; what is element-wise runs on each tile.
-        streamed = stream_processing(
-            description, raw, spec_ops=processing == "spec", ignore_nan=ignore, blend=mode == "blend",
-            statistics=DaskStats,
-        )
         found = non_finite_mask(model.tiling, description, raw) if ignore else None
-        plan = _lazy_plan(model, backend, streamed.inputs, options, mode, notes)
-        batch = 1 if options["batch_size"] == "auto" else int(options["batch_size"])
+        cut = plan_lazy(model, backend, streamed.inputs, options, mode, notes)
+        plan, batch = cut.plan, cut.batch
         outputs = lazy_tiled(
             BackendRef.of(model, *engine), plan, streamed.inputs, batch_size=batch, prepare=streamed.prepare,
-            finish=streamed.finish,
+            finish=streamed.finish, block=cut.block,
         )
         outputs = mask_outputs(streamed.post(outputs), plan, found, notes)
-        notes.append(f"lazy run: {plan.n_tiles} tiles per sample, output chunks are their write regions")
+        notes.append(f"lazy run: {plan.n_tiles} tiles per sample, output chunks follow the input's")
         finished = chain.post(outputs, raw, spec_applied=True)
         prediction = make_prediction(description, finished.tensors, plan, batch, backend, notes + chain.notes)
         return with_step_outputs(prediction, finished, chain, source.title, description)
 
 
-def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.DataArray:
-    """The image as the input's tensor: the size-1 axes it lacks added (batch, one channel), its values
-    checked as an in-memory image's are, with the same errors (:func:`deepij.inference.arrays.check_values`;
-    non-finite pixels counted with Dask, one read, for ``non_finite="raise"``)."""
-    from deepij.inference.arrays import check_values, non_finite_error
-    from deepij.inference.lazy_statistics import count_non_finite_lazily
+def _non_finite_checks(
+    images: Mapping[str, xr.DataArray], description: ModelDescription, non_finite: str
+) -> list[tuple[TensorSpec, Any]]:
+    """For ``non_finite="raise"``, per floating-point input, the count of its NaN/inf pixels, waiting to join
+    the first statistics read (:mod:`deepij.inference.lazy_reads`)."""
+    from deepij.inference.lazy_reads import Rider
+    from deepij.inference.lazy_statistics import non_finite_count
+
+    if non_finite != "raise":
+        return []
+    checks = []
+    for spec in description.inputs:
+        counting = non_finite_count(images[spec.name].data)
+        if counting is not None:
+            checks.append((spec, Rider(counting)))
+    return checks
+
+
+def _raise_non_finite(images: Mapping[str, xr.DataArray], checks: list[tuple[TensorSpec, Any]]) -> None:
+    """The in-memory run's error for the first input holding NaN/inf pixels
+    (:func:`deepij.inference.arrays.non_finite_error`)."""
+    from deepij.inference.arrays import non_finite_error
+
+    for spec, rider in checks:
+        count, first, value = rider.result()
+        if count:
+            dims = [str(d) for d in images[spec.name].dims]
+            raise non_finite_error(f"image[{spec.name!r}]", count, dims, first, value)
+
+
+def _lazy_tensor(image: xr.DataArray, spec: TensorSpec) -> xr.DataArray:
+    """The image as the input's tensor: the size-1 axes it lacks added (batch, one channel), its type and
+    sizes checked as an in-memory image's are, with the same errors
+    (:func:`deepij.inference.arrays.check_values`; its NaN/inf pixels are counted apart,
+    :func:`_non_finite_checks`)."""
+    from deepij.inference.arrays import check_values
 
     argument, dims = f"image[{spec.name!r}]", [str(d) for d in image.dims]
     stand_in = np.broadcast_to(np.zeros((), dtype=image.dtype), image.shape)  # what dtype and sizes say
     check_values(stand_in, dims, spec, argument, "propagate")
-    if non_finite == "raise":
-        count, first, value = count_non_finite_lazily(image.data)
-        if count:
-            raise non_finite_error(argument, count, dims, first, value)
     for axis in spec.axes:
         if axis.id not in image.dims:
             if axis.id in "zyx":
@@ -225,36 +256,3 @@ def _lazy_tensor(image: xr.DataArray, spec: TensorSpec, non_finite: str) -> xr.D
             image = image.expand_dims(axis.id)
     order = [a for a in spec.axes_str if a in image.dims]
     return image.transpose(*[d for d in image.dims if d not in order], *order)
-
-
-def _lazy_plan(
-    model: LoadedModel,
-    backend: Any,
-    inputs: Mapping[str, xr.DataArray],
-    options: dict[str, Any],
-    mode: Any,
-    notes: list[str],
-) -> Any:
-    """The tiles: as asked, else a valid region of about ``LAZY_TILE`` pixels, or one pass for an image no
-    larger than the in-memory run would run in one (module notes); laid out as the in-memory run lays them
-    (unpadded for an image of valid sizes), seams checked as it checks them."""
-    from deepij.inference.memory import needs_no_measuring
-    from deepij.pipeline.planning import RunRequest, check_seams, image_runs_as_is, layout
-    from deepij.pipeline.predict_parts import sample_shapes
-
-    tiling = model.tiling
-    shapes = sample_shapes(model.description, inputs)
-    request = RunRequest(options["tile"], mode, options["overlap"], options["batch_size"])
-    tile: Any = options["tile"]
-    primary = shapes[tiling.input] if tiling.input else {}
-    if tile is None and tiling.input and tiling.tileable and needs_no_measuring(tiling, primary):
-        tile = "image" if tiling.image_is_valid(primary) else "whole"  # as the in-memory run chooses
-        notes.append(f"one pass ({'the image as it is' if tile == 'image' else 'mirror-padded'})")
-    elif tile is None and tiling.input and tiling.tileable:
-        tile = {}
-        for a in tiling.axes:
-            want = min(primary[a], LAZY_TILE) + 2 * tiling.pads[a]
-            tile[a] = tiling.smallest_valid(a, want) or tiling.largest_valid(a) or want
-        notes.append(f"tile {tile}: about {LAZY_TILE} valid pixels per axis (lazy image)")
-    plan = tiling.plan(shapes, tile, layout(request, image_runs_as_is(tiling, shapes)), options["overlap"])
-    return check_seams(model, backend, tiling, plan, shapes, request, notes)

@@ -224,7 +224,7 @@ def _choice(
         samples=samples,
         max_memory=request.max_memory,
         estimate=estimate,
-        batch_sizes=_batch_sizes(primary) if request.batch_size == "auto" else (),
+        batch_sizes=batch_sizes(primary) if request.batch_size == "auto" else (),
         reserved=reserved,
         inside=mode == "unpadded",
     )
@@ -357,10 +357,10 @@ def _samples(
     samples = math.prod(
         int(n) for d, n in inputs[primary.name].sizes.items() if str(d) not in primary.axes_str or d == "b"
     )
-    return samples, (_batch_sizes(primary) if batch_size == "auto" else ())
+    return samples, (batch_sizes(primary) if batch_size == "auto" else ())
 
 
-def _batch_sizes(spec: Any) -> tuple[int, ...]:
+def batch_sizes(spec: Any) -> tuple[int, ...]:
     """Batch sizes above 1 (up to 8) the input's batch axis accepts."""
     if "b" not in spec.axes_str:
         return ()
