@@ -21,8 +21,10 @@ error messages.) One JSON object per line, UTF-8, both ways.
    ``{"id": 7, "event": "log", "level": "INFO", "message": "..."}``, then one answer: ``{"id": 7, "ok": true,
    ...}``, or ``{"id": 7, "ok": false, "kind": "ModelNotFoundError", "error": "model=[x]: not found..."}``.
    Requests run one at a time.
-3. Plugin -> worker, at any time: ``{"op": "cancel", "id": 7}`` (Esc in ImageJ): the request stops at its next
-   progress point and answers ``{"ok": false, "kind": "Cancelled"}``.
+3. Plugin -> worker, at any time: ``{"op": "cancel", "id": 7}`` (Esc in ImageJ): the worker says
+   ``{"id": 7, "event": "cancelling"}`` at once, and the request stops at its next progress point and answers
+   ``{"ok": false, "kind": "Cancelled"}``. ``{"op": "ping", "id": 8}`` is answered at once, even while a
+   request runs: ``{"id": 8, "ok": true, "busy": 7}`` (the running request's id, or null).
 4. The worker ends when its standard input closes (ImageJ quit or was killed), on ``{"op": "bye"}``, or when
    its parent process is gone; it removes its folder.
 
@@ -150,10 +152,14 @@ class Server:
                 self.current = None
 
     def cancel(self, request_id: Any) -> None:
-        """Stop the running request ``request_id`` at its next progress point."""
+        """Stop the running request ``request_id`` at its next progress point; says so at once (an event
+        ``cancelling``) when it is the running one."""
         with self._lock:
-            if self.current is not None and self.current.id == request_id:
-                self.current.cancelled.set()
+            running = self.current if self.current is not None and self.current.id == request_id else None
+            if running is not None:
+                running.cancelled.set()
+        if running is not None:
+            self.send({"id": request_id, "event": "cancelling"})
 
     def close(self) -> None:
         """Release the loaded models and remove the shared files."""
@@ -240,6 +246,10 @@ def _serve_lines(server: Server, lines: Any) -> None:
             break
         if op == "cancel":
             server.cancel(message.get("id"))
+        elif op == "ping":
+            running = server.current
+            busy = None if running is None else running.id
+            server.send({"id": message.get("id"), "ok": True, "busy": busy})
         elif isinstance(message, dict):
             jobs.put(message)
     if server.current is not None:

@@ -142,4 +142,90 @@ def open_file(server: Server, request: Request) -> dict[str, Any]:
     return {"images": described}
 
 
-OPERATIONS = {"models": models, "install": install, "open": open_file}
+def validate_metrics(server: Server, request: Request) -> dict[str, Any]:
+    """The metrics deepImageJ Validate's dialog offers (deepij's image metrics)."""
+    from deepij.trust.validate import metric_names
+
+    return {"metrics": metric_names("images")}
+
+
+def validate_plan(server: Server, request: Request) -> dict[str, Any]:
+    """Which of ``reference=`` / ``test=`` are open images (their pixels are sent); the rest are paths."""
+    from deepij.frontdoors.deepimagej_validate import parse_validate_options
+
+    parsed = parse_validate_options(request.text("options", "") or "")
+    titles = request.message.get("titles") or []
+    wanted = [v for v in (parsed.reference, parsed.test) if v in titles]
+    return {"images": list(dict.fromkeys(wanted))}
+
+
+def validate(server: Server, request: Request) -> dict[str, Any]:
+    """``run("DeepImageJ Validate", ...)``: the table, as :mod:`deepij.frontdoors.deepimagej_validate`
+    makes it in process."""
+    from deepij.frontdoors.deepimagej_validate import parse_validate_options
+    from deepij.frontdoors.serve_run import table_message
+    from deepij.trust.validate import validate as measure
+
+    parsed = parse_validate_options(request.text("options", "") or "")
+    described = request.message.get("images") or []
+    images = {str(image.name): image for image in server.files.read_images(described)} if described else {}
+    reference = _image_or_path(images, parsed.reference, "reference")
+    test = _image_or_path(images, parsed.test, "test")
+    result = measure(
+        reference, test, metrics=parsed.metrics or None, per_slice=parsed.per_slice,
+        data_range=parsed.data_range, iou_threshold=parsed.iou, test_suffix=parsed.suffix,
+        figures=parsed.figures,
+    )
+    if parsed.save is not None:
+        result.save(parsed.save)
+    return {"table": table_message(parsed.table, parsed.table, result.table), "notes": list(result.notes),
+            "decimal": parsed.decimal}
+
+
+def _image_or_path(images: dict[str, Any], value: str, key: str) -> Any:
+    """The open image titled ``value``, else the file or folder of that path (as in process)."""
+    if value in images:
+        return images[value]
+    path = Path(value).expanduser()
+    if path.exists():
+        return path
+    raise InputError(
+        f"{key}=[{value}]: no open image has this title and no such file or folder exists (expected the "
+        f"title of an open image, a file or a folder; open images: {', '.join(images) or 'none'})"
+    )
+
+
+def test(server: Server, request: Request) -> dict[str, Any]:
+    """Test Model: ``deepij test`` of a model found by name (whole images: the bundle's own expected outputs,
+    per weights format). Its ImageJ steps run in the worker's own ImageJ, as ``deepij test`` runs them."""
+    import pandas as pd
+
+    from deepij.frontdoors.deepimagej_run import find_run_model
+    from deepij.frontdoors.run_options import parse_run_options
+    from deepij.frontdoors.serve_run import table_message
+    from deepij.trust.reproduce import test_bundle
+
+    name = request.text("model")
+    if not name:
+        raise ArgumentError("model: empty (expected the name of an installed model)")
+    source = find_run_model(parse_run_options(f"model=[{name}]"), request.text("imagej_dir"))
+    model = server.runs.models.get(source)
+    request.progress("test", 0, 1, name)
+    report = test_bundle(model, tiled=False)
+    rows = [
+        {"format": fmt.weights_format, "status": fmt.status, "case": c.case, "output": c.output,
+         "expected": c.expected_file, "passed": c.passed, "max_abs_error": c.max_abs_error,
+         "mismatched": c.mismatched}
+        for fmt in report.formats for c in fmt.comparisons
+    ]
+    frame = pd.DataFrame(rows, columns=["format", "status", "case", "output", "expected", "passed",
+                                        "max_abs_error", "mismatched"])
+    return {"status": report.status, "report": report.to_text(),
+            "table": table_message("Test Model", "Test Model", frame)}
+
+
+# pytest collects callables named test_* from the modules a test imports: this one is not a test.
+test.__test__ = False  # type: ignore[attr-defined]
+
+OPERATIONS = {"models": models, "install": install, "open": open_file, "validate_metrics": validate_metrics,
+              "validate_plan": validate_plan, "validate": validate, "test": test}

@@ -29,6 +29,7 @@ final class Runner {
     private final String options;
     private final Commands.Feedback events;
     private final String imagejDir = IJ.getDirectory("imagej");
+    private int session;
 
     Runner(Worker worker, String options, Commands.Feedback events) {
         this.worker = worker;
@@ -39,8 +40,9 @@ final class Runner {
     /** Runs the command on the current image (or on the files of 3.1's {@code input_path=}). */
     void run() {
         ImagePlus current = WindowManager.getCurrentImage();
+        session = worker.begin(); // a worker that ended since the last call is started again here
         Map<String, Object> plan = worker.call(Json.of("op", "plan", "options", options, "imagej_dir", imagejDir,
-                "has_image", current != null), events);
+                "has_image", current != null), events, session);
         events.setLogging(Json.string(plan, "logging"));
         List<String> files = Json.strings(plan, "files");
         if (files.isEmpty()) {
@@ -53,7 +55,7 @@ final class Runner {
 
     /** An input file, read by the worker as deepij reads files (ImageJ's opener for other formats). */
     private ImagePlus open(String path) {
-        Map<String, Object> answer = worker.call(Json.of("op", "open", "path", path), events);
+        Map<String, Object> answer = worker.call(Json.of("op", "open", "path", path), events, session);
         if (Json.flag(answer, "imagej")) {
             ImagePlus imp = IJ.openImage(path);
             if (imp == null)
@@ -191,7 +193,7 @@ final class Runner {
         IJ.showStatus("deepij: running the network...");
         List<Map<String, Object>> described = worker.files().write(inputs);
         return worker.call(Json.of("op", "predict", "options", options, "imagej_dir", imagejDir, "title", title,
-                "inputs", described), events);
+                "inputs", described), events, session);
     }
 
     /** Opens the network's outputs (the last one current); output name -> title. */

@@ -31,6 +31,7 @@ public final class Worker {
     private Link link;
     private SharedFiles files;
     private int nextId = 1;
+    private int generation;
 
     private Worker() {
         Runtime.getRuntime().addShutdownHook(new Thread(new Runnable() {
@@ -65,11 +66,33 @@ public final class Worker {
     }
 
     /**
+     * Starts a command: the worker, started again when it ended since the last command. The number returned
+     * names this worker: {@link #call(Map, Events, int)} refuses to go on with another one.
+     */
+    public synchronized int begin() {
+        link();
+        return generation;
+    }
+
+    /** {@link #call(Map, Events, int)} with whichever worker runs (started if needed). */
+    public synchronized Map<String, Object> call(Map<String, Object> request, Events events) {
+        return call(request, events, begin());
+    }
+
+    /**
      * Sends one request and waits for its answer, passing progress and log events on. Esc cancels it.
      *
-     * @throws Failure the worker's error (its message), a cancel, or a worker that ended during the call
+     * @param worker the worker the command began with ({@link #begin()})
+     * @throws Failure the worker's error (its message), a cancel, or a worker that ended during the command
      */
-    public synchronized Map<String, Object> call(Map<String, Object> request, Events events) {
+    public synchronized Map<String, Object> call(Map<String, Object> request, Events events, int worker) {
+        if (link != null && !link.alive() || generation != worker) {
+            String ended = link instanceof ProcessLink ? ((ProcessLink) link).describeEnd()
+                    : "the deepij worker ended";
+            if (link != null)
+                dropLink(link);
+            throw new Failure(ended + "\nIt is started again on the next call.");
+        }
         Link current = link();
         int id = nextId++;
         Map<String, Object> sent = new LinkedHashMap<String, Object>(request);
@@ -91,7 +114,6 @@ public final class Worker {
                 if (!cancelled && IJ.escapePressed()) {
                     current.send(Json.write(Json.of("op", "cancel", "id", id)));
                     cancelled = true;
-                    IJ.showStatus("deepij: cancelling...");
                 }
                 continue;
             }
@@ -102,6 +124,8 @@ public final class Worker {
             if ("progress".equals(event)) {
                 events.progress(Json.string(message, "stage"), Json.integer(message, "done", 0),
                         Json.integer(message, "total", 0), Json.string(message, "label"));
+            } else if ("cancelling".equals(event)) {
+                IJ.showStatus("deepij: cancelling...");
             } else if ("log".equals(event)) {
                 events.log(Json.string(message, "level"), Json.string(message, "message"));
             } else if (Json.flag(message, "ok")) {
@@ -115,7 +139,8 @@ public final class Worker {
 
     /** The shared files of the current worker (started if needed). */
     public synchronized SharedFiles files() {
-        link();
+        if (files == null)
+            throw new Failure("the deepij worker ended during this call; it is started again on the next call");
         return files;
     }
 
@@ -128,6 +153,7 @@ public final class Worker {
             link = given;
         else
             link = start();
+        generation++;
         files = new SharedFiles(link.exchange());
         return link;
     }
