@@ -31,6 +31,7 @@ final class ProcessLink implements Link {
     private final Deque<String> messages = new ArrayDeque<String>();
     private final String command;
     private String exchange;
+    private int pid = -1;
     private boolean ended;
 
     ProcessLink(List<String> command, Map<String, String> environment) throws IOException {
@@ -83,6 +84,15 @@ final class ProcessLink implements Link {
 
     public String exchange() {
         return exchange;
+    }
+
+    void setPid(int id) {
+        pid = id;
+    }
+
+    /** The worker's process id (from its hello). */
+    int pid() {
+        return pid;
     }
 
     public synchronized void send(String line) throws IOException {

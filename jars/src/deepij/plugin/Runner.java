@@ -199,14 +199,12 @@ final class Runner {
     /** Opens the network's outputs (the last one current); output name -> title. */
     private Map<String, String> openOutputs(Map<String, Object> answer, Workspace workspace) {
         Map<String, String> titles = new LinkedHashMap<String, String>();
-        Map<String, Object> info = Json.map(answer, "info");
         List<Map<String, Object>> described = Json.maps(answer, "outputs");
         List<ImagePlus> images = worker.files().read(described);
         for (int i = 0; i < images.size(); i++) {
             String name = Json.string(described.get(i), "name");
             ImagePlus imp = images.get(i);
-            if (info.containsKey(name))
-                imp.setProperty("Info", String.valueOf(info.get(name)));
+            setInfo(imp, answer, name);
             titles.put(name, imp.getTitle());
             workspace.put(name, imp);
         }
@@ -219,10 +217,14 @@ final class Runner {
         return titles;
     }
 
-    /** Saves the outputs when asked (3.1's output_folder=), shows them or closes them. */
+    /**
+     * The outputs as deepij gives them: the network's outputs first (one that the post-processing closed or
+     * renamed opens again as the network made it), then the images the steps made; saved when asked (3.1's
+     * output_folder=), then shown (the last one current) or closed.
+     */
     private void finish(Map<String, Object> plan, Workspace workspace, Map<String, String> titles, String title,
             Map<String, Object> answer, boolean batch) {
-        List<ImagePlus> outputs = workspace.ours();
+        List<ImagePlus> outputs = ordered(workspace, answer);
         String folder = Json.string(plan, "output_folder");
         if (folder != null)
             save(new File(folder), outputs, titles, title);
@@ -230,16 +232,43 @@ final class Runner {
             workspace.closeAll();
             return;
         }
-        ImagePlus last = outputs.isEmpty() ? null : outputs.get(outputs.size() - 1);
-        if (batch)
-            return; // they are the calling macro's batch images now
         for (ImagePlus imp : outputs)
             Interpreter.removeBatchModeImage(imp);
-        Interpreter.batchMode = false;
+        if (!batch)
+            Interpreter.batchMode = false;
         for (ImagePlus imp : outputs)
-            imp.show();
-        if (last != null)
+            imp.show(); // in batch mode: the calling macro's batch images, in this order
+        ImagePlus last = outputs.isEmpty() ? null : outputs.get(outputs.size() - 1);
+        if (last != null && last.getWindow() != null)
             WindowManager.setCurrentWindow(last.getWindow());
+        else if (last != null)
+            WindowManager.setTempCurrentImage(last);
+    }
+
+    private List<ImagePlus> ordered(Workspace workspace, Map<String, Object> answer) {
+        List<ImagePlus> outputs = new ArrayList<ImagePlus>();
+        List<Map<String, Object>> network = Json.maps(answer, "outputs");
+        for (Map<String, Object> output : network) {
+            ImagePlus imp = workspace.titled(Json.string(output, "title"));
+            if (imp == null) {
+                List<Map<String, Object>> one = new ArrayList<Map<String, Object>>();
+                one.add(output);
+                imp = worker.files().read(one).get(0); // the pixels the worker wrote are still there
+                setInfo(imp, answer, Json.string(output, "name"));
+                imp.show();
+            }
+            outputs.add(imp);
+        }
+        for (ImagePlus imp : workspace.ours())
+            if (!outputs.contains(imp))
+                outputs.add(imp);
+        return outputs;
+    }
+
+    private static void setInfo(ImagePlus imp, Map<String, Object> answer, String name) {
+        Map<String, Object> info = Json.map(answer, "info");
+        if (info.containsKey(name))
+            imp.setProperty("Info", String.valueOf(info.get(name)));
     }
 
     private static void save(File folder, List<ImagePlus> outputs, Map<String, String> titles, String title) {

@@ -48,6 +48,22 @@ public final class Worker {
         return shared;
     }
 
+    /**
+     * This ImageJ's worker, for a macro ({@code call("deepij.plugin.Worker.status")}): {@code "pid 4242
+     * exchange /dev/shm/deepij-serve-x1y2"}, or {@code "not started"}.
+     */
+    public static synchronized String status() {
+        Worker worker = get();
+        synchronized (worker) {
+            Link current = worker.link;
+            if (current == null || !current.alive())
+                return "not started";
+            String pid = current instanceof ProcessLink ? "pid " + ((ProcessLink) current).pid() + " "
+                    : "in process ";
+            return pid + "exchange " + current.exchange();
+        }
+    }
+
     /** Serve this ImageJ from {@code link} instead of a child process ({@code deepij gui}: in process). */
     public static synchronized void use(Link link) {
         given = link;
@@ -70,8 +86,29 @@ public final class Worker {
      * names this worker: {@link #call(Map, Events, int)} refuses to go on with another one.
      */
     public synchronized int begin() {
-        link();
+        Link current = link();
+        if (!answers(current)) { // it ended since the last command (its end may not be noticed yet)
+            dropLink(current);
+            link();
+        }
         return generation;
+    }
+
+    /** Whether the worker answers a ping (at once, even while busy). */
+    private boolean answers(Link current) {
+        int id = nextId++;
+        try {
+            current.send(Json.write(Json.of("op", "ping", "id", id)));
+            while (true) {
+                String line = current.receive(START_LIMIT_MS);
+                if (line == null)
+                    return false;
+                if (Json.integer(Json.object(line), "id", -1) == id)
+                    return true;
+            }
+        } catch (IOException ended) {
+            return false;
+        }
     }
 
     /** {@link #call(Map, Events, int)} with whichever worker runs (started if needed). */
@@ -231,6 +268,7 @@ public final class Worker {
                             + "<ImageJ folder>");
                 }
                 started.setExchange(Json.string(hello, "exchange"));
+                started.setPid(Json.integer(hello, "pid", -1));
                 IJ.showStatus("");
                 return;
             }
