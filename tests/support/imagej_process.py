@@ -40,7 +40,8 @@ def make_imagej(folder: Path) -> Path:
     classes = folder / "probe-classes"
     subprocess.run(["javac", "-nowarn", "--release", "8", "-cp", str(IJ_JAR), "-d", str(classes),
                     str(_PROBE_SOURCE)], check=True, capture_output=True)
-    shutil.copy(classes / "GuiProbe.class", folder / "plugins" / "GuiProbe.class")
+    for compiled in classes.glob("GuiProbe*.class"):  # with its inner classes
+        shutil.copy(compiled, folder / "plugins" / compiled.name)
     return folder
 
 

@@ -111,16 +111,44 @@ public class GuiProbe implements AWTEventListener {
         Button button = button(shown, label);
         if (button == null)
             return "no button " + label;
-        IJ.wait(300); // the dialog settles (layout, focus) before the click
-        Point at = button.getLocationOnScreen();
-        Rectangle size = button.getBounds();
         Robot robot = new Robot();
         robot.setAutoDelay(40);
-        robot.mouseMove(at.x + size.width / 2, at.y + size.height / 2);
-        robot.mousePress(InputEvent.BUTTON1_DOWN_MASK);
-        robot.mouseRelease(InputEvent.BUTTON1_DOWN_MASK);
-        robot.waitForIdle();
+        // a click can come before the dialog takes input (layout, focus): again until it closes
+        for (int tries = 0; tries < 60 && shown.isShowing(); tries++) {
+            IJ.wait(300);
+            Point at = button.getLocationOnScreen();
+            Rectangle size = button.getBounds();
+            robot.mouseMove(at.x + size.width / 2, at.y + size.height / 2);
+            robot.mousePress(InputEvent.BUTTON1_DOWN_MASK);
+            robot.mouseRelease(InputEvent.BUTTON1_DOWN_MASK);
+            robot.waitForIdle();
+            IJ.wait(200);
+        }
+        if (shown.isShowing())
+            return "still showing (button at " + button.getLocationOnScreen() + " " + button.getSize()
+                    + ", dialog " + shown.getBounds() + ", screen " + Toolkit.getDefaultToolkit().getScreenSize()
+                    + ")";
         return "clicked";
+    }
+
+    /** Presses the button labelled {@code label} of the dialog titled {@code title} (its action event). */
+    public static String press(String title, String label) {
+        final Dialog shown = dialog(title, 60000);
+        if (shown == null)
+            return "no dialog " + title;
+        final Button button = button(shown, label);
+        if (button == null)
+            return "no button " + label;
+        IJ.wait(300); // as a person reads it first: the dialog is up and waiting for its answer
+        java.awt.EventQueue.invokeLater(new Runnable() {
+            public void run() {
+                java.awt.event.ActionEvent pressed = new java.awt.event.ActionEvent(button,
+                        java.awt.event.ActionEvent.ACTION_PERFORMED, button.getActionCommand());
+                for (java.awt.event.ActionListener listener : button.getActionListeners())
+                    listener.actionPerformed(pressed);
+            }
+        });
+        return "pressed";
     }
 
     /** Chooses {@code item} in the dialog's first choice whose items include it, with the keyboard focus. */
@@ -156,7 +184,7 @@ public class GuiProbe implements AWTEventListener {
 
     private static Button button(Container container, String label) {
         for (Component child : container.getComponents()) {
-            if (child instanceof Button && label.equals(((Button) child).getLabel()))
+            if (child instanceof Button && label.equals(((Button) child).getLabel().trim()))
                 return (Button) child;
             if (child instanceof Container) {
                 Button found = button((Container) child, label);
@@ -204,6 +232,114 @@ public class GuiProbe implements AWTEventListener {
             }
         }
         return "no window " + title;
+    }
+
+    /**
+     * From now on, a dialog titled {@code title} that opens gets its {@code button} pressed (the button's
+     * action, as a click gives it), as a user answers a message box; what it said is noted ({@link #watch}).
+     */
+    public static String answer(final String title, final String button) {
+        Toolkit.getDefaultToolkit().addAWTEventListener(new AWTEventListener() {
+            public void eventDispatched(AWTEvent event) {
+                if (event.getID() != WindowEvent.WINDOW_OPENED || !(event.getSource() instanceof Dialog))
+                    return;
+                if (!title.equals(((Dialog) event.getSource()).getTitle()))
+                    return;
+                new Thread(new Runnable() {
+                    public void run() {
+                        try {
+                            append("answer " + title + ": " + press(title, button) + "\n");
+                        } catch (Exception error) {
+                            append("GuiProbe.answer: " + error + "\n");
+                        }
+                    }
+                }, "GuiProbe answer").start();
+            }
+        }, AWTEvent.WINDOW_EVENT_MASK);
+        return "answering";
+    }
+
+    /** Presses Esc in ImageJ's window once the file {@code trigger} exists (a test's handshake). */
+    public static String escapeWhen(final String trigger) {
+        new Thread(new Runnable() {
+            public void run() {
+                while (!new File(trigger).exists())
+                    IJ.wait(20);
+                escape();
+            }
+        }, "GuiProbe escape").start();
+        return "armed";
+    }
+
+    /** What the macro recorder has recorded so far. */
+    public static String recorderText() {
+        ij.plugin.frame.Recorder recorder = ij.plugin.frame.Recorder.getInstance();
+        return recorder == null ? "" : recorder.getText();
+    }
+
+    /**
+     * Opens a menu of ImageJ's menu bar and one of its submenus with the mouse (Robot), for a screenshot:
+     * the menu bar item is found from the width of the labels before it in the menu font.
+     */
+    public static String openMenu(String menu, String submenu) throws Exception {
+        ImageJ ij = IJ.getInstance();
+        java.awt.MenuBar bar = ij.getMenuBar();
+        java.awt.FontMetrics metrics = ij.getFontMetrics(bar.getFont() != null ? bar.getFont()
+                : new java.awt.Font("Dialog", java.awt.Font.PLAIN, 12));
+        java.awt.Insets insets = ij.getInsets();
+        Point frame = ij.getLocationOnScreen();
+        int x = frame.x + insets.left;
+        int index = -1;
+        for (int i = 0; i < bar.getMenuCount(); i++) {
+            String label = bar.getMenu(i).getLabel();
+            int width = metrics.stringWidth(label) + 20;
+            if (label.equals(menu)) {
+                x += width / 2;
+                index = i;
+                break;
+            }
+            x += width;
+        }
+        if (index < 0)
+            return "no menu " + menu;
+        Robot robot = new Robot();
+        robot.setAutoDelay(60);
+        // on X11 the frame's top inset holds the menu bar (under a window manager's title bar, if any)
+        int y = frame.y + Math.max(insets.top - (metrics.getHeight() + 8) / 2, 6);
+        robot.mouseMove(x, y);
+        robot.mousePress(InputEvent.BUTTON1_DOWN_MASK);
+        robot.mouseRelease(InputEvent.BUTTON1_DOWN_MASK);
+        robot.waitForIdle();
+        IJ.wait(500);
+        java.awt.Menu opened = bar.getMenu(index);
+        // the popup's rows: the font's height plus a margin, separators half as tall (XToolkit's menus)
+        int pitch = metrics.getHeight() + 4;
+        int top = frame.y + insets.top;
+        double rows = -1;
+        for (int i = 0, separators = 0; i < opened.getItemCount(); i++) {
+            if (opened.getItem(i).getLabel().equals("-"))
+                separators++;
+            else if (opened.getItem(i).getLabel().equals(submenu))
+                rows = i - separators + 0.5 + separators / 2.0;
+        }
+        if (rows < 0)
+            return "no submenu " + submenu;
+        robot.mouseMove(x, top + (int) (rows * pitch));
+        robot.mousePress(InputEvent.BUTTON1_DOWN_MASK);
+        robot.mouseRelease(InputEvent.BUTTON1_DOWN_MASK);
+        IJ.wait(800);
+        return "opened";
+    }
+
+    /** Closes open menus: a click on the empty screen below ImageJ's windows. */
+    public static String closeMenu() throws Exception {
+        java.awt.Dimension screen = Toolkit.getDefaultToolkit().getScreenSize();
+        Robot robot = new Robot();
+        robot.mouseMove(5, screen.height - 5);
+        robot.mousePress(InputEvent.BUTTON1_DOWN_MASK);
+        robot.mouseRelease(InputEvent.BUTTON1_DOWN_MASK);
+        IJ.wait(300);
+        return "closed";
     }
 
     /** Ends ImageJ at once (no "save changes?" questions). */

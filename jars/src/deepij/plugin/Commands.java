@@ -12,6 +12,8 @@ import java.lang.reflect.Field;
  */
 final class Commands {
 
+    private static final int WIDTH = 100;
+
     private Commands() {
     }
 
@@ -72,10 +74,31 @@ final class Commands {
             return;
         }
         if (caller != null) {
-            caller.abort(message); // the macro error box, with the calling line; stops the macro
+            caller.abort(wrap(message)); // the macro error box, with the calling line; stops the macro
             throw new RuntimeException(Macro.MACRO_CANCELED);
         }
-        IJ.error(command, message);
+        IJ.error(command, wrap(message));
+    }
+
+    /** A message in lines of at most {@code WIDTH} characters: ImageJ's message boxes do not wrap. */
+    static String wrap(String message) {
+        StringBuilder out = new StringBuilder();
+        for (String paragraph : message.split("\n", -1)) {
+            int column = 0;
+            for (String word : paragraph.split(" ")) {
+                if (column > 0 && column + 1 + word.length() > WIDTH) {
+                    out.append('\n');
+                    column = 0;
+                } else if (column > 0) {
+                    out.append(' ');
+                    column++;
+                }
+                out.append(word);
+                column += word.length();
+            }
+            out.append('\n');
+        }
+        return out.toString().trim();
     }
 
     /**

@@ -7,12 +7,12 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The JSON of the channel to the deepij worker: one object per line. Objects read into
- * {@code LinkedHashMap<String,Object>}, arrays into {@code ArrayList<Object>}, numbers into {@code Double}
+ * The JSON of the channel to the deepij worker: one object per line (public for {@code deepij gui} and
+ * tests). Objects read into {@code LinkedHashMap<String,Object>}, arrays into {@code ArrayList<Object>}, numbers into {@code Double}
  * (or {@code Long} when whole), plus {@code String}, {@code Boolean} and {@code null}. Written the same way.
  * Small on purpose: ImageJ 1.x has no JSON library and the plugin must depend on {@code ij.jar} alone.
  */
-final class Json {
+public final class Json {
 
     private final String text;
     private int at;
@@ -22,7 +22,7 @@ final class Json {
     }
 
     /** Reads one JSON value. */
-    static Object parse(String text) {
+    public static Object parse(String text) {
         Json reader = new Json(text);
         Object value = reader.value();
         reader.space();
@@ -41,7 +41,7 @@ final class Json {
     }
 
     /** Writes a value (maps, lists, arrays of strings, strings, numbers, booleans, null) on one line. */
-    static String write(Object value) {
+    public static String write(Object value) {
         StringBuilder out = new StringBuilder();
         write(value, out);
         return out.toString();

@@ -87,29 +87,29 @@ public final class RunDialog implements DialogListener {
         return options(dialog);
     }
 
-    /** The options as the recorder writes them (read through the dialog, so ImageJ records each one). */
-    private static String options(GenericDialog dialog) {
+    /**
+     * The options chosen, each also given to ImageJ's recorder (read from the dialog's fields rather than
+     * through GenericDialog, which records only when no macro runs: here the recorded line is the same
+     * either way). Empty axes or tile are left out: recorded as {@code axes=[]} they would be refused.
+     */
+    private String options(GenericDialog dialog) {
         StringBuilder options = new StringBuilder();
-        append(options, "model", dialog.getNextChoice());
-        append(options, "format", dialog.getNextChoice());
-        append(options, "preprocessing", dialog.getNextChoice());
-        append(options, "postprocessing", dialog.getNextChoice());
-        // axes and tile only when given: an empty one would be recorded as axes=[] and refused on replay
-        Vector<?> fields = dialog.getStringFields();
-        String axes = ((TextField) fields.get(0)).getText().trim();
-        String tile = ((TextField) fields.get(1)).getText().trim();
-        if (!axes.isEmpty()) {
-            append(options, "axes", axes);
-            if (Recorder.record)
-                Recorder.recordOption("axes", axes);
-        }
-        if (!tile.isEmpty()) {
-            append(options, "tile", tile);
-            if (Recorder.record)
-                Recorder.recordOption("tile", tile);
-        }
-        append(options, "logging", dialog.getNextChoice());
+        option(options, "model", model.getSelectedItem());
+        option(options, "format", format.getSelectedItem());
+        option(options, "preprocessing", pre.getSelectedItem());
+        option(options, "postprocessing", post.getSelectedItem());
+        option(options, "axes", axes.getText().trim());
+        option(options, "tile", tile.getText().trim());
+        option(options, "logging", ((Choice) dialog.getChoices().get(4)).getSelectedItem());
         return options.toString();
+    }
+
+    private static void option(StringBuilder options, String key, String value) {
+        if (value == null || value.isEmpty())
+            return;
+        append(options, key, value);
+        if (Recorder.record)
+            Recorder.recordOption(key, value);
     }
 
     private static void append(StringBuilder options, String key, String value) {

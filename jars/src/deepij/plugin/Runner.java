@@ -108,6 +108,7 @@ final class Runner {
                 javaStep(step, stage, plan, workspace, titles);
             events.progress("pre".equals(stage) ? "preprocessing" : "postprocessing", index + 1, steps.size(),
                     Json.string(step, "label"));
+            stopIfEscaped();
         }
     }
 
@@ -187,6 +188,12 @@ final class Runner {
             inputs.add(imp);
         }
         return inputs;
+    }
+
+    /** Esc pressed during a step (ImageJ stopped that macro): the run stops here. */
+    private static void stopIfEscaped() {
+        if (IJ.escapePressed())
+            throw new Failure("cancelled (Esc)", true);
     }
 
     private Map<String, Object> predict(List<ImagePlus> inputs, String title) {

@@ -34,14 +34,15 @@ public final class SharedFiles {
     private final File toWorker;
     private final File fromWorker;
 
-    SharedFiles(String folder) {
+    /** The shared files of the worker whose private folder is {@code folder}. */
+    public SharedFiles(String folder) {
         toWorker = new File(folder, "to_worker");
         fromWorker = new File(folder, "from_worker");
     }
 
     // ------------------------------------------------------------------------------------------ writing
     /** Writes the images into {@code to_worker}; their descriptions (with offsets), in the same order. */
-    List<Map<String, Object>> write(List<ImagePlus> images) {
+    public List<Map<String, Object>> write(List<ImagePlus> images) {
         List<Map<String, Object>> described = new ArrayList<Map<String, Object>>();
         long offset = 0;
         for (ImagePlus imp : images) {
@@ -194,7 +195,7 @@ public final class SharedFiles {
 
     // ------------------------------------------------------------------------------------------ reading
     /** The images the worker wrote into {@code from_worker}, as described in its answer. */
-    List<ImagePlus> read(List<Map<String, Object>> described) {
+    public List<ImagePlus> read(List<Map<String, Object>> described) {
         List<ImagePlus> images = new ArrayList<ImagePlus>();
         if (described.isEmpty())
             return images;
