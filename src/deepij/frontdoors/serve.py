@@ -36,7 +36,8 @@ The operations (:mod:`deepij.frontdoors.serve_run`, :mod:`deepij.frontdoors.serv
 - ``predict`` ``{options, imagej_dir, title, inputs: [image]}``: the inputs (after the ImageJ pre-processing)
   are in ``to_worker``; runs the spec ops (when the bundle has no ImageJ steps) and the tiled network, writes
   the outputs into ``from_worker`` and answers them (``outputs``: images with ``name`` and ``title`` as
-  deepImageJ titles them; ``tables``: columns), with the run's notes.
+  deepImageJ titles them; ``tables``: columns), with the run's notes and ``timings_ms`` (reading the inputs,
+  the network part, writing the outputs).
 - ``models`` ``{imagej_dir}``: the models the dialog lists, with their inputs, axes, tile rules, steps and
   weights formats; ``install`` ``{source, imagej_dir, overwrite}``; ``validate`` ``{options, images}``;
   ``test`` ``{model, imagej_dir}``.

@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,7 +76,9 @@ def predict(server: Server, request: Request) -> dict[str, Any]:
     described = request.message.get("inputs")
     if not isinstance(described, list) or not described:
         raise InputError("predict: no input images described (expected inputs=[{title, width, ...}])")
+    started = time.perf_counter()
     images = server.files.read_images(described)
+    read = time.perf_counter()
     names = [s.name for s in model.description.inputs]
     if len(images) != len(names):
         raise InputError(f"predict: {len(images)} images for the model's {len(names)} inputs {names}")
@@ -89,9 +92,13 @@ def predict(server: Server, request: Request) -> dict[str, Any]:
         warnings.simplefilter("always")
         prediction = server.runs.predict(model, image, run, None, title,
                                          processing="spec" if mode == "spec" else "none", progress=progress)
+    predicted = time.perf_counter()
     warned = [str(w.message) for w in caught]
     notes = list(prediction.notes) + [text for text in dict.fromkeys(warned) if text not in prediction.notes]
-    return _answer(server, prediction, title, notes)
+    answer = _answer(server, prediction, title, notes)
+    answer["timings_ms"] = {"read": 1e3 * (read - started), "predict": 1e3 * (predicted - read),
+                            "write": 1e3 * (time.perf_counter() - predicted)}
+    return answer
 
 
 def processing_mode(run: RunRequest, model: Model) -> str:
