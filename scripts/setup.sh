@@ -13,7 +13,7 @@ java_home=""
 if command -v javac >/dev/null 2>&1; then
     java_home=$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")
 fi
-# javac builds the ImageJ shim (jars/); libawt_xawt is what a non-headless JVM under Xvfb needs.
+# javac builds the ImageJ shim and plugin (jars/); libawt_xawt is what a non-headless JVM under Xvfb needs.
 if [ -z "$java_home" ] || [ -z "$(find "$java_home" -name libawt_xawt.so -print -quit 2>/dev/null)" ]; then
     missing+=(openjdk-17-jdk)
 fi
@@ -45,6 +45,27 @@ if [ ! -f "$java_jar" ] || [ "$(cat "$java_jar.sha256" 2>/dev/null)" != "$java_h
     jar --create --file "$java_jar.partial" -C jars/build/classes .
     mv "$java_jar.partial" "$java_jar"
     echo "$java_hash" > "$java_jar.sha256"
+fi
+
+# --- deepij's ImageJ plugin: the same classes plus plugins.config -> jars/build/deepij_.jar -------------------
+# `deepij plugin install DIR` copies it into a Fiji/ImageJ with the record of which Python runs deepij
+# (deepij.frontdoors.plugin_install writes the same plugins.config; a test keeps the two equal).
+plugin_jar=jars/build/deepij_.jar
+if [ ! -f "$plugin_jar" ] || [ "$(cat "$plugin_jar.sha256" 2>/dev/null)" != "$java_hash" ]; then
+    log "packing $plugin_jar"
+    config_dir=$(mktemp -d)
+    cat > "$config_dir/plugins.config" <<'CONFIG'
+# deepij: deepImageJ bundles and zoo models (written by `deepij plugin install`)
+Plugins>deepij, "DeepImageJ Run", deepij.plugin.RunCommand("DeepImageJ Run")
+Plugins>deepij, "DeepImageJ Validate", deepij.plugin.ValidateCommand("DeepImageJ Validate")
+Plugins>deepij, "Install Model", deepij.plugin.InstallCommand("Install Model")
+Plugins>deepij, "Test Model", deepij.plugin.TestCommand("Test Model")
+CONFIG
+    cp "$java_jar" "$plugin_jar.partial"
+    jar --update --file "$plugin_jar.partial" -C "$config_dir" plugins.config
+    rm -rf "$config_dir"
+    mv "$plugin_jar.partial" "$plugin_jar"
+    echo "$java_hash" > "$plugin_jar.sha256"
 fi
 
 # --- Python environment ----------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ calls the package's public API:
 - :mod:`deepij.frontdoors.cli_bundle`: ``deepij info`` and ``deepij install``;
 - :mod:`deepij.frontdoors.cli_run`: ``deepij run``;
 - :mod:`deepij.frontdoors.cli_macro`: ``deepij macro`` and ``deepij demo``;
-- :mod:`deepij.frontdoors.cli_test`: ``deepij test``.
+- :mod:`deepij.frontdoors.cli_test`: ``deepij test``;
+- :mod:`deepij.frontdoors.cli_plugin`: ``deepij plugin install|uninstall`` and ``deepij serve``.
 
 Exit status: 0 when everything was done, 1 when some image (or run) failed or the bundle could not be used,
 2 for a usage error (an unknown option, a missing input, a value that cannot be read).
@@ -30,7 +31,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from deepij.frontdoors import cli_build, cli_bundle, cli_macro, cli_run, cli_test, cli_validate
+from deepij.frontdoors import cli_build, cli_bundle, cli_macro, cli_plugin, cli_run, cli_test, cli_validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_test.add_commands(commands)  # test
     cli_build.add_commands(commands)  # build
     cli_validate.add_commands(commands)  # validate
+    cli_plugin.add_commands(commands)  # plugin, serve
     return parser
 
 

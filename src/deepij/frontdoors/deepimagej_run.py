@@ -35,9 +35,12 @@ from deepij.errors import ArgumentError, InputError, ModelNotFoundError
 from deepij.frontdoors.run_options import RunRequest, parse_run_options
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deepij.imagej.commands import CommandCall
     from deepij.imagej.session import Session
     from deepij.pipeline import Model, Prediction
+    from deepij.pipeline.progress import ProgressEvent
 
 COMMAND = "DeepImageJ Run"
 
@@ -294,9 +297,22 @@ class DeepImageJRun:
             _save(prediction, request.output_folder, title)
 
     def predict(
-        self, model: Model, image: Any, request: RunRequest, session: Session, title: str
+        self,
+        model: Model,
+        image: Any,
+        request: RunRequest,
+        session: Session | None,
+        title: str,
+        *,
+        processing: str | None = None,
+        progress: Callable[[ProgressEvent], Any] | None = None,
     ) -> Prediction:
         """Run ``model`` on ``image`` as ``request`` asks (tile, weights, processing, logging, margin).
+
+        ``processing`` overrides what the request's ``preprocessing=``/``postprocessing=`` choose
+        (:func:`processing_for`): the worker of a user's ImageJ (:mod:`deepij.frontdoors.serve_run`) runs
+        the network part only, the ImageJ steps having run there. ``progress`` is
+        :meth:`Model.predict`'s.
 
         Tile sizes on axes the model does not tile (``C`` in ``tile=1,256,256``) are informative, as in
         deepImageJ. 1.x's ``overlap=`` is the margin cut from each side of every patch: when it is more than
@@ -330,8 +346,9 @@ class DeepImageJRun:
                 # a tile= in a macro asks for deepImageJ's tiles (mirror-padded, FORMATS.md section 6)
                 tiling="deepimagej" if tile else None,
                 weights_format=request.weights_format,
-                processing=processing_for(request, model),
+                processing=processing if processing is not None else processing_for(request, model),
                 session=session,
+                progress=progress,
                 input_title=title,
                 logging=request.logging,
                 margin=overlap,
