@@ -62,8 +62,9 @@ print("images: " + nImages);
     assert "images: 4" in run.stdout  # cells.tif and the three shown outputs; display_output=false shows none
     image = imagej["image"]
     expected = {
-        "two.tif": _predict(float_model, image, tile={"y": 40, "x": 48}),
-        "one.tif": _predict(float_model, image, tile={"y": 48, "x": 48}, margin=8),
+        # a macro's tile= runs deepImageJ's tiling (FORMATS.md section 6)
+        "two.tif": _predict(float_model, image, tile={"y": 40, "x": 48}, tiling="deepimagej"),
+        "one.tif": _predict(float_model, image, tile={"y": 48, "x": 48}, margin=8, tiling="deepimagej"),
         "three.tif": _predict(float_model, image),
     }
     for file, prediction in expected.items():

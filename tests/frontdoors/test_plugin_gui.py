@@ -141,7 +141,7 @@ def test_the_dialog_clicked_with_robot_runs_and_the_recorded_line_replays_it(gui
     imagej = gui_run["imagej"]
     tile = [int(n) for n in re.search(r"tile=1,(\d+),(\d+)", lines[0]).groups()]
     model = deepij.load(imagej["bundles"][SEG].folder)
-    seg = model.predict(imagej["image"], tile=dict(zip("yx", tile, strict=True)))
+    seg = model.predict(imagej["image"], tile=dict(zip("yx", tile, strict=True)), tiling="deepimagej")
     np.testing.assert_array_equal(dialog, seg.images["mask"].values)
     assert "done" in driver
 
