@@ -15,13 +15,20 @@ the ``imagej`` package itself never imports the front doors). The command:
 
 Examples
 --------
->>> session = deepij.imagej()                                            # doctest: +SKIP
->>> result = session.run_macro(
-...     'run("DeepImageJ Run", "model=[My Model] format=Pytorch preprocessing=[no preprocessing] '
-...     'postprocessing=[no postprocessing] axes=C,Y,X tile=1,256,256 logging=normal");', image=nuclei)
-...                                                                      # doctest: +SKIP
->>> sorted(result.images)                                                # doctest: +SKIP
-['My Model_output_image', 'image']
+The demo bundle, installed into a models folder, run by name on its sample image:
+
+>>> import tempfile
+>>> import tifffile
+>>> import deepij
+>>> models = tempfile.mkdtemp()
+>>> _ = deepij.install("examples/nuclei_bundle", models_dir=models)
+>>> nuclei = tifffile.imread("examples/nuclei_bundle/sample_input.tif")
+>>> result = deepij.imagej().run_macro(
+...     f'run("DeepImageJ Run", "model=[deepij demo nuclei U-Net] models_dir=[{models}] format=Pytorch '
+...     'preprocessing=[no preprocessing] postprocessing=[no postprocessing] axes=C,Y,X tile=1,256,256 '
+...     'logging=normal");', image=nuclei)
+>>> sorted(result.images)
+['deepij demo nuclei U-Net_probability_image', 'image']
 """
 
 from __future__ import annotations
@@ -92,8 +99,13 @@ def find_run_model(
 
     Examples
     --------
-    >>> find_run_model(parse_run_options("model=[UNet 2D Nuclei Broad]"), "/opt/Fiji.app")  # doctest: +SKIP
-    PosixPath('/opt/Fiji.app/models/unet2d_nuclei_broad')
+    >>> import tempfile
+    >>> import deepij
+    >>> models = tempfile.mkdtemp()
+    >>> installed = deepij.install("examples/nuclei_bundle", models_dir=models)
+    >>> found = find_run_model(parse_run_options("model=[deepij demo nuclei U-Net]"), models_dir=models)
+    >>> found == installed, found.name
+    (True, 'nuclei_bundle')
     """
     if request.model_path is not None:
         path = request.model_path
@@ -157,8 +169,8 @@ class ModelCache:
     Examples
     --------
     >>> cache = ModelCache(size=2)
-    >>> model = cache.get("bundles/unet2d", "torchscript")  # doctest: +SKIP
-    >>> cache.get("bundles/unet2d", "torchscript") is model  # doctest: +SKIP
+    >>> model = cache.get("examples/nuclei_bundle", "torchscript")
+    >>> cache.get("examples/nuclei_bundle", "torchscript") is model
     True
     """
 
@@ -428,9 +440,10 @@ def install(session: Session, models: ModelCache | None = None) -> DeepImageJRun
 
     Examples
     --------
-    >>> handler = install(deepij.imagej())  # doctest: +SKIP
-    >>> len(handler.models)  # doctest: +SKIP
-    0
+    >>> import deepij
+    >>> handler = install(deepij.imagej())
+    >>> install(deepij.imagej()) is handler
+    True
     """
     current = session.commands.handlers().get(COMMAND)
     if isinstance(current, DeepImageJRun) and models is None:

@@ -122,8 +122,14 @@ def install(folder: str | os.PathLike[str], *, python: str | None = None) -> Ins
 
     Examples
     --------
-    >>> install("/opt/Fiji.app").jar  # doctest: +SKIP
-    PosixPath('/opt/Fiji.app/plugins/deepij_.jar')
+    >>> import tempfile
+    >>> imagej = Path(tempfile.mkdtemp())
+    >>> (imagej / "plugins").mkdir()
+    >>> installed = install(imagej)
+    >>> installed.jar == imagej / "plugins" / "deepij_.jar", installed.commands["run"]
+    (True, 'DeepImageJ Run')
+    >>> uninstall(imagej) == installed.jar
+    True
     """
     from deepij.imagej.java_steps.interfaces_jar import processing_jar
 

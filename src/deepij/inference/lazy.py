@@ -28,10 +28,17 @@ No JVM here: a bundle whose processing runs in ImageJ needs the whole image in o
 
 Examples
 --------
->>> outputs = lazy_tiled(lambda: backend, plan, {"raw": xr.DataArray(big, dims=("b", "c", "y", "x"))})
-... # doctest: +SKIP
->>> outputs["out"].data  # a dask array, computed chunk by chunk  # doctest: +SKIP
-dask.array<deepij-output, shape=(1, 1, 8192, 8192), chunksize=(1, 1, 240, 240)>
+The demo bundle's network over a 1024x1024 dask image, in 256x256 tiles:
+
+>>> import dask.array as da
+>>> import deepij
+>>> model = deepij.load("examples/nuclei_bundle")
+>>> backend = model.backend()
+>>> plan = model.tiling.plan({"input": {"c": 1, "y": 1024, "x": 1024}}, {"y": 256, "x": 256}, "unpadded")
+>>> big = da.zeros((1, 1, 1024, 1024), "float32", chunks=(1, 1, 512, 512))
+>>> outputs = lazy_tiled(lambda: backend, plan, {"input": xr.DataArray(big, dims=("b", "c", "y", "x"))})
+>>> outputs["probability"].data  # a dask array, computed chunk by chunk  # doctest: +ELLIPSIS
+dask.array<deepij-output-probability, shape=(1, 1, 1024, 1024), dtype=float32, chunksize=(1, 1, 512, 512), ...
 """
 
 from __future__ import annotations
@@ -278,8 +285,11 @@ def tile_window(plan: TilePlan, axes: str, ndim: int, tile: Tile) -> tuple[slice
 
     Examples
     --------
-    >>> tile_window(plan, "cyx", 3, next(plan.tiles()))  # doctest: +SKIP
-    (slice(None, None, None), slice(0, 72, None), slice(0, 72, None))
+    >>> import deepij
+    >>> tiling = deepij.load("examples/nuclei_bundle").tiling
+    >>> plan = tiling.plan({"input": {"c": 1, "y": 1024, "x": 1024}}, {"y": 256, "x": 256}, "unpadded")
+    >>> tile_window(plan, "cyx", 3, next(plan.tiles()))
+    (slice(None, None, None), slice(0, 256, None), slice(0, 256, None))
     """
     index: list[slice] = [slice(None)] * ndim
     for k, grid in enumerate(plan.grids):

@@ -17,10 +17,24 @@ their process is gone).
 
 Examples
 --------
->>> from dask.distributed import Client, LocalCluster                            # doctest: +SKIP
->>> client = Client(LocalCluster(n_workers=4, threads_per_worker=1))              # doctest: +SKIP
->>> report = deepij.run_many(deepij.load("bundle/"), "images/", "out/", client=client)  # doctest: +SKIP
->>> print(report.summary())                                                       # doctest: +SKIP
+The demo bundle on a folder of two images, on a cluster of one worker thread (``LocalCluster(n_workers=4)``
+makes four worker processes instead):
+
+>>> import shutil
+>>> import tempfile
+>>> from pathlib import Path
+>>> from dask.distributed import Client, LocalCluster
+>>> import deepij
+>>> images = Path(tempfile.mkdtemp())
+>>> for name in ("exampleImage.tif", "sample_input.tif"):
+...     _ = shutil.copy(f"examples/nuclei_bundle/{name}", images)
+>>> with Client(LocalCluster(n_workers=1, processes=False, dashboard_address=None)) as client:
+...     report = deepij.run_many(deepij.load("examples/nuclei_bundle"), images, images / "out",
+...                              client=client, processing="spec", progress=False)
+>>> print(report.summary().splitlines()[-1])
+2 images: 2 done, 0 already done, 0 failed
+>>> sorted(path.name for path in (images / "out").glob("*.tif"))
+['exampleImage_probability.tif', 'sample_input_probability.tif']
 """
 
 from __future__ import annotations
@@ -360,8 +374,18 @@ def run_zarr(
 
     Examples
     --------
-    >>> run_zarr(deepij.load("bundle/"), "big.ome.zarr", "out.ome.zarr", processing="spec")  # doctest: +SKIP
-    [PosixPath('out.ome.zarr')]
+    >>> import tempfile
+    >>> import tifffile
+    >>> import xarray as xr
+    >>> import deepij
+    >>> from deepij.pipeline.zarr_io import write_ome_zarr
+    >>> folder = tempfile.mkdtemp()
+    >>> nuclei = xr.DataArray(tifffile.imread("examples/nuclei_bundle/sample_input.tif"), dims=("y", "x"))
+    >>> store = write_ome_zarr(nuclei.chunk(128), f"{folder}/nuclei.ome.zarr")
+    >>> written = run_zarr(deepij.load("examples/nuclei_bundle"), store, f"{folder}/out.ome.zarr",
+    ...                    processing="spec")
+    >>> [path.name for path in written]
+    ['out.ome.zarr']
     """
     from deepij.pipeline.zarr_io import check_output_store, write_ome_zarr
 

@@ -23,10 +23,21 @@ or computed in parts.
 
 Examples
 --------
->>> result = model.predict("big.ome.zarr", processing="spec")  # doctest: +SKIP
->>> result.images["output"].data  # doctest: +SKIP
-dask.array<deepij-output-output, shape=(1, 1, 16384, 16384), ...>
->>> write_ome_zarr(result.images["output"], "out.ome.zarr")  # doctest: +SKIP
+The demo bundle on a Zarr store of its sample image (the spec's ops; its ImageJ steps need the whole image):
+
+>>> import tempfile
+>>> import tifffile
+>>> import xarray as xr
+>>> import deepij
+>>> from deepij.pipeline.zarr_io import write_ome_zarr
+>>> folder = tempfile.mkdtemp()
+>>> nuclei = xr.DataArray(tifffile.imread("examples/nuclei_bundle/sample_input.tif"), dims=("y", "x"))
+>>> store = write_ome_zarr(nuclei.chunk(128), f"{folder}/nuclei.ome.zarr")
+>>> result = deepij.load("examples/nuclei_bundle").predict(store, processing="spec")
+>>> result.images["probability"].data  # doctest: +ELLIPSIS
+dask.array<deepij-output-probability, shape=(1, 1, 256, 256), dtype=float32, ...>
+>>> write_ome_zarr(result.images["probability"], f"{folder}/out.ome.zarr").name
+'out.ome.zarr'
 """
 
 from __future__ import annotations

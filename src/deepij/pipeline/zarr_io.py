@@ -13,11 +13,17 @@
 
 Examples
 --------
->>> image = read_zarr("big.ome.zarr")  # doctest: +SKIP
->>> image.dims, image.attrs["pixel_size"]  # doctest: +SKIP
-(('c', 'y', 'x'), {'y': 0.5, 'x': 0.5})
->>> write_ome_zarr(result.images["output"], "out.ome.zarr")  # doctest: +SKIP
-PosixPath('out.ome.zarr')
+>>> import tempfile
+>>> import tifffile
+>>> import xarray as xr
+>>> nuclei = xr.DataArray(tifffile.imread("examples/nuclei_bundle/sample_input.tif"), dims=("y", "x"),
+...                       attrs={"pixel_size": {"y": 0.5, "x": 0.5}})
+>>> folder = tempfile.mkdtemp()
+>>> write_ome_zarr(nuclei.chunk(128), f"{folder}/nuclei.ome.zarr").name
+'nuclei.ome.zarr'
+>>> image = read_zarr(f"{folder}/nuclei.ome.zarr")
+>>> image.dims, image.attrs["pixel_size"], image.data.chunksize
+(('y', 'x'), {'y': 0.5, 'x': 0.5}, (128, 128))
 """
 
 from __future__ import annotations
