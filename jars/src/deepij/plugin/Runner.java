@@ -74,11 +74,17 @@ final class Runner {
         Workspace workspace = new Workspace();
         boolean done = false;
         try {
-            ImagePlus copy = source.duplicate();
-            copy.setTitle(title);
-            workspace.open(copy);
-            runSteps(plan, "pre", workspace);
-            List<ImagePlus> inputs = networkInputs(plan, workspace);
+            List<ImagePlus> inputs;
+            if (readsAsIs(plan, source)) {
+                inputs = new ArrayList<ImagePlus>();
+                inputs.add(source); // nothing changes it before the network: the worker reads its pixels
+            } else {
+                ImagePlus copy = source.duplicate();
+                copy.setTitle(title);
+                workspace.open(copy);
+                runSteps(plan, "pre", workspace);
+                inputs = networkInputs(plan, workspace);
+            }
             Map<String, Object> answer = predict(inputs, title);
             workspace.closeAll();
             Map<String, String> titles = openOutputs(answer, workspace);
@@ -91,6 +97,15 @@ final class Runner {
             Interpreter.batchMode = batch;
             Thread.currentThread().setName(thread);
         }
+    }
+
+    /**
+     * Whether the network's one input is the image as it is: no pre-processing step, and no ROI (a copy
+     * would be cropped to it): then the copy, a whole image of memory traffic, is left out.
+     */
+    private static boolean readsAsIs(Map<String, Object> plan, ImagePlus source) {
+        return Json.maps(plan, "pre").isEmpty() && Json.strings(plan, "inputs").size() == 1
+                && source.getRoi() == null;
     }
 
     private void runSteps(Map<String, Object> plan, String stage, Workspace workspace) {
