@@ -1,4 +1,5 @@
-"""What a fresh process does before its first result: no dask imported for numpy images, the network loaded
+"""What a fresh process does before its first result: no dask imported for numpy images (nor ImageJ's
+packages for a bundle without ImageJ steps), the network loaded
 while ImageJ starts when a run needs both; and the log level of runs side by side. Real processes, no
 timings."""
 
@@ -35,12 +36,13 @@ def test_a_numpy_image_runs_without_importing_dask_and_dask_arrays_still_work(tm
         model = deepij.load({str(bundle.folder)!r})
         result = model.predict(np.random.default_rng(0).random((40, 48), dtype=np.float32))
         print("dask.array" in sys.modules)  # (xarray's astype imports dask's core, 0.2 s, to ask)
+        print([name for name in ("jpype", "deepij.imagej") if name in sys.modules])  # no ImageJ steps
         import dask.array as da, xarray as xr
         print(type(xr.DataArray(da.zeros((4, 4), chunks=2)).data).__name__)
         """,
         tmp_path,
     )
-    assert lines == ["False", "Array"]
+    assert lines == ["False", "[]", "Array"]
 
 
 def test_the_network_loads_while_imagej_starts(tmp_path):

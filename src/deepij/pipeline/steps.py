@@ -180,9 +180,10 @@ class Chain:
         report: Reporter | None = None,
         step_timeout: float | None = None,
     ) -> None:
-        from deepij.imagej.macro_run import check_timeout
+        if step_timeout is not None:  # deepij.imagej is imported only when it is needed (a first call's cost)
+            from deepij.imagej.macro_run import check_timeout
 
-        check_timeout(step_timeout, "step_timeout")
+            check_timeout(step_timeout, "step_timeout")
         self.description = description
         self.mode = choose_mode(description, processing)
         self.step_timeout = step_timeout
