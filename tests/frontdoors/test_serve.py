@@ -232,7 +232,7 @@ def _hyperstack() -> xr.DataArray:
                                "frame_interval": 3.0, "time_unit": "sec", "composite_mode": "color"})
 
 
-@pytest.mark.parametrize("kind", ["uint8", "uint16 stack", "float hyperstack", "rgb"])
+@pytest.mark.parametrize("kind", ["uint8", "uint16 stack", "float hyperstack", "rgb", "float planes of 9 MB"])
 def test_pixels_from_the_plugin_arrive_as_deepij_reads_the_imageplus(imagej_session, java, kind):
     from deepij.imagej import images
 
@@ -243,6 +243,9 @@ def test_pixels_from_the_plugin_arrive_as_deepij_reads_the_imageplus(imagej_sess
         "float hyperstack": _hyperstack(),
         "rgb": xr.DataArray(np.random.default_rng(2).integers(0, 255, (8, 10, 3), dtype=np.uint8),
                             dims=("row", "col", "ch"), name="c", attrs={"rgb": True}),
+        # planes larger than the plugin's 8 MiB buffer cross in pieces
+        "float planes of 9 MB": xr.DataArray(np.random.default_rng(3).random((2, 1500, 1537), np.float32),
+                                             dims=("pln", "row", "col"), name="d"),
     }[kind]
     imp = images.to_imageplus(made)
     files = SharedFiles()
@@ -260,7 +263,8 @@ def test_outputs_from_the_worker_open_as_prediction_show_opens_them(imagej_sessi
     from deepij.axes import BIOIMAGE_TO_IMAGEJ, to_imagej_dims
     from deepij.imagej import images
 
-    values = np.random.default_rng(4).random((1, 2, 3, 16, 12)).astype(np.float32)
+    # planes of 1540 x 1500: more than the plugin's 8 MiB buffer each, read in pieces
+    values = np.random.default_rng(4).random((1, 2, 2, 1540, 1500)).astype(np.float32)
     output = xr.DataArray(values, dims=("b", "c", "z", "y", "x"), name="output",
                           attrs={"unit": "micron", "pixel_size": {"x": 0.25, "y": 0.25, "z": 1.5}})
     files = SharedFiles()

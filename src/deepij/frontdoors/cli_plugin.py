@@ -46,7 +46,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="the worker deepij's ImageJ plugin talks to (started by the plugin)",
         description=(
             "Serve deepij's ImageJ plugin: read requests on standard input, answer on standard output, "
-            "pixels through memory-mapped files in a private folder. The plugin starts it; it ends with its "
+            "pixels through shared files in a private folder. The plugin starts it; it ends with its "
             "input."
         ),
     )

@@ -11,7 +11,6 @@ import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -19,7 +18,7 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Pixels between ImageJ and the worker, through two memory-mapped files in the worker's private folder:
+ * Pixels between ImageJ and the worker, through two shared files in the worker's private folder:
  * {@code to_worker} (written here, read by the worker) and {@code from_worker} (the other way). An image is
  * its planes one after the other in ImageJ's stack order (channel fastest, then slice, then frame), each plane
  * row after row, in the machine's byte order; RGB planes are ImageJ's packed {@code int} pixels. What an image
@@ -80,61 +79,56 @@ public final class SharedFiles {
 
     private static void writePlanes(ImagePlus imp, FileChannel channel, long offset) throws IOException {
         ImageStack stack = imp.getStack();
-        long planeBytes = (long) imp.getWidth() * imp.getHeight() * bytesPerPixel(imp.getBitDepth());
-        Planes mapped = new Planes(channel, FileChannel.MapMode.READ_WRITE, offset, planeBytes, stack.getSize());
+        int pixels = imp.getWidth() * imp.getHeight();
+        int perChunk = CHUNK / bytesPerPixel(imp.getBitDepth());
+        long position = offset;
         for (int index = 1; index <= stack.getSize(); index++) {
-            ByteBuffer plane = mapped.plane(index - 1);
-            Object pixels = stack.getPixels(index);
-            if (pixels instanceof byte[])
-                plane.put((byte[]) pixels);
-            else if (pixels instanceof short[])
-                plane.asShortBuffer().put((short[]) pixels);
-            else if (pixels instanceof float[])
-                plane.asFloatBuffer().put((float[]) pixels);
-            else if (pixels instanceof int[])
-                plane.asIntBuffer().put((int[]) pixels);
-            else
-                throw new Failure("image '" + imp.getTitle() + "': plane " + index + " has no pixels");
+            Object plane = stack.getPixels(index);
+            for (int start = 0; start < pixels; start += perChunk) {
+                ByteBuffer chunk = fill(plane, start, Math.min(perChunk, pixels - start), imp, index);
+                while (chunk.hasRemaining())
+                    position += channel.write(chunk, position);
+            }
         }
+    }
+
+    /** {@code count} pixels of a plane from {@code start}, in the scratch buffer, ready to be written. */
+    private static ByteBuffer fill(Object pixels, int start, int count, ImagePlus imp, int index) {
+        ByteBuffer chunk = SCRATCH.get();
+        chunk.clear();
+        int bytes;
+        if (pixels instanceof byte[]) {
+            chunk.put((byte[]) pixels, start, count);
+            bytes = 1;
+        } else if (pixels instanceof short[]) {
+            chunk.asShortBuffer().put((short[]) pixels, start, count);
+            bytes = 2;
+        } else if (pixels instanceof float[]) {
+            chunk.asFloatBuffer().put((float[]) pixels, start, count);
+            bytes = 4;
+        } else if (pixels instanceof int[]) {
+            chunk.asIntBuffer().put((int[]) pixels, start, count);
+            bytes = 4;
+        } else {
+            throw new Failure("image '" + imp.getTitle() + "': plane " + index + " has no pixels");
+        }
+        chunk.position(0);
+        chunk.limit(count * bytes);
+        return chunk;
     }
 
     /**
-     * The planes of one image in a file, mapped a window of whole planes at a time (a mapping holds at most
-     * 2 GiB: bigger stacks take several).
+     * Bytes one positional read or write moves. Pixels cross through one reused direct buffer with
+     * positional reads and writes: a mapping of the file made anew for each call faults on each of its pages,
+     * which costs more than the copy on these machines (as on deepij's side, see its exchange module).
      */
-    private static final class Planes {
-        private static final long WINDOW = 1L << 30;
-        private final FileChannel channel;
-        private final FileChannel.MapMode mode;
-        private final long offset;
-        private final long planeBytes;
-        private final int count;
-        private final int perWindow;
-        private MappedByteBuffer window;
-        private int first = -1;
-
-        Planes(FileChannel channel, FileChannel.MapMode mode, long offset, long planeBytes, int count) {
-            if (planeBytes > Integer.MAX_VALUE)
-                throw new Failure("one plane of " + planeBytes + " bytes is more than a plane can be here (2 GiB)");
-            this.channel = channel;
-            this.mode = mode;
-            this.offset = offset;
-            this.planeBytes = planeBytes;
-            this.count = count;
-            this.perWindow = (int) Math.max(1, WINDOW / Math.max(1, planeBytes));
+    private static final int CHUNK = 8 << 20;
+    private static final ThreadLocal<ByteBuffer> SCRATCH = new ThreadLocal<ByteBuffer>() {
+        @Override
+        protected ByteBuffer initialValue() {
+            return ByteBuffer.allocateDirect(CHUNK).order(ByteOrder.nativeOrder());
         }
-
-        ByteBuffer plane(int index) throws IOException {
-            if (window == null || index < first || index >= first + perWindow) {
-                first = index;
-                int planes = Math.min(perWindow, count - index);
-                window = channel.map(mode, offset + index * planeBytes, planes * planeBytes);
-            }
-            ByteBuffer view = window.duplicate();
-            view.position((int) ((index - first) * planeBytes));
-            return view.slice().order(ByteOrder.nativeOrder());
-        }
-    }
+    };
 
     /** What the worker needs to know of an image besides its pixels. */
     static Map<String, Object> describe(ImagePlus imp) {
@@ -230,11 +224,8 @@ public final class SharedFiles {
         if (offset + planeBytes * planes > size)
             throw new Failure("the deepij worker described more pixels than its file holds (" + size + " bytes)");
         ImageStack stack = new ImageStack(width, height);
-        Planes mapped = new Planes(channel, FileChannel.MapMode.READ_ONLY, offset, planeBytes, planes);
-        for (int index = 0; index < planes; index++) {
-            ByteBuffer plane = mapped.plane(index);
-            stack.addSlice("", planePixels(plane, bitDepth, pixels));
-        }
+        for (int index = 0; index < planes; index++)
+            stack.addSlice("", readPlane(channel, offset + index * planeBytes, bitDepth, pixels));
         ImagePlus imp = new ImagePlus(Json.string(meta, "title"), stack);
         imp.setDimensions(channels, slices, frames);
         if (channels > 1 && bitDepth != 24)
@@ -247,29 +238,32 @@ public final class SharedFiles {
         return imp;
     }
 
-    private static Object planePixels(ByteBuffer plane, int bitDepth, int pixels) {
-        switch (bitDepth) {
-            case 8: {
-                byte[] values = new byte[pixels];
-                plane.get(values);
-                return values;
-            }
-            case 16: {
-                short[] values = new short[pixels];
-                plane.asShortBuffer().get(values);
-                return values;
-            }
-            case 24: {
-                int[] values = new int[pixels];
-                plane.asIntBuffer().get(values);
-                return values;
-            }
-            default: {
-                float[] values = new float[pixels];
-                plane.asFloatBuffer().get(values);
-                return values;
-            }
+    private static Object readPlane(FileChannel channel, long offset, int bitDepth, int pixels)
+            throws IOException {
+        Object values = bitDepth == 8 ? new byte[pixels] : bitDepth == 16 ? new short[pixels]
+                : bitDepth == 24 ? (Object) new int[pixels] : new float[pixels];
+        int bytes = bytesPerPixel(bitDepth);
+        int perChunk = CHUNK / bytes;
+        for (int start = 0; start < pixels; start += perChunk) {
+            int count = Math.min(perChunk, pixels - start);
+            long position = offset + (long) start * bytes;
+            ByteBuffer chunk = SCRATCH.get();
+            chunk.clear();
+            chunk.limit(count * bytes);
+            while (chunk.hasRemaining())
+                if (channel.read(chunk, position + chunk.position()) < 0)
+                    throw new Failure("the deepij worker's file ended at byte " + (position + chunk.position()));
+            chunk.position(0);
+            if (values instanceof byte[])
+                chunk.get((byte[]) values, start, count);
+            else if (values instanceof short[])
+                chunk.asShortBuffer().get((short[]) values, start, count);
+            else if (values instanceof int[])
+                chunk.asIntBuffer().get((int[]) values, start, count);
+            else
+                chunk.asFloatBuffer().get((float[]) values, start, count);
         }
+        return values;
     }
 
     private static int compositeMode(String mode) {
