@@ -102,9 +102,9 @@ def _require_display() -> None:
 
 def _session(fiji: str | os.PathLike[str] | None) -> Any:
     """The process's ImageJ on the real display (never a virtual one)."""
-    import deepij
+    from deepij.imagej import get_session
 
-    session = deepij.imagej(fiji=fiji, virtual_display=False)
+    session = get_session(fiji=fiji, virtual_display=False)
     if session.headless or session.virtual_display is not None:
         where = "headless" if session.headless else f"on a virtual display ({session.display})"
         raise ImageJError(
