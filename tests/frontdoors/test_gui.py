@@ -1,7 +1,7 @@
-"""``deepij gui`` as a user starts it: a separate ``python -m deepij gui --run DRIVER`` process showing ImageJ's
-window on a (virtual, for the test) display, the plugin's commands under Plugins > deepij served in that
-process. The ImageJ folder holds the test models and the test probe ``GuiProbe`` but not the plugin jar: the
-menu is deepij gui's own.
+"""``deepij gui`` as a user starts it: a separate ``python -m deepij gui --run DRIVER`` process showing
+ImageJ's window on a (virtual, for the test) display, the plugin's commands under Plugins > deepij served
+in that process. The ImageJ folder holds the test models and the test probe ``GuiProbe`` but not the plugin
+jar: the menu is deepij gui's own.
 
 The driver macro (run in the window by ``--run``, as ImageJ's ``-macro`` runs one) notes what it sees into a
 file, runs DeepImageJ Run twice (the second time with the model's weights file moved away: only a model kept

@@ -19,9 +19,7 @@ No virtual display: the window is for a person to see, so without ``DISPLAY`` it
 
 Examples
 --------
->>> import deepij
->>> deepij.gui()  # doctest: +SKIP
-0
+``deepij.gui()`` from Python, ``deepij gui`` (or ``deepij gui --fiji ~/Fiji.app``) from the shell.
 """
 
 from __future__ import annotations
