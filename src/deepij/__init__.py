@@ -10,7 +10,8 @@ deep-learning framework installed:
   (``.description``, ``.predict``);
 - ``deepij.find_model(name)`` / ``deepij.install(zip_or_url)`` look up and install bundles;
 - ``deepij.run_workflow(macro, inputs=..., answers=...)`` runs a workshop macro over a folder;
-- ``deepij.test_bundle(bundle)`` reproduces a bundle's expected outputs from its test inputs.
+- ``deepij.test_bundle(bundle)`` reproduces a bundle's expected outputs from its test inputs;
+- ``deepij.gui()`` shows ImageJ's window with Plugins > deepij, served by this process.
 
 Every error deepij raises on purpose is a :class:`DeepijError`, importable from here.
 """
@@ -86,6 +87,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "find_model": ("deepij.bundle", "find_model"),
     "install": ("deepij.bundle", "install"),
     "run_workflow": ("deepij.frontdoors.workflow", "run_workflow"),
+    "gui": ("deepij.frontdoors.gui", "gui"),
     "run_many": ("deepij.pipeline.distributed", "run_many"),
     "test_bundle": ("deepij.trust.reproduce", "test_bundle"),
     "build": ("deepij.trust.build", "build"),

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("info", "install", "run", "macro", "demo", "test", "build", "validate")
+SUBCOMMANDS = ("info", "install", "run", "macro", "demo", "test", "build", "validate", "plugin", "serve",
+               "gui")
 
 
 def test_the_installed_entry_point_is_the_front_door_cli() -> None:

@@ -7,7 +7,8 @@ calls the package's public API:
 - :mod:`deepij.frontdoors.cli_run`: ``deepij run``;
 - :mod:`deepij.frontdoors.cli_macro`: ``deepij macro`` and ``deepij demo``;
 - :mod:`deepij.frontdoors.cli_test`: ``deepij test``;
-- :mod:`deepij.frontdoors.cli_plugin`: ``deepij plugin install|uninstall`` and ``deepij serve``.
+- :mod:`deepij.frontdoors.cli_plugin`: ``deepij plugin install|uninstall`` and ``deepij serve``;
+- :mod:`deepij.frontdoors.cli_gui`: ``deepij gui``.
 
 Exit status: 0 when everything was done, 1 when some image (or run) failed or the bundle could not be used,
 2 for a usage error (an unknown option, a missing input, a value that cannot be read).
@@ -31,7 +32,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from deepij.frontdoors import cli_build, cli_bundle, cli_macro, cli_plugin, cli_run, cli_test, cli_validate
+from deepij.frontdoors import (
+    cli_build,
+    cli_bundle,
+    cli_gui,
+    cli_macro,
+    cli_plugin,
+    cli_run,
+    cli_test,
+    cli_validate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_build.add_commands(commands)  # build
     cli_validate.add_commands(commands)  # validate
     cli_plugin.add_commands(commands)  # plugin, serve
+    cli_gui.add_commands(commands)  # gui
     return parser
 
 

@@ -61,11 +61,25 @@ def command_names(*, deepimagej_present: bool) -> dict[str, str]:
     return {key: f"{prefix} {label}" if key in ("run", "validate") else label for key, label, _ in _COMMANDS}
 
 
+def menu_commands(*, deepimagej_present: bool) -> list[tuple[str, str]]:
+    """The commands under Plugins > deepij: (menu name, the plugin class called with its argument, as
+    ImageJ's ``plugins.config`` writes it). The jar's ``plugins.config`` and ``deepij gui``'s menu both come
+    from here.
+
+    Examples
+    --------
+    >>> menu_commands(deepimagej_present=False)[0]
+    ('DeepImageJ Run', 'deepij.plugin.RunCommand("DeepImageJ Run")')
+    """
+    names = command_names(deepimagej_present=deepimagej_present)
+    return [(names[key], f'{cls}("{names[key]}")') for key, _, cls in _COMMANDS]
+
+
 def plugins_config(*, deepimagej_present: bool) -> str:
     """The jar's ``plugins.config``: one line per command under Plugins > deepij."""
-    names = command_names(deepimagej_present=deepimagej_present)
     lines = ["# deepij: deepImageJ bundles and zoo models (written by `deepij plugin install`)"]
-    lines += [f'Plugins>deepij, "{names[key]}", {cls}("{names[key]}")' for key, _, cls in _COMMANDS]
+    lines += [f'Plugins>deepij, "{name}", {plugin}'
+              for name, plugin in menu_commands(deepimagej_present=deepimagej_present)]
     return "\n".join(lines) + "\n"
 
 

@@ -218,14 +218,15 @@ def serve_stdio() -> int:
     try:
         send(server.hello())
         _watch_parent(server)
-        _serve_lines(server, sys.stdin.buffer)
+        serve_lines(server, sys.stdin.buffer)
     finally:
         server.close()
     return 0
 
 
-def _serve_lines(server: Server, lines: Any) -> None:
-    """Read requests until the input ends: requests run on one thread, cancels are handled at once."""
+def serve_lines(server: Server, lines: Any) -> None:
+    """Read requests (JSON lines, from any iterable: a pipe, or ``deepij gui``'s in-process queue) until the
+    input ends: requests run on one thread, cancels and pings are answered at once."""
     import queue
 
     jobs: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()

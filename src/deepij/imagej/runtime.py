@@ -208,8 +208,10 @@ def _choose_display(request: _Request) -> tuple[bool, bool, str | None]:
 
 def _classpath_and_options(request: _Request) -> tuple[list[Path], list[str]]:
     if request.fiji_dir is not None:
-        return locate.fiji_classpath(request.fiji_dir), [*fiji_mode.jvm_options(request.fiji_dir),
-                                                          *request.options]
+        # deepij's jar after Fiji's own: Java steps and deepij's plugin classes (`deepij gui`) are there
+        # even when the plugin is not installed; Fiji's copies of the same classes come first
+        return ([*locate.fiji_classpath(request.fiji_dir), *java_steps.startup_classpath()],
+                [*fiji_mode.jvm_options(request.fiji_dir), *request.options])
     assert request.ij_jar is not None
     # deepImageJ's processing interfaces, so bundle jars link against ImageJ's own class loader
     return ([request.ij_jar, *java_steps.startup_classpath(request.ij_jar)],

@@ -342,6 +342,62 @@ public class GuiProbe implements AWTEventListener {
         return "closed";
     }
 
+    /** The labels of a submenu of ImageJ's menu bar ({@code "Plugins"}, {@code "deepij"}), joined by "|". */
+    public static String menuItems(String menu, String submenu) {
+        java.awt.MenuBar bar = IJ.getInstance().getMenuBar();
+        for (int i = 0; i < bar.getMenuCount(); i++) {
+            if (!bar.getMenu(i).getLabel().equals(menu))
+                continue;
+            java.awt.Menu top = bar.getMenu(i);
+            for (int j = 0; j < top.getItemCount(); j++) {
+                if (top.getItem(j) instanceof java.awt.Menu && top.getItem(j).getLabel().equals(submenu)) {
+                    java.awt.Menu found = (java.awt.Menu) top.getItem(j);
+                    StringBuilder labels = new StringBuilder();
+                    for (int k = 0; k < found.getItemCount(); k++)
+                        labels.append(k > 0 ? "|" : "").append(found.getItem(k).getLabel());
+                    return labels.toString();
+                }
+            }
+            return "no submenu " + submenu;
+        }
+        return "no menu " + menu;
+    }
+
+    /** The items of every choice of the shown dialog titled {@code title}, joined by "|". */
+    public static String items(String title) {
+        Dialog shown = dialog(title, 60000);
+        if (shown == null)
+            return "no dialog " + title;
+        StringBuilder out = new StringBuilder();
+        items(shown, out);
+        return out.toString();
+    }
+
+    private static void items(Container container, StringBuilder out) {
+        for (Component child : container.getComponents()) {
+            if (child instanceof java.awt.Choice) {
+                java.awt.Choice choice = (java.awt.Choice) child;
+                for (int i = 0; i < choice.getItemCount(); i++)
+                    out.append(out.length() > 0 ? "|" : "").append(choice.getItem(i));
+            }
+            if (child instanceof Container)
+                items((Container) child, out);
+        }
+    }
+
+    /** Closes ImageJ's main window as its close box does (the window manager's close request). */
+    public static String closeImageJ() {
+        final ImageJ ij = IJ.getInstance();
+        if (ij == null)
+            return "no ImageJ window";
+        java.awt.EventQueue.invokeLater(new Runnable() {
+            public void run() {
+                ij.dispatchEvent(new WindowEvent(ij, WindowEvent.WINDOW_CLOSING));
+            }
+        });
+        return "closing";
+    }
+
     /** Ends ImageJ at once (no "save changes?" questions). */
     public static String exit() {
         System.exit(0);

@@ -5,8 +5,8 @@ import java.io.IOException;
 /**
  * One way to reach a deepij worker: lines of JSON each way (see the protocol in deepij's
  * {@code deepij.frontdoors.serve} module). {@link ProcessLink} is a {@code deepij serve --stdio} child process
- * (the plugin in a user's ImageJ); {@code deepij gui} gives the plugin an in-process one through
- * {@link Worker#use(Link)}.
+ * (the plugin in a user's ImageJ); {@code deepij gui} gives the plugin an in-process one, {@link InProcessLink},
+ * through {@link Worker#use(Link)}.
  */
 public interface Link {
 

@@ -66,10 +66,12 @@ public final class Worker {
 
     /** Serve this ImageJ from {@code link} instead of a child process ({@code deepij gui}: in process). */
     public static synchronized void use(Link link) {
-        given = link;
         Worker worker = get();
         synchronized (worker) {
-            worker.link = link;
+            if (worker.link != null && worker.link != given)
+                worker.link.close(); // a child process started before: this link replaces it
+            given = link;
+            worker.link = null; // the next command takes up the given link (and its shared files)
             worker.files = null;
         }
     }
