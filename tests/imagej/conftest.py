@@ -35,13 +35,16 @@ def run_python():
 
 @pytest.fixture
 def handlers(session):
-    """Register handlers for one test; they are removed afterwards."""
-    registered = []
+    """Register handlers for one test; afterwards each name gets back the handler it had (deepij's own
+    commands, such as "Command From Macro", are served by session hooks that later tests rely on)."""
+    before = {}
 
     def register(name, handler):
+        before.setdefault(name, session.commands.handlers().get(name))
         session.commands.register(name, handler)
-        registered.append(name)
 
     yield register
-    for name in registered:
+    for name, handler in before.items():
         session.commands.unregister(name)
+        if handler is not None:
+            session.commands.register(name, handler)

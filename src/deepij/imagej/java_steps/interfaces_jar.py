@@ -164,9 +164,12 @@ def write_jar(target: Path, classes: Path) -> Path:
     >>> classes = Path(tempfile.mkdtemp()) / "classes"
     >>> with zipfile.ZipFile(processing_jar()) as built:  # some compiled classes
     ...     built.extractall(classes, [name for name in built.namelist() if name.endswith(".class")])
+    >>> packed = sorted(path.relative_to(classes).as_posix() for path in classes.rglob("*.class"))
     >>> with zipfile.ZipFile(write_jar(classes.with_name("again.jar"), classes)) as jar:
-    ...     jar.namelist()[0], len(jar.namelist())
-    ('META-INF/MANIFEST.MF', 3)
+    ...     jar.namelist()[0], jar.namelist()[1:] == packed
+    ('META-INF/MANIFEST.MF', True)
+    >>> "deepimagej/processing/PreProcessingInterface.class" in packed
+    True
     """
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nCreated-By: deepij\r\n\r\n")
