@@ -60,6 +60,8 @@ Plugins>deepij, "DeepImageJ Run", deepij.plugin.RunCommand("DeepImageJ Run")
 Plugins>deepij, "DeepImageJ Validate", deepij.plugin.ValidateCommand("DeepImageJ Validate")
 Plugins>deepij, "Install Model", deepij.plugin.InstallCommand("Install Model")
 Plugins>deepij, "Test Model", deepij.plugin.TestCommand("Test Model")
+Plugins>deepij, "DeepImageJ StarDist", deepij.plugin.InstanceCommand("DeepImageJ StarDist")
+Plugins>deepij, "DeepImageJ Cellpose", deepij.plugin.InstanceCommand("DeepImageJ Cellpose")
 CONFIG
     cp "$java_jar" "$plugin_jar.partial"
     jar --update --file "$plugin_jar.partial" -C "$config_dir" plugins.config

@@ -109,7 +109,8 @@ def _line(gui_run, key: str) -> str:
 
 
 def test_plugins_deepij_holds_the_plugins_commands(gui_run):
-    assert _line(gui_run, "menu") == "DeepImageJ Run|DeepImageJ Validate|Install Model|Test Model"
+    assert _line(gui_run, "menu") == ("DeepImageJ Run|DeepImageJ Validate|Install Model|Test Model|"
+                                      "DeepImageJ StarDist|DeepImageJ Cellpose")
     # the plugin's class is the command: one DeepImageJ Run, not deepij's served one
     assert _line(gui_run, "class") == 'deepij.plugin.RunCommand("DeepImageJ Run")'
 

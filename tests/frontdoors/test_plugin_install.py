@@ -46,11 +46,14 @@ def test_install_puts_the_jar_into_plugins_with_deepimagejs_names(tmp_path, caps
     jar = fiji / "plugins" / JAR_NAME
     config = _config(jar)
     for name, command in (("DeepImageJ Run", "RunCommand"), ("DeepImageJ Validate", "ValidateCommand"),
-                          ("Install Model", "InstallCommand"), ("Test Model", "TestCommand")):
+                          ("Install Model", "InstallCommand"), ("Test Model", "TestCommand"),
+                          ("DeepImageJ StarDist", "InstanceCommand"),
+                          ("DeepImageJ Cellpose", "InstanceCommand")):
         assert f'Plugins>deepij, "{name}", deepij.plugin.{command}("{name}")' in config
     with zipfile.ZipFile(jar) as archive:
         names = set(archive.namelist())
-    assert {"deepij/plugin/RunCommand.class", "deepimagej/processing/PreProcessingInterface.class"} <= names
+    assert {"deepij/plugin/RunCommand.class", "deepij/plugin/InstanceCommand.class",
+            "deepimagej/processing/PreProcessingInterface.class"} <= names
     out = capsys.readouterr().out
     assert f"installed {jar}" in out and "deepImageJ's own plugin" not in out
 
@@ -80,6 +83,9 @@ def test_beside_deepimagejs_own_plugin_the_commands_are_deepij_run(tmp_path, cap
     config = _config(fiji / "plugins" / JAR_NAME)
     assert '"deepij Run", deepij.plugin.RunCommand("deepij Run")' in config
     assert '"deepij Validate"' in config and '"DeepImageJ Run"' not in config
+    for name in ("deepij StarDist", "deepij Cellpose"):  # deepImageJ 3.1 has these commands too
+        assert f'"{name}", deepij.plugin.InstanceCommand("{name}")' in config
+    assert '"DeepImageJ StarDist"' not in config and '"DeepImageJ Cellpose"' not in config
     out = capsys.readouterr().out
     assert f"deepImageJ's own plugin is in this ImageJ ({theirs})" in out and '"deepij Run"' in out
 

@@ -25,25 +25,30 @@ probability) and ``_image_dn.tif`` (the network's input), as deepImageJ shows th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepij.errors import ArgumentError
 from deepij.frontdoors.deepimagej_instances import (
-    current_image,
+    ModelPlace,
+    Segmented,
     find_bundle,
     instance_step,
-    loaded,
+    label_image,
     number,
     output_title,
     parse_instance_options,
     planes,
-    show_result,
+    required_image,
+    run_in_session,
     yx_plane,
 )
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from deepij.imagej.commands import CommandCall
     from deepij.imagej.session import Session
     from deepij.pipeline import Model
@@ -65,25 +70,31 @@ _DIAMETER = 30.0
 
 def cellpose_command(call: CommandCall) -> None:
     """The handler of ``run("DeepImageJ Cellpose", ...)`` (module notes)."""
-    from deepij.imagej._java import jc
+    run_in_session(call, segment_cellpose)
 
-    options = parse_instance_options(CELLPOSE, call.options, CELLPOSE_KEYS)
+
+def segment_cellpose(options_text: str, image: xr.DataArray | None, title: str, place: ModelPlace,
+                     log: Callable[[str], None], session: Session | None = None) -> list[Segmented]:
+    """What ``run("DeepImageJ Cellpose", options_text)`` leaves for ``image`` titled ``title`` (a
+    :data:`~deepij.frontdoors.deepimagej_instances.Segment`; module notes)."""
+    options = parse_instance_options(CELLPOSE, options_text, CELLPOSE_KEYS)
     colours = _colours(options)
     diameter = number(CELLPOSE, options, "diameter", 0.0, 0.0, float("inf"))
     display_all = _flag(options, "display_all")
-    imp = current_image(call, CELLPOSE)
-    model = loaded(call, find_bundle(call, CELLPOSE, options, CELLPOSE_PRETRAINED))
+    image = required_image(image, CELLPOSE)
+    model = place.load(find_bundle(place, CELLPOSE, options, CELLPOSE_PRETRAINED))
     step = instance_step(CELLPOSE, model, "cellpose_flow_dynamics", "Cellpose")
     if not diameter:
-        jc.IJ.log(f"{CELLPOSE}: no diameter given: the image runs at its own size (deepImageJ estimates the "
-                  "diameter with Cellpose's size model, which a bundle does not hold)")
-    stack, _ = planes(call.session.to_xarray(imp))
-    results = [run_cellpose(model, step, plane, colours, diameter, call.session) for plane in stack]
-    title = str(imp.getTitle())
-    show_result(call, np.stack([r["labels"] for r in results]), output_title(title, "labels"), dtype="uint16")
+        log(f"{CELLPOSE}: no diameter given: the image runs at its own size (deepImageJ estimates the "
+            "diameter with Cellpose's size model, which a bundle does not hold)")
+    stack, _ = planes(image)
+    results = [run_cellpose(model, step, plane, colours, diameter, session) for plane in stack]
+    labels = label_image(np.stack([r["labels"] for r in results]), "uint16")
+    made = [Segmented(output_title(title, "labels"), labels, True)]
     if display_all:
-        for name in ("flows_0", "flows_1", "flows_2", "image_dn"):
-            _show_plain(call, np.stack([r[name] for r in results]), output_title(title, name))
+        made += [Segmented(output_title(title, n), _plain_image(np.stack([r[n] for r in results])), False)
+                 for n in ("flows_0", "flows_1", "flows_2", "image_dn")]
+    return made
 
 
 def _colours(options: dict[str, str]) -> tuple[str, str]:
@@ -207,7 +218,7 @@ def _diam_mean(model: Model) -> float:
     return float(value) if isinstance(value, int | float) and value > 0 else _DIAMETER
 
 
-def _show_plain(call: CommandCall, stack: np.ndarray, title: str) -> None:
+def _plain_image(stack: np.ndarray) -> xr.DataArray:
     """One display_all map as deepImageJ shows it: planes as frames, channels as channels."""
     import xarray as xr
 
@@ -216,7 +227,7 @@ def _show_plain(call: CommandCall, stack: np.ndarray, title: str) -> None:
     dims = names[stack.ndim] if len(stack) == 1 else ("t", *names[stack.ndim])
     if stack.ndim == 4 and stack.shape[1] == 2:  # flows_1: (n, 2, y, x)
         dims = ("ch", "row", "col") if len(stack) == 1 else ("t", "ch", "row", "col")
-    call.show(call.session.to_imageplus(xr.DataArray(data, dims=dims), title=title))
+    return xr.DataArray(data, dims=dims)
 
 
 def install(session: Session) -> None:

@@ -20,6 +20,11 @@ bundle's own NMS threshold). Defaults: ``prob_thresh=0.5`` (deepImageJ's macro),
 would make the normalisation meaningless; the Log says which values were used). The result is 32-bit, as
 deepImageJ gives it.
 
+Two doors run the same code: a macro in deepij's own ImageJ (:func:`run_in_session`, the session's models)
+and the plugin in a user's ImageJ (the worker's ``instances`` operation,
+:mod:`deepij.frontdoors.serve_instances`). Each command is a :data:`Segment`: the options, the current image
+(ImageJ dims) and its title in, the images to show (:class:`Segmented`) out; the door opens them.
+
 Examples
 --------
 >>> parse_instance_options("DeepImageJ StarDist", "model=[my model] prob_thresh=0.6", STARDIST_KEYS)
@@ -29,7 +34,8 @@ Examples
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,9 +93,33 @@ def number(command: str, options: dict[str, str], key: str, default: float, low:
 # --- the model -------------------------------------------------------------------------------------------
 
 
-def find_bundle(call: CommandCall, command: str, options: dict[str, str], pretrained: dict[str, str]) -> Path:
+@dataclass(frozen=True)
+class ModelPlace:
+    """Where a command looks models up (``imagej_dir``'s ``models/``, ``models_dir`` first) and how it gets
+    one loaded (kept between calls by the door: the session's DeepImageJ Run handler or the worker)."""
+
+    imagej_dir: str | None
+    models_dir: Path | None
+    load: Callable[[Path], Model]
+
+
+@dataclass(frozen=True)
+class Segmented:
+    """An image a command leaves: its title, its pixels in ImageJ dims, and whether it is a label image (shown
+    with the label table, 0 to its largest label)."""
+
+    title: str
+    image: xr.DataArray
+    labels: bool
+
+
+#: A command's work: ``(options, image or None, title, place, log, session or None)`` -> the images to show.
+Segment = Callable[[str, "xr.DataArray | None", str, ModelPlace, Callable[[str], None], Any], list[Segmented]]
+
+
+def find_bundle(place: ModelPlace, command: str, options: dict[str, str], pretrained: dict[str, str]) -> Path:
     """The bundle ``model=`` names (see the module notes)."""
-    from deepij.frontdoors.deepimagej_run import _imagej_dir, find_run_model
+    from deepij.frontdoors.deepimagej_run import find_run_model
     from deepij.frontdoors.run_options import parse_run_options
 
     name = options.get("model") or ""
@@ -109,7 +139,7 @@ def find_bundle(call: CommandCall, command: str, options: dict[str, str], pretra
     request = parse_run_options(f"model=[{wanted}]" + (f" models_dir=[{options['models_dir']}]"
                                                         if options.get("models_dir") else ""))
     try:
-        return find_run_model(request, _imagej_dir(call.session), _models_dir(call))
+        return find_run_model(request, place.imagej_dir, place.models_dir)
     except ModelNotFoundError as error:
         if name in pretrained:
             raise ModelNotFoundError(
@@ -121,19 +151,20 @@ def find_bundle(call: CommandCall, command: str, options: dict[str, str], pretra
         raise
 
 
-def _models_dir(call: CommandCall) -> Path | None:
-    """The models folder the session's DeepImageJ Run handler searches first (``deepij macro``'s)."""
-    handler = call.session.commands.handlers().get("DeepImageJ Run")
-    return getattr(handler, "models_dir", None)
-
-
-def loaded(call: CommandCall, source: Path) -> Model:
-    """The model, kept loaded in the DeepImageJ Run handler's cache (loaded here when there is none)."""
-    import deepij
+def session_place(call: CommandCall) -> ModelPlace:
+    """Where a macro in deepij's own ImageJ finds models: as its DeepImageJ Run does, kept in its handler's
+    cache."""
+    from deepij.frontdoors.deepimagej_run import _imagej_dir
 
     handler = call.session.commands.handlers().get("DeepImageJ Run")
     cache = getattr(handler, "models", None)
-    return cache.get(source) if cache is not None else deepij.load(source)
+
+    def load(source: Path) -> Model:
+        import deepij
+
+        return cache.get(source) if cache is not None else deepij.load(source)
+
+    return ModelPlace(_imagej_dir(call.session), getattr(handler, "models_dir", None), load)
 
 
 def instance_step(command: str, model: Model, op: str, what: str) -> InstanceStep:
@@ -161,18 +192,34 @@ def planes(image: xr.DataArray) -> tuple[np.ndarray, tuple[str, ...]]:
     return values.reshape(-1, *values.shape[-3:]), stacked
 
 
-def show_result(call: CommandCall, labels: np.ndarray, title: str, *, dtype: str) -> Any:
-    """Open ``(n, y, x)`` labels as one image (frames when several), with the label table; current."""
+def label_image(labels: np.ndarray, dtype: str) -> xr.DataArray:
+    """``(n, y, x)`` labels as one image in ImageJ dims (frames when several)."""
     import xarray as xr
 
-    from deepij.imagej import luts
+    if len(labels) > 1:
+        return xr.DataArray(labels.astype(dtype), dims=("t", "row", "col"))
+    return xr.DataArray(labels[0].astype(dtype), dims=("row", "col"))
 
-    data = xr.DataArray(labels.astype(dtype), dims=("t", "row", "col")) if len(labels) > 1 else \
-        xr.DataArray(labels[0].astype(dtype), dims=("row", "col"))
-    imp = call.session.to_imageplus(data, title=title)
-    luts.show_labels(imp, int(labels.max()) if labels.size else 0)
-    call.show(imp)
-    return imp
+
+def label_count(image: xr.DataArray) -> int:
+    """The largest label of a label image (0 when empty): the top of its display range."""
+    return int(image.max()) if image.size else 0
+
+
+def run_in_session(call: CommandCall, segment: Segment) -> None:
+    """An instance command in deepij's own ImageJ: ``segment`` on the macro's current image, its images
+    shown (label images with the label table), the last one current."""
+    from deepij.imagej import luts
+    from deepij.imagej._java import jc
+
+    imp = call.image
+    image = None if imp is None else call.session.to_xarray(imp)
+    title = "" if imp is None else str(imp.getTitle())
+    for made in segment(call.options, image, title, session_place(call), jc.IJ.log, call.session):
+        shown = call.session.to_imageplus(made.image, title=made.title)
+        if made.labels:
+            luts.show_labels(shown, label_count(made.image))
+        call.show(shown)
 
 
 def output_title(input_title: str, name: str) -> str:
@@ -187,13 +234,12 @@ def output_title(input_title: str, name: str) -> str:
     return f"{stem}_{name}.tif"
 
 
-def current_image(call: CommandCall, command: str) -> Any:
-    imp = call.image
-    if imp is None:
+def required_image(image: xr.DataArray | None, command: str) -> xr.DataArray:
+    if image is None:
         raise InputError(
             f"{command}: there is no image open (expected the image to segment open and selected)"
         )
-    return imp
+    return image
 
 
 # --- StarDist ---------------------------------------------------------------------------------------------
@@ -201,9 +247,14 @@ def current_image(call: CommandCall, command: str) -> Any:
 
 def stardist_command(call: CommandCall) -> None:
     """The handler of ``run("DeepImageJ StarDist", ...)`` (module notes)."""
-    from deepij.imagej._java import jc
+    run_in_session(call, segment_stardist)
 
-    options = parse_instance_options(STARDIST, call.options, STARDIST_KEYS)
+
+def segment_stardist(options_text: str, image: xr.DataArray | None, title: str, place: ModelPlace,
+                     log: Callable[[str], None], session: Session | None = None) -> list[Segmented]:
+    """What ``run("DeepImageJ StarDist", options_text)`` leaves for ``image`` titled ``title`` (a
+    :data:`Segment`; module notes)."""
+    options = parse_instance_options(STARDIST, options_text, STARDIST_KEYS)
     prob = number(STARDIST, options, "prob_thresh", 0.5, 0.0, 1.0)
     low = number(STARDIST, options, "min_percentile", 1.0, 0.0, 100.0)
     high = number(STARDIST, options, "max_percentile", 99.8, 0.0, 100.0)
@@ -212,13 +263,13 @@ def stardist_command(call: CommandCall) -> None:
                             "minimum below the maximum")
     for key, value in (("min_percentile", low), ("max_percentile", high)):
         if key not in options:
-            jc.IJ.log(f"{STARDIST}: {key} not given: {value:g}, the default of deepImageJ's Java API "
-                      "(its macro default, 0.5, is a known bug)")
-    imp = current_image(call, STARDIST)
-    model = loaded(call, find_bundle(call, STARDIST, options, STARDIST_PRETRAINED))
+            log(f"{STARDIST}: {key} not given: {value:g}, the default of deepImageJ's Java API "
+                "(its macro default, 0.5, is a known bug)")
+    image = required_image(image, STARDIST)
+    model = place.load(find_bundle(place, STARDIST, options, STARDIST_PRETRAINED))
     step = instance_step(STARDIST, model, "stardist_postprocessing", "StarDist")
-    labels = run_stardist(model, step, call.session.to_xarray(imp), prob, (low, high), call.session)
-    show_result(call, labels, output_title(str(imp.getTitle()), "mask"), dtype="float32")
+    labels = run_stardist(model, step, image, prob, (low, high), session)
+    return [Segmented(output_title(title, "mask"), label_image(labels, "float32"), True)]
 
 
 def run_stardist(

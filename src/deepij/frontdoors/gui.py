@@ -130,8 +130,9 @@ def _show_window(session: Any) -> Any:
 
 
 def install_menu() -> dict[str, str]:
-    """Put the plugin's commands under Plugins > deepij (once); their names by class, as
-    ``deepij plugin install`` names them: ``deepij Run`` when deepImageJ's own plugin has ``DeepImageJ Run``.
+    """Put the plugin's commands under Plugins > deepij (once); their menu names (with the plugin call each
+    runs), as ``deepij plugin install`` names them: ``deepij Run`` when deepImageJ's own plugin has
+    ``DeepImageJ Run``.
 
     Commands a ``deepij_.jar`` in ImageJ's plugins folder put there already are left as they are.
     """
@@ -145,7 +146,7 @@ def install_menu() -> dict[str, str]:
     deepimagej = owner is not None and not str(owner).startswith("deepij.plugin.")
     names = {}
     for name, plugin in menu_commands(deepimagej_present=deepimagej):
-        names[plugin.split("(")[0]] = name
+        names[name] = plugin
         if table is None or table.get(name) is None:
             menus.add(f"Plugins>deepij>{name}", plugin)
     return names
@@ -155,7 +156,8 @@ def _give_commands_to_plugin(session: Any, names: dict[str, str]) -> None:
     """The plugin's commands run as the window's; deepij's served ones of the same name step aside, and
     closing the window quits (deepij's own sessions refuse Quit)."""
     session.commands.unregister("Quit")
-    for command in ("DeepImageJ Run", "DeepImageJ Validate", *names.values()):
+    served = ("DeepImageJ Run", "DeepImageJ Validate", "DeepImageJ StarDist", "DeepImageJ Cellpose")
+    for command in (*served, *names):
         session.commands.unregister(command)
 
 

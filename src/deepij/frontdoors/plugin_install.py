@@ -6,9 +6,10 @@ The plugin is one jar, ``deepij_.jar`` (ImageJ loads jars with an underscore in 
 so Java steps run in an ImageJ without deepImageJ), plus
 
 - ``plugins.config``: the commands under Plugins > deepij. They are named as deepImageJ names them
-  (``DeepImageJ Run``, ``DeepImageJ Validate``) so users' macros run unchanged, except when deepImageJ's own
-  plugin is in that ImageJ: then ``deepij Run`` and ``deepij Validate`` (same options), and deepImageJ keeps
-  its names;
+  (``DeepImageJ Run``, ``DeepImageJ Validate``, ``DeepImageJ StarDist``, ``DeepImageJ Cellpose``) so users'
+  macros run unchanged, except when deepImageJ's own plugin is in that ImageJ: then ``deepij Run``,
+  ``deepij Validate``, ``deepij StarDist`` and ``deepij Cellpose`` (same options), and deepImageJ keeps its
+  names;
 - ``deepij/plugin/install.properties``: which deepij the plugin starts (the Python this command runs in, and
   where its ``deepij`` package is).
 
@@ -42,7 +43,11 @@ _COMMANDS = (
     ("validate", "Validate", "deepij.plugin.ValidateCommand"),
     ("install", "Install Model", "deepij.plugin.InstallCommand"),
     ("test", "Test Model", "deepij.plugin.TestCommand"),
+    ("stardist", "StarDist", "deepij.plugin.InstanceCommand"),
+    ("cellpose", "Cellpose", "deepij.plugin.InstanceCommand"),
 )
+#: The commands named as deepImageJ names its own (``DeepImageJ Run``...), ``deepij ...`` beside deepImageJ.
+_DEEPIMAGEJ_NAMED = ("run", "validate", "stardist", "cellpose")
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class Installed:
 def command_names(*, deepimagej_present: bool) -> dict[str, str]:
     """The menu names of the plugin's commands in an ImageJ with or without deepImageJ's own plugin."""
     prefix = "deepij" if deepimagej_present else "DeepImageJ"
-    return {key: f"{prefix} {label}" if key in ("run", "validate") else label for key, label, _ in _COMMANDS}
+    return {key: f"{prefix} {label}" if key in _DEEPIMAGEJ_NAMED else label for key, label, _ in _COMMANDS}
 
 
 def menu_commands(*, deepimagej_present: bool) -> list[tuple[str, str]]:

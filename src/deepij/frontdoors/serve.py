@@ -41,6 +41,8 @@ The operations (:mod:`deepij.frontdoors.serve_run`, :mod:`deepij.frontdoors.serv
 - ``models`` ``{imagej_dir}``: the models the dialog lists, with their inputs, axes, tile rules, steps and
   weights formats; ``install`` ``{source, imagej_dir, overwrite}``; ``validate`` ``{options, images}``;
   ``test`` ``{model, imagej_dir}``.
+- ``instances`` ``{command, options, imagej_dir, title, inputs}``: ``run("DeepImageJ StarDist", ...)`` and
+  ``run("DeepImageJ Cellpose", ...)`` on the image in to_worker (:mod:`deepij.frontdoors.serve_instances`).
 
 Examples
 --------
@@ -169,9 +171,9 @@ class Server:
 
     @staticmethod
     def _operation(op: str) -> Callable[[Server, Request], dict[str, Any]]:
-        from deepij.frontdoors import serve_run, serve_tools
+        from deepij.frontdoors import serve_instances, serve_run, serve_tools
 
-        operations = {**serve_run.OPERATIONS, **serve_tools.OPERATIONS}
+        operations = {**serve_run.OPERATIONS, **serve_tools.OPERATIONS, **serve_instances.OPERATIONS}
         if op not in operations:
             known = ", ".join(sorted(operations))
             raise ArgumentError(f"op={op!r}: unknown operation (expected one of {known})")

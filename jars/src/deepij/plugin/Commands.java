@@ -34,7 +34,12 @@ final class Commands {
                     + (label == null || label.isEmpty() ? "" : " (" + label + ")"));
         }
 
+        /** Level {@code IJ}: a line the command itself writes to ImageJ's Log (as deepij's own ImageJ does). */
         public void log(String level, String message) {
+            if ("IJ".equals(level)) {
+                IJ.log(message);
+                return;
+            }
             if ("mute".equals(logging) && !"ERROR".equals(level))
                 return;
             IJ.log("[deepij] " + message);
