@@ -1,6 +1,5 @@
 package deepij.plugin;
 
-import ij.IJ;
 import ij.gui.GenericDialog;
 import ij.plugin.frame.Recorder;
 import ij.util.Tools;
@@ -8,8 +7,6 @@ import ij.util.Tools;
 import java.awt.Checkbox;
 import java.awt.Choice;
 import java.awt.TextField;
-import java.util.List;
-import java.util.Map;
 import java.util.Vector;
 
 /**
@@ -32,15 +29,7 @@ final class InstanceDialog {
      * @throws Failure when there is no model to choose
      */
     static String ask(String command, String which, Worker worker, Worker.Events events) {
-        Map<String, Object> answer = worker.call(Json.of("op", "models", "imagej_dir", IJ.getDirectory("imagej"),
-                "image", null), events);
-        List<Map<String, Object>> models = Json.maps(answer, "models");
-        if (models.isEmpty())
-            throw new Failure("no model found (looked in " + String.join(", ", Json.strings(answer, "folders"))
-                    + "); install one with Plugins > deepij > Install Model");
-        String[] names = new String[models.size()];
-        for (int i = 0; i < names.length; i++)
-            names[i] = Json.string(models.get(i), "name");
+        String[] names = worker.modelNames(events);
         GenericDialog dialog = new GenericDialog(command);
         dialog.addChoice("model", names, names[0]);
         boolean cellpose = which.endsWith("Cellpose");

@@ -5,7 +5,6 @@ import ij.gui.GenericDialog;
 import ij.macro.Interpreter;
 import ij.plugin.PlugIn;
 
-import java.util.List;
 import java.util.Map;
 
 /**
@@ -36,15 +35,7 @@ public class TestCommand implements PlugIn {
     }
 
     private static String choose(String command, Worker worker, Commands.Feedback feedback) {
-        Map<String, Object> answer = worker.call(Json.of("op", "models", "imagej_dir", IJ.getDirectory("imagej")),
-                feedback);
-        List<Map<String, Object>> models = Json.maps(answer, "models");
-        if (models.isEmpty())
-            throw new Failure("no model found (looked in " + String.join(", ", Json.strings(answer, "folders"))
-                    + "); install one with Plugins > deepij > Install Model");
-        String[] names = new String[models.size()];
-        for (int i = 0; i < names.length; i++)
-            names[i] = Json.string(models.get(i), "name");
+        String[] names = worker.modelNames(feedback);
         GenericDialog dialog = new GenericDialog(command);
         dialog.addChoice("Model", names, names[0]);
         dialog.showDialog();

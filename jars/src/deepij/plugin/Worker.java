@@ -114,6 +114,24 @@ public final class Worker {
     }
 
     /** {@link #call(Map, Events, int)} with whichever worker runs (started if needed). */
+    /**
+     * The names of the models the worker finds for this ImageJ, the choices of the dialogs.
+     *
+     * @throws Failure when there is none (saying where it looked and how to install one)
+     */
+    String[] modelNames(Events events) {
+        Map<String, Object> answer = call(Json.of("op", "models", "imagej_dir", ij.IJ.getDirectory("imagej")),
+                events);
+        java.util.List<Map<String, Object>> models = Json.maps(answer, "models");
+        if (models.isEmpty())
+            throw new Failure("no model found (looked in " + String.join(", ", Json.strings(answer, "folders"))
+                    + "); install one with Plugins > deepij > Install Model");
+        String[] names = new String[models.size()];
+        for (int i = 0; i < names.length; i++)
+            names[i] = Json.string(models.get(i), "name");
+        return names;
+    }
+
     public synchronized Map<String, Object> call(Map<String, Object> request, Events events) {
         return call(request, events, begin());
     }
