@@ -21,12 +21,12 @@ The expected output follows the descriptor's processing exactly: 0.3 ``(x - min)
 ``* 2``; 0.4 per-sample zero-mean/unit-variance over ``yx`` (population std, eps 1e-6), network;
 0.5 the same, network, sigmoid.
 
-Examples
---------
->>> bundle = write_bundle_v0_5(tmp_path / "b05")  # doctest: +SKIP
->>> description = deepij.load(bundle.folder).description  # doctest: +SKIP
->>> np.testing.assert_allclose(run(bundle.test_input), bundle.expected_output, atol=1e-4)  # doctest: +SKIP
->>> zipped = zip_bundle(bundle.folder)  # doctest: +SKIP
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    bundle = write_bundle_v0_5(tmp_path / "b05")
+    description = deepij.load(bundle.folder).description
+    np.testing.assert_allclose(run(bundle.test_input), bundle.expected_output, atol=1e-4)
+    zipped = zip_bundle(bundle.folder)
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@
 - :func:`histogram_scale_range` is the same percentile computation in numpy (ImageJ's 32-bit histogram:
   256 bins between the image's min and max), so tests know what the macro must give.
 
-Examples
---------
->>> bundle = write_segmentation_bundle_v0_3(tmp_path / "seg")  # doctest: +SKIP
->>> result = deepij.load(bundle.folder).predict(bundle.test_input)  # doctest: +SKIP
->>> result.tables["Results"]  # doctest: +SKIP
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    bundle = write_segmentation_bundle_v0_3(tmp_path / "seg")
+    result = deepij.load(bundle.folder).predict(bundle.test_input)
+    result.tables["Results"]
 """
 
 from __future__ import annotations

@@ -12,11 +12,11 @@ together with ``drop_after`` a cut-short body looks complete), or send an endles
 ``endless_limit`` bytes so a test that does not stop reading still ends). Every request is recorded (path,
 ``Range`` and ``If-Range`` headers).
 
-Examples
---------
->>> with LocalServer({"/model.zip": data}) as server:  # doctest: +SKIP
-...     server.drop_after("/model.zip", 1000)  # first request stops after 1000 bytes
-...     download(server.url("/model.zip"), tmp_path / "model.zip")
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    with LocalServer({"/model.zip": data}) as server:
+        server.drop_after("/model.zip", 1000)  # first request stops after 1000 bytes
+        download(server.url("/model.zip"), tmp_path / "model.zip")
 """
 
 from __future__ import annotations

@@ -7,12 +7,11 @@ display (``-batch`` for a macro without ImageJ's window, ``-macro`` with it) and
 child process). ``GuiProbe`` (``support/java_gui``) is test code that a macro calls to note dialogs, click
 their buttons with java.awt.Robot, press Esc and take screenshots.
 
-Examples
---------
->>> imagej = make_imagej(tmp_path / "ImageJ")                               # doctest: +SKIP
->>> run = ImageJProcess(imagej, "print(1+1);", display=":1").finish()      # doctest: +SKIP
->>> run.stdout                                                              # doctest: +SKIP
-'2\\n'
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    imagej = make_imagej(tmp_path / "ImageJ")
+    run = ImageJProcess(imagej, "print(1+1);", display=":1").finish()
+    run.stdout  # -> '2\\n'
 """
 
 from __future__ import annotations

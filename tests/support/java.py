@@ -30,10 +30,10 @@ The steps (sources in :data:`STEP_SOURCES`, by qualified class name):
 - ``org.example.old.OldStylePost`` (post, compile with ``against="deepimagej-2.0"``): takes its config
   file through ``setConfigFile(String)`` and puts its path into the ``output`` image's ``config_file``.
 
-Examples
---------
->>> classes = compile_steps(tmp_path / "classes", ["ScaleFromConfig"])   # doctest: +SKIP
->>> jar = pack_jar(classes, ["ScaleFromConfig"], tmp_path / "pre.jar")    # doctest: +SKIP
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    classes = compile_steps(tmp_path / "classes", ["ScaleFromConfig"])
+    jar = pack_jar(classes, ["ScaleFromConfig"], tmp_path / "pre.jar")
 """
 
 from __future__ import annotations

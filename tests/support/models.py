@@ -8,13 +8,12 @@ written models of the same network into a :class:`deepij.bundle.description.Mode
 Frameworks are imported inside the writers: TensorFlow alone takes ~5 s to import, so write TF models only in
 tests that need them, and cache them per session with ``tmp_path_factory`` fixtures.
 
-Examples
---------
->>> net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3, 5))  # doctest: +SKIP
->>> net.halo  # doctest: +SKIP
-3
->>> onnx_net = write_onnx_convnet(tmp_path / "net.onnx", kernel_sizes=(3, 5))  # doctest: +SKIP
->>> description = describe(net, onnx_net)  # doctest: +SKIP
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    net = write_torchscript_convnet(tmp_path / "net.pt", kernel_sizes=(3, 5))
+    net.halo  # -> 3
+    onnx_net = write_onnx_convnet(tmp_path / "net.onnx", kernel_sizes=(3, 5))
+    description = describe(net, onnx_net)
 """
 
 from __future__ import annotations

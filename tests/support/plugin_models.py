@@ -1,10 +1,9 @@
 """The models and images the tests of deepij's ImageJ plugin use (see :mod:`support.imagej_process`).
 
-Examples
---------
->>> made = plugin_imagej(tmp_path)  # doctest: +SKIP
->>> made["bundles"][FLOAT].folder.name  # doctest: +SKIP
-'float'
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    made = plugin_imagej(tmp_path)
+    made["bundles"][FLOAT].folder.name  # -> 'float'
 """
 
 from __future__ import annotations

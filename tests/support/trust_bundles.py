@@ -16,11 +16,10 @@ wrong with it that real bundles have had:
 - :func:`write_large_input_bundle`: a 0.5 bundle whose test input is large, so that small tiles would cut
   it into thousands.
 
-Examples
---------
->>> bundle = write_altered_output_bundle(tmp_path / "altered")  # doctest: +SKIP
->>> bundle.extra["altered_pixels"]  # doctest: +SKIP
-(slice(10, 14, None), slice(20, 24, None))
+Usage in a test (``tmp_path`` is pytest's fixture)::
+
+    bundle = write_altered_output_bundle(tmp_path / "altered")
+    bundle.extra["altered_pixels"]  # -> (slice(10, 14, None), slice(20, 24, None))
 """
 
 from __future__ import annotations
