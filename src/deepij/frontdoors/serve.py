@@ -68,41 +68,10 @@ from typing import Any
 
 from deepij.errors import ArgumentError, DeepijError
 from deepij.frontdoors.exchange import SharedFiles
+from deepij.frontdoors.serve_request import Cancelled, Request, Send
 
 PROTOCOL = 1
-Send = Callable[[dict[str, Any]], None]
 _log = logging.getLogger("deepij.serve")
-
-
-class Cancelled(DeepijError):
-    """The plugin cancelled the request (Esc in ImageJ)."""
-
-
-class Request:
-    """One request being handled: its id, what it asked, and how it talks back (events, cancel)."""
-
-    def __init__(self, message: dict[str, Any], send: Send) -> None:
-        self.id = message.get("id")
-        self.message = message
-        self._send = send
-        self.cancelled = threading.Event()
-
-    def progress(self, stage: str, done: int, total: int, label: str = "") -> None:
-        """Send a progress event; where a request stops when it was cancelled."""
-        if self.cancelled.is_set():
-            raise Cancelled("cancelled (Esc)")
-        self._send({"id": self.id, "event": "progress", "stage": stage, "done": done, "total": total,
-                    "label": label})
-
-    def log(self, level: str, message: str) -> None:
-        self._send({"id": self.id, "event": "log", "level": level, "message": message})
-
-    def text(self, key: str, default: str | None = None) -> str | None:
-        """A text field of the request (None or ``default`` when absent)."""
-        value = self.message.get(key, default)
-        if value is not None and not isinstance(value, str):
-            raise ArgumentError(f"request {self.message.get('op')!r}: {key}={value!r} (expected text)")
-        return value
 
 
 class Server:

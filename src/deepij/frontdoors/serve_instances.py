@@ -24,13 +24,13 @@ from deepij.errors import ArgumentError, ExtraMissingError
 
 if TYPE_CHECKING:
     from deepij.frontdoors.deepimagej_instances import Segment, Segmented
-    from deepij.frontdoors.serve import Request, Server
+    from deepij.frontdoors.serve_request import Request, Served
     from deepij.pipeline import Model
 
 _log = logging.getLogger("deepij.frontdoors")
 
 
-def instances(server: Server, request: Request) -> dict[str, Any]:
+def instances(server: Served, request: Request) -> dict[str, Any]:
     """One instance command on the image in ``to_worker``; its images into ``from_worker``."""
     from deepij.frontdoors.deepimagej_instances import ModelPlace
 

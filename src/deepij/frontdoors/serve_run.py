@@ -27,14 +27,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from deepij.bundle.description import ImageJStep
-    from deepij.frontdoors.serve import Request, Server
+    from deepij.frontdoors.serve_request import Request, Served
     from deepij.pipeline import Model, Prediction
     from deepij.pipeline.progress import ProgressEvent
 
 _STAGES = {"pre": "preprocessing", "post": "postprocessing"}
 
 
-def plan(server: Server, request: Request) -> dict[str, Any]:
+def plan(server: Served, request: Request) -> dict[str, Any]:
     """What a run needs from the user's ImageJ: the steps, the inputs, the files of ``input_path=``."""
     run, model = _model(server, request)
     mode = processing_mode(run, model)
@@ -69,7 +69,7 @@ def plan(server: Server, request: Request) -> dict[str, Any]:
     }
 
 
-def predict(server: Server, request: Request) -> dict[str, Any]:
+def predict(server: Served, request: Request) -> dict[str, Any]:
     """The network part of a run on the images in ``to_worker``; the outputs into ``from_worker``."""
     run, model = _model(server, request)
     mode = processing_mode(run, model)
@@ -121,7 +121,7 @@ def step_where(model_name: str, stage: str, index: int, count: int, kind: str, f
     return f"bundle {model_name!r}: {_STAGES[stage]} step {index + 1} of {count} ({label} {file}{call})"
 
 
-def _model(server: Server, request: Request) -> tuple[RunRequest, Model]:
+def _model(server: Served, request: Request) -> tuple[RunRequest, Model]:
     from deepij.frontdoors.deepimagej_run import find_run_model
 
     options = request.text("options", "")
@@ -156,7 +156,7 @@ def _steps(model: Model, stage: str, attachments: list[str]) -> list[dict[str, A
     return steps
 
 
-def _answer(server: Server, prediction: Prediction, title: str, notes: list[str]) -> dict[str, Any]:
+def _answer(server: Served, prediction: Prediction, title: str, notes: list[str]) -> dict[str, Any]:
     names = list(prediction.images)
     titles = {name: prediction.title(name, title) for name in (*names, *prediction.tables)}
     described = server.files.write_images([(titles[n], prediction.images[n]) for n in names])

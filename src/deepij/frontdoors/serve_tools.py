@@ -16,13 +16,13 @@ from deepij.errors import ArgumentError, DeepijError, InputError
 
 if TYPE_CHECKING:
     from deepij.bundle.description import ModelDescription
-    from deepij.frontdoors.serve import Request, Server
+    from deepij.frontdoors.serve_request import Request, Served
 
 #: deepImageJ's names of weights formats in ``format=`` (others are named as the bundle names them).
 _FORMAT_LABELS = {"torchscript": "Pytorch", "tensorflow_saved_model_bundle": "Tensorflow", "onnx": "Onnx"}
 
 
-def models(server: Server, request: Request) -> dict[str, Any]:
+def models(server: Served, request: Request) -> dict[str, Any]:
     """The models the dialog lists, first found first (as ``model=NAME`` finds them), with what it shows."""
     from deepij.bundle.lookup import installed_models
     from deepij.frontdoors.deepimagej_run import model_folders
@@ -103,7 +103,7 @@ def _suggested_tile(description: ModelDescription, image: dict[str, Any] | None)
     return ",".join(str(v) for v in values)
 
 
-def install(server: Server, request: Request) -> dict[str, Any]:
+def install(server: Served, request: Request) -> dict[str, Any]:
     """Install a bundle (zip, folder or URL) into ImageJ's ``models/``."""
     from deepij.bundle import install as install_bundle
 
@@ -127,7 +127,7 @@ def install(server: Server, request: Request) -> dict[str, Any]:
     return {"folder": str(folder), "name": names[0] if names and names[0] else folder.name}
 
 
-def open_file(server: Server, request: Request) -> dict[str, Any]:
+def open_file(server: Served, request: Request) -> dict[str, Any]:
     """An input file of ``input_path=``, read as deepij reads it (TIFF with its calibration, ``.npy``); other
     formats are ImageJ's to open (``{"imagej": true}``)."""
     from deepij.pipeline.image_files import TIFF_SUFFIXES, read_image_file
@@ -142,14 +142,14 @@ def open_file(server: Server, request: Request) -> dict[str, Any]:
     return {"images": described}
 
 
-def validate_metrics(server: Server, request: Request) -> dict[str, Any]:
+def validate_metrics(server: Served, request: Request) -> dict[str, Any]:
     """The metrics deepImageJ Validate's dialog offers (deepij's image metrics)."""
     from deepij.trust.validate import metric_names
 
     return {"metrics": metric_names("images")}
 
 
-def validate_plan(server: Server, request: Request) -> dict[str, Any]:
+def validate_plan(server: Served, request: Request) -> dict[str, Any]:
     """Which of ``reference=`` / ``test=`` are open images (their pixels are sent); the rest are paths."""
     from deepij.frontdoors.deepimagej_validate import parse_validate_options
 
@@ -159,7 +159,7 @@ def validate_plan(server: Server, request: Request) -> dict[str, Any]:
     return {"images": list(dict.fromkeys(wanted))}
 
 
-def validate(server: Server, request: Request) -> dict[str, Any]:
+def validate(server: Served, request: Request) -> dict[str, Any]:
     """``run("DeepImageJ Validate", ...)``: the table, as :mod:`deepij.frontdoors.deepimagej_validate`
     makes it in process."""
     from deepij.frontdoors.deepimagej_validate import parse_validate_options
@@ -195,7 +195,7 @@ def _image_or_path(images: dict[str, Any], value: str, key: str) -> Any:
     )
 
 
-def test(server: Server, request: Request) -> dict[str, Any]:
+def test(server: Served, request: Request) -> dict[str, Any]:
     """Test Model: ``deepij test`` of a model found by name (whole images: the bundle's own expected outputs,
     per weights format). Its ImageJ steps run in the worker's own ImageJ, as ``deepij test`` runs them."""
     import pandas as pd

@@ -53,7 +53,8 @@ import numpy as np
 import xarray as xr
 
 from deepij.inference.grid import mirror_indices
-from deepij.inference.lazy_chunks import Piece, output_array
+from deepij.inference.lazy_chunks import output_array
+from deepij.inference.lazy_windows import Layout, Piece, WindowedRun
 from deepij.inference.plan import Tile, TilePlan
 from deepij.inference.runner import TiledRun, TileTransform, WorkItem
 
@@ -63,8 +64,6 @@ if TYPE_CHECKING:
 BackendSource = Callable[[], "Backend"]
 """Gives the loaded network in the process that calls it (picklable when the graph goes to other
 processes)."""
-Layout = Mapping[str, tuple[tuple[str, ...], tuple[int, ...], str]]
-"""Per input name: (dims, shape, dtype) of the whole image."""
 
 _LOCKS: dict[int, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -163,43 +162,6 @@ class _RunSpec:
         return WindowedRun(
             backend, self.plan, self.layout, windows, self.batch_size, self.prepare, self.finish
         )
-
-
-class WindowedRun(TiledRun):
-    """A :class:`TiledRun` that holds only the windows one task reads (``windows``: per input, what
-    ``_samples`` holds in a whole run), with zero-byte stand-ins for the whole images."""
-
-    def __init__(
-        self,
-        backend: Backend,
-        plan: TilePlan,
-        layout: Layout,
-        windows: Mapping[str, Any],
-        batch_size: int,
-        prepare: Mapping[str, TileTransform],
-        finish: Mapping[str, TileTransform],
-    ) -> None:
-        stand_ins = {
-            name: xr.DataArray(np.broadcast_to(np.zeros((), dtype=np.dtype(dtype)), shape), dims=dims)
-            for name, (dims, shape, dtype) in layout.items()
-        }
-        super().__init__(backend, plan, stand_ins, batch_size, prepare=prepare, finish=finish)
-        for name, window in windows.items():
-            self._samples[name] = (window, self._samples[name][1])
-
-    def looped(self, name: str) -> bool:
-        return self._samples[name][1]
-
-    def piece(self, item: WorkItem, name: str, result: np.ndarray) -> Piece:
-        """One item's valid region of output ``name``, finished and weighted as :meth:`write` would."""
-        target, piece, weights = self.valid_piece(item, self.description.output(name), result)
-        if weights is not None:
-            piece = piece * weights.astype(np.result_type(piece.dtype, np.float32))
-        return target, piece
-
-    def target(self, item: WorkItem, name: str) -> tuple[Any, ...]:
-        dest, _ = self.plan.output_regions(item.tile, name)
-        return self._target(self.description.output(name), item.key, dest)
 
 
 # --- blocks of tiles ------------------------------------------------------------------------------------

@@ -23,10 +23,7 @@ import xarray as xr
 from deepij.inference.runner import WorkItem
 
 if TYPE_CHECKING:
-    from deepij.inference.lazy import WindowedRun
-
-Piece = tuple[tuple[Any, ...], np.ndarray]
-"""Where a tile's valid region goes in the whole output (index), and its values."""
+    from deepij.inference.lazy_windows import Piece, WindowedRun
 
 
 def chunk_bounds(size: int, step: int) -> list[int]:
