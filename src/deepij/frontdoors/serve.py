@@ -44,6 +44,10 @@ The operations (:mod:`deepij.frontdoors.serve_run`, :mod:`deepij.frontdoors.serv
 - ``instances`` ``{command, options, imagej_dir, title, inputs}``: ``run("DeepImageJ StarDist", ...)`` and
   ``run("DeepImageJ Cellpose", ...)`` on the image in to_worker (:mod:`deepij.frontdoors.serve_instances`).
 
+Each operation is a function of the server's state (:class:`~deepij.frontdoors.serve_request.Served`: the
+shared files and the loaded models) and the :class:`~deepij.frontdoors.serve_request.Request` (its fields,
+progress and log events, cancel).
+
 Examples
 --------
 >>> import io, json
